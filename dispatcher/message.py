@@ -1,0 +1,381 @@
+"""The send-table row: its attribute sets, its content hash and its validated message.
+
+A row carries two kinds of attributes (``DESIGN.md``, "Data model"): *request* attributes that
+the application writes and that make up the mail, and *bookkeeping* attributes that only the
+dispatcher writes. Triage, the content hash and the store's content conditions all lean on
+that split, so it is defined here once.
+
+:func:`parse_message` turns a raw DynamoDB image into a :class:`Message` or a list of readable
+problems. It never raises halfway: a malformed row must end ``failed`` with a reason, not crash
+the batch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+from enum import StrEnum
+from typing import Any
+
+from email_validator import EmailNotValidError, validate_email
+
+__all__ = [
+    "BOOKKEEPING_ATTRIBUTES",
+    "MAX_BCC",
+    "MAX_BODY_BYTES",
+    "MAX_CC",
+    "REQUEST_ATTRIBUTES",
+    "WAITING_STATUSES",
+    "AttributeValue",
+    "Encode",
+    "ErrorKind",
+    "Image",
+    "Message",
+    "RowStatus",
+    "content_hash",
+    "parse_message",
+    "request_attributes",
+]
+
+#: A DynamoDB attribute value in the low-level wire shape, e.g. ``{"S": "hello"}``.
+AttributeValue = dict[str, Any]
+#: A stream image or item: attribute name -> wire value.
+Image = Mapping[str, AttributeValue]
+
+REQUEST_ATTRIBUTES = frozenset(
+    {"to", "cc", "bcc", "subject", "text", "html", "from", "from_name", "reply_to", "encode",
+     "insert_code", "send_after", "revision"}
+)
+BOOKKEEPING_ATTRIBUTES = frozenset(
+    {"status", "attempts", "last_error", "error_kind", "http_status", "failed_at", "retry_at"}
+)
+
+# Limits of blastengine's transaction API: cc and bcc hold 10 addresses each, and one delivery
+# is 1 MB by default. Checked here so a row over them fails `invalid` without an API call.
+MAX_CC = 10
+MAX_BCC = 10
+MAX_BODY_BYTES = 1_000_000
+MAX_SUBJECT_CHARS = 998  # RFC 5322's line limit
+MAX_INSERT_CODES = 50
+_INSERT_CODE_KEY = re.compile(r"^[A-Za-z0-9_]{1,64}$")
+_HEADER_FIELDS = ("to", "subject", "from", "from_name", "reply_to")
+
+
+class Encode(StrEnum):
+    """Character set of the sent mail; ISO-2022-JP is for Japanese mobile carriers."""
+
+    UTF_8 = "UTF-8"
+    ISO_2022_JP = "ISO-2022-JP"
+
+
+class ErrorKind(StrEnum):
+    """Why a row was not sent; stamped as ``error_kind``."""
+
+    INVALID = "invalid"
+    REJECTED = "rejected"
+    TRANSIENT = "transient"
+    RATE_LIMITED = "rate_limited"
+    CONFIG = "config"
+
+
+class RowStatus(StrEnum):
+    """The ``status`` the dispatcher stamps on a row it keeps."""
+
+    FAILED = "failed"
+    DEFERRED = "deferred"
+    SCHEDULED = "scheduled"
+
+
+#: Statuses that mean "the dispatcher has dealt with this row and is waiting".
+WAITING_STATUSES = frozenset(s.value for s in RowStatus)
+
+
+@dataclass(frozen=True)
+class Message:
+    """One validated mail, ready for a provider."""
+
+    id: str
+    to: str
+    subject: str
+    from_email: str
+    from_name: str
+    text: str | None = None
+    html: str | None = None
+    cc: tuple[str, ...] = ()
+    bcc: tuple[str, ...] = ()
+    reply_to: str | None = None
+    encode: Encode = Encode.UTF_8
+    insert_code: Mapping[str, str] = field(default_factory=dict)
+    send_after: datetime | None = None
+    content_hash: str = ""
+
+    @property
+    def recipients(self) -> tuple[str, ...]:
+        return (self.to, *self.cc, *self.bcc)
+
+
+def request_attributes(image: Image) -> dict[str, AttributeValue]:
+    """The request attributes present in ``image``, in wire shape."""
+    return {name: value for name, value in image.items() if name in REQUEST_ATTRIBUTES}
+
+
+def content_hash(image: Image) -> str:
+    """A stable hash of exactly the request attributes, the idempotency key's second half."""
+    canonical = json.dumps(
+        {name: _canonical(value) for name, value in request_attributes(image).items()},
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=True,  # lone surrogates from a bad event must not break hashing
+    )
+    return hashlib.sha256(canonical.encode("ascii")).hexdigest()
+
+
+def parse_message(
+    row_id: str,
+    image: Image,
+    *,
+    default_from_email: str,
+    default_from_name: str = "",
+) -> Message | list[str]:
+    """Validate a send-table image.
+
+    Returns
+    -------
+    Message | list[str]
+        The message, or every problem found, each naming its attribute (``"to: missing"``).
+    """
+    p = _Problems()
+    to = p.address("to", p.string(image, "to", required=True))
+    subject = p.string(image, "subject", required=True)
+    if subject is not None and not subject.strip():
+        p.add("subject", "must not be empty")
+    elif subject is not None and len(subject) > MAX_SUBJECT_CHARS:
+        p.add("subject", f"is {len(subject)} characters, over the limit of {MAX_SUBJECT_CHARS}")
+    text = p.string(image, "text")
+    html = p.string(image, "html")
+    if "text" not in image and "html" not in image:
+        p.add("text/html", "missing: the row needs a text or an html body")
+    elif not (text or html) and not p.has("text", "html"):
+        p.add("text/html", "the body is empty")
+    body_bytes = sum(len(_utf8(s)) for s in (text, html) if s)
+    if body_bytes > MAX_BODY_BYTES:
+        p.add("text/html", f"body is {body_bytes} bytes, over the limit of {MAX_BODY_BYTES}")
+
+    from_email = p.address("from", p.string(image, "from")) if "from" in image else None
+    from_name = p.string(image, "from_name")
+    reply_to = p.address("reply_to", p.string(image, "reply_to")) if "reply_to" in image else None
+    cc = p.address_list(image, "cc", MAX_CC)
+    bcc = p.address_list(image, "bcc", MAX_BCC)
+    encode = p.encode(image)
+    insert_code = p.insert_code(image)
+    send_after = p.timestamp(image, "send_after")
+    p.number(image, "revision")
+
+    for name in _HEADER_FIELDS:
+        value = image.get(name, {}).get("S")
+        if isinstance(value, str) and ("\r" in value or "\n" in value):
+            p.add(name, "contains a line break (CR/LF), which would inject mail headers")
+    if encode is Encode.ISO_2022_JP:
+        for name, value in (("subject", subject), ("from_name", from_name), ("text", text),
+                            ("html", html)):
+            if value and not _encodable(value, "iso2022_jp"):
+                p.add(name, "has characters that ISO-2022-JP cannot encode")
+
+    if p.problems:
+        return p.problems
+    assert to is not None  # guaranteed by the empty problem list
+    assert subject is not None
+    return Message(
+        id=row_id,
+        to=to,
+        subject=subject,
+        from_email=from_email or default_from_email,
+        from_name=from_name if from_name is not None else default_from_name,
+        text=text or None,
+        html=html or None,
+        cc=cc,
+        bcc=bcc,
+        reply_to=reply_to,
+        encode=encode or Encode.UTF_8,
+        insert_code=insert_code,
+        send_after=send_after,
+        content_hash=content_hash(image),
+    )
+
+
+class _Problems:
+    """Collects readable problems while reading attributes, so one pass reports them all."""
+
+    def __init__(self) -> None:
+        self.problems: list[str] = []
+        self._names: set[str] = set()
+
+    def add(self, name: str, problem: str) -> None:
+        if name not in self._names:  # the first problem of an attribute is the useful one
+            self._names.add(name)
+            self.problems.append(f"{name}: {problem}")
+
+    def has(self, *names: str) -> bool:
+        return any(n in self._names for n in names)
+
+    def string(self, image: Image, name: str, *, required: bool = False) -> str | None:
+        if name not in image:
+            if required:
+                self.add(name, "missing")
+            return None
+        value = _typed(image[name], "S")
+        if not isinstance(value, str):
+            self.add(name, f"must be a string (S), got {_type_name(image[name])}")
+            return None
+        if not _is_utf8(value):
+            self.add(name, "is not valid UTF-8")
+            return None
+        return value
+
+    def address(self, name: str, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if "\r" in value or "\n" in value:
+            return None  # reported once, as header injection, by the caller
+        try:
+            return validate_email(value, check_deliverability=False).normalized
+        except EmailNotValidError as exc:
+            self.add(name, f"{_clip(value)!r} is not a valid address ({exc})")
+            return None
+
+    def address_list(self, image: Image, name: str, limit: int) -> tuple[str, ...]:
+        if name not in image:
+            return ()
+        items = _typed(image[name], "L")
+        if not isinstance(items, list):
+            self.add(name, f"must be a list of strings (L), got {_type_name(image[name])}")
+            return ()
+        if len(items) > limit:
+            self.add(name, f"has {len(items)} addresses, over the provider's limit of {limit}")
+            return ()
+        out: list[str] = []
+        for index, item in enumerate(items):
+            value = _typed(item, "S") if isinstance(item, dict) else None
+            label = f"{name}[{index}]"
+            if not isinstance(value, str):
+                self.add(name, f"{label} must be a string (S), got {_type_name(item)}")
+            elif "\r" in value or "\n" in value:
+                self.add(name, f"{label} contains a line break (CR/LF)")
+            elif (address := self.address(name, value)) is not None:
+                out.append(address)
+        return tuple(out)
+
+    def encode(self, image: Image) -> Encode | None:
+        raw = self.string(image, "encode")
+        if raw is None:
+            return None
+        try:
+            return Encode(raw)
+        except ValueError:
+            allowed = ", ".join(e.value for e in Encode)
+            self.add("encode", f"{_clip(raw)!r} is not one of {allowed}")
+            return None
+
+    def insert_code(self, image: Image) -> dict[str, str]:
+        if "insert_code" not in image:
+            return {}
+        mapping = _typed(image["insert_code"], "M")
+        if not isinstance(mapping, dict):
+            self.add("insert_code",
+                     f"must be a map of strings (M), got {_type_name(image['insert_code'])}")
+            return {}
+        if len(mapping) > MAX_INSERT_CODES:
+            self.add("insert_code", f"has {len(mapping)} keys, over the limit of "
+                     f"{MAX_INSERT_CODES}")
+            return {}
+        out: dict[str, str] = {}
+        for key, item in mapping.items():
+            value = _typed(item, "S") if isinstance(item, dict) else None
+            if not _INSERT_CODE_KEY.match(str(key)):
+                self.add("insert_code", f"key {_clip(str(key))!r} must be 1-64 letters, "
+                         "digits or underscores")
+            elif not isinstance(value, str):
+                self.add("insert_code", f"value of {key!r} must be a string (S), "
+                         f"got {_type_name(item)}")
+            elif not _is_utf8(value):
+                self.add("insert_code", f"value of {key!r} is not valid UTF-8")
+            else:
+                out[key] = value
+        return out
+
+    def timestamp(self, image: Image, name: str) -> datetime | None:
+        raw = self.string(image, name)
+        if raw is None:
+            return None
+        try:
+            moment = datetime.fromisoformat(raw)
+        except ValueError:
+            self.add(name, f"{_clip(raw)!r} is not an ISO-8601 timestamp")
+            return None
+        if moment.tzinfo is None:
+            self.add(name, f"{_clip(raw)!r} has no UTC offset (write e.g. 2026-01-31T09:00+09:00)")
+            return None
+        return moment
+
+    def number(self, image: Image, name: str) -> None:
+        if name not in image:
+            return
+        raw = _typed(image[name], "N")
+        try:
+            Decimal(str(raw)) if isinstance(raw, str) else Decimal("x")
+        except InvalidOperation:
+            self.add(name, f"must be a number (N), got {_type_name(image[name])}")
+
+
+def _typed(value: Any, type_tag: str) -> Any:
+    """The payload of a wire value if it has exactly ``type_tag``, else None."""
+    if isinstance(value, dict) and len(value) == 1 and type_tag in value:
+        return value[type_tag]
+    return None
+
+
+def _type_name(value: Any) -> str:
+    if isinstance(value, dict) and len(value) == 1:
+        return str(next(iter(value)))
+    return type(value).__name__
+
+
+def _canonical(value: Any) -> Any:
+    """Order set members, which DynamoDB does not keep in a stable order."""
+    if isinstance(value, dict):
+        return {
+            k: sorted(v) if k in ("SS", "NS", "BS") and isinstance(v, list) else _canonical(v)
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [_canonical(v) for v in value]
+    return value
+
+
+def _utf8(value: str) -> bytes:
+    return value.encode("utf-8", errors="surrogatepass")
+
+
+def _is_utf8(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _encodable(value: str, codec: str) -> bool:
+    try:
+        value.encode(codec)
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _clip(value: str, limit: int = 60) -> str:
+    return value if len(value) <= limit else value[:limit] + "…"

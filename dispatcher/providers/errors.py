@@ -1,0 +1,86 @@
+"""The provider error tree, one leaf per ``error_kind`` the dispatcher stamps on a row.
+
+Transient errors are worth another try; everything else fails the row for good until a person
+edits or re-fires it. HTTP statuses map onto the tree in one flat function,
+:func:`error_for_status`, so the whole policy reads in one place.
+"""
+
+from __future__ import annotations
+
+from dispatcher.message import ErrorKind
+
+__all__ = [
+    "ConfigError",
+    "InvalidMessageError",
+    "ProviderError",
+    "RateLimitedError",
+    "RejectedError",
+    "TransientError",
+    "error_for_status",
+]
+
+
+class ProviderError(Exception):
+    """A send that did not succeed; ``kind`` is stamped on the row as ``error_kind``."""
+
+    kind: ErrorKind = ErrorKind.TRANSIENT
+
+    def __init__(self, message: str, *, http_status: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.http_status = http_status
+
+
+class InvalidMessageError(ProviderError):
+    """The message cannot be expressed in this provider's request format."""
+
+    kind = ErrorKind.INVALID
+
+
+class RejectedError(ProviderError):
+    """The provider refused the message (4xx other than 401/403/429); resending won't help."""
+
+    kind = ErrorKind.REJECTED
+
+
+class ConfigError(ProviderError):
+    """Credentials or endpoint are wrong (401/403, a redirect, a missing secret)."""
+
+    kind = ErrorKind.CONFIG
+
+
+class TransientError(ProviderError):
+    """A 5xx, a timeout or a broken connection: the same request may succeed later."""
+
+    kind = ErrorKind.TRANSIENT
+
+
+class RateLimitedError(TransientError):
+    """HTTP 429; ``retry_after`` is the provider's requested pause in seconds, if it sent one."""
+
+    kind = ErrorKind.RATE_LIMITED
+
+    def __init__(
+        self, message: str, *, http_status: int | None = 429, retry_after: float | None = None
+    ) -> None:
+        super().__init__(message, http_status=http_status)
+        self.retry_after = retry_after
+
+
+def error_for_status(
+    status: int, detail: str, *, retry_after: float | None = None
+) -> ProviderError:
+    """Classify a non-success HTTP status (``DESIGN.md``, "Sending", step 3)."""
+    text = f"HTTP {status}: {detail}" if detail else f"HTTP {status}"
+    if status == 429:
+        return RateLimitedError(text, retry_after=retry_after)
+    if status in (401, 403):
+        return ConfigError(f"{text} (check the blastengine login id and API key)",
+                           http_status=status)
+    if 400 <= status < 500:
+        return RejectedError(text, http_status=status)
+    if 300 <= status < 400:
+        return ConfigError(f"{text} (unexpected redirect: check the provider base URL)",
+                           http_status=status)
+    return TransientError(text, http_status=status)
+

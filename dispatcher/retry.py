@@ -1,0 +1,189 @@
+"""Sending one message with pacing and rate-limit-aware retries, inside a deadline.
+
+``DESIGN.md``, "Sending", step 3: retry 429 (honouring ``Retry-After``), 5xx, timeouts and
+connection errors with exponential backoff and full jitter, bounded both by a number of
+attempts and by the Lambda's remaining time; never retry another 4xx. Tenacity runs the loop;
+the decisions are the small functions below.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+
+from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
+from tenacity.stop import stop_base
+from tenacity.wait import wait_base
+
+from dispatcher.clock import Clock, Deadline
+from dispatcher.message import Message
+from dispatcher.providers.base import MailProvider
+from dispatcher.providers.errors import ProviderError, RateLimitedError, TransientError
+from dispatcher.ratelimit import BucketTimeoutError, TokenBucket
+
+__all__ = [
+    "BACKOFF_BASE_SECONDS",
+    "BACKOFF_CAP_SECONDS",
+    "DEFAULT_429_PAUSE_SECONDS",
+    "DEFER_BASE_SECONDS",
+    "DEFER_CAP_SECONDS",
+    "Delivery",
+    "RetryPolicy",
+    "SendFailedError",
+    "deferral_delay",
+    "full_jitter",
+    "send_with_retries",
+]
+
+BACKOFF_BASE_SECONDS = 0.5
+BACKOFF_CAP_SECONDS = 20.0
+#: The pause applied to the whole bucket after a 429 that carried no ``Retry-After``.
+DEFAULT_429_PAUSE_SECONDS = 1.0
+#: A request is not started with less time than this left; it could not finish anyway.
+MIN_REQUEST_SECONDS = 0.5
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Tunables of the in-invocation retry loop; ``rng`` is swappable to pin the jitter."""
+
+    max_attempts: int = 3
+    request_timeout: float = 10.0
+    backoff_base: float = BACKOFF_BASE_SECONDS
+    backoff_cap: float = BACKOFF_CAP_SECONDS
+    rng: random.Random = field(default_factory=random.Random, compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """A message the provider accepted."""
+
+    delivery_id: str | None
+    attempts: int
+    latency_seconds: float
+
+
+class SendFailedError(Exception):
+    """The provider did not accept the message within this invocation's budget."""
+
+    def __init__(self, error: ProviderError, attempts: int) -> None:
+        super().__init__(error.message)
+        self.error = error
+        self.attempts = attempts
+
+
+class _OutOfTime(TransientError):
+    """The invocation's budget ran out before a request could start."""
+
+
+def _should_retry(exc: BaseException) -> bool:
+    # 429, 5xx, timeouts and connection errors (all TransientError) may succeed next time. Any
+    # other 4xx, a config error or an invalid message fails the same way again: stop at once.
+    # Running out of time is transient for the row, but not worth a retry in this invocation.
+    return isinstance(exc, TransientError) and not isinstance(exc, _OutOfTime)
+
+
+def full_jitter(attempt: int, policy: RetryPolicy) -> float:
+    """AWS's "full jitter": uniform in [0, min(cap, base * 2**(attempt-1))]."""
+    ceiling = min(policy.backoff_cap, policy.backoff_base * 2 ** max(0, attempt - 1))
+    return policy.rng.uniform(0.0, ceiling)
+
+
+class _WaitRetryAfterOrBackoff(wait_base):
+    """``Retry-After`` when a 429 gives one, exponential backoff with full jitter otherwise."""
+
+    def __init__(self, policy: RetryPolicy) -> None:
+        self._policy = policy
+
+    def __call__(self, retry_state: RetryCallState) -> float:
+        exc = retry_state.outcome.exception() if retry_state.outcome else None
+        if isinstance(exc, RateLimitedError) and exc.retry_after is not None:
+            return float(exc.retry_after)
+        return full_jitter(retry_state.attempt_number, self._policy)
+
+
+class _StopAtDeadline(stop_base):
+    """Stop rather than start a wait after which no request could finish in time."""
+
+    def __init__(self, deadline: Deadline) -> None:
+        self._deadline = deadline
+
+    def __call__(self, retry_state: RetryCallState) -> bool:
+        return retry_state.upcoming_sleep + MIN_REQUEST_SECONDS > self._deadline.remaining()
+
+
+def send_with_retries(
+    provider: MailProvider,
+    message: Message,
+    *,
+    bucket: TokenBucket,
+    deadline: Deadline,
+    clock: Clock,
+    policy: RetryPolicy,
+) -> Delivery:
+    """Send ``message``, paced by ``bucket``, retrying transient failures until ``deadline``.
+
+    Raises
+    ------
+    SendFailedError
+        With the last provider error and the number of requests made (possibly 0, when not
+        even one request slot was free before the deadline).
+    """
+    attempts = 0
+
+    def attempt() -> tuple[str | None, float]:
+        nonlocal attempts
+        try:
+            bucket.acquire(deadline, reserve=MIN_REQUEST_SECONDS)
+        except BucketTimeoutError as exc:
+            raise _OutOfTime(str(exc)) from None
+        timeout = min(policy.request_timeout, deadline.remaining())
+        attempts += 1
+        started = clock.monotonic()
+        try:
+            delivery_id = provider.send(message, timeout=max(timeout, MIN_REQUEST_SECONDS))
+        except RateLimitedError as exc:
+            bucket.pause(
+                exc.retry_after if exc.retry_after is not None else DEFAULT_429_PAUSE_SECONDS
+            )
+            raise
+        return delivery_id, clock.monotonic() - started
+
+    retrying = Retrying(
+        retry=retry_if_exception(_should_retry),
+        wait=_WaitRetryAfterOrBackoff(policy),
+        stop=stop_after_attempt(policy.max_attempts) | _StopAtDeadline(deadline),
+        sleep=clock.sleep,
+        reraise=True,
+    )
+    try:
+        delivery_id, latency = retrying(attempt)
+    except _OutOfTime as exc:
+        raise SendFailedError(exc, attempts) from None
+    except ProviderError as exc:
+        raise SendFailedError(exc, attempts) from exc
+    return Delivery(delivery_id=delivery_id, attempts=attempts, latency_seconds=latency)
+
+
+
+#: First pause of a deferred row, doubled on each deferral up to the cap.
+DEFER_BASE_SECONDS = 30.0
+DEFER_CAP_SECONDS = 3600.0
+
+
+def deferral_delay(
+    attempts: int,
+    *,
+    attempts_per_invocation: int,
+    retry_after: float | None,
+    rng: random.Random,
+) -> float:
+    """How long a ``deferred`` row waits before the sweeper re-fires it.
+
+    Doubles with each deferral ("equal jitter", so it never drops to zero) and is never
+    shorter than the provider's ``Retry-After``.
+    """
+    deferrals = max(1, -(-attempts // attempts_per_invocation))
+    ceiling = min(DEFER_CAP_SECONDS, DEFER_BASE_SECONDS * 2 ** (deferrals - 1))
+    delay = ceiling / 2 + rng.uniform(0.0, ceiling / 2)
+    return float(max(delay, retry_after or 0.0))

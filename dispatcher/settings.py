@@ -1,0 +1,146 @@
+"""Configuration, read once from the environment into one typed, frozen object.
+
+Every name here is fixed by the design contract (``DESIGN.md``, "Interfaces"), so that users'
+deploy scripts and the SAM template can rely on them. A missing or malformed value fails fast
+with a :class:`SettingsError` naming the variable at fault.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any, TypeVar
+
+from email_validator import EmailNotValidError, validate_email
+
+__all__ = ["DEFAULT_BLASTENGINE_BASE_URL", "Settings", "SettingsError"]
+
+DEFAULT_BLASTENGINE_BASE_URL = "https://app.engn.jp/api/v1"
+
+#: The stream keeps records 24 hours; an idempotency record must outlive any redelivery.
+_STREAM_RETENTION_SECONDS = 24 * 60 * 60
+
+_T = TypeVar("_T")
+
+
+class SettingsError(ValueError):
+    """A setting is missing or malformed; the message names the environment variable."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    """Everything the dispatcher is configured with.
+
+    Example
+    -------
+    >>> s = Settings.from_env({"SEND_TABLE_NAME": "send", "HISTORY_TABLE_NAME": "history",
+    ...     "IDEMPOTENCY_TABLE_NAME": "idem", "DEFAULT_FROM_EMAIL": "noreply@example.com",
+    ...     "BLASTENGINE_LOGIN_ID": "me", "BLASTENGINE_API_KEY": "secret"})
+    >>> s.rate_limit_rps
+    10.0
+    >>> "secret" in repr(s)
+    False
+    """
+
+    send_table_name: str
+    history_table_name: str
+    idempotency_table_name: str
+    default_from_email: str
+    default_from_name: str = ""
+    blastengine_base_url: str = DEFAULT_BLASTENGINE_BASE_URL
+    blastengine_login_id: str | None = None
+    blastengine_api_key: str | None = field(default=None, repr=False)
+    blastengine_credentials_parameter: str | None = None
+    rate_limit_rps: float = 10.0
+    send_concurrency: int = 8
+    max_attempts: int = 8
+    attempts_per_invocation: int = 3
+    request_timeout_seconds: float = 10.0
+    history_retention_days: int = 90
+    idempotency_expiry_seconds: int = 2 * _STREAM_RETENTION_SECONDS
+
+    def __post_init__(self) -> None:
+        _positive("RATE_LIMIT_RPS", self.rate_limit_rps)
+        _positive("SEND_CONCURRENCY", self.send_concurrency)
+        _positive("MAX_ATTEMPTS", self.max_attempts)
+        _positive("ATTEMPTS_PER_INVOCATION", self.attempts_per_invocation)
+        _positive("REQUEST_TIMEOUT_SECONDS", self.request_timeout_seconds)
+        _positive("HISTORY_RETENTION_DAYS", self.history_retention_days)
+        if self.idempotency_expiry_seconds <= _STREAM_RETENTION_SECONDS:
+            raise SettingsError(
+                "IDEMPOTENCY_EXPIRY_SECONDS must exceed the stream's 24-hour retention "
+                f"({_STREAM_RETENTION_SECONDS}s), got {self.idempotency_expiry_seconds}"
+            )
+        for name in ("send_table_name", "history_table_name", "idempotency_table_name"):
+            if not getattr(self, name):
+                raise SettingsError(f"{name.upper()} is required")
+        try:
+            validate_email(self.default_from_email, check_deliverability=False)
+        except EmailNotValidError as exc:
+            raise SettingsError(f"DEFAULT_FROM_EMAIL is not a valid address: {exc}") from exc
+        if not self.blastengine_base_url.startswith(("http://", "https://")):
+            raise SettingsError(
+                f"BLASTENGINE_BASE_URL must be an http(s) URL, got {self.blastengine_base_url!r}"
+            )
+        has_pair = bool(self.blastengine_login_id and self.blastengine_api_key)
+        if not has_pair and not self.blastengine_credentials_parameter:
+            raise SettingsError(
+                "blastengine credentials are required: set BLASTENGINE_CREDENTIALS_PARAMETER "
+                "(deployed) or both BLASTENGINE_LOGIN_ID and BLASTENGINE_API_KEY (local)"
+            )
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Read the settings from ``environ`` (default: ``os.environ``).
+
+        Explicit keyword arguments win over the environment, so tests and the CLI can pin a
+        value without touching process state.
+        """
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            if f.name in overrides:
+                values[f.name] = overrides[f.name]
+                continue
+            raw = env.get(f.name.upper())
+            if raw is None or raw == "":
+                continue
+            values[f.name] = _PARSERS.get(f.name, _text)(f.name.upper(), raw)
+        for required in ("send_table_name", "history_table_name", "idempotency_table_name",
+                         "default_from_email"):
+            if required not in values:
+                raise SettingsError(f"{required.upper()} is required but not set")
+        return cls(**values)
+
+
+def _number(kind: Callable[[str], _T]) -> Callable[[str, str], _T]:
+    def parse(name: str, raw: str) -> _T:
+        try:
+            return kind(raw)
+        except ValueError:
+            raise SettingsError(
+                f"{name} must be a number ({kind.__name__}), got {raw!r}"
+            ) from None
+
+    return parse
+
+
+def _text(_name: str, raw: str) -> str:
+    return raw.strip()
+
+
+def _positive(name: str, value: float) -> None:
+    if not value > 0:
+        raise SettingsError(f"{name} must be greater than 0, got {value!r}")
+
+
+_PARSERS: dict[str, Callable[[str, str], Any]] = {
+    "rate_limit_rps": _number(float),
+    "send_concurrency": _number(int),
+    "max_attempts": _number(int),
+    "attempts_per_invocation": _number(int),
+    "request_timeout_seconds": _number(float),
+    "history_retention_days": _number(int),
+    "idempotency_expiry_seconds": _number(int),
+}
