@@ -60,7 +60,8 @@ class TokenBucket:
                         f"next request slot is {slot - now:.2f}s away, past the deadline"
                     )
                 self._next_slot = slot + self._interval
-            self._clock.sleep(slot - now)
+            if slot > now:
+                self._clock.sleep(slot - now)
             with self._lock:
                 # A 429 that arrived while we slept pauses us too: take a new slot after it.
                 if self._clock.monotonic() >= self._paused_until:

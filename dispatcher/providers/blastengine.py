@@ -10,11 +10,10 @@ from __future__ import annotations
 import base64
 import hashlib
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from dispatcher.credentials import Credentials
 from dispatcher.message import Message
 from dispatcher.providers._http import parse_retry_after
 from dispatcher.providers.errors import (
@@ -24,6 +23,9 @@ from dispatcher.providers.errors import (
     error_for_status,
 )
 from dispatcher.providers.wire import InsertCode, TransactionRequest
+
+if TYPE_CHECKING:
+    from dispatcher.credentials import Credentials
 
 __all__ = ["BlastengineClient", "bearer_token", "build_request", "describe_errors"]
 

@@ -1,0 +1,251 @@
+"""A blastengine-compatible mail sandbox: a mail catcher that speaks the provider's wire format.
+
+Same path, bearer token, request and response bodies as blastengine's transaction API; it
+keeps every accepted mail and lists them (``GET /sandbox/mails`` as JSON, ``GET /`` as a plain
+page). It can be told to misbehave for a share of requests (429 with ``Retry-After``, 500, or
+a slow answer), at start-up or at run time with ``POST /sandbox/faults``, so retries and
+failed rows can be watched happening.
+
+It binds loopback only, runs in a daemon thread and stops with :meth:`Sandbox.stop`.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+import time
+from dataclasses import asdict, dataclass, field, replace
+from datetime import UTC, datetime
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from dispatcher.providers.blastengine import TRANSACTION_PATH, bearer_token
+
+__all__ = ["Faults", "Sandbox", "SentMail"]
+
+API_PREFIX = "/api/v1"
+
+
+@dataclass(frozen=True)
+class Faults:
+    """What share of requests misbehave, and how."""
+
+    rate_limited: float = 0.0  # share answered 429
+    server_error: float = 0.0  # share answered 500
+    retry_after: float = 1.0  # seconds, sent with each 429
+    latency: float = 0.0  # seconds added to every answer
+    fail_to: tuple[str, ...] = ()  # recipients always answered 500 (for demos)
+    seed: int | None = None
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any], base: Faults | None = None) -> Faults:
+        current = base or cls()
+        known = {k: v for k, v in data.items() if k in asdict(current)}
+        if "fail_to" in known:
+            known["fail_to"] = tuple(known["fail_to"])
+        return replace(current, **known)
+
+
+@dataclass(frozen=True)
+class SentMail:
+    """One mail the sandbox accepted."""
+
+    delivery_id: int
+    received_at: str
+    payload: dict[str, Any]
+
+
+@dataclass
+class _State:
+    faults: Faults
+    mails: list[SentMail] = field(default_factory=list)
+    requests: int = 0
+    refused: int = 0
+    next_id: int = 1
+    rng: random.Random = field(default_factory=random.Random)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class Sandbox:
+    """The sandbox server.
+
+    Example
+    -------
+    >>> with Sandbox(login_id="demo", api_key="demo-key") as sandbox:
+    ...     sandbox.base_url  # doctest: +ELLIPSIS
+    'http://127.0.0.1:.../api/v1'
+    """
+
+    def __init__(
+        self, *, login_id: str, api_key: str, faults: Faults | None = None,
+        host: str = "127.0.0.1", port: int = 0,
+    ) -> None:
+        self._token = bearer_token(login_id, api_key)
+        initial = faults or Faults()
+        self._state = _State(faults=initial, rng=random.Random(initial.seed))  # noqa: S311
+        self._server = ThreadingHTTPServer((host, port), self._handler_class())
+        self._server.daemon_threads = True
+        self._thread: threading.Thread | None = None
+
+    @property
+    def base_url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}{API_PREFIX}"
+
+    @property
+    def mails(self) -> list[SentMail]:
+        with self._state.lock:
+            return list(self._state.mails)
+
+    @property
+    def requests(self) -> int:
+        with self._state.lock:
+            return self._state.requests
+
+    def set_faults(self, faults: Faults) -> None:
+        with self._state.lock:
+            self._state.faults = faults
+            if faults.seed is not None:
+                self._state.rng.seed(faults.seed)
+
+    def start(self) -> Sandbox:
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="sandbox", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def __enter__(self) -> Sandbox:
+        return self.start()
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
+    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
+        sandbox = self
+
+        class Handler(BaseHTTPRequestHandler):
+            server_version = "blastengine-sandbox/1"
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass  # quiet: the dispatcher's own logs tell the story
+
+            def do_GET(self) -> None:
+                if self.path.rstrip("/") == "/sandbox/mails":
+                    self._json(HTTPStatus.OK, {"mails": [asdict(m) for m in sandbox.mails]})
+                elif self.path in ("/", "/sandbox"):
+                    self._text(HTTPStatus.OK, sandbox._page())
+                else:
+                    self._json(HTTPStatus.NOT_FOUND, {"error_messages": {"path": ["not found"]}})
+
+            def do_POST(self) -> None:
+                body = self._body()
+                if self.path == "/sandbox/faults":
+                    if not isinstance(body, dict):
+                        self._json(HTTPStatus.BAD_REQUEST,
+                                   {"error_messages": {"body": ["must be a JSON object"]}})
+                        return
+                    state = sandbox._state
+                    sandbox.set_faults(Faults.from_json(body, state.faults))
+                    self._json(HTTPStatus.OK, asdict(state.faults))
+                elif self.path == API_PREFIX + TRANSACTION_PATH:
+                    status, payload, headers = sandbox._transaction(
+                        self.headers.get("Authorization", ""), body
+                    )
+                    self._json(status, payload, headers)
+                else:
+                    self._json(HTTPStatus.NOT_FOUND, {"error_messages": {"path": ["not found"]}})
+
+            def _body(self) -> Any:
+                length = int(self.headers.get("Content-Length") or 0)
+                raw = self.rfile.read(length) if length else b""
+                try:
+                    return json.loads(raw or b"null")
+                except ValueError:
+                    return None
+
+            def _json(self, status: int, payload: Any,
+                      headers: dict[str, str] | None = None) -> None:
+                data = json.dumps(payload, ensure_ascii=False).encode("utf-8")
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json; charset=utf-8")
+                self.send_header("Content-Length", str(len(data)))
+                for name, value in (headers or {}).items():
+                    self.send_header(name, value)
+                self.end_headers()
+                self.wfile.write(data)
+
+            def _text(self, status: int, text: str) -> None:
+                data = text.encode("utf-8")
+                self.send_response(status)
+                self.send_header("Content-Type", "text/plain; charset=utf-8")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        return Handler
+
+    def _transaction(
+        self, authorization: str, body: Any
+    ) -> tuple[int, dict[str, Any], dict[str, str]]:
+        state = self._state
+        with state.lock:
+            state.requests += 1
+            faults = state.faults
+            roll = state.rng.random()
+        if faults.latency:
+            time.sleep(faults.latency)
+        if authorization != f"Bearer {self._token}":
+            return 401, {"error_messages": {"Authorization": ["invalid bearer token"]}}, {}
+        if roll < faults.rate_limited:
+            return (429, {"error_messages": {"rate": ["too many requests"]}},
+                    {"Retry-After": f"{faults.retry_after:g}"})
+        if roll < faults.rate_limited + faults.server_error or (
+            isinstance(body, dict) and body.get("to") in faults.fail_to
+        ):
+            return 500, {"error_messages": {"server": ["internal error (injected)"]}}, {}
+        problems = _validate(body)
+        if problems:
+            return 400, {"error_messages": problems}, {}
+        with state.lock:
+            delivery_id = state.next_id
+            state.next_id += 1
+            state.mails.append(SentMail(delivery_id, datetime.now(UTC).isoformat(), body))
+        return 201, {"delivery_id": delivery_id}, {}
+
+    def _page(self) -> str:
+        lines = [f"blastengine sandbox: {len(self.mails)} mail(s) received", ""]
+        for mail in self.mails:
+            p = mail.payload
+            lines.append(f"#{mail.delivery_id}  {mail.received_at}  to={p.get('to')}  "
+                         f"subject={p.get('subject')!r}")
+        return "\n".join(lines) + "\n"
+
+
+def _validate(body: Any) -> dict[str, list[str]]:
+    """The checks blastengine makes on a transaction request, in its error shape."""
+    if not isinstance(body, dict):
+        return {"body": ["must be a JSON object"]}
+    problems: dict[str, list[str]] = {}
+    sender = body.get("from")
+    if not isinstance(sender, dict) or not sender.get("email"):
+        problems["from"] = ["from.email is required"]
+    for name in ("to", "subject"):
+        if not isinstance(body.get(name), str) or not body.get(name):
+            problems[name] = [f"{name} is required"]
+    if not body.get("text_part") and not body.get("html_part"):
+        problems["text_part"] = ["text_part or html_part is required"]
+    for name in ("cc", "bcc"):
+        if name in body and (not isinstance(body[name], list) or len(body[name]) > 10):
+            problems[name] = [f"{name} must be a list of at most 10 addresses"]
+    if body.get("encode", "UTF-8") not in ("UTF-8", "ISO-2022-JP"):
+        problems["encode"] = ["encode must be UTF-8 or ISO-2022-JP"]
+    return problems

@@ -1,0 +1,85 @@
+"""Malformed send rows, each with the attribute its reason must name.
+
+Shared by the unit tests (parse_message) and the functional tests (the handler leaves each one
+``failed``/``invalid`` with zero API calls).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+S = lambda v: {"S": v}  # noqa: E731
+N = lambda v: {"N": str(v)}  # noqa: E731
+
+
+def _row(row_id: str, **overrides: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {"id": S(row_id), "to": S("alice@example.com"), "subject": S("Hello"),
+                            "text": S("Hi there")}
+    for name, value in overrides.items():
+        if value is None:
+            base.pop(name, None)
+        else:
+            base[name] = value
+    return base
+
+
+# (case name, overrides of a valid row, attribute the reason must name)
+MALFORMED: list[tuple[str, dict[str, Any], str]] = [
+    ("to-missing", {"to": None}, "to"),
+    ("to-empty", {"to": S("")}, "to"),
+    ("to-number", {"to": N(5)}, "to"),
+    ("to-list", {"to": {"L": [S("a@example.com")]}}, "to"),
+    ("to-null", {"to": {"NULL": True}}, "to"),
+    ("to-no-at", {"to": S("alice.example.com")}, "to"),
+    ("to-no-domain", {"to": S("alice@")}, "to"),
+    ("to-two-addresses", {"to": S("a@example.com, b@example.com")}, "to"),
+    ("to-crlf-injection", {"to": S("a@example.com\r\nBcc: victim@example.com")}, "to"),
+    ("to-display-name", {"to": S("Alice <alice@example.com>")}, "to"),
+    ("to-spaces", {"to": S("alice @example.com")}, "to"),
+    ("subject-missing", {"subject": None}, "subject"),
+    ("subject-empty", {"subject": S("   ")}, "subject"),
+    ("subject-number", {"subject": N(1)}, "subject"),
+    ("subject-crlf", {"subject": S("Hi\r\nBcc: victim@example.com")}, "subject"),
+    ("subject-lf", {"subject": S("Hi\nX-Injected: 1")}, "subject"),
+    ("subject-too-long", {"subject": S("x" * 2000)}, "subject"),
+    ("subject-lone-surrogate", {"subject": S("bad \ud800 utf8")}, "subject"),
+    ("body-missing", {"text": None}, "text/html"),
+    ("body-empty", {"text": S("")}, "text/html"),
+    ("text-number", {"text": N(3)}, "text"),
+    ("html-bool", {"html": {"BOOL": True}}, "html"),
+    ("body-too-large", {"text": S("x" * 1_100_000)}, "text/html"),
+    ("text-invalid-utf8", {"text": S("\udcff")}, "text"),
+    ("from-invalid", {"from": S("not an address")}, "from"),
+    ("from-number", {"from": N(1)}, "from"),
+    ("from-crlf", {"from": S("a@example.com\r\nBcc: x@example.com")}, "from"),
+    ("from-name-crlf", {"from_name": S("Shop\r\nBcc: x@example.com")}, "from_name"),
+    ("from-name-map", {"from_name": {"M": {}}}, "from_name"),
+    ("reply-to-invalid", {"reply_to": S("nobody")}, "reply_to"),
+    ("cc-string", {"cc": S("b@example.com")}, "cc"),
+    ("cc-string-set", {"cc": {"SS": ["b@example.com"]}}, "cc"),
+    ("cc-bad-member", {"cc": {"L": [S("b@example.com"), S("nope")]}}, "cc"),
+    ("cc-number-member", {"cc": {"L": [N(1)]}}, "cc"),
+    ("cc-crlf-member", {"cc": {"L": [S("b@example.com\nBcc: c@example.com")]}}, "cc"),
+    ("cc-over-limit", {"cc": {"L": [S(f"c{i}@example.com") for i in range(11)]}}, "cc"),
+    ("bcc-over-limit", {"bcc": {"L": [S(f"b{i}@example.com") for i in range(11)]}}, "bcc"),
+    ("bcc-10000", {"bcc": {"L": [S(f"b{i}@example.com") for i in range(10_000)]}}, "bcc"),
+    ("encode-unknown", {"encode": S("Shift_JIS")}, "encode"),
+    ("encode-lowercase", {"encode": S("utf-8")}, "encode"),
+    ("encode-number", {"encode": N(8)}, "encode"),
+    ("iso2022jp-unencodable", {"encode": S("ISO-2022-JP"), "subject": S("emoji 😀")}, "subject"),
+    ("insert-code-string", {"insert_code": S("name=Alice")}, "insert_code"),
+    ("insert-code-nested", {"insert_code": {"M": {"name": {"M": {"x": S("y")}}}}}, "insert_code"),
+    ("insert-code-number", {"insert_code": {"M": {"n": N(1)}}}, "insert_code"),
+    ("insert-code-bad-key", {"insert_code": {"M": {"a b": S("x")}}}, "insert_code"),
+    ("insert-code-list", {"insert_code": {"L": [S("x")]}}, "insert_code"),
+    ("send-after-words", {"send_after": S("next tuesday")}, "send_after"),
+    ("send-after-no-offset", {"send_after": S("2026-12-01T09:00:00")}, "send_after"),
+    ("send-after-number", {"send_after": N(1764000000)}, "send_after"),
+    ("revision-string", {"revision": S("two")}, "revision"),
+    ("revision-list", {"revision": {"L": []}}, "revision"),
+]
+
+
+def malformed_rows() -> list[tuple[str, dict[str, Any], str]]:
+    """(case name, full raw image with id = case name, attribute named in the reason)."""
+    return [(name, _row(name, **overrides), attr) for name, overrides, attr in MALFORMED]

@@ -1,0 +1,92 @@
+"""In-memory fakes shared by the tests: clocks, a provider, stream records."""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from dispatcher.message import Message
+
+EPOCH = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
+
+
+class FakeClock:
+    """Time that moves only when someone sleeps; records every sleep. Single-threaded use."""
+
+    def __init__(self, start: datetime = EPOCH) -> None:
+        self._start = start
+        self.t = 0.0
+        self.sleeps: list[float] = []
+
+    def monotonic(self) -> float:
+        return self.t
+
+    def now(self) -> datetime:
+        return self._start + timedelta(seconds=self.t)
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.t += max(0.0, seconds)
+
+    def advance(self, seconds: float) -> None:
+        self.t += seconds
+
+
+class ThreadTimeClock:
+    """Virtual time kept per thread, for measuring concurrent work without waiting for it.
+
+    Each worker thread accumulates the time it sleeps; ``horizon`` is the latest any thread
+    reached, i.e. how long the work would have taken in real time. ``real_block`` makes each
+    sleep also block briefly for real, so that the thread pool spreads work over all its
+    workers as it would if the sleeps were real.
+    """
+
+    def __init__(self, start: datetime = EPOCH, real_block: float = 0.0) -> None:
+        self._start = start
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._real_block = real_block
+        self.horizon = 0.0
+
+    def monotonic(self) -> float:
+        return float(getattr(self._local, "t", 0.0))
+
+    def now(self) -> datetime:
+        return self._start + timedelta(seconds=self.monotonic())
+
+    def sleep(self, seconds: float) -> None:
+        t = self.monotonic() + max(0.0, seconds)
+        self._local.t = t
+        with self._lock:
+            self.horizon = max(self.horizon, t)
+        if self._real_block:
+            time.sleep(self._real_block)
+
+
+class FakeProvider:
+    """A provider whose every send takes ``latency`` on ``clock`` and succeeds."""
+
+    name = "fake"
+
+    def __init__(self, clock: Any, latency: float = 0.0) -> None:
+        self._clock = clock
+        self._latency = latency
+        self._lock = threading.Lock()
+        self.sent: list[Message] = []
+        self.in_flight = 0
+        self.max_in_flight = 0
+
+    def send(self, message: Message, *, timeout: float) -> str | None:
+        with self._lock:
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            self._clock.sleep(self._latency)
+            with self._lock:
+                self.sent.append(message)
+                return str(len(self.sent))
+        finally:
+            with self._lock:
+                self.in_flight -= 1

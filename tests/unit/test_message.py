@@ -1,0 +1,96 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from dispatcher.message import (
+    BOOKKEEPING_ATTRIBUTES,
+    Encode,
+    Message,
+    content_hash,
+    parse_message,
+)
+from tests.conftest import image, row
+from tests.corpus import malformed_rows
+
+DEFAULTS = {"default_from_email": "noreply@example.com", "default_from_name": "Example"}
+
+
+def test_valid_row_parses_into_a_message_with_defaults() -> None:
+    # GIVEN a row with only the required attributes
+    raw = image(row("r1", insert_code={"name": "Alice"}, cc=["b@example.com"]))
+
+    # WHEN it is parsed
+    message = parse_message("r1", raw, **DEFAULTS)
+
+    # THEN the sender comes from configuration and everything else from the row
+    assert isinstance(message, Message)
+    assert message.to == "alice@example.com"
+    assert message.from_email == "noreply@example.com"
+    assert message.from_name == "Example"
+    assert message.encode is Encode.UTF_8
+    assert message.cc == ("b@example.com",)
+    assert message.insert_code == {"name": "Alice"}
+    assert message.content_hash == content_hash(raw)
+
+
+def test_row_values_override_defaults_and_send_after_keeps_its_offset() -> None:
+    raw = image(row("r1", **{"from": "shop@example.com", "from_name": "Shop",
+                             "encode": "ISO-2022-JP", "subject": "ご注文ありがとうございます",
+                             "send_after": "2026-12-01T09:00:00+09:00"}))
+
+    message = parse_message("r1", raw, **DEFAULTS)
+
+    assert isinstance(message, Message)
+    assert (message.from_email, message.from_name) == ("shop@example.com", "Shop")
+    assert message.encode is Encode.ISO_2022_JP
+    assert message.send_after == datetime(2026, 12, 1, 0, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(("case", "raw", "attribute"), malformed_rows(),
+                         ids=[c[0] for c in malformed_rows()])
+def test_each_malformed_row_gives_a_readable_problem_naming_its_attribute(
+    case: str, raw: dict, attribute: str
+) -> None:
+    # WHEN a malformed row is parsed
+    problems = parse_message(case, raw, **DEFAULTS)
+
+    # THEN it is a list of problems, one of which starts with the attribute at fault
+    assert isinstance(problems, list), f"{case} was accepted"
+    assert any(p.startswith(f"{attribute}:") for p in problems), problems
+    assert all(len(p) < 400 for p in problems), "reasons stay readable"
+
+
+def test_the_corpus_is_large_enough() -> None:
+    assert len(malformed_rows()) >= 40
+
+
+def test_every_problem_is_reported_at_once() -> None:
+    raw = {"id": {"S": "x"}, "to": {"S": "nope"}, "encode": {"S": "EBCDIC"}}
+
+    problems = parse_message("x", raw, **DEFAULTS)
+
+    assert isinstance(problems, list)
+    assert {p.split(":")[0] for p in problems} == {"to", "subject", "text/html", "encode"}
+
+
+def test_content_hash_covers_request_attributes_only() -> None:
+    # GIVEN a row, and the same row with every bookkeeping attribute and an unknown one added
+    plain = image(row("r1"))
+    stamped = dict(plain)
+    for name in BOOKKEEPING_ATTRIBUTES:
+        stamped[name] = {"S": "whatever"}
+    stamped["app_metadata"] = {"S": "tenant-7"}
+
+    # THEN the hashes agree; and any request attribute change, revision included, changes it
+    assert content_hash(plain) == content_hash(stamped)
+    for name, value in [("to", {"S": "bob@example.com"}), ("revision", {"N": "2"}),
+                        ("html", {"S": "<p>hi</p>"}), ("insert_code", {"M": {}})]:
+        assert content_hash({**plain, name: value}) != content_hash(plain), name
+
+
+def test_content_hash_ignores_set_member_order() -> None:
+    a = {"to": {"S": "a@example.com"}, "tags": {"SS": ["x", "y"]}, "cc": {"SS": ["p", "q"]}}
+    b = {"to": {"S": "a@example.com"}, "tags": {"SS": ["y", "x"]}, "cc": {"SS": ["q", "p"]}}
+    assert content_hash(a) == content_hash(b)

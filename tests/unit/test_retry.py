@@ -1,0 +1,161 @@
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from dispatcher.clock import Deadline
+from dispatcher.message import Message
+from dispatcher.providers.errors import (
+    ConfigError,
+    ProviderError,
+    RateLimitedError,
+    RejectedError,
+    TransientError,
+)
+from dispatcher.ratelimit import TokenBucket
+from dispatcher.retry import (
+    DEFER_CAP_SECONDS,
+    RetryPolicy,
+    SendFailedError,
+    deferral_delay,
+    full_jitter,
+    send_with_retries,
+)
+from tests.fakes import FakeClock
+
+MESSAGE = Message(id="r1", to="a@example.com", subject="s", from_email="f@example.com",
+                  from_name="", text="t")
+
+
+class ScriptedProvider:
+    """Answers each send with the next scripted outcome (an exception or a delivery id)."""
+
+    name = "scripted"
+
+    def __init__(self, clock: FakeClock, *outcomes: ProviderError | str,
+                 latency: float = 0.1) -> None:
+        self.outcomes = list(outcomes)
+        self.clock = clock
+        self.latency = latency
+        self.calls: list[float] = []
+
+    def send(self, message: Message, *, timeout: float) -> str | None:
+        self.calls.append(self.clock.monotonic())
+        self.clock.advance(self.latency)
+        outcome = self.outcomes.pop(0)
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+
+def _send(provider: ScriptedProvider, clock: FakeClock, *, attempts: int = 5,
+          remaining: float = 100.0, bucket: TokenBucket | None = None):
+    return send_with_retries(
+        provider, MESSAGE,
+        bucket=bucket or TokenBucket(rate=1000, clock=clock),
+        deadline=Deadline(clock, at=clock.monotonic() + remaining),
+        clock=clock,
+        policy=RetryPolicy(max_attempts=attempts, request_timeout=5,
+                           rng=random.Random(7)),
+    )
+
+
+def test_5xx_then_success_is_retried_with_backoff() -> None:
+    clock = FakeClock()
+    provider = ScriptedProvider(clock, TransientError("HTTP 503", http_status=503), "d-1")
+
+    delivery = _send(provider, clock)
+
+    assert (delivery.delivery_id, delivery.attempts) == ("d-1", 2)
+    assert len(clock.sleeps) >= 1
+    assert 0 <= max(clock.sleeps) <= 0.5  # full jitter within the first backoff step
+
+
+def test_429_retry_after_is_honoured_and_pauses_the_bucket() -> None:
+    # GIVEN the provider answers 429 "Retry-After: 7" once
+    clock = FakeClock()
+    bucket = TokenBucket(rate=1000, clock=clock)
+    provider = ScriptedProvider(clock, RateLimitedError("HTTP 429", retry_after=7.0), "d-1")
+
+    # WHEN the message is sent
+    delivery = _send(provider, clock, bucket=bucket)
+
+    # THEN the retry started no sooner than 7 s after the 429, with no real waiting
+    assert delivery.attempts == 2
+    assert provider.calls[1] - (provider.calls[0] + provider.latency) == pytest.approx(7.0)
+    # and the bucket was paused for everybody else too
+    before = clock.monotonic()
+    bucket.acquire()
+    assert clock.monotonic() == pytest.approx(before, abs=0.01)
+
+
+@pytest.mark.parametrize("error", [
+    RejectedError("HTTP 400", http_status=400), ConfigError("HTTP 401", http_status=401)])
+def test_other_4xx_and_config_errors_are_never_retried(error: ProviderError) -> None:
+    clock = FakeClock()
+    provider = ScriptedProvider(clock, error, "never")
+
+    with pytest.raises(SendFailedError) as raised:
+        _send(provider, clock)
+
+    assert raised.value.attempts == 1
+    assert raised.value.error is error
+    assert clock.sleeps == []
+
+
+def test_attempts_are_bounded() -> None:
+    clock = FakeClock()
+    provider = ScriptedProvider(clock, *[TransientError("HTTP 500")] * 10)
+
+    with pytest.raises(SendFailedError) as raised:
+        _send(provider, clock, attempts=3)
+
+    assert raised.value.attempts == 3
+    assert len(provider.calls) == 3
+
+
+def test_no_wait_outlives_the_deadline() -> None:
+    # GIVEN a 429 asking for 30 s, with 10 s left in the invocation
+    clock = FakeClock()
+    provider = ScriptedProvider(clock, RateLimitedError("HTTP 429", retry_after=30.0), "late")
+
+    # WHEN sending
+    with pytest.raises(SendFailedError) as raised:
+        _send(provider, clock, remaining=10.0)
+
+    # THEN it gives up at once instead of sleeping past the end
+    assert raised.value.attempts == 1
+    assert isinstance(raised.value.error, RateLimitedError)
+    assert clock.sleeps == []
+
+
+def test_no_request_starts_when_no_slot_is_free_before_the_deadline() -> None:
+    clock = FakeClock()
+    provider = ScriptedProvider(clock, "never")
+
+    with pytest.raises(SendFailedError) as raised:
+        _send(provider, clock, remaining=0.1)
+
+    assert raised.value.attempts == 0
+    assert provider.calls == []
+    assert isinstance(raised.value.error, TransientError)
+
+
+def test_full_jitter_stays_within_the_exponential_ceiling() -> None:
+    policy = RetryPolicy(backoff_base=0.5, backoff_cap=4.0, rng=random.Random(1))
+    for attempt, ceiling in [(1, 0.5), (2, 1.0), (3, 2.0), (4, 4.0), (9, 4.0)]:
+        samples = [full_jitter(attempt, policy) for _ in range(200)]
+        assert 0 <= min(samples) and max(samples) <= ceiling
+        assert max(samples) > ceiling / 2  # it does use the range
+
+
+def test_deferral_grows_is_capped_and_respects_retry_after() -> None:
+    rng = random.Random(3)
+    first = deferral_delay(3, attempts_per_invocation=3, retry_after=None, rng=rng)
+    later = deferral_delay(9, attempts_per_invocation=3, retry_after=None, rng=rng)
+    huge = deferral_delay(300, attempts_per_invocation=3, retry_after=None, rng=rng)
+    assert 15 <= first <= 30
+    assert 60 <= later <= 120
+    assert huge <= DEFER_CAP_SECONDS
+    assert deferral_delay(3, attempts_per_invocation=3, retry_after=500, rng=rng) == 500
