@@ -7,6 +7,7 @@ line on stderr and a non-zero exit, never a traceback.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import json
 import sys
 from collections.abc import Iterator
@@ -32,11 +33,17 @@ class CommandError(Exception):
 @app.command()
 def invoke(
     event_file: Annotated[Path, typer.Argument(help="A DynamoDB stream event (see events/).")],
-    seed: Annotated[bool, typer.Option(
-        "--seed", help="First put each INSERT/MODIFY record's NewImage into the send table, "
-        "so the sample events find their rows.")] = False,
-    timeout: Annotated[float, typer.Option(
-        help="The simulated function timeout in seconds.", min=1)] = 120.0,
+    seed: Annotated[
+        bool,
+        typer.Option(
+            "--seed",
+            help="First put each INSERT/MODIFY record's NewImage into the send table, "
+            "so the sample events find their rows.",
+        ),
+    ] = False,
+    timeout: Annotated[
+        float, typer.Option(help="The simulated function timeout in seconds.", min=1)
+    ] = 120.0,
 ) -> None:
     """Run the Lambda handler in-process on a stream event file, like `sam local invoke -e`.
 
@@ -49,7 +56,7 @@ def invoke(
         # Powertools writes logs and metrics to stdout; stdout is for the response here.
         with contextlib.redirect_stdout(sys.stderr):
             try:
-                from dispatcher import handler
+                handler = importlib.import_module("dispatcher.handler")
             except SettingsError:
                 raise
             except Exception as exc:

@@ -21,11 +21,19 @@ __all__ = ["CREDENTIALS_CACHE_SECONDS", "Credentials", "credentials_loader"]
 CREDENTIALS_CACHE_SECONDS = 300
 
 # SSM/Secrets Manager answers that no retry will change.
-_PERMANENT_CODES = frozenset({
-    "ParameterNotFound", "ParameterVersionNotFound", "ResourceNotFoundException",
-    "AccessDeniedException", "AccessDenied", "InvalidKeyId", "KMSAccessDeniedException",
-    "DecryptionFailure", "ValidationException",
-})
+_PERMANENT_CODES = frozenset(
+    {
+        "ParameterNotFound",
+        "ParameterVersionNotFound",
+        "ResourceNotFoundException",
+        "AccessDeniedException",
+        "AccessDenied",
+        "InvalidKeyId",
+        "KMSAccessDeniedException",
+        "DecryptionFailure",
+        "ValidationException",
+    }
+)
 
 
 @dataclass(frozen=True)

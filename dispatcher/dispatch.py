@@ -219,7 +219,9 @@ class Dispatcher:
             return result.outcome.value
 
         return async_process_partial_response(
-            event=event, record_handler=record_handler, processor=self._processor,
+            event=event,
+            record_handler=record_handler,
+            processor=self._processor,
             context=context,
         )
 
@@ -229,8 +231,9 @@ class Dispatcher:
         stream = record.raw_event.get("dynamodb", {})
         logger.thread_safe_append_keys(row_id=row_id)
         try:
-            decision = triage(record.raw_event.get("eventName"),
-                              stream.get("OldImage"), stream.get("NewImage"))
+            decision = triage(
+                record.raw_event.get("eventName"), stream.get("OldImage"), stream.get("NewImage")
+            )
             if not decision.send:
                 outcome = Outcome.ECHO if decision.reason is Reason.ECHO else Outcome.SKIPPED
                 logger.debug("skipped", extra={"reason": decision.reason.value})
@@ -239,8 +242,10 @@ class Dispatcher:
                 logger.error("record has no string id key; nothing to send or stamp")
                 return RecordResult(Outcome.SKIPPED, None, "record has no string id key")
             result = self._dispatch(row_id, stream["NewImage"], invocation)
-            logger.info(result.detail, extra={"outcome": result.outcome.value,
-                                              "error_kind": result.error_kind})
+            logger.info(
+                result.detail,
+                extra={"outcome": result.outcome.value, "error_kind": result.error_kind},
+            )
             return result
         finally:
             logger.thread_safe_remove_keys(["row_id"])
@@ -253,18 +258,26 @@ class Dispatcher:
         if current is None:
             return RecordResult(Outcome.STALE, row_id, "row is gone (sent or cancelled)")
         if request_attributes(current) != request_attributes(image):
-            return RecordResult(Outcome.STALE, row_id,
-                                "row was edited since; its own record sends the new content")
+            return RecordResult(
+                Outcome.STALE, row_id, "row was edited since; its own record sends the new content"
+            )
 
         # Step 1: validate; a malformed row is stamped failed/invalid and never reaches the API.
         parsed = parse_message(
-            row_id, image,
+            row_id,
+            image,
             default_from_email=self.settings.default_from_email,
             default_from_name=self.settings.default_from_name,
         )
         if isinstance(parsed, list):
-            return self._stamp(row_id, image, RowStatus.FAILED, _prior_attempts(image),
-                               "; ".join(parsed), ErrorKind.INVALID)
+            return self._stamp(
+                row_id,
+                image,
+                RowStatus.FAILED,
+                _prior_attempts(image),
+                "; ".join(parsed),
+                ErrorKind.INVALID,
+            )
 
         # Step 2: a future send_after parks the row for the sweeper.
         now = self._clock.now()
@@ -272,13 +285,17 @@ class Dispatcher:
             return self._schedule(row_id, image, parsed)
 
         prior = _prior_attempts(image)
-        budget = max(1, min(self.settings.attempts_per_invocation,
-                            self.settings.max_attempts - prior))
+        budget = max(
+            1, min(self.settings.attempts_per_invocation, self.settings.max_attempts - prior)
+        )
         progress = _SendProgress()
         try:
             result: SendResult = self._send_once(
                 key={"id": row_id, "content_hash": parsed.content_hash},
-                message=parsed, invocation=invocation, budget=budget, prior=prior,
+                message=parsed,
+                invocation=invocation,
+                budget=budget,
+                prior=prior,
                 progress=progress,
             )
         except SendFailedError as exc:
@@ -291,17 +308,28 @@ class Dispatcher:
         return self._record_success(parsed, image, result, progress)
 
     def _send(
-        self, *, key: dict[str, str], message: Message, invocation: _Invocation, budget: int,
-        prior: int, progress: _SendProgress,
+        self,
+        *,
+        key: dict[str, str],
+        message: Message,
+        invocation: _Invocation,
+        budget: int,
+        prior: int,
+        progress: _SendProgress,
     ) -> SendResult:
         """Step 3, under Powertools Idempotency keyed on ``key`` (row id + content hash)."""
         progress.ran = True
         delivery = send_with_retries(
-            self.provider, message,
-            bucket=invocation.bucket, deadline=invocation.deadline, clock=self._clock,
-            policy=RetryPolicy(max_attempts=budget,
-                               request_timeout=self.settings.request_timeout_seconds,
-                               rng=self._rng),
+            self.provider,
+            message,
+            bucket=invocation.bucket,
+            deadline=invocation.deadline,
+            clock=self._clock,
+            policy=RetryPolicy(
+                max_attempts=budget,
+                request_timeout=self.settings.request_timeout_seconds,
+                rng=self._rng,
+            ),
         )
         progress.latency_seconds = delivery.latency_seconds
         progress.result = SendResult(
@@ -335,12 +363,17 @@ class Dispatcher:
         deleted = self.store.record_sent(entry, image, replayed=replayed)
         kept = "" if deleted else "; the row changed meanwhile and was kept"
         if replayed:
-            return RecordResult(Outcome.DUPLICATE, message.id,
-                                f"already sent as delivery {result['delivery_id']}; "
-                                f"not sent again{kept}")
-        return RecordResult(Outcome.SENT, message.id,
-                            f"sent as delivery {result['delivery_id']}{kept}",
-                            latency_seconds=progress.latency_seconds)
+            return RecordResult(
+                Outcome.DUPLICATE,
+                message.id,
+                f"already sent as delivery {result['delivery_id']}; not sent again{kept}",
+            )
+        return RecordResult(
+            Outcome.SENT,
+            message.id,
+            f"sent as delivery {result['delivery_id']}{kept}",
+            latency_seconds=progress.latency_seconds,
+        )
 
     def _stamp_failure(
         self, row_id: str, image: Image, exc: SendFailedError, prior: int
@@ -356,13 +389,22 @@ class Dispatcher:
                 rng=self._rng,
             )
             retry_at = iso_utc(self._clock.now() + timedelta(seconds=delay))
-            return self._stamp(row_id, image, RowStatus.DEFERRED, attempts, error.message,
-                               error.kind, error.http_status, retry_at)
+            return self._stamp(
+                row_id,
+                image,
+                RowStatus.DEFERRED,
+                attempts,
+                error.message,
+                error.kind,
+                error.http_status,
+                retry_at,
+            )
         message = error.message
         if isinstance(error, TransientError):
             message = f"gave up after {attempts} attempts: {message}"
-        return self._stamp(row_id, image, RowStatus.FAILED, attempts, message, error.kind,
-                           error.http_status)
+        return self._stamp(
+            row_id, image, RowStatus.FAILED, attempts, message, error.kind, error.http_status
+        )
 
     def _schedule(self, row_id: str, image: Image, message: Message) -> RecordResult:
         assert message.send_after is not None
@@ -371,44 +413,72 @@ class Dispatcher:
         if parked == (RowStatus.SCHEDULED.value, retry_at):
             # Already parked with this time: rewriting identical values would only echo.
             return RecordResult(Outcome.SCHEDULED, row_id, f"already scheduled for {retry_at}")
-        stamp = FailureStamp(RowStatus.SCHEDULED, _prior_attempts(image),
-                             iso_utc(self._clock.now()), retry_at=retry_at)
+        stamp = FailureStamp(
+            RowStatus.SCHEDULED,
+            _prior_attempts(image),
+            iso_utc(self._clock.now()),
+            retry_at=retry_at,
+        )
         if not self.store.stamp(row_id, image, stamp):
             return RecordResult(Outcome.STALE, row_id, "row changed before it could be scheduled")
         return RecordResult(Outcome.SCHEDULED, row_id, f"scheduled for {retry_at}")
 
     def _stamp(
-        self, row_id: str, image: Image, status: RowStatus, attempts: int, reason: str,
-        kind: ErrorKind, http_status: int | None = None, retry_at: str | None = None,
+        self,
+        row_id: str,
+        image: Image,
+        status: RowStatus,
+        attempts: int,
+        reason: str,
+        kind: ErrorKind,
+        http_status: int | None = None,
+        retry_at: str | None = None,
     ) -> RecordResult:
-        stamp = FailureStamp(status, attempts, iso_utc(self._clock.now()), last_error=reason,
-                             error_kind=kind, http_status=http_status, retry_at=retry_at)
+        stamp = FailureStamp(
+            status,
+            attempts,
+            iso_utc(self._clock.now()),
+            last_error=reason,
+            error_kind=kind,
+            http_status=http_status,
+            retry_at=retry_at,
+        )
         if not self.store.stamp(row_id, image, stamp):
             # Edited or removed while we worked: its own record decides its fate.
-            return RecordResult(Outcome.STALE, row_id,
-                                f"not stamped {status.value}: the row changed meanwhile",
-                                error_kind=kind)
+            return RecordResult(
+                Outcome.STALE,
+                row_id,
+                f"not stamped {status.value}: the row changed meanwhile",
+                error_kind=kind,
+            )
         outcome = Outcome.DEFERRED if status is RowStatus.DEFERRED else Outcome.FAILED
         until = f" until {retry_at}" if retry_at else ""
-        return RecordResult(outcome, row_id, f"{status.value}{until} ({kind.value}): {reason}",
-                            error_kind=kind)
+        return RecordResult(
+            outcome, row_id, f"{status.value}{until} ({kind.value}): {reason}", error_kind=kind
+        )
 
 
 def _emit_metrics(result: RecordResult) -> None:
     """Called on the event loop's thread only: Powertools Metrics is not thread-safe."""
     names = {
-        Outcome.SENT: "Sent", Outcome.DUPLICATE: "DuplicateSuppressed",
-        Outcome.FAILED: "Failed", Outcome.DEFERRED: "Deferred",
-        Outcome.SCHEDULED: "Scheduled", Outcome.ECHO: "SkippedEcho",
-        Outcome.SKIPPED: "Skipped", Outcome.STALE: "SkippedStale",
+        Outcome.SENT: "Sent",
+        Outcome.DUPLICATE: "DuplicateSuppressed",
+        Outcome.FAILED: "Failed",
+        Outcome.DEFERRED: "Deferred",
+        Outcome.SCHEDULED: "Scheduled",
+        Outcome.ECHO: "SkippedEcho",
+        Outcome.SKIPPED: "Skipped",
+        Outcome.STALE: "SkippedStale",
     }
     metrics.add_metric(name=names[result.outcome], unit=MetricUnit.Count, value=1)
     if result.outcome is Outcome.FAILED and result.error_kind is not None:
-        metrics.add_metric(name=f"Failed_{result.error_kind.value}", unit=MetricUnit.Count,
-                           value=1)
+        metrics.add_metric(name=f"Failed_{result.error_kind.value}", unit=MetricUnit.Count, value=1)
     if result.latency_seconds is not None:
-        metrics.add_metric(name="ProviderLatency", unit=MetricUnit.Milliseconds,
-                           value=round(result.latency_seconds * 1000, 1))
+        metrics.add_metric(
+            name="ProviderLatency",
+            unit=MetricUnit.Milliseconds,
+            value=round(result.latency_seconds * 1000, 1),
+        )
 
 
 def _row_id(record: DynamoDBRecord) -> str | None:

@@ -48,8 +48,21 @@ AttributeValue = dict[str, Any]
 Image = Mapping[str, AttributeValue]
 
 REQUEST_ATTRIBUTES = frozenset(
-    {"to", "cc", "bcc", "subject", "text", "html", "from", "from_name", "reply_to", "encode",
-     "insert_code", "send_after", "revision"}
+    {
+        "to",
+        "cc",
+        "bcc",
+        "subject",
+        "text",
+        "html",
+        "from",
+        "from_name",
+        "reply_to",
+        "encode",
+        "insert_code",
+        "send_after",
+        "revision",
+    }
 )
 BOOKKEEPING_ATTRIBUTES = frozenset(
     {"status", "attempts", "last_error", "error_kind", "http_status", "failed_at", "retry_at"}
@@ -181,8 +194,12 @@ def parse_message(
         if isinstance(value, str) and ("\r" in value or "\n" in value):
             p.add(name, "contains a line break (CR/LF), which would inject mail headers")
     if encode is Encode.ISO_2022_JP:
-        for name, value in (("subject", subject), ("from_name", from_name), ("text", text),
-                            ("html", html)):
+        for name, value in (
+            ("subject", subject),
+            ("from_name", from_name),
+            ("text", text),
+            ("html", html),
+        ):
             if value and not _encodable(value, "iso2022_jp"):
                 p.add(name, "has characters that ISO-2022-JP cannot encode")
 
@@ -286,22 +303,28 @@ class _Problems:
             return {}
         mapping = _typed(image["insert_code"], "M")
         if not isinstance(mapping, dict):
-            self.add("insert_code",
-                     f"must be a map of strings (M), got {_type_name(image['insert_code'])}")
+            self.add(
+                "insert_code",
+                f"must be a map of strings (M), got {_type_name(image['insert_code'])}",
+            )
             return {}
         if len(mapping) > MAX_INSERT_CODES:
-            self.add("insert_code", f"has {len(mapping)} keys, over the limit of "
-                     f"{MAX_INSERT_CODES}")
+            self.add(
+                "insert_code", f"has {len(mapping)} keys, over the limit of {MAX_INSERT_CODES}"
+            )
             return {}
         out: dict[str, str] = {}
         for key, item in mapping.items():
             value = _typed(item, "S") if isinstance(item, dict) else None
             if not _INSERT_CODE_KEY.match(str(key)):
-                self.add("insert_code", f"key {_clip(str(key))!r} must be 1-64 letters, "
-                         "digits or underscores")
+                self.add(
+                    "insert_code",
+                    f"key {_clip(str(key))!r} must be 1-64 letters, digits or underscores",
+                )
             elif not isinstance(value, str):
-                self.add("insert_code", f"value of {key!r} must be a string (S), "
-                         f"got {_type_name(item)}")
+                self.add(
+                    "insert_code", f"value of {key!r} must be a string (S), got {_type_name(item)}"
+                )
             elif not _is_utf8(value):
                 self.add("insert_code", f"value of {key!r} is not valid UTF-8")
             else:

@@ -165,7 +165,6 @@ def send_with_retries(
     return Delivery(delivery_id=delivery_id, attempts=attempts, latency_seconds=latency)
 
 
-
 #: First pause of a deferred row, doubled on each deferral up to the cap.
 DEFER_BASE_SECONDS = 30.0
 DEFER_CAP_SECONDS = 3600.0

@@ -107,8 +107,12 @@ class Settings:
             if raw is None or raw == "":
                 continue
             values[f.name] = _PARSERS.get(f.name, _text)(f.name.upper(), raw)
-        for required in ("send_table_name", "history_table_name", "idempotency_table_name",
-                         "default_from_email"):
+        for required in (
+            "send_table_name",
+            "history_table_name",
+            "idempotency_table_name",
+            "default_from_email",
+        ):
             if required not in values:
                 raise SettingsError(f"{required.upper()} is required but not set")
         return cls(**values)
@@ -119,9 +123,7 @@ def _number(kind: Callable[[str], _T]) -> Callable[[str, str], _T]:
         try:
             return kind(raw)
         except ValueError:
-            raise SettingsError(
-                f"{name} must be a number ({kind.__name__}), got {raw!r}"
-            ) from None
+            raise SettingsError(f"{name} must be a number ({kind.__name__}), got {raw!r}") from None
 
     return parse
 

@@ -290,4 +290,3 @@ def _key(row_id: str) -> dict[str, Any]:
 
 def _clip(text: str) -> str:
     return text if len(text) <= LAST_ERROR_MAX_CHARS else text[: LAST_ERROR_MAX_CHARS - 1] + "…"
-

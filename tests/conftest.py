@@ -35,8 +35,10 @@ def load_event(name: str) -> dict[str, Any]:
 @pytest.fixture(autouse=True)
 def _aws_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     for name, value in {
-        "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_SESSION_TOKEN": "testing", "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
         "POWERTOOLS_METRICS_NAMESPACE": "MailDispatcherTest",
     }.items():
         monkeypatch.setenv(name, value)
@@ -91,7 +93,10 @@ def _image(values: dict[str, Any]) -> dict[str, Any]:
 def row(row_id: str = "row-1", **values: Any) -> dict[str, Any]:
     """A valid send row as plain values, overridable per attribute (None drops one)."""
     base: dict[str, Any] = {
-        "id": row_id, "to": "alice@example.com", "subject": "Hello", "text": "Hi there",
+        "id": row_id,
+        "to": "alice@example.com",
+        "subject": "Hello",
+        "text": "Hi there",
     }
     base.update(values)
     return {k: v for k, v in base.items() if v is not None}

@@ -13,8 +13,12 @@ N = lambda v: {"N": str(v)}  # noqa: E731
 
 
 def _row(row_id: str, **overrides: Any) -> dict[str, Any]:
-    base: dict[str, Any] = {"id": S(row_id), "to": S("alice@example.com"), "subject": S("Hello"),
-                            "text": S("Hi there")}
+    base: dict[str, Any] = {
+        "id": S(row_id),
+        "to": S("alice@example.com"),
+        "subject": S("Hello"),
+        "text": S("Hi there"),
+    }
     for name, value in overrides.items():
         if value is None:
             base.pop(name, None)

@@ -90,3 +90,29 @@ class FakeProvider:
         finally:
             with self._lock:
                 self.in_flight -= 1
+
+
+class SerializedClient:
+    """Runs a boto3 client's calls one at a time.
+
+    moto's in-process backend is not thread-safe (``TransactWriteItems`` deep-copies tables
+    that other threads are writing), while DynamoDB itself is. The dispatcher's worker threads
+    share one client, so in-process tests serialise the calls, as a real endpoint would
+    isolate them.
+    """
+
+    _lock = threading.RLock()
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self._client, name)
+        if not callable(attribute) or name.startswith("_") or name in ("get_paginator",):
+            return attribute
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            with self._lock:
+                return attribute(*args, **kwargs)
+
+        return call

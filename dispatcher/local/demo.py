@@ -28,8 +28,11 @@ __all__ = ["EVENTS_DIR", "run_demo"]
 
 EVENTS_DIR = Path(__file__).resolve().parents[2] / "events"
 DEMO_EVENTS = ("insert.json", "mixed-batch.json", "invalid-row.json")
-_NAMES = {SEND_TABLE: "demo-send", HISTORY_TABLE: "demo-history",
-          IDEMPOTENCY_TABLE: "demo-idempotency"}
+_NAMES = {
+    SEND_TABLE: "demo-send",
+    HISTORY_TABLE: "demo-history",
+    IDEMPOTENCY_TABLE: "demo-idempotency",
+}
 _LOGIN, _KEY = "demo", "demo-api-key"  # the sandbox's own credentials, not a real account
 
 
@@ -38,8 +41,11 @@ def run_demo(console: Console | None = None, *, events_dir: Path = EVENTS_DIR) -
     from moto import mock_aws
 
     out = console or Console()
-    with _demo_environment(), mock_aws(), Sandbox(login_id=_LOGIN, api_key=_KEY,
-                                                  faults=Faults(fail_to=())) as sandbox:
+    with (
+        _demo_environment(),
+        mock_aws(),
+        Sandbox(login_id=_LOGIN, api_key=_KEY, faults=Faults(fail_to=())) as sandbox,
+    ):
         import boto3
 
         from dispatcher.dispatch import Dispatcher
@@ -48,11 +54,15 @@ def run_demo(console: Console | None = None, *, events_dir: Path = EVENTS_DIR) -
         client = boto3.client("dynamodb")
         streams = create_tables(client, _NAMES)
         settings = Settings.from_env(
-            send_table_name=_NAMES[SEND_TABLE], history_table_name=_NAMES[HISTORY_TABLE],
+            send_table_name=_NAMES[SEND_TABLE],
+            history_table_name=_NAMES[HISTORY_TABLE],
             idempotency_table_name=_NAMES[IDEMPOTENCY_TABLE],
-            default_from_email="noreply@example.com", default_from_name="Example",
-            blastengine_base_url=sandbox.base_url, blastengine_login_id=_LOGIN,
-            blastengine_api_key=_KEY, rate_limit_rps=20.0,
+            default_from_email="noreply@example.com",
+            default_from_name="Example",
+            blastengine_base_url=sandbox.base_url,
+            blastengine_login_id=_LOGIN,
+            blastengine_api_key=_KEY,
+            rate_limit_rps=20.0,
         )
         dispatcher = Dispatcher.from_settings(settings, dynamodb_client=client)
         # Recent botocore sends ARN-addressed stream calls to an account-specific host that
@@ -76,10 +86,12 @@ def run_demo(console: Console | None = None, *, events_dir: Path = EVENTS_DIR) -
 
         out.rule("[bold]4. A person fixes a failed row; the edit re-sends it")
         fix_id, fixed_to = "order-0008", "rokuro@example.com"
-        out.print(f"  update {fix_id}: SET to = {fixed_to!r}")  # noqa: RUF027
+        out.print(f"  update {fix_id}: SET to = {fixed_to!r}")  # noqa: S608 (not SQL)
         client.update_item(
-            TableName=settings.send_table_name, Key={"id": {"S": fix_id}},
-            UpdateExpression="SET #to = :to", ExpressionAttributeNames={"#to": "to"},
+            TableName=settings.send_table_name,
+            Key={"id": {"S": fix_id}},
+            UpdateExpression="SET #to = :to",
+            ExpressionAttributeNames={"#to": "to"},
             ExpressionAttributeValues={":to": {"S": fixed_to}},
         )
         invocations += _drain(dispatcher, reader, out)
@@ -100,8 +112,10 @@ def run_demo(console: Console | None = None, *, events_dir: Path = EVENTS_DIR) -
 def _demo_environment() -> Iterator[None]:
     """Fake AWS credentials and quiet Powertools, restored afterwards."""
     values = {
-        "AWS_ACCESS_KEY_ID": "demo", "AWS_SECRET_ACCESS_KEY": "demo",
-        "AWS_DEFAULT_REGION": "us-east-1", "POWERTOOLS_METRICS_DISABLED": "true",
+        "AWS_ACCESS_KEY_ID": "demo",
+        "AWS_SECRET_ACCESS_KEY": "demo",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "POWERTOOLS_METRICS_DISABLED": "true",
         "POWERTOOLS_LOG_LEVEL": "WARNING",
     }
     saved = {k: os.environ.get(k) for k in [*values, "AWS_ENDPOINT_URL"]}
@@ -138,8 +152,10 @@ def _drain(dispatcher: Any, reader: StreamReader, out: Console) -> int:
             response = dispatcher.handle_batch({"Records": records}, LocalContext())
         failures = len(response.get("batchItemFailures", []))
         kinds = [r["eventName"] for r in records]
-        out.print(f"  invocation {invocations}: {len(records)} record(s) "
-                  f"({', '.join(sorted(set(kinds)))}), {failures} batch item failure(s)")
+        out.print(
+            f"  invocation {invocations}: {len(records)} record(s) "
+            f"({', '.join(sorted(set(kinds)))}), {failures} batch item failure(s)"
+        )
     return invocations
 
 
@@ -147,8 +163,9 @@ def _print_mails(out: Console, sandbox: Sandbox) -> None:
     table = Table("delivery", "to", "subject", "cc")
     for mail in sandbox.mails:
         p = mail.payload
-        table.add_row(str(mail.delivery_id), p.get("to", ""), p.get("subject", ""),
-                      ", ".join(p.get("cc", [])))
+        table.add_row(
+            str(mail.delivery_id), p.get("to", ""), p.get("subject", ""), ", ".join(p.get("cc", []))
+        )
     out.print(table)
 
 
@@ -156,8 +173,13 @@ def _print_rows(out: Console, client: Any, table_name: str) -> list[dict[str, An
     items: list[dict[str, Any]] = client.scan(TableName=table_name).get("Items", [])
     table = Table("id", "status", "kind", "retry_at", "last_error", show_lines=True)
     for item in sorted(items, key=lambda i: i["id"]["S"]):
-        table.add_row(item["id"]["S"], _s(item, "status"), _s(item, "error_kind"),
-                      _s(item, "retry_at"), _s(item, "last_error"))
+        table.add_row(
+            item["id"]["S"],
+            _s(item, "status"),
+            _s(item, "error_kind"),
+            _s(item, "retry_at"),
+            _s(item, "last_error"),
+        )
     out.print(table)
     return items
 

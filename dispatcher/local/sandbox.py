@@ -79,8 +79,13 @@ class Sandbox:
     """
 
     def __init__(
-        self, *, login_id: str, api_key: str, faults: Faults | None = None,
-        host: str = "127.0.0.1", port: int = 0,
+        self,
+        *,
+        login_id: str,
+        api_key: str,
+        faults: Faults | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
     ) -> None:
         self._token = bearer_token(login_id, api_key)
         initial = faults or Faults()
@@ -150,8 +155,10 @@ class Sandbox:
                 body = self._body()
                 if self.path == "/sandbox/faults":
                     if not isinstance(body, dict):
-                        self._json(HTTPStatus.BAD_REQUEST,
-                                   {"error_messages": {"body": ["must be a JSON object"]}})
+                        self._json(
+                            HTTPStatus.BAD_REQUEST,
+                            {"error_messages": {"body": ["must be a JSON object"]}},
+                        )
                         return
                     state = sandbox._state
                     sandbox.set_faults(Faults.from_json(body, state.faults))
@@ -172,8 +179,9 @@ class Sandbox:
                 except ValueError:
                     return None
 
-            def _json(self, status: int, payload: Any,
-                      headers: dict[str, str] | None = None) -> None:
+            def _json(
+                self, status: int, payload: Any, headers: dict[str, str] | None = None
+            ) -> None:
                 data = json.dumps(payload, ensure_ascii=False).encode("utf-8")
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json; charset=utf-8")
@@ -206,8 +214,11 @@ class Sandbox:
         if authorization != f"Bearer {self._token}":
             return 401, {"error_messages": {"Authorization": ["invalid bearer token"]}}, {}
         if roll < faults.rate_limited:
-            return (429, {"error_messages": {"rate": ["too many requests"]}},
-                    {"Retry-After": f"{faults.retry_after:g}"})
+            return (
+                429,
+                {"error_messages": {"rate": ["too many requests"]}},
+                {"Retry-After": f"{faults.retry_after:g}"},
+            )
         if roll < faults.rate_limited + faults.server_error or (
             isinstance(body, dict) and body.get("to") in faults.fail_to
         ):
@@ -225,8 +236,10 @@ class Sandbox:
         lines = [f"blastengine sandbox: {len(self.mails)} mail(s) received", ""]
         for mail in self.mails:
             p = mail.payload
-            lines.append(f"#{mail.delivery_id}  {mail.received_at}  to={p.get('to')}  "
-                         f"subject={p.get('subject')!r}")
+            lines.append(
+                f"#{mail.delivery_id}  {mail.received_at}  to={p.get('to')}  "
+                f"subject={p.get('subject')!r}"
+            )
         return "\n".join(lines) + "\n"
 
 

@@ -18,7 +18,11 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
 __all__ = [
-    "TEMPLATE_PATH", "TableDefinition", "create_tables", "load_template", "table_definitions",
+    "TEMPLATE_PATH",
+    "TableDefinition",
+    "create_tables",
+    "load_template",
+    "table_definitions",
 ]
 
 TEMPLATE_PATH = Path(__file__).resolve().parents[2] / "template.yaml"
@@ -79,7 +83,8 @@ class TableDefinition:
             args["GlobalSecondaryIndexes"] = self.global_secondary_indexes
         if self.stream_view_type:
             args["StreamSpecification"] = {
-                "StreamEnabled": True, "StreamViewType": self.stream_view_type,
+                "StreamEnabled": True,
+                "StreamViewType": self.stream_view_type,
             }
         return args
 
@@ -126,7 +131,8 @@ def create_tables(
             client.update_time_to_live(
                 TableName=table_name,
                 TimeToLiveSpecification={
-                    "AttributeName": definition.ttl_attribute, "Enabled": True,
+                    "AttributeName": definition.ttl_attribute,
+                    "Enabled": True,
                 },
             )
     return streams

@@ -75,12 +75,13 @@ def error_for_status(
     if status == 429:
         return RateLimitedError(text, retry_after=retry_after)
     if status in (401, 403):
-        return ConfigError(f"{text} (check the blastengine login id and API key)",
-                           http_status=status)
+        return ConfigError(
+            f"{text} (check the blastengine login id and API key)", http_status=status
+        )
     if 400 <= status < 500:
         return RejectedError(text, http_status=status)
     if 300 <= status < 400:
-        return ConfigError(f"{text} (unexpected redirect: check the provider base URL)",
-                           http_status=status)
+        return ConfigError(
+            f"{text} (unexpected redirect: check the provider base URL)", http_status=status
+        )
     return TransientError(text, http_status=status)
-

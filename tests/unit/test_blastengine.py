@@ -20,16 +20,24 @@ from dispatcher.providers import (
 from tests.conftest import API_KEY, BASE_URL, LOGIN_ID
 
 URL = BASE_URL + "/deliveries/transaction"
-MESSAGE = Message(id="r1", to="alice@example.com", subject="Hello", from_email="shop@example.com",
-                  from_name="Shop", text="Hi __name__", html="<p>Hi</p>", cc=("c@example.com",),
-                  bcc=("b@example.com",), encode=Encode.ISO_2022_JP,
-                  insert_code={"name": "Alice"})
+MESSAGE = Message(
+    id="r1",
+    to="alice@example.com",
+    subject="Hello",
+    from_email="shop@example.com",
+    from_name="Shop",
+    text="Hi __name__",
+    html="<p>Hi</p>",
+    cc=("c@example.com",),
+    bcc=("b@example.com",),
+    encode=Encode.ISO_2022_JP,
+    insert_code={"name": "Alice"},
+)
 
 
 @pytest.fixture
 def client() -> BlastengineClient:
-    return BlastengineClient(base_url=BASE_URL,
-                             credentials=lambda: Credentials(LOGIN_ID, API_KEY))
+    return BlastengineClient(base_url=BASE_URL, credentials=lambda: Credentials(LOGIN_ID, API_KEY))
 
 
 def test_bearer_token_matches_blastengines_documented_example() -> None:
@@ -63,26 +71,35 @@ def test_send_posts_the_wire_format_and_returns_the_delivery_id(client: Blasteng
 @respx.mock
 def test_absent_optional_parts_are_left_out(client: BlastengineClient) -> None:
     route = respx.post(URL).mock(return_value=httpx.Response(201, json={"delivery_id": 1}))
-    plain = Message(id="r", to="a@example.com", subject="s", from_email="f@example.com",
-                    from_name="", text="t")
+    plain = Message(
+        id="r", to="a@example.com", subject="s", from_email="f@example.com", from_name="", text="t"
+    )
 
     client.send(plain, timeout=5)
 
     assert set(json.loads(route.calls.last.request.content)) == {
-        "from", "to", "subject", "encode", "text_part"}
+        "from",
+        "to",
+        "subject",
+        "encode",
+        "text_part",
+    }
 
 
 @respx.mock
-@pytest.mark.parametrize(("status", "error", "kind"), [
-    (400, RejectedError, ErrorKind.REJECTED),
-    (404, RejectedError, ErrorKind.REJECTED),
-    (422, RejectedError, ErrorKind.REJECTED),
-    (401, ConfigError, ErrorKind.CONFIG),
-    (403, ConfigError, ErrorKind.CONFIG),
-    (429, RateLimitedError, ErrorKind.RATE_LIMITED),
-    (500, TransientError, ErrorKind.TRANSIENT),
-    (503, TransientError, ErrorKind.TRANSIENT),
-])
+@pytest.mark.parametrize(
+    ("status", "error", "kind"),
+    [
+        (400, RejectedError, ErrorKind.REJECTED),
+        (404, RejectedError, ErrorKind.REJECTED),
+        (422, RejectedError, ErrorKind.REJECTED),
+        (401, ConfigError, ErrorKind.CONFIG),
+        (403, ConfigError, ErrorKind.CONFIG),
+        (429, RateLimitedError, ErrorKind.RATE_LIMITED),
+        (500, TransientError, ErrorKind.TRANSIENT),
+        (503, TransientError, ErrorKind.TRANSIENT),
+    ],
+)
 def test_each_status_maps_to_its_error_class(
     client: BlastengineClient, status: int, error: type, kind: ErrorKind
 ) -> None:
@@ -99,8 +116,9 @@ def test_each_status_maps_to_its_error_class(
 
 @respx.mock
 @pytest.mark.parametrize(("header", "seconds"), [("7", 7.0), ("0.5", 0.5), (None, None)])
-def test_429_carries_retry_after(client: BlastengineClient, header: str | None,
-                                 seconds: float | None) -> None:
+def test_429_carries_retry_after(
+    client: BlastengineClient, header: str | None, seconds: float | None
+) -> None:
     headers = {"Retry-After": header} if header else {}
     respx.post(URL).mock(return_value=httpx.Response(429, headers=headers))
 
@@ -111,8 +129,15 @@ def test_429_carries_retry_after(client: BlastengineClient, header: str | None,
 
 
 @respx.mock
-@pytest.mark.parametrize("exc", [httpx.ConnectTimeout("t"), httpx.ReadTimeout("t"),
-                                 httpx.ConnectError("refused"), httpx.RemoteProtocolError("x")])
+@pytest.mark.parametrize(
+    "exc",
+    [
+        httpx.ConnectTimeout("t"),
+        httpx.ReadTimeout("t"),
+        httpx.ConnectError("refused"),
+        httpx.RemoteProtocolError("x"),
+    ],
+)
 def test_transport_failures_are_transient_and_never_leak_httpx(
     client: BlastengineClient, exc: Exception
 ) -> None:
@@ -132,8 +157,15 @@ def test_2xx_without_a_delivery_id_is_still_a_success(client: BlastengineClient)
 
 
 def test_reply_to_is_reported_not_dropped(client: BlastengineClient) -> None:
-    message = Message(id="r", to="a@example.com", subject="s", from_email="f@example.com",
-                      from_name="", text="t", reply_to="help@example.com")
+    message = Message(
+        id="r",
+        to="a@example.com",
+        subject="s",
+        from_email="f@example.com",
+        from_name="",
+        text="t",
+        reply_to="help@example.com",
+    )
     with pytest.raises(InvalidMessageError, match="reply_to"):
         client.send(message, timeout=5)
 
@@ -141,8 +173,11 @@ def test_reply_to_is_reported_not_dropped(client: BlastengineClient) -> None:
 @respx.mock
 def test_the_api_key_and_token_never_appear_in_an_error(client: BlastengineClient) -> None:
     token = bearer_token(LOGIN_ID, API_KEY)
-    for response in (httpx.Response(401, json={"error_messages": {"auth": ["bad"]}}),
-                     httpx.Response(500), httpx.ConnectError("boom")):
+    for response in (
+        httpx.Response(401, json={"error_messages": {"auth": ["bad"]}}),
+        httpx.Response(500),
+        httpx.ConnectError("boom"),
+    ):
         respx.post(URL).mock(side_effect=[response])
         with pytest.raises(Exception) as raised:  # noqa: PT011
             client.send(MESSAGE, timeout=5)

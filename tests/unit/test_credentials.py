@@ -8,8 +8,10 @@ from dispatcher.providers.errors import ConfigError, TransientError
 from dispatcher.settings import Settings
 from tests.unit.test_settings import ENV
 
-PARAM_ENV = {**{k: v for k, v in ENV.items() if not k.startswith("BLASTENGINE")},
-             "BLASTENGINE_CREDENTIALS_PARAMETER": "/mail/creds"}
+PARAM_ENV = {
+    **{k: v for k, v in ENV.items() if not k.startswith("BLASTENGINE")},
+    "BLASTENGINE_CREDENTIALS_PARAMETER": "/mail/creds",
+}
 
 
 def _client_error(code: str) -> ClientError:

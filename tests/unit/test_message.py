@@ -36,9 +36,18 @@ def test_valid_row_parses_into_a_message_with_defaults() -> None:
 
 
 def test_row_values_override_defaults_and_send_after_keeps_its_offset() -> None:
-    raw = image(row("r1", **{"from": "shop@example.com", "from_name": "Shop",
-                             "encode": "ISO-2022-JP", "subject": "ご注文ありがとうございます",
-                             "send_after": "2026-12-01T09:00:00+09:00"}))
+    raw = image(
+        row(
+            "r1",
+            **{
+                "from": "shop@example.com",
+                "from_name": "Shop",
+                "encode": "ISO-2022-JP",
+                "subject": "ご注文ありがとうございます",
+                "send_after": "2026-12-01T09:00:00+09:00",
+            },
+        )
+    )
 
     message = parse_message("r1", raw, **DEFAULTS)
 
@@ -48,8 +57,9 @@ def test_row_values_override_defaults_and_send_after_keeps_its_offset() -> None:
     assert message.send_after == datetime(2026, 12, 1, 0, 0, tzinfo=UTC)
 
 
-@pytest.mark.parametrize(("case", "raw", "attribute"), malformed_rows(),
-                         ids=[c[0] for c in malformed_rows()])
+@pytest.mark.parametrize(
+    ("case", "raw", "attribute"), malformed_rows(), ids=[c[0] for c in malformed_rows()]
+)
 def test_each_malformed_row_gives_a_readable_problem_naming_its_attribute(
     case: str, raw: dict, attribute: str
 ) -> None:
@@ -85,8 +95,12 @@ def test_content_hash_covers_request_attributes_only() -> None:
 
     # THEN the hashes agree; and any request attribute change, revision included, changes it
     assert content_hash(plain) == content_hash(stamped)
-    for name, value in [("to", {"S": "bob@example.com"}), ("revision", {"N": "2"}),
-                        ("html", {"S": "<p>hi</p>"}), ("insert_code", {"M": {}})]:
+    for name, value in [
+        ("to", {"S": "bob@example.com"}),
+        ("revision", {"N": "2"}),
+        ("html", {"S": "<p>hi</p>"}),
+        ("insert_code", {"M": {}}),
+    ]:
         assert content_hash({**plain, name: value}) != content_hash(plain), name
 
 

@@ -24,8 +24,9 @@ from dispatcher.retry import (
 )
 from tests.fakes import FakeClock
 
-MESSAGE = Message(id="r1", to="a@example.com", subject="s", from_email="f@example.com",
-                  from_name="", text="t")
+MESSAGE = Message(
+    id="r1", to="a@example.com", subject="s", from_email="f@example.com", from_name="", text="t"
+)
 
 
 class ScriptedProvider:
@@ -33,8 +34,9 @@ class ScriptedProvider:
 
     name = "scripted"
 
-    def __init__(self, clock: FakeClock, *outcomes: ProviderError | str,
-                 latency: float = 0.1) -> None:
+    def __init__(
+        self, clock: FakeClock, *outcomes: ProviderError | str, latency: float = 0.1
+    ) -> None:
         self.outcomes = list(outcomes)
         self.clock = clock
         self.latency = latency
@@ -49,15 +51,21 @@ class ScriptedProvider:
         return outcome
 
 
-def _send(provider: ScriptedProvider, clock: FakeClock, *, attempts: int = 5,
-          remaining: float = 100.0, bucket: TokenBucket | None = None):
+def _send(
+    provider: ScriptedProvider,
+    clock: FakeClock,
+    *,
+    attempts: int = 5,
+    remaining: float = 100.0,
+    bucket: TokenBucket | None = None,
+):
     return send_with_retries(
-        provider, MESSAGE,
+        provider,
+        MESSAGE,
         bucket=bucket or TokenBucket(rate=1000, clock=clock),
         deadline=Deadline(clock, at=clock.monotonic() + remaining),
         clock=clock,
-        policy=RetryPolicy(max_attempts=attempts, request_timeout=5,
-                           rng=random.Random(7)),
+        policy=RetryPolicy(max_attempts=attempts, request_timeout=5, rng=random.Random(7)),
     )
 
 
@@ -90,8 +98,9 @@ def test_429_retry_after_is_honoured_and_pauses_the_bucket() -> None:
     assert clock.monotonic() == pytest.approx(before, abs=0.01)
 
 
-@pytest.mark.parametrize("error", [
-    RejectedError("HTTP 400", http_status=400), ConfigError("HTTP 401", http_status=401)])
+@pytest.mark.parametrize(
+    "error", [RejectedError("HTTP 400", http_status=400), ConfigError("HTTP 401", http_status=401)]
+)
 def test_other_4xx_and_config_errors_are_never_retried(error: ProviderError) -> None:
     clock = FakeClock()
     provider = ScriptedProvider(clock, error, "never")
@@ -146,7 +155,8 @@ def test_full_jitter_stays_within_the_exponential_ceiling() -> None:
     policy = RetryPolicy(backoff_base=0.5, backoff_cap=4.0, rng=random.Random(1))
     for attempt, ceiling in [(1, 0.5), (2, 1.0), (3, 2.0), (4, 4.0), (9, 4.0)]:
         samples = [full_jitter(attempt, policy) for _ in range(200)]
-        assert 0 <= min(samples) and max(samples) <= ceiling
+        assert min(samples) >= 0
+        assert max(samples) <= ceiling
         assert max(samples) > ceiling / 2  # it does use the range
 
 

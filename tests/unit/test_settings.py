@@ -5,15 +5,25 @@ import pytest
 from dispatcher.settings import DEFAULT_BLASTENGINE_BASE_URL, Settings, SettingsError
 
 ENV = {
-    "SEND_TABLE_NAME": "send", "HISTORY_TABLE_NAME": "history",
-    "IDEMPOTENCY_TABLE_NAME": "idem", "DEFAULT_FROM_EMAIL": "noreply@example.com",
-    "BLASTENGINE_LOGIN_ID": "me", "BLASTENGINE_API_KEY": "sk-secret-value",
+    "SEND_TABLE_NAME": "send",
+    "HISTORY_TABLE_NAME": "history",
+    "IDEMPOTENCY_TABLE_NAME": "idem",
+    "DEFAULT_FROM_EMAIL": "noreply@example.com",
+    "BLASTENGINE_LOGIN_ID": "me",
+    "BLASTENGINE_API_KEY": "sk-secret-value",
 }
 
 
 def test_reads_every_variable_with_types_and_defaults() -> None:
-    settings = Settings.from_env({**ENV, "RATE_LIMIT_RPS": "25.5", "SEND_CONCURRENCY": "16",
-                                  "MAX_ATTEMPTS": "5", "REQUEST_TIMEOUT_SECONDS": "3"})
+    settings = Settings.from_env(
+        {
+            **ENV,
+            "RATE_LIMIT_RPS": "25.5",
+            "SEND_CONCURRENCY": "16",
+            "MAX_ATTEMPTS": "5",
+            "REQUEST_TIMEOUT_SECONDS": "3",
+        }
+    )
     assert settings.rate_limit_rps == 25.5
     assert settings.send_concurrency == 16
     assert settings.max_attempts == 5
@@ -22,20 +32,29 @@ def test_reads_every_variable_with_types_and_defaults() -> None:
     assert settings.idempotency_expiry_seconds > 24 * 3600
 
 
-@pytest.mark.parametrize("missing", ["SEND_TABLE_NAME", "HISTORY_TABLE_NAME",
-                                     "IDEMPOTENCY_TABLE_NAME", "DEFAULT_FROM_EMAIL"])
+@pytest.mark.parametrize(
+    "missing",
+    ["SEND_TABLE_NAME", "HISTORY_TABLE_NAME", "IDEMPOTENCY_TABLE_NAME", "DEFAULT_FROM_EMAIL"],
+)
 def test_a_missing_setting_fails_fast_naming_the_variable(missing: str) -> None:
     env = {k: v for k, v in ENV.items() if k != missing}
     with pytest.raises(SettingsError, match=missing):
         Settings.from_env(env)
 
 
-@pytest.mark.parametrize(("name", "value"), [
-    ("RATE_LIMIT_RPS", "fast"), ("RATE_LIMIT_RPS", "0"), ("SEND_CONCURRENCY", "2.5"),
-    ("MAX_ATTEMPTS", "-1"), ("REQUEST_TIMEOUT_SECONDS", "soon"),
-    ("DEFAULT_FROM_EMAIL", "not-an-address"), ("BLASTENGINE_BASE_URL", "app.engn.jp"),
-    ("IDEMPOTENCY_EXPIRY_SECONDS", "3600"),
-])
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("RATE_LIMIT_RPS", "fast"),
+        ("RATE_LIMIT_RPS", "0"),
+        ("SEND_CONCURRENCY", "2.5"),
+        ("MAX_ATTEMPTS", "-1"),
+        ("REQUEST_TIMEOUT_SECONDS", "soon"),
+        ("DEFAULT_FROM_EMAIL", "not-an-address"),
+        ("BLASTENGINE_BASE_URL", "app.engn.jp"),
+        ("IDEMPOTENCY_EXPIRY_SECONDS", "3600"),
+    ],
+)
 def test_a_malformed_setting_fails_fast_naming_the_variable(name: str, value: str) -> None:
     with pytest.raises(SettingsError, match=name):
         Settings.from_env({**ENV, name: value})

@@ -11,29 +11,76 @@ from dispatcher.triage import Reason, triage
 from tests.conftest import image, row
 
 BASE = image(row("r1"))
-FAILED = {**BASE, "status": {"S": "failed"}, "attempts": {"N": "1"},
-          "error_kind": {"S": "rejected"}, "last_error": {"S": "HTTP 400"}}
+FAILED = {
+    **BASE,
+    "status": {"S": "failed"},
+    "attempts": {"N": "1"},
+    "error_kind": {"S": "rejected"},
+    "last_error": {"S": "HTTP 400"},
+}
 
 
 @pytest.mark.parametrize(
     ("event_name", "old", "new", "send", "reason"),
     [
         pytest.param("INSERT", None, BASE, True, Reason.INSERTED, id="insert-sends"),
-        pytest.param("MODIFY", FAILED, {**FAILED, "to": {"S": "bob@example.com"}}, True,
-                     Reason.REQUEST_CHANGED, id="edited-failed-row-sends"),
-        pytest.param("MODIFY", FAILED, {**FAILED, "revision": {"N": "2"}}, True,
-                     Reason.REQUEST_CHANGED, id="revision-bump-sends"),
+        pytest.param(
+            "MODIFY",
+            FAILED,
+            {**FAILED, "to": {"S": "bob@example.com"}},
+            True,
+            Reason.REQUEST_CHANGED,
+            id="edited-failed-row-sends",
+        ),
+        pytest.param(
+            "MODIFY",
+            FAILED,
+            {**FAILED, "revision": {"N": "2"}},
+            True,
+            Reason.REQUEST_CHANGED,
+            id="revision-bump-sends",
+        ),
         pytest.param("MODIFY", BASE, FAILED, False, Reason.ECHO, id="own-failure-echo-skips"),
-        pytest.param("MODIFY", BASE, {**BASE, "status": {"S": "deferred"}}, False, Reason.ECHO,
-                     id="own-deferral-echo-skips"),
-        pytest.param("MODIFY", BASE, {**BASE, "status": {"S": "scheduled"}}, False, Reason.ECHO,
-                     id="own-schedule-echo-skips"),
-        pytest.param("MODIFY", FAILED, {k: v for k, v in FAILED.items() if k != "status"}, True,
-                     Reason.STATUS_REFIRED, id="status-removed-sends"),
-        pytest.param("MODIFY", FAILED, {**FAILED, "status": {"S": "retry"}}, True,
-                     Reason.STATUS_REFIRED, id="status-set-to-other-sends"),
-        pytest.param("MODIFY", BASE, {**BASE, "note": {"S": "x"}}, False, Reason.NO_CHANGE,
-                     id="unrelated-attribute-skips"),
+        pytest.param(
+            "MODIFY",
+            BASE,
+            {**BASE, "status": {"S": "deferred"}},
+            False,
+            Reason.ECHO,
+            id="own-deferral-echo-skips",
+        ),
+        pytest.param(
+            "MODIFY",
+            BASE,
+            {**BASE, "status": {"S": "scheduled"}},
+            False,
+            Reason.ECHO,
+            id="own-schedule-echo-skips",
+        ),
+        pytest.param(
+            "MODIFY",
+            FAILED,
+            {k: v for k, v in FAILED.items() if k != "status"},
+            True,
+            Reason.STATUS_REFIRED,
+            id="status-removed-sends",
+        ),
+        pytest.param(
+            "MODIFY",
+            FAILED,
+            {**FAILED, "status": {"S": "retry"}},
+            True,
+            Reason.STATUS_REFIRED,
+            id="status-set-to-other-sends",
+        ),
+        pytest.param(
+            "MODIFY",
+            BASE,
+            {**BASE, "note": {"S": "x"}},
+            False,
+            Reason.NO_CHANGE,
+            id="unrelated-attribute-skips",
+        ),
         pytest.param("REMOVE", BASE, None, False, Reason.REMOVED, id="remove-skips"),
     ],
 )
@@ -62,9 +109,11 @@ def _with_status(img: dict[str, Any], status: str | None) -> dict[str, Any]:
     return out
 
 
-@given(old=images, bookkeeping=st.dictionaries(st.sampled_from(sorted(BOOKKEEPING_ATTRIBUTES)),
-                                               attribute_values),
-       status=st.sampled_from(sorted(WAITING_STATUSES)))
+@given(
+    old=images,
+    bookkeeping=st.dictionaries(st.sampled_from(sorted(BOOKKEEPING_ATTRIBUTES)), attribute_values),
+    status=st.sampled_from(sorted(WAITING_STATUSES)),
+)
 def test_no_bookkeeping_only_modify_with_a_waiting_status_is_ever_a_send(
     old: dict, bookkeeping: dict, status: str
 ) -> None:
@@ -75,8 +124,12 @@ def test_no_bookkeeping_only_modify_with_a_waiting_status_is_ever_a_send(
     assert triage("MODIFY", old, new).send is False
 
 
-@given(old=images, attribute=st.sampled_from(sorted(REQUEST_ATTRIBUTES)),
-       value=attribute_values, status=st.sampled_from([*sorted(WAITING_STATUSES), None]))
+@given(
+    old=images,
+    attribute=st.sampled_from(sorted(REQUEST_ATTRIBUTES)),
+    value=attribute_values,
+    status=st.sampled_from([*sorted(WAITING_STATUSES), None]),
+)
 def test_every_request_attribute_change_is_a_send(
     old: dict, attribute: str, value: dict, status: str | None
 ) -> None:

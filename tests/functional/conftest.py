@@ -1,0 +1,148 @@
+"""Functional fixtures: the real Dispatcher over moto, blastengine mocked at the httpx layer."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+import pytest
+import respx
+
+from dispatcher.dispatch import Dispatcher
+from dispatcher.local.context import LocalContext
+from dispatcher.settings import Settings
+from tests.conftest import BASE_URL, TABLE_NAMES, image
+from tests.fakes import FakeClock, SerializedClient
+
+TRANSACTION_URL = BASE_URL + "/deliveries/transaction"
+
+
+class Blastengine:
+    """respx route for the transaction API: answers from a script, then 201 with new ids."""
+
+    def __init__(self, router: respx.MockRouter) -> None:
+        self.script: list[Callable[[httpx.Request], httpx.Response] | httpx.Response] = []
+        self._ids = itertools.count(1)
+        self.route = router.post(TRANSACTION_URL).mock(side_effect=self._answer)
+
+    def _answer(self, request: httpx.Request) -> httpx.Response:
+        if self.script:
+            step = self.script.pop(0)
+            return step(request) if callable(step) else step
+        return httpx.Response(201, json={"delivery_id": next(self._ids)})
+
+    @property
+    def payloads(self) -> list[dict[str, Any]]:
+        return [json.loads(call.request.content) for call in self.route.calls]
+
+
+@pytest.fixture
+def blastengine() -> Iterator[Blastengine]:
+    with respx.mock(assert_all_called=False) as router:
+        yield Blastengine(router)
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def make_dispatcher(
+    dynamodb: Any, settings_kwargs: dict[str, Any], clock: FakeClock, rng: Any
+) -> Callable[..., Dispatcher]:
+    def build(**overrides: Any) -> Dispatcher:
+        provider = overrides.pop("provider", None)
+        use_clock = overrides.pop("clock", clock)
+        settings = Settings.from_env({}, **{**settings_kwargs, **overrides})
+        dispatcher = Dispatcher.from_settings(
+            settings, dynamodb_client=SerializedClient(dynamodb), clock=use_clock, rng=rng
+        )
+        if provider is not None:
+            dispatcher.provider = provider
+        return dispatcher
+
+    return build
+
+
+@pytest.fixture
+def dispatcher(make_dispatcher: Callable[..., Dispatcher]) -> Dispatcher:
+    return make_dispatcher()
+
+
+class Table:
+    """The send and history tables, read and written as an application would."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+
+    def put(self, values: dict[str, Any]) -> dict[str, Any]:
+        item = image(values)
+        self.client.put_item(TableName=TABLE_NAMES["SendTable"], Item=item)
+        return item
+
+    def put_raw(self, item: dict[str, Any]) -> None:
+        self.client.put_item(TableName=TABLE_NAMES["SendTable"], Item=item)
+
+    def get(self, row_id: str) -> dict[str, Any] | None:
+        return self.client.get_item(
+            TableName=TABLE_NAMES["SendTable"], Key={"id": {"S": row_id}}, ConsistentRead=True
+        ).get("Item")
+
+    def update(self, row_id: str, **values: Any) -> dict[str, Any]:
+        names = {f"#a{i}": k for i, k in enumerate(values)}
+        vals = {f":a{i}": image({"v": v})["v"] for i, v in enumerate(values.values())}
+        return self.client.update_item(
+            TableName=TABLE_NAMES["SendTable"],
+            Key={"id": {"S": row_id}},
+            UpdateExpression="SET " + ", ".join(f"#a{i} = :a{i}" for i in range(len(values))),
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=vals,
+            ReturnValues="ALL_NEW",
+        )["Attributes"]
+
+    def delete(self, row_id: str) -> None:
+        self.client.delete_item(TableName=TABLE_NAMES["SendTable"], Key={"id": {"S": row_id}})
+
+    def history(self, row_id: str) -> list[dict[str, Any]]:
+        return self.client.query(
+            TableName=TABLE_NAMES["HistoryTable"],
+            KeyConditionExpression="#i = :i",
+            ExpressionAttributeNames={"#i": "id"},
+            ExpressionAttributeValues={":i": {"S": row_id}},
+        )["Items"]
+
+    def rows(self) -> list[dict[str, Any]]:
+        return self.client.scan(TableName=TABLE_NAMES["SendTable"])["Items"]
+
+
+@pytest.fixture
+def table(dynamodb: Any) -> Table:
+    return Table(dynamodb)
+
+
+@pytest.fixture
+def invoke(clock: FakeClock) -> Callable[..., dict[str, Any]]:
+    """Runs a batch through a dispatcher as Lambda would, with a context on the fake clock."""
+
+    def run(
+        dispatcher: Dispatcher, *records: dict[str, Any], timeout: float = 120.0
+    ) -> dict[str, Any]:
+        context = LocalContext(timeout_seconds=timeout, clock=dispatcher._clock)
+        return dict(dispatcher.handle_batch({"Records": list(records)}, context))
+
+    return run
+
+
+def failed_ids(response: dict[str, Any]) -> list[str]:
+    return [f["itemIdentifier"] for f in response.get("batchItemFailures", [])]
+
+
+def attr(item: dict[str, Any] | None, name: str) -> Any:
+    if item is None or name not in item:
+        return None
+    value = item[name]
+    return value.get("S", value.get("N"))

@@ -1,0 +1,69 @@
+"""The sample events in events/ are accepted by the handler and do what their names say."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import EVENTS, load_event
+from tests.functional.conftest import attr, failed_ids
+
+
+def _seed(table, event) -> None:
+    """Put each record's NewImage, as the writes that produced the stream did."""
+    for record in event["Records"]:
+        image = record["dynamodb"].get("NewImage")
+        if image:
+            table.put_raw(image)
+
+
+@pytest.mark.parametrize(
+    ("name", "sent_to"),
+    [
+        ("insert.json", ["hanako@example.com"]),
+        ("edit-failed.json", ["taro@example.com"]),
+        ("echo.json", []),
+        ("refire-status.json", ["saburo@example.com"]),
+        ("remove.json", []),
+        ("invalid-row.json", []),
+        ("mixed-batch.json", ["goro@example.com", "nana@example.com"]),
+    ],
+)
+def test_each_sample_event(name, sent_to, dispatcher, table, blastengine, invoke) -> None:
+    # GIVEN the rows behind the event exist, as they would when the stream fired
+    event = load_event(name)
+    _seed(table, event)
+
+    # WHEN the event is handled
+    response = invoke(dispatcher, *event["Records"])
+
+    # THEN no record is left for retry and exactly the expected mail went out
+    assert failed_ids(response) == []
+    assert sorted(p["to"] for p in blastengine.payloads) == sorted(sent_to)
+
+
+def test_the_mixed_batch_leaves_the_bad_and_the_scheduled_rows_visible(
+    dispatcher, table, blastengine, invoke
+) -> None:
+    event = load_event("mixed-batch.json")
+    _seed(table, event)
+
+    invoke(dispatcher, *event["Records"])
+
+    assert attr(table.get("order-0008"), "error_kind") == "invalid"
+    assert attr(table.get("digest-0010"), "status") == "scheduled"
+    assert [p["subject"] for p in blastengine.payloads if p["to"] == "nana@example.com"] == [
+        "Order confirmed"
+    ]  # the edited content, not the draft
+
+
+def test_every_event_file_is_covered() -> None:
+    covered = {
+        "insert.json",
+        "edit-failed.json",
+        "echo.json",
+        "refire-status.json",
+        "remove.json",
+        "invalid-row.json",
+        "mixed-batch.json",
+    }
+    assert {p.name for p in EVENTS.glob("*.json")} == covered

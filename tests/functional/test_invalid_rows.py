@@ -1,0 +1,72 @@
+"""Malformed rows end failed/invalid with a readable reason, never reaching the API."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from tests.conftest import row
+from tests.corpus import malformed_rows
+from tests.functional.conftest import attr, failed_ids
+
+
+def test_every_malformed_row_is_kept_failed_invalid_with_zero_api_calls(
+    dispatcher, table, stream_record, blastengine, invoke
+) -> None:
+    # GIVEN a batch of malformed rows with one valid row among them (DynamoDB cannot store
+    # invalid UTF-8 nor items over 400 KB, so those cases live in the unit tests only)
+    cases = [c for c in malformed_rows() if _storable(c[1])]
+    assert len(cases) >= 40
+    records = []
+    for _, raw, _ in cases:
+        table.put_raw(raw)
+        records.append(stream_record("INSERT", raw_new=raw))
+    valid = table.put(row("valid-1"))
+    records.insert(len(records) // 2, stream_record("INSERT", raw_new=valid))
+
+    # WHEN the batch is processed
+    response = invoke(dispatcher, *records)
+
+    # THEN each malformed row stays, failed/invalid, with a reason naming the attribute
+    assert failed_ids(response) == []
+    for case, _, attribute in cases:
+        current = table.get(case)
+        assert attr(current, "status") == "failed", case
+        assert attr(current, "error_kind") == "invalid", case
+        assert f"{attribute}:" in attr(current, "last_error"), case
+        assert attr(current, "attempts") == "0", case
+    # and only the valid row reached the provider
+    assert [p["to"] for p in blastengine.payloads] == ["alice@example.com"]
+    assert table.get("valid-1") is None
+
+
+def test_the_invalid_rows_echo_is_skipped_and_fixing_the_row_sends_it(
+    dispatcher, table, stream_record, blastengine, invoke
+) -> None:
+    broken = row("r1", to="alice@")
+    record = stream_record("INSERT", raw_new=table.put(broken))
+    invoke(dispatcher, record)
+    stamped = table.get("r1")
+
+    # the stamp's own MODIFY comes back: skipped, nothing re-stamped
+    echo = stream_record("MODIFY", raw_new=stamped, old=broken)
+    invoke(dispatcher, echo)
+    assert table.get("r1") == stamped
+
+    # a person fixes the address: sent
+    fixed = table.update("r1", to="alice@example.com")
+    invoke(
+        dispatcher,
+        stream_record("MODIFY", raw_new=fixed, old=None)
+        | {"dynamodb": {**stream_record("MODIFY", raw_new=fixed)["dynamodb"], "OldImage": stamped}},
+    )
+    assert blastengine.route.call_count == 1
+    assert table.get("r1") is None
+
+
+def _storable(raw: dict[str, Any]) -> bool:
+    try:
+        size = len(json.dumps(raw, ensure_ascii=False).encode("utf-8"))
+    except UnicodeEncodeError:
+        return False
+    return size < 400_000  # DynamoDB's item size limit
