@@ -119,6 +119,7 @@ class _Invocation:
     deadline: Deadline
     bucket: TokenBucket
     locks: dict[str, asyncio.Lock] = field(default_factory=dict)
+    results: list[RecordResult] = field(default_factory=list)
 
 
 class Dispatcher:
@@ -159,6 +160,8 @@ class Dispatcher:
         self._processor = AsyncBatchProcessor(
             event_type=EventType.DynamoDBStreams, raise_on_entire_batch_failure=False
         )
+        #: The outcomes of the last batch (records that raised are not in it), for local tools.
+        self.last_results: list[RecordResult] = []
         self._pool = ThreadPoolExecutor(
             max_workers=settings.send_concurrency, thread_name_prefix="send"
         )
@@ -216,14 +219,17 @@ class Dispatcher:
                     self._pool, self.process_record, record, invocation
                 )
             _emit_metrics(result)
+            invocation.results.append(result)
             return result.outcome.value
 
-        return async_process_partial_response(
+        response = async_process_partial_response(
             event=event,
             record_handler=record_handler,
             processor=self._processor,
             context=context,
         )
+        self.last_results = invocation.results
+        return response
 
     def process_record(self, record: DynamoDBRecord, invocation: _Invocation) -> RecordResult:
         """Run one record end to end; raises only for infrastructure errors (to be retried)."""

@@ -12,6 +12,7 @@ import contextlib
 import json
 import os
 import sys
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -33,7 +34,14 @@ _NAMES = {
     HISTORY_TABLE: "demo-history",
     IDEMPOTENCY_TABLE: "demo-idempotency",
 }
-_LOGIN, _KEY = "demo", "demo-api-key"  # the sandbox's own credentials, not a real account
+_LOGIN, _KEY = "demo", "demo-api-key"
+FLAKY_ADDRESS = "flaky@example.com"
+_FLAKY_ROW = {
+    "id": {"S": "invoice-0011"},
+    "to": {"S": FLAKY_ADDRESS},
+    "subject": {"S": "Your invoice"},
+    "text": {"S": "Invoice attached."},
+}  # the sandbox's own credentials, not a real account
 
 
 def run_demo(console: Console | None = None, *, events_dir: Path = EVENTS_DIR) -> dict[str, Any]:
@@ -41,10 +49,11 @@ def run_demo(console: Console | None = None, *, events_dir: Path = EVENTS_DIR) -
     from moto import mock_aws
 
     out = console or Console()
+    faults = Faults(fail_to=(FLAKY_ADDRESS,))  # the sandbox answers 500 for this one
     with (
         _demo_environment(),
         mock_aws(),
-        Sandbox(login_id=_LOGIN, api_key=_KEY, faults=Faults(fail_to=())) as sandbox,
+        Sandbox(login_id=_LOGIN, api_key=_KEY, faults=faults) as sandbox,
     ):
         import boto3
 
@@ -140,7 +149,7 @@ def _sample_rows(events_dir: Path) -> list[dict[str, Any]]:
             if record["eventName"] == "INSERT":
                 image = record["dynamodb"]["NewImage"]
                 rows.setdefault(image["id"]["S"], image)
-    return list(rows.values())
+    return [*rows.values(), _FLAKY_ROW]
 
 
 def _drain(dispatcher: Any, reader: StreamReader, out: Console) -> int:
@@ -151,10 +160,11 @@ def _drain(dispatcher: Any, reader: StreamReader, out: Console) -> int:
         with contextlib.redirect_stdout(sys.stderr):
             response = dispatcher.handle_batch({"Records": records}, LocalContext())
         failures = len(response.get("batchItemFailures", []))
-        kinds = [r["eventName"] for r in records]
+        outcomes = Counter(r.outcome.value for r in dispatcher.last_results)
+        summary = ", ".join(f"{n} {outcome}" for outcome, n in sorted(outcomes.items()))
         out.print(
-            f"  invocation {invocations}: {len(records)} record(s) "
-            f"({', '.join(sorted(set(kinds)))}), {failures} batch item failure(s)"
+            f"  invocation {invocations}: {len(records)} record(s): {summary}"
+            + (f"; {failures} left for retry" if failures else "")
         )
     return invocations
 
@@ -171,16 +181,14 @@ def _print_mails(out: Console, sandbox: Sandbox) -> None:
 
 def _print_rows(out: Console, client: Any, table_name: str) -> list[dict[str, Any]]:
     items: list[dict[str, Any]] = client.scan(TableName=table_name).get("Items", [])
-    table = Table("id", "status", "kind", "retry_at", "last_error", show_lines=True)
     for item in sorted(items, key=lambda i: i["id"]["S"]):
-        table.add_row(
-            item["id"]["S"],
-            _s(item, "status"),
-            _s(item, "error_kind"),
-            _s(item, "retry_at"),
-            _s(item, "last_error"),
-        )
-    out.print(table)
+        kind = f" ({_s(item, 'error_kind')})" if "error_kind" in item else ""
+        until = f" until {_s(item, 'retry_at')}" if "retry_at" in item else ""
+        out.print(f"  [bold]{item['id']['S']:<14}[/] {_s(item, 'status')}{kind}{until}")
+        for reason in filter(None, _s(item, "last_error").split("; ")):
+            out.print(f"      {reason}", markup=False, highlight=False)
+    if not items:
+        out.print("  (empty)")
     return items
 
 
