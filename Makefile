@@ -1,10 +1,13 @@
-# One line each for the README's two commands; everything installs into .venv.
+# One line each for the README's two commands; everything installs into .venv / .venv-tools.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+TOOLS := .venv-tools
+TOOLS_STAMP := $(TOOLS)/.installed
+SAM := SAM_CLI_TELEMETRY=0 AWS_DEFAULT_REGION=us-east-1 $(TOOLS)/bin/sam
 
-.PHONY: run test lint typecheck check clean
+.PHONY: run test lint typecheck template-check clean build-DispatcherFunction build-SweeperFunction
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -12,12 +15,18 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+$(TOOLS_STAMP): tools-requirements.txt
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/python -m pip install --quiet --upgrade pip
+	$(TOOLS)/bin/python -m pip install --quiet -r tools-requirements.txt
+	touch $(TOOLS_STAMP)
+
 ## run: the sample rows through the real handler, in-memory DynamoDB + built-in sandbox
 run: $(STAMP)
 	$(BIN)/dispatcher demo
 
-## test: lint, type-check, then the whole test suite
-test: $(STAMP) lint typecheck
+## test: lint, type-check, check the template, then the whole test suite
+test: lint typecheck template-check
 	$(BIN)/pytest
 
 lint: $(STAMP)
@@ -27,5 +36,24 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy dispatcher
 
+## template-check: sam validate --lint, cfn-lint with Serverless Rules, checkov, and the
+## sample stream event still matching what `sam local generate-event` makes
+template-check: $(TOOLS_STAMP)
+	$(SAM) validate --lint -t template.yaml
+	$(TOOLS)/bin/cfn-lint template.yaml --append-rules cfn_lint_serverless.rules
+	$(TOOLS)/bin/checkov -f template.yaml --quiet --compact --skip-download
+	$(SAM) local generate-event dynamodb update | diff -u tests/data/sam-dynamodb-update.json -
+
+# `sam build` runs these (template Metadata: BuildMethod: makefile): the package and its
+# Lambda dependencies only, as arm64 wheels for the python3.13 runtime.
+build-DispatcherFunction build-SweeperFunction:
+	$(PYTHON) -m pip install --quiet --target "$(ARTIFACTS_DIR)" -r lambda-requirements.txt \
+		--platform manylinux2014_aarch64 --implementation cp --python-version 3.13 \
+		--only-binary=:all: --upgrade
+	mkdir -p "$(ARTIFACTS_DIR)/dispatcher"
+	cp -r dispatcher/. "$(ARTIFACTS_DIR)/dispatcher/"
+	rm -rf "$(ARTIFACTS_DIR)/dispatcher/local" "$(ARTIFACTS_DIR)/dispatcher/cli.py"
+	find "$(ARTIFACTS_DIR)" -name __pycache__ -prune -exec rm -rf {} +
+
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) $(TOOLS) .aws-sam .pytest_cache .mypy_cache .ruff_cache .hypothesis

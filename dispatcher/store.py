@@ -28,16 +28,21 @@ if TYPE_CHECKING:
 
 __all__ = [
     "LAST_ERROR_MAX_CHARS",
+    "WAITING_INDEX",
     "FailureStamp",
     "HistoryEntry",
     "RowChangedError",
     "Store",
     "StoreError",
     "StoreUnavailableError",
+    "WaitingRow",
 ]
 
 #: ``last_error`` is for people reading a console; a provider's whole answer is not.
 LAST_ERROR_MAX_CHARS = 1000
+#: The send table's sparse index of rows waiting for a time (``template.yaml``): only rows
+#: carrying ``retry_at`` (deferred and scheduled ones) are in it.
+WAITING_INDEX = "waiting-by-retry-at"
 
 
 class StoreError(Exception):
@@ -50,6 +55,15 @@ class RowChangedError(StoreError):
 
 class StoreUnavailableError(StoreError):
     """DynamoDB throttled, timed out or failed; the record should be retried."""
+
+
+@dataclass(frozen=True)
+class WaitingRow:
+    """A row the sparse index says is waiting: its key and the wait it was found with."""
+
+    id: str
+    status: str
+    retry_at: str
 
 
 @dataclass(frozen=True)
@@ -197,6 +211,57 @@ class Store:
             return False
         return True
 
+    def due_rows(self, status: str, now: str, *, page_size: int = 100) -> Iterator[WaitingRow]:
+        """Rows with ``status`` whose ``retry_at`` is at or before ``now``, oldest first.
+
+        A paginated Query of the sparse index, never a Scan: its cost follows the rows that
+        are due, not the size of the table.
+        """
+        paginator = self._client.get_paginator("query")
+        pages = paginator.paginate(
+            TableName=self.send_table,
+            IndexName=WAITING_INDEX,
+            KeyConditionExpression="#status = :status AND #retry_at <= :now",
+            ExpressionAttributeNames={"#status": "status", "#retry_at": "retry_at"},
+            ExpressionAttributeValues={":status": {"S": status}, ":now": {"S": now}},
+            PaginationConfig={"PageSize": page_size},
+        )
+        with _translate():
+            for page in pages:
+                for item in page.get("Items", []):
+                    yield WaitingRow(item["id"]["S"], item["status"]["S"], item["retry_at"]["S"])
+
+    def refire(self, row: WaitingRow, *, lease_until: str) -> bool:
+        """Bump ``revision`` so the stream sends the row again; False if it moved meanwhile.
+
+        Conditional on the row still waiting with the status and ``retry_at`` it was found
+        with: two sweepers never both fire it, and a row a person edited (or the dispatcher
+        re-stamped) is left to its own record. ``retry_at`` moves to ``lease_until`` so the
+        next sweep does not fire it again while the dispatcher is still on it.
+        """
+        try:
+            with _translate():
+                self._client.update_item(
+                    TableName=self.send_table,
+                    Key=_key(row.id),
+                    UpdateExpression="ADD #revision :one SET #retry_at = :lease",
+                    ConditionExpression="#status = :status AND #retry_at = :retry_at",
+                    ExpressionAttributeNames={
+                        "#revision": "revision",
+                        "#status": "status",
+                        "#retry_at": "retry_at",
+                    },
+                    ExpressionAttributeValues={
+                        ":one": {"N": "1"},
+                        ":lease": {"S": lease_until},
+                        ":status": {"S": row.status},
+                        ":retry_at": {"S": row.retry_at},
+                    },
+                )
+        except RowChangedError:
+            return False
+        return True
+
     def history(self, row_id: str) -> list[dict[str, Any]]:
         """Every history item of one row id, oldest first."""
         items: list[dict[str, Any]] = []
@@ -252,6 +317,8 @@ class _ContentCondition:
         for index, name in enumerate(sorted(REQUEST_ATTRIBUTES)):
             self.names[f"#r{index}"] = name
             if name in image:
+                # `=` compares every type, lists and maps included (DynamoDB API reference,
+                # Condition: "EQ is supported for all data types, including lists and maps").
                 self.values[f":r{index}"] = image[name]
                 parts.append(f"#r{index} = :r{index}")
             else:

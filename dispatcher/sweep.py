@@ -1,0 +1,63 @@
+"""Re-firing rows whose wait is over (``DESIGN.md``, "Deferred retry").
+
+``deferred`` rows (a transient failure, waiting for their backoff) and ``scheduled`` rows (a
+future ``send_after``) carry ``retry_at`` and so sit in the send table's sparse index. A sweep
+queries that index for rows that are due and bumps their ``revision``; the resulting MODIFY
+goes through the stream to the dispatcher like any edit. Bounded per run in rows and in time;
+running it twice, or two at once, is harmless.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from dispatcher.clock import SYSTEM_CLOCK, Clock, Deadline, iso_utc
+from dispatcher.message import RowStatus
+from dispatcher.store import Store
+
+__all__ = ["LEASE_SECONDS", "MAX_ROWS_PER_RUN", "SweepResult", "Sweeper"]
+
+#: Rows re-fired per run at most; the rest wait for the next run (every minute).
+MAX_ROWS_PER_RUN = 1000
+#: How long a fired row is hidden from later sweeps: longer than the longest invocation
+#: (15 minutes), so a second sweep never fires a row whose send is still in flight.
+LEASE_SECONDS = 16 * 60
+
+
+@dataclass
+class SweepResult:
+    """What one run did."""
+
+    fired: list[str] = field(default_factory=list)
+    moved: list[str] = field(default_factory=list)  # changed by someone else meanwhile
+    truncated: bool = False  # stopped by the row or time bound; the next run goes on
+
+
+class Sweeper:
+    """Finds due rows through the sparse index and re-fires them."""
+
+    def __init__(
+        self, store: Store, *, clock: Clock = SYSTEM_CLOCK, max_rows: int = MAX_ROWS_PER_RUN
+    ) -> None:
+        self._store = store
+        self._clock = clock
+        self._max_rows = max_rows
+
+    def sweep(self, deadline: Deadline | None = None) -> SweepResult:
+        now = self._clock.now()
+        due_by = iso_utc(now)
+        lease_until = iso_utc(now + timedelta(seconds=LEASE_SECONDS))
+        result = SweepResult()
+        for status in (RowStatus.DEFERRED, RowStatus.SCHEDULED):
+            for row in self._store.due_rows(status.value, due_by):
+                if len(result.fired) + len(result.moved) >= self._max_rows or (
+                    deadline is not None and deadline.remaining() <= 0
+                ):
+                    result.truncated = True
+                    return result
+                if self._store.refire(row, lease_until=lease_until):
+                    result.fired.append(row.id)
+                else:
+                    result.moved.append(row.id)
+        return result
