@@ -1,7 +1,10 @@
 """The ``dispatcher`` command line. Commands are thin: they compose the package's parts.
 
-Domain errors (a bad setting, an unreadable event file, an unreachable endpoint) become one
-line on stderr and a non-zero exit, never a traceback.
+Every command but ``dev``, ``demo`` and ``invoke`` talks to a stack: the local one that
+``dispatcher dev`` is running (the default) or a deployed one (``--stack NAME``). Data goes to
+stdout (a table, or JSON with ``--json``); messages go to stderr. A domain error (a bad
+argument, an unknown id, an unreachable endpoint) is one line on stderr and exit status 2,
+never a traceback.
 """
 
 from __future__ import annotations
@@ -9,12 +12,20 @@ from __future__ import annotations
 import contextlib
 import importlib
 import json
+import signal
 import sys
+import threading
+import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.console import Console
+from rich.table import Table
 
 from dispatcher.settings import SettingsError
 
@@ -24,10 +35,159 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 
 
 class CommandError(Exception):
     """A failure to report as one line and exit status 2."""
+
+
+@dataclass
+class _Factory:
+    """Builds what commands need, once, from the global options (chalice's CLIFactory)."""
+
+    stack: str | None
+    state_dir: Path
+    _target: Any = None
+
+    def target(self) -> Any:
+        if self._target is None:
+            from dispatcher.targets import deployed_stack, local_stack
+
+            self._target = deployed_stack(self.stack) if self.stack else local_stack(self.state_dir)
+        return self._target
+
+
+@app.callback()
+def _options(
+    ctx: typer.Context,
+    stack: Annotated[
+        str | None,
+        typer.Option(
+            "--stack",
+            envvar="DISPATCHER_STACK",
+            help="A deployed stack's name; default: the local stack `dispatcher dev` runs.",
+        ),
+    ] = None,
+    state_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--state-dir",
+            envvar="DISPATCHER_STATE_DIR",
+            help="Where `dispatcher dev` keeps local.json (default: ./.dispatcher).",
+        ),
+    ] = None,
+) -> None:
+    """A visible queue for outgoing mail: DynamoDB rows in, blastengine deliveries out."""
+    from dispatcher.local.stack import default_state_dir
+
+    ctx.obj = _Factory(stack, state_dir or default_state_dir())
+
+
+# ----------------------------------------------------------------------------- the stack
+
+
+@app.command()
+def dev(
+    ctx: typer.Context,
+    port: Annotated[
+        int, typer.Option(help="DynamoDB endpoint port (0: a free one).", min=0, max=65535)
+    ] = 0,
+    provider_url: Annotated[
+        str | None,
+        typer.Option(
+            help="Send to this blastengine-compatible API instead of the built-in sandbox "
+            "(credentials from BLASTENGINE_LOGIN_ID / BLASTENGINE_API_KEY)."
+        ),
+    ] = None,
+    sandbox_fail: Annotated[
+        float, typer.Option(help="Share of sandbox requests answered 500.", min=0, max=1)
+    ] = 0.0,
+    sandbox_429: Annotated[
+        float,
+        typer.Option("--sandbox-429", help="Share of sandbox requests answered 429.", min=0, max=1),
+    ] = 0.0,
+    sandbox_rps: Annotated[
+        float,
+        typer.Option(help="Sandbox rate limit in requests/second (429 above it; 0: none).", min=0),
+    ] = 0.0,
+    sandbox_latency: Annotated[
+        float, typer.Option(help="Seconds the sandbox takes to answer.", min=0)
+    ] = 0.0,
+    sweep_interval: Annotated[
+        float, typer.Option(help="Seconds between sweeper runs.", min=0.1)
+    ] = 10.0,
+    demo: Annotated[
+        bool,
+        typer.Option(
+            "--demo",
+            help="Insert sample rows (one invalid, one the sandbox fails) and show "
+            "what happened to them.",
+        ),
+    ] = False,
+) -> None:
+    """Start the local stack in the foreground: DynamoDB with streams, the sandbox, the
+    stream poller and the sweeper. Prints one JSON "ready" line on stdout, then logs on
+    stderr; Ctrl-C (or SIGTERM) stops everything."""
+    from dispatcher.local.sandbox import Faults
+    from dispatcher.local.stack import LocalStack, StackOptions
+
+    faults = Faults(
+        server_error=sandbox_fail,
+        rate_limited=sandbox_429,
+        rate_limit=sandbox_rps,
+        latency=sandbox_latency,
+        fail_to=("flaky@example.com",) if demo else (),
+    )
+    options = StackOptions(
+        port=port,
+        provider_url=provider_url,
+        sandbox_faults=faults,
+        sweep_interval=sweep_interval,
+        state_dir=ctx.obj.state_dir,
+    )
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    real_stdout = sys.stdout
+    stack = LocalStack(options)
+    with _errors_as_exit(), contextlib.redirect_stdout(sys.stderr):
+        try:
+            info = stack.start()
+            print(info.ready_line(), file=real_stdout, flush=True)
+            err.print(
+                f"local stack up: DynamoDB at {info.endpoint_url}, mail to "
+                f"{info.provider_url}. Ctrl-C stops it."
+            )
+            if demo:
+                from dispatcher.local.demo import show_dev_demo
+
+                show_dev_demo(stack, err)
+            while not stop.wait(0.5):  # wake now and then: signal handlers run between waits
+                pass
+        except OSError as exc:
+            raise CommandError(f"cannot start the local stack: {exc}") from None
+        finally:
+            err.print("stopping the local stack")
+            stack.stop()
+
+
+@app.command()
+def demo() -> None:
+    """Send the sample rows through the real handler against an in-memory DynamoDB and the
+    built-in blastengine sandbox, then show what was sent and what stayed (no AWS needed)."""
+    with _errors_as_exit():
+        try:
+            from dispatcher.local.demo import run_demo
+        except ImportError as exc:
+            raise CommandError(
+                f"the demo needs the 'local' extra ({exc.name} is missing): "
+                "pip install -e '.[local]'"
+            ) from exc
+        run_demo()
 
 
 @app.command()
@@ -52,7 +212,9 @@ def invoke(
     stderr.
     """
     with _errors_as_exit():
-        event = _read_event(event_file)
+        event = _read_json(event_file, "event file")
+        if not isinstance(event, dict) or not isinstance(event.get("Records"), list):
+            raise CommandError(f"event file {event_file} has no 'Records' list: not a stream event")
         # Powertools writes logs and metrics to stdout; stdout is for the response here.
         with contextlib.redirect_stdout(sys.stderr):
             try:
@@ -69,33 +231,378 @@ def invoke(
     typer.echo(json.dumps(response, indent=2))
 
 
+# ------------------------------------------------------------------------------ the rows
+
+
 @app.command()
-def demo() -> None:
-    """Send the sample rows through the real handler against an in-memory DynamoDB and the
-    built-in blastengine sandbox, then show what was sent and what stayed (no AWS needed)."""
+def send(
+    ctx: typer.Context,
+    to: Annotated[str | None, typer.Option(help="Recipient address.")] = None,
+    subject: Annotated[str | None, typer.Option(help="Subject line.")] = None,
+    text: Annotated[str | None, typer.Option(help="Plain-text body.")] = None,
+    html: Annotated[str | None, typer.Option(help="HTML body.")] = None,
+    row_id: Annotated[str | None, typer.Option("--id", help="Row id (default: a UUID).")] = None,
+    sender: Annotated[str | None, typer.Option("--from", help="Sender address.")] = None,
+    from_name: Annotated[str | None, typer.Option(help="Sender name.")] = None,
+    cc: Annotated[list[str] | None, typer.Option(help="Cc address (repeatable).")] = None,
+    bcc: Annotated[list[str] | None, typer.Option(help="Bcc address (repeatable).")] = None,
+    encode: Annotated[str | None, typer.Option(help="UTF-8 or ISO-2022-JP.")] = None,
+    insert_code: Annotated[
+        list[str] | None,
+        typer.Option(help="Personalisation KEY=VALUE, filling __KEY__ (repeatable)."),
+    ] = None,
+    send_after: Annotated[
+        str | None, typer.Option(help="ISO-8601 time with offset; not sent before then.")
+    ] = None,
+    file: Annotated[
+        Path | None, typer.Option(help="A JSON object with the row's attributes.")
+    ] = None,
+    jsonl: Annotated[Path | None, typer.Option(help="Many rows: one JSON object per line.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Insert rows into the send table, as an application would. Each row is checked first;
+    nothing is inserted if any row is malformed."""
     with _errors_as_exit():
-        try:
-            from dispatcher.local.demo import run_demo
-        except ImportError as exc:
+        if jsonl is not None:
+            rows = _read_jsonl(jsonl)
+        elif file is not None:
+            rows = [_read_json(file, "row file")]
+        else:
+            codes = dict(_key_value(item) for item in insert_code or [])
+            rows = [
+                {
+                    k: v
+                    for k, v in {
+                        "id": row_id,
+                        "to": to,
+                        "subject": subject,
+                        "text": text,
+                        "html": html,
+                        "from": sender,
+                        "from_name": from_name,
+                        "cc": cc or None,
+                        "bcc": bcc or None,
+                        "encode": encode,
+                        "insert_code": codes or None,
+                        "send_after": send_after,
+                    }.items()
+                    if v is not None
+                }
+            ]
+        items = [
+            _checked_item(row, label=f"row {n}" if len(rows) > 1 else "the row")
+            for n, row in enumerate(rows, 1)
+        ]
+        store = _target(ctx).store
+        inserted = []
+        if len(items) > 1 and not as_json:
+            from rich.progress import track
+
+            for item in track(items, description="inserting", console=err):
+                store.put_row(item)
+                inserted.append(item["id"]["S"])
+        else:
+            for item in items:
+                store.put_row(item)
+                inserted.append(item["id"]["S"])
+    if as_json:
+        typer.echo(json.dumps({"inserted": inserted}))
+    else:
+        for row_id_ in inserted[:20]:
+            out.print(f"inserted {row_id_}")
+        if len(inserted) > 20:
+            out.print(f"... and {len(inserted) - 20} more")
+
+
+@app.command("ls")
+def list_rows(
+    ctx: typer.Context,
+    status: Annotated[
+        str | None, typer.Option(help="failed, deferred, scheduled, or pending (not yet handled).")
+    ] = None,
+    limit: Annotated[int, typer.Option(help="Rows to show at most.", min=1)] = 50,
+    as_json: JsonOption = False,
+) -> None:
+    """List the send table: what is waiting, failed or deferred, and why."""
+    with _errors_as_exit():
+        if status not in (None, "failed", "deferred", "scheduled", "pending"):
             raise CommandError(
-                f"the demo needs the 'local' extra ({exc.name} is missing): "
-                "pip install -e '.[local]'"
-            ) from exc
-        run_demo()
+                f"--status must be failed, deferred, scheduled or pending, not {status!r}"
+            )
+        store = _target(ctx).store
+        if status in ("deferred", "scheduled"):
+            rows_iter = store.waiting_rows(status)
+        else:
+            err.print("[dim](a paginated Scan of the send table: no index serves this)[/]")
+            rows_iter = store.scan_rows(status="failed" if status == "failed" else None)
+            if status == "pending":
+                rows_iter = (r for r in rows_iter if "status" not in r)
+        rows, more = _take(rows_iter, limit)
+    plain = [_plain(r) for r in rows]
+    if as_json:
+        typer.echo(json.dumps({"rows": plain, "truncated": more}, default=str))
+        return
+    table = Table("id", "status", "attempts", "kind", "last error", "age")
+    for row in sorted(plain, key=lambda r: str(r.get("id"))):
+        table.add_row(
+            str(row["id"]),
+            row.get("status", "pending"),
+            str(row.get("attempts", "")),
+            row.get("error_kind", ""),
+            _clip(row.get("last_error", ""), 60),
+            _age(row.get("failed_at")),
+        )
+    out.print(table)
+    if more:
+        out.print(f"(first {limit} rows; use --limit for more)")
 
 
-def _read_event(path: Path) -> dict[str, Any]:
+@app.command()
+def show(
+    ctx: typer.Context,
+    row_id: Annotated[str, typer.Argument(metavar="ID", help="The row's id.")],
+    as_json: JsonOption = False,
+) -> None:
+    """Show one row, its last error and its history."""
+    with _errors_as_exit():
+        store = _target(ctx).store
+        row = store.get_row(row_id)
+        history = store.history(row_id)
+        if row is None and not history:
+            raise CommandError(f"no row and no history for id {row_id!r}")
+    plain_row = _plain(row) if row else None
+    plain_history = [_plain(h) for h in history]
+    if as_json:
+        typer.echo(json.dumps({"row": plain_row, "history": plain_history}, default=str))
+        return
+    if plain_row is None:
+        out.print(f"{row_id}: not in the send table (sent, or cancelled)")
+    else:
+        out.print(f"[bold]{row_id}[/]  status: {plain_row.get('status', 'pending')}")
+        for key in sorted(plain_row):
+            if key not in ("id", "last_error"):
+                out.print(f"  {key}: {_clip(str(plain_row[key]), 200)}", markup=False)
+        if "last_error" in plain_row:
+            out.print("  last error:", markup=False)
+            for reason in str(plain_row["last_error"]).split("; "):
+                out.print(f"    {reason}", markup=False)
+    for item in plain_history:
+        out.print(
+            f"  sent {item.get('sent_at')} as delivery {item.get('delivery_id', '?')} "
+            f"({item.get('attempts')} attempt(s))",
+            markup=False,
+        )
+
+
+@app.command()
+def retry(
+    ctx: typer.Context,
+    row_ids: Annotated[
+        list[str] | None, typer.Argument(metavar="ID...", help="Rows to re-send.")
+    ] = None,
+    all_failed: Annotated[bool, typer.Option("--all-failed", help="Every failed row.")] = False,
+    kind: Annotated[
+        str | None,
+        typer.Option(
+            help="With --all-failed: only this error_kind (invalid, rejected, transient, "
+            "rate_limited, config)."
+        ),
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Re-send rows by bumping their revision (only if they are still as they were read)."""
+    with _errors_as_exit():
+        if bool(row_ids) == all_failed:
+            raise CommandError("give row ids or --all-failed (one of the two)")
+        if kind is not None and not all_failed:
+            raise CommandError("--kind goes with --all-failed")
+        store = _target(ctx).store
+        if all_failed:
+            err.print("[dim](a paginated Scan of the send table for failed rows)[/]")
+            targets = [(r["id"]["S"], r) for r in store.scan_rows(status="failed", error_kind=kind)]
+        else:
+            targets = [(i, store.get_row(i)) for i in row_ids or []]
+        results = []
+        for row_id, row in targets:
+            if row is None:
+                results.append({"id": row_id, "result": "not found"})
+                continue
+            status = row.get("status", {}).get("S")
+            fired = store.bump_revision(row_id, status=status)
+            results.append(
+                {"id": row_id, "result": "re-fired" if fired else "changed meanwhile; not re-fired"}
+            )
+    if as_json:
+        typer.echo(json.dumps({"results": results}))
+    else:
+        for result in results:
+            out.print(f"{result['id']}: {result['result']}")
+        if not results:
+            out.print("nothing to retry")
+    if any(r["result"] == "not found" for r in results):
+        raise typer.Exit(1)
+
+
+@app.command()
+def cancel(
+    ctx: typer.Context,
+    row_id: Annotated[str, typer.Argument(metavar="ID", help="The row to delete.")],
+) -> None:
+    """Delete a row that is waiting (failed, deferred or scheduled), so it is never sent."""
+    with _errors_as_exit():
+        if not _target(ctx).store.delete_row(row_id):
+            raise CommandError(f"no row with id {row_id!r}")
+    out.print(f"cancelled {row_id}")
+
+
+@app.command()
+def history(
+    ctx: typer.Context,
+    row_id: Annotated[str | None, typer.Option("--id", help="One row's history.")] = None,
+    since: Annotated[
+        str | None, typer.Option(help="Only mail sent at or after this ISO-8601 time.")
+    ] = None,
+    limit: Annotated[int, typer.Option(help="Items to show at most.", min=1)] = 50,
+    as_json: JsonOption = False,
+) -> None:
+    """What was sent: the history table."""
+    with _errors_as_exit():
+        since_utc = _iso(since, "--since") if since else None
+        store = _target(ctx).store
+        if row_id is not None:
+            items_iter: Iterator[dict[str, Any]] = iter(store.history(row_id, since=since_utc))
+        else:
+            err.print("[dim](a paginated Scan of the history table; --id makes it a Query)[/]")
+            items_iter = store.scan_history(since=since_utc)
+        items, more = _take(items_iter, limit)
+    plain = sorted((_plain(i) for i in items), key=lambda i: str(i.get("sent_at")))
+    if as_json:
+        typer.echo(json.dumps({"history": plain, "truncated": more}, default=str))
+        return
+    table = Table("sent at", "id", "to", "subject", "delivery", "attempts")
+    for item in plain:
+        table.add_row(
+            str(item.get("sent_at")),
+            str(item.get("id")),
+            str(item.get("to")),
+            _clip(str(item.get("subject", "")), 40),
+            str(item.get("delivery_id", "")),
+            str(item.get("attempts", "")),
+        )
+    out.print(table)
+    if more:
+        out.print(f"(first {limit} items; use --limit for more)")
+
+
+@app.command()
+def sandbox(ctx: typer.Context, as_json: JsonOption = False) -> None:
+    """What the local sandbox received (the mail it accepted)."""
+    import httpx
+
+    with _errors_as_exit():
+        url = _target(ctx).sandbox_url
+        if url is None:
+            raise CommandError("there is no sandbox here: it belongs to the local stack")
+        root = url.rsplit("/api/", 1)[0]
+        try:
+            mails = httpx.get(f"{root}/sandbox/mails", timeout=5).json()["mails"]
+        except (httpx.HTTPError, ValueError, KeyError) as exc:
+            raise CommandError(f"cannot read the sandbox at {root}: {exc}") from None
+    if as_json:
+        typer.echo(json.dumps({"mails": mails}))
+        return
+    table = Table("delivery", "received", "to", "subject")
+    for mail in mails:
+        payload = mail["payload"]
+        table.add_row(
+            str(mail["delivery_id"]),
+            mail["received_at"][:19],
+            str(payload.get("to")),
+            _clip(str(payload.get("subject", "")), 50),
+        )
+    out.print(table)
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def _target(ctx: typer.Context) -> Any:
+    return ctx.find_root().obj.target()
+
+
+@contextlib.contextmanager
+def _errors_as_exit() -> Iterator[None]:
+    """At the command edge: a domain error is one stderr line and exit status 2."""
+    from dispatcher.store import StoreError
+    from dispatcher.targets import TargetError
+
     try:
-        event = json.loads(path.read_text(encoding="utf-8"))
+        yield
+    except (CommandError, SettingsError, TargetError, StoreError) as exc:
+        _fail(str(exc))
+
+
+def _fail(message: str) -> None:
+    err.print(f"dispatcher: error: {message}", markup=False, highlight=False)
+    raise typer.Exit(2)
+
+
+def _read_json(path: Path, what: str) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise CommandError(f"event file not found: {path}") from None
+        raise CommandError(f"{what} not found: {path}") from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise CommandError(f"cannot read event file {path}: {exc}") from None
+        raise CommandError(f"cannot read {what} {path}: {exc}") from None
     except json.JSONDecodeError as exc:
-        raise CommandError(f"event file {path} is not JSON: {exc}") from None
-    if not isinstance(event, dict) or not isinstance(event.get("Records"), list):
-        raise CommandError(f"event file {path} has no 'Records' list: not a stream event")
-    return event
+        raise CommandError(f"{what} {path} is not JSON: {exc}") from None
+
+
+def _read_jsonl(path: Path) -> list[Any]:
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        raise CommandError(f"rows file not found: {path}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CommandError(f"cannot read rows file {path}: {exc}") from None
+    rows = []
+    for number, line in enumerate(lines, 1):
+        if line.strip():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as exc:
+                raise CommandError(f"{path}:{number} is not JSON: {exc}") from None
+    if not rows:
+        raise CommandError(f"{path} holds no rows")
+    return rows
+
+
+def _key_value(item: str) -> tuple[str, str]:
+    key, sep, value = item.partition("=")
+    if not sep or not key:
+        raise CommandError(f"--insert-code wants KEY=VALUE, got {item!r}")
+    return key, value
+
+
+def _checked_item(row: Any, *, label: str) -> dict[str, Any]:
+    """A plain row as a DynamoDB item, refused with every problem if the dispatcher would."""
+    from boto3.dynamodb.types import TypeSerializer
+
+    from dispatcher.message import parse_message
+
+    if not isinstance(row, dict):
+        raise CommandError(f"{label} must be a JSON object")
+    row = {"id": str(uuid.uuid4()), **row}
+    try:
+        item: dict[str, Any] = {k: TypeSerializer().serialize(v) for k, v in row.items()}
+    except (TypeError, ValueError) as exc:
+        raise CommandError(f"{label}: {exc}") from None
+    if not isinstance(row["id"], str) or not row["id"]:
+        raise CommandError(f"{label}: id must be a non-empty string")
+    parsed = parse_message(row["id"], item, default_from_email="default@example.invalid")
+    if isinstance(parsed, list):
+        raise CommandError(f"{label} ({row['id']}) would fail: " + "; ".join(parsed))
+    return item
 
 
 def _seed_rows(store: Any, event: dict[str, Any]) -> None:
@@ -108,14 +615,58 @@ def _seed_rows(store: Any, event: dict[str, Any]) -> None:
                 raise CommandError(f"cannot seed the send table: {exc}") from exc
 
 
-@contextlib.contextmanager
-def _errors_as_exit() -> Iterator[None]:
-    """At the command edge: a domain error is one stderr line and exit status 2."""
+def _take(items: Iterator[Any], limit: int) -> tuple[list[Any], bool]:
+    taken: list[Any] = []
+    for item in items:
+        if len(taken) == limit:
+            return taken, True
+        taken.append(item)
+    return taken, False
+
+
+def _plain(item: dict[str, Any]) -> dict[str, Any]:
+    from boto3.dynamodb.types import TypeDeserializer
+
+    deserializer = TypeDeserializer()
+
+    def simple(value: Any) -> Any:
+        if isinstance(value, Decimal):
+            return int(value) if value == value.to_integral_value() else float(value)
+        if isinstance(value, dict):
+            return {k: simple(v) for k, v in value.items()}
+        if isinstance(value, list | set):
+            return [simple(v) for v in value]
+        return value
+
+    return {k: simple(deserializer.deserialize(v)) for k, v in item.items()}
+
+
+def _iso(value: str, option: str) -> str:
+    from dispatcher.clock import iso_utc
+
     try:
-        yield
-    except (CommandError, SettingsError) as exc:
-        typer.echo(f"dispatcher: error: {exc}", err=True)
-        raise typer.Exit(2) from None
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise CommandError(f"{option} wants an ISO-8601 time, got {value!r}") from None
+    return iso_utc(moment if moment.tzinfo else moment.replace(tzinfo=UTC))
+
+
+def _age(stamp: Any) -> str:
+    if not isinstance(stamp, str):
+        return ""
+    try:
+        then = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    except ValueError:
+        return ""
+    seconds = int((datetime.now(UTC) - then).total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{max(seconds, 0)}s"
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def main() -> None:

@@ -32,6 +32,7 @@ __all__ = [
     "FailureStamp",
     "HistoryEntry",
     "RowChangedError",
+    "RowExistsError",
     "Store",
     "StoreError",
     "StoreUnavailableError",
@@ -55,6 +56,10 @@ class RowChangedError(StoreError):
 
 class StoreUnavailableError(StoreError):
     """DynamoDB throttled, timed out or failed; the record should be retried."""
+
+
+class RowExistsError(StoreError):
+    """A row with this id is already in the send table."""
 
 
 @dataclass(frozen=True)
@@ -262,19 +267,124 @@ class Store:
             return False
         return True
 
-    def history(self, row_id: str) -> list[dict[str, Any]]:
-        """Every history item of one row id, oldest first."""
+    def history(self, row_id: str, *, since: str | None = None) -> list[dict[str, Any]]:
+        """Every history item of one row id (sent at or after ``since``), oldest first."""
+        key = "#id = :id"
+        values: dict[str, Any] = {":id": {"S": row_id}}
+        names = {"#id": "id"}
+        if since:
+            key += " AND #sent_at >= :since"
+            values[":since"] = {"S": since}
+            names["#sent_at"] = "sent_at"
         items: list[dict[str, Any]] = []
         paginator = self._client.get_paginator("query")
         with _translate():
             for page in paginator.paginate(
                 TableName=self.history_table,
-                KeyConditionExpression="#id = :id",
-                ExpressionAttributeNames={"#id": "id"},
-                ExpressionAttributeValues={":id": {"S": row_id}},
+                KeyConditionExpression=key,
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
             ):
                 items.extend(page.get("Items", []))
         return items
+
+    def scan_history(self, *, since: str | None = None) -> Iterator[dict[str, Any]]:
+        """History items of every row (sent at or after ``since``): a paginated Scan."""
+        kwargs: dict[str, Any] = {"TableName": self.history_table}
+        if since:
+            kwargs.update(
+                FilterExpression="#sent_at >= :since",
+                ExpressionAttributeNames={"#sent_at": "sent_at"},
+                ExpressionAttributeValues={":since": {"S": since}},
+            )
+        with _translate():
+            for page in self._client.get_paginator("scan").paginate(**kwargs):
+                yield from page.get("Items", [])
+
+    def put_row(self, item: dict[str, Any]) -> None:
+        """Insert a new send row; an existing id is refused, never overwritten."""
+        try:
+            with _translate():
+                self._client.put_item(
+                    TableName=self.send_table,
+                    Item=item,
+                    ConditionExpression="attribute_not_exists(#id)",
+                    ExpressionAttributeNames={"#id": "id"},
+                )
+        except RowChangedError:
+            raise RowExistsError(f"a row with id {item['id']['S']!r} already exists") from None
+
+    def waiting_rows(self, status: str) -> Iterator[dict[str, Any]]:
+        """Every row with ``status`` deferred or scheduled, through the sparse index."""
+        for row in self.due_rows(status, "9999"):
+            item = self.get_row(row.id)
+            if item is not None:
+                yield item
+
+    def scan_rows(
+        self, *, status: str | None = None, error_kind: str | None = None
+    ) -> Iterator[dict[str, Any]]:
+        """Rows of the send table, optionally filtered: a paginated Scan."""
+        filters, names, values = [], {}, {}
+        for name, value in (("status", status), ("error_kind", error_kind)):
+            if value is not None:
+                filters.append(f"#{name} = :{name}")
+                names[f"#{name}"] = name
+                values[f":{name}"] = {"S": value}
+        kwargs: dict[str, Any] = {"TableName": self.send_table}
+        if filters:
+            kwargs.update(
+                FilterExpression=" AND ".join(filters),
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+            )
+        with _translate():
+            for page in self._client.get_paginator("scan").paginate(**kwargs):
+                yield from page.get("Items", [])
+
+    def bump_revision(self, row_id: str, *, status: str | None) -> bool:
+        """Re-fire a row by bumping ``revision``, if it still exists with ``status``.
+
+        Returns False if the row is gone or its status changed since it was read (it was
+        sent, or the dispatcher is already on it).
+        """
+        condition = "attribute_exists(#id) AND " + (
+            "#status = :status" if status is not None else "attribute_not_exists(#status)"
+        )
+        values: dict[str, Any] = {":one": {"N": "1"}}
+        if status is not None:
+            values[":status"] = {"S": status}
+        try:
+            with _translate():
+                self._client.update_item(
+                    TableName=self.send_table,
+                    Key=_key(row_id),
+                    UpdateExpression="ADD #revision :one",
+                    ConditionExpression=condition,
+                    ExpressionAttributeNames={
+                        "#id": "id",
+                        "#revision": "revision",
+                        "#status": "status",
+                    },
+                    ExpressionAttributeValues=values,
+                )
+        except RowChangedError:
+            return False
+        return True
+
+    def delete_row(self, row_id: str) -> bool:
+        """Cancel a row; False if there was none."""
+        try:
+            with _translate():
+                self._client.delete_item(
+                    TableName=self.send_table,
+                    Key=_key(row_id),
+                    ConditionExpression="attribute_exists(#id)",
+                    ExpressionAttributeNames={"#id": "id"},
+                )
+        except RowChangedError:
+            return False
+        return True
 
     def _history_update(self, entry: HistoryEntry, *, replayed: bool) -> dict[str, Any]:
         # An Update, not a Put: the key (id, sent_at) comes from the idempotency record, so a

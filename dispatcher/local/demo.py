@@ -195,3 +195,40 @@ def _print_rows(out: Console, client: Any, table_name: str) -> list[dict[str, An
 def _s(item: dict[str, Any], name: str) -> str:
     value = item.get(name, {})
     return str(value.get("S", value.get("N", ""))) if isinstance(value, dict) else ""
+
+
+def show_dev_demo(stack: Any, out: Console, *, events_dir: Path = EVENTS_DIR) -> None:
+    """``dispatcher dev --demo``: insert the sample rows into the running stack and show the
+    outcome, then how to fix the failed row from a second terminal."""
+    import time
+
+    import boto3
+
+    info = stack.info
+    client = boto3.client("dynamodb", endpoint_url=info.endpoint_url, region_name=info.region)
+    rows = _sample_rows(events_dir)
+    for row in rows:
+        client.put_item(TableName=info.send_table, Item=row)
+    out.rule(f"[bold]demo: {len(rows)} sample rows inserted")
+    time.sleep(stack.poller_config_window() + 0.5)
+    stack.wait_idle(timeout=60)
+    if stack.sandbox is not None:
+        out.rule("[bold]what the sandbox received")
+        _print_mails(out, stack.sandbox)
+    out.rule("[bold]what stayed in the send table, and why")
+    _print_rows(out, client, info.send_table)
+    out.print(
+        "\nFrom a second terminal (.venv/bin/dispatcher ...):\n"
+        "  dispatcher ls                      the rows still waiting, and why\n"
+        "  dispatcher show order-0008         one row, its last error, its history\n"
+        "  aws dynamodb update-item --endpoint-url " + info.endpoint_url + " \\\n"
+        "    --table-name " + info.send_table + ' --key \'{"id":{"S":"order-0008"}}\' \\\n'
+        "    --update-expression 'SET #to = :to' --expression-attribute-names "
+        '\'{"#to":"to"}\' \\\n'
+        '    --expression-attribute-values \'{":to":{"S":"rokuro@example.com"}}\'\n'
+        "                                     fix the bad address: the edit re-sends it\n"
+        "  dispatcher sandbox                 the mail the sandbox accepted\n"
+        "invoice-0011 goes to an address the sandbox always fails: it is deferred, re-fired "
+        "by the sweeper, and fails for good after its attempts run out.",
+        markup=False,
+    )

@@ -15,6 +15,7 @@ import json
 import random
 import threading
 import time
+from collections import deque
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from http import HTTPStatus
@@ -36,6 +37,7 @@ class Faults:
     server_error: float = 0.0  # share answered 500
     retry_after: float = 1.0  # seconds, sent with each 429
     latency: float = 0.0  # seconds added to every answer
+    rate_limit: float = 0.0  # requests/second accepted before answering 429; 0: no limit
     fail_to: tuple[str, ...] = ()  # recipients always answered 500 (for demos)
     seed: int | None = None
 
@@ -64,6 +66,7 @@ class _State:
     requests: int = 0
     refused: int = 0
     next_id: int = 1
+    recent: deque[float] = field(default_factory=deque)  # arrival times in the last second
     rng: random.Random = field(default_factory=random.Random)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -209,11 +212,12 @@ class Sandbox:
             state.requests += 1
             faults = state.faults
             roll = state.rng.random()
+            over_limit = self._over_rate_limit(faults.rate_limit)
         if faults.latency:
             time.sleep(faults.latency)
         if authorization != f"Bearer {self._token}":
             return 401, {"error_messages": {"Authorization": ["invalid bearer token"]}}, {}
-        if roll < faults.rate_limited:
+        if over_limit or roll < faults.rate_limited:
             return (
                 429,
                 {"error_messages": {"rate": ["too many requests"]}},
@@ -231,6 +235,25 @@ class Sandbox:
             state.next_id += 1
             state.mails.append(SentMail(delivery_id, datetime.now(UTC).isoformat(), body))
         return 201, {"delivery_id": delivery_id}, {}
+
+    def _over_rate_limit(self, limit: float) -> bool:
+        """Like the real service: more than ``limit`` requests in a second are refused."""
+        if limit <= 0:
+            return False
+        now = time.monotonic()
+        recent = self._state.recent
+        while recent and now - recent[0] >= 1.0:
+            recent.popleft()
+        if len(recent) >= limit:
+            self._state.refused += 1
+            return True
+        recent.append(now)
+        return False
+
+    @property
+    def refused(self) -> int:
+        with self._state.lock:
+            return self._state.refused
 
     def _page(self) -> str:
         lines = [f"blastengine sandbox: {len(self.mails)} mail(s) received", ""]

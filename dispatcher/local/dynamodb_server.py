@@ -1,0 +1,66 @@
+"""A DynamoDB endpoint with streams on loopback: moto's server, one request at a time.
+
+moto's backends are not thread-safe (a ``TransactWriteItems`` deep-copies tables that other
+requests may be writing), while DynamoDB applies each request atomically. Serialising the
+requests gives the local endpoint DynamoDB's per-request atomicity; throughput is not what
+the local stack is for.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from werkzeug.serving import BaseWSGIServer, make_server
+
+__all__ = ["DynamoDBServer"]
+
+
+class _OneAtATime:
+    def __init__(self, app: Callable[..., Iterable[bytes]]) -> None:
+        self._app = app
+        self._lock = threading.Lock()
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        with self._lock:
+            return list(self._app(environ, start_response))
+
+
+class DynamoDBServer:
+    """moto's DynamoDB and DynamoDB Streams on ``http://127.0.0.1:PORT``."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        from moto.moto_server.werkzeug_app import (
+            DomainDispatcherApplication,
+            MotoRequestHandler,
+            create_backend_app,
+        )
+
+        class QuietHandler(MotoRequestHandler):
+            def log_request(self, *args: Any, **kwargs: Any) -> None:
+                pass  # one line per DynamoDB call drowns the dispatcher's own logs
+
+        app = _OneAtATime(DomainDispatcherApplication(create_backend_app))
+        self._server: BaseWSGIServer = make_server(
+            host, port, app, threaded=True, request_handler=QuietHandler
+        )
+        self._thread: threading.Thread | None = None
+
+    @property
+    def endpoint_url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def start(self) -> DynamoDBServer:
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="dynamodb", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)

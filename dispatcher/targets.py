@@ -1,0 +1,91 @@
+"""Where the CLI's commands point: the local stack (default) or a deployed stack (``--stack``).
+
+The local stack is found from ``local.json``, which ``dispatcher dev`` writes to its state
+directory; a deployed stack from its CloudFormation outputs. Either way the commands get the
+same :class:`Target`: a :class:`~dispatcher.store.Store` and, locally, the sandbox's URL.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from dispatcher.store import Store
+
+__all__ = ["Target", "TargetError", "deployed_stack", "local_stack"]
+
+
+class TargetError(Exception):
+    """No stack could be found to talk to."""
+
+
+@dataclass(frozen=True)
+class Target:
+    """The tables (through a store) and, for the local stack, the sandbox."""
+
+    name: str
+    store: Store
+    sandbox_url: str | None = None
+
+
+def _client(service: str, endpoint_url: str | None = None, region: str | None = None) -> Any:
+    import boto3
+    from botocore.config import Config
+
+    # A person is waiting: fail in seconds, not after botocore's default minute of retries.
+    config = Config(connect_timeout=3, read_timeout=10, retries={"max_attempts": 2})
+    # The local endpoint accepts any credentials; nobody should need an AWS profile for it.
+    local = {"aws_access_key_id": "local", "aws_secret_access_key": "local"}
+    return boto3.client(  # type: ignore[call-overload]
+        service,
+        endpoint_url=endpoint_url,
+        region_name=region,
+        config=config,
+        **(local if endpoint_url else {}),
+    )
+
+
+def local_stack(state_dir: Path) -> Target:
+    """The stack ``dispatcher dev`` is running, from its ``local.json``."""
+    path = state_dir / "local.json"
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise TargetError(
+            f"no local stack is running (no {path}); start one with `dispatcher dev`, "
+            "or name a deployed one with --stack"
+        ) from None
+    except (OSError, ValueError) as exc:
+        raise TargetError(f"cannot read {path}: {exc}") from None
+    client = _client("dynamodb", info["endpoint_url"], info["region"])
+    store = Store(
+        send_table=info["send_table"], history_table=info["history_table"], boto3_client=client
+    )
+    return Target(f"local stack at {info['endpoint_url']}", store, info.get("sandbox_url"))
+
+
+def deployed_stack(name: str) -> Target:
+    """A stack deployed from ``template.yaml``, found by its CloudFormation outputs."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        stacks = _client("cloudformation").describe_stacks(StackName=name)["Stacks"]
+    except ClientError as exc:
+        raise TargetError(f"stack {name!r}: {exc.response['Error'].get('Message')}") from None
+    except BotoCoreError as exc:
+        raise TargetError(f"cannot reach CloudFormation for stack {name!r}: {exc}") from None
+    outputs = {o["OutputKey"]: o["OutputValue"] for o in stacks[0].get("Outputs", [])}
+    missing = {"SendTableName", "HistoryTableName"} - set(outputs)
+    if missing:
+        raise TargetError(
+            f"stack {name!r} has no {', '.join(sorted(missing))} output: "
+            "is it a mail-dispatcher stack?"
+        )
+    store = Store(
+        send_table=outputs["SendTableName"],
+        history_table=outputs["HistoryTableName"],
+        boto3_client=_client("dynamodb"),
+    )
+    return Target(f"stack {name}", store)
