@@ -82,7 +82,7 @@ def _options(
     ] = None,
 ) -> None:
     """A visible queue for outgoing mail: DynamoDB rows in, blastengine deliveries out."""
-    from dispatcher.local.stack import default_state_dir
+    from dispatcher.targets import default_state_dir
 
     ctx.obj = _Factory(stack, state_dir or default_state_dir())
 
@@ -128,10 +128,24 @@ def dev(
             "what happened to them.",
         ),
     ] = False,
+    crash_rate: Annotated[
+        float,
+        typer.Option(
+            help="Chaos: share of invocations that crash after the handler ran, so their "
+            "batch is redelivered.",
+            min=0,
+            max=1,
+        ),
+    ] = 0.0,
+    seed: Annotated[int | None, typer.Option(help="Seed for the injected faults.")] = None,
 ) -> None:
     """Start the local stack in the foreground: DynamoDB with streams, the sandbox, the
     stream poller and the sweeper. Prints one JSON "ready" line on stdout, then logs on
     stderr; Ctrl-C (or SIGTERM) stops everything."""
+    # Everything after the ready line goes to stderr, Powertools' loggers included: they
+    # bind the stream current when they are created, so redirect before importing them.
+    real_stdout = sys.stdout
+    sys.stdout = sys.stderr
     from dispatcher.local.sandbox import Faults
     from dispatcher.local.stack import LocalStack, StackOptions
 
@@ -141,6 +155,7 @@ def dev(
         rate_limit=sandbox_rps,
         latency=sandbox_latency,
         fail_to=("flaky@example.com",) if demo else (),
+        seed=seed,
     )
     options = StackOptions(
         port=port,
@@ -148,13 +163,14 @@ def dev(
         sandbox_faults=faults,
         sweep_interval=sweep_interval,
         state_dir=ctx.obj.state_dir,
+        crash_rate=crash_rate,
+        seed=seed,
     )
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
-    real_stdout = sys.stdout
     stack = LocalStack(options)
-    with _errors_as_exit(), contextlib.redirect_stdout(sys.stderr):
+    with _errors_as_exit():
         try:
             info = stack.start()
             print(info.ready_line(), file=real_stdout, flush=True)
@@ -173,6 +189,7 @@ def dev(
         finally:
             err.print("stopping the local stack")
             stack.stop()
+            sys.stdout = real_stdout
 
 
 @app.command()
@@ -672,3 +689,7 @@ def _clip(text: str, limit: int) -> str:
 def main() -> None:
     """Console-script entry point."""
     app()
+
+
+if __name__ == "__main__":  # `python -m dispatcher.cli`, as the end-to-end tests run it
+    main()

@@ -8,13 +8,19 @@ same :class:`Target`: a :class:`~dispatcher.store.Store` and, locally, the sandb
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from dispatcher.store import Store
 
-__all__ = ["Target", "TargetError", "deployed_stack", "local_stack"]
+__all__ = ["Target", "TargetError", "default_state_dir", "deployed_stack", "local_stack"]
+
+
+def default_state_dir() -> Path:
+    """``$DISPATCHER_STATE_DIR``, or ``.dispatcher`` in the current directory."""
+    return Path(os.environ.get("DISPATCHER_STATE_DIR") or ".dispatcher")
 
 
 class TargetError(Exception):

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 from dispatcher.clock import SYSTEM_CLOCK, Clock
 from dispatcher.local.stream import lambda_record
+from dispatcher.observability import logger as _log
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodbstreams import DynamoDBStreamsClient
@@ -194,7 +195,11 @@ class ShardConsumer:
         try:
             response = self.invoke({"Records": batch})
             failed = self._failed_index(response, batch)
-        except Exception:
+        except Exception as exc:  # any function error is the mapping's to handle
+            _log.warning(
+                "function error; the batch will be retried",
+                extra={"shard": self.shard_id, "batch_size": len(batch), "error": repr(exc)},
+            )
             self._function_error(batch)
             return True
         if failed is None:

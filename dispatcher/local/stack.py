@@ -17,6 +17,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import random
 import threading
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -33,6 +34,7 @@ from dispatcher.local.tables import (
     create_tables,
     load_template,
 )
+from dispatcher.targets import default_state_dir
 
 __all__ = ["STATE_FILE", "LocalStack", "ReadyInfo", "StackOptions", "default_state_dir"]
 
@@ -47,11 +49,6 @@ SANDBOX_API_KEY = "sandbox-api-key"  # the sandbox's own credentials, not a real
 _REGION = "us-east-1"
 
 
-def default_state_dir() -> Path:
-    """``$DISPATCHER_STATE_DIR``, or ``.dispatcher`` in the current directory."""
-    return Path(os.environ.get("DISPATCHER_STATE_DIR") or ".dispatcher")
-
-
 @dataclass(frozen=True)
 class StackOptions:
     """How ``dispatcher dev`` was asked to run."""
@@ -61,6 +58,8 @@ class StackOptions:
     sandbox_faults: Faults = field(default_factory=Faults)
     sweep_interval: float = 10.0
     state_dir: Path = field(default_factory=default_state_dir)
+    crash_rate: float = 0.0  # share of invocations that crash after the handler ran
+    seed: int | None = None
 
 
 @dataclass(frozen=True)
@@ -165,9 +164,16 @@ class LocalStack:
         sweeper = _fresh_import("dispatcher.sweeper")
         timeouts = _function_timeouts()
 
+        chaos = random.Random(self.options.seed)  # noqa: S311  (fault injection, not security)
+
         def invoke(event: dict[str, Any]) -> Any:
             context = LocalContext("DispatcherFunction", timeouts["DispatcherFunction"])
-            return handler.lambda_handler(event, context)
+            response = handler.lambda_handler(event, context)
+            if chaos.random() < self.options.crash_rate:
+                # The worst moment to die: the batch's work is done, its response is lost,
+                # and Lambda redelivers all of it.
+                raise RuntimeError("injected crash after the handler ran (--crash-rate)")
+            return response
 
         self.poller = StreamPoller(
             boto3.client("dynamodbstreams"),

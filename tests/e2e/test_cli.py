@@ -1,0 +1,146 @@
+"""The CLI against the running local stack, run as a user runs it: subprocesses."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.conftest import DISPATCHER, RunningStack, wait_for
+
+
+def _one_clean_error_line(result: subprocess.CompletedProcess[str], *, code: int = 2) -> str:
+    assert result.returncode == code, (result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr + result.stdout
+    lines = [line for line in result.stderr.splitlines() if line.startswith("dispatcher:")]
+    assert len(lines) == 1, result.stderr
+    return lines[0]
+
+
+def test_send_then_show_history_ls_and_sandbox(stack: RunningStack) -> None:
+    sent = stack.cli(
+        "send",
+        "--id",
+        "cli-send",
+        "--to",
+        "cli@example.com",
+        "--subject",
+        "cli-send",
+        "--text",
+        "Hello __name__",
+        "--insert-code",
+        "name=CLI",
+    )
+    assert sent.returncode == 0, sent.stderr
+    assert "inserted cli-send" in sent.stdout
+
+    wait_for(lambda: stack.history("cli-send"), what="the send")
+    show = stack.cli("show", "cli-send", "--json")
+    assert show.returncode == 0, show.stderr
+    shown = json.loads(show.stdout)
+    assert shown["row"] is None
+    assert shown["history"][0]["to"] == "cli@example.com"
+
+    history = stack.cli("history", "--id", "cli-send", "--json")
+    assert json.loads(history.stdout)["history"][0]["subject"] == "cli-send"
+    mails = json.loads(stack.cli("sandbox", "--json").stdout)["mails"]
+    assert any(
+        m["payload"]["subject"] == "cli-send"
+        and m["payload"]["insert_code"] == [{"key": "__name__", "value": "CLI"}]
+        for m in mails
+    )
+    listing = stack.cli("ls", "--json")
+    assert listing.returncode == 0
+    assert all(r["id"] != "cli-send" for r in json.loads(listing.stdout)["rows"])
+
+
+def test_send_many_rows_from_a_jsonl_file(stack: RunningStack, tmp_path: Path) -> None:
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text(
+        "\n".join(
+            json.dumps(
+                {
+                    "id": f"cli-bulk-{i}",
+                    "to": "b@example.com",
+                    "subject": f"cli-bulk-{i}",
+                    "text": "x",
+                }
+            )
+            for i in range(5)
+        )
+    )
+    result = stack.cli("send", "--jsonl", str(rows), "--json")
+    assert result.returncode == 0, result.stderr
+    assert len(json.loads(result.stdout)["inserted"]) == 5
+    wait_for(lambda: len(stack.mails("cli-bulk-")) == 5, what="5 mails")
+
+
+def test_ls_shows_a_failed_row_with_its_reason_and_cancel_removes_it(
+    stack: RunningStack,
+) -> None:
+    stack.put({"id": "cli-bad", "to": "x@", "subject": "cli-bad", "text": "x"})
+    wait_for(lambda: (r := stack.row("cli-bad")) and "status" in r, what="the stamp")
+
+    listing = stack.cli("ls", "--status", "failed", "--json")
+    [row] = [r for r in json.loads(listing.stdout)["rows"] if r["id"] == "cli-bad"]
+    assert row["error_kind"] == "invalid"
+    assert "to:" in row["last_error"]
+
+    assert stack.cli("cancel", "cli-bad").returncode == 0
+    assert stack.row("cli-bad") is None
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["show", "no-such-row"], "no row and no history"),
+        (["cancel", "no-such-row"], "no row with id"),
+        (["ls", "--status", "bogus"], "--status must be"),
+        (["retry"], "give row ids or --all-failed"),
+        (["history", "--since", "yesterday"], "--since wants an ISO-8601 time"),
+        (["send", "--to", "nobody", "--subject", "s"], "would fail: to:"),
+        (["send", "--file", "/no/such/file.json"], "not found"),
+    ],
+)
+def test_bad_input_is_one_clear_line_and_a_non_zero_exit(
+    stack: RunningStack, args: list[str], message: str
+) -> None:
+    line = _one_clean_error_line(stack.cli(*args))
+    assert message in line
+
+
+def test_an_unknown_retry_id_is_reported_and_exits_non_zero(stack: RunningStack) -> None:
+    result = stack.cli("retry", "no-such-row")
+    assert result.returncode == 1
+    assert "no-such-row: not found" in result.stdout
+
+
+def _cli(state_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "DISPATCHER_STATE_DIR": str(state_dir)}
+    return subprocess.run(
+        [*DISPATCHER, *args], capture_output=True, text=True, env=env, timeout=60, check=False
+    )
+
+
+def test_no_running_stack_is_one_clear_line(tmp_path: Path) -> None:
+    line = _one_clean_error_line(_cli(tmp_path, "ls"))
+    assert "no local stack is running" in line
+
+
+def test_an_unreachable_endpoint_is_one_clear_line(tmp_path: Path) -> None:
+    (tmp_path / "local.json").write_text(
+        json.dumps(
+            {
+                "endpoint_url": "http://127.0.0.1:9",
+                "region": "us-east-1",
+                "send_table": "s",
+                "history_table": "h",
+                "sandbox_url": None,
+            }
+        )
+    )
+    line = _one_clean_error_line(_cli(tmp_path, "ls"))
+    assert "DynamoDB unreachable" in line
