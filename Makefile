@@ -21,9 +21,10 @@ $(TOOLS_STAMP): tools-requirements.txt
 	$(TOOLS)/bin/python -m pip install --quiet -r tools-requirements.txt
 	touch $(TOOLS_STAMP)
 
-## run: the sample rows through the real handler, in-memory DynamoDB + built-in sandbox
+## run: the whole service on this machine (DynamoDB with streams, sandbox, poller, sweeper),
+## with sample rows; Ctrl-C stops it
 run: $(STAMP)
-	$(BIN)/dispatcher demo
+	$(BIN)/dispatcher dev --demo
 
 ## test: lint, type-check, check the template, then the whole test suite
 test: lint typecheck template-check

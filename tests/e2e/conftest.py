@@ -38,7 +38,7 @@ class RunningStack:
             aws_access_key_id="e2e",
             aws_secret_access_key="e2e",
         )
-        root = self.local["sandbox_url"].rsplit("/api/", 1)[0]
+        root = (self.local["sandbox_url"] or self.ready["provider_url"]).rsplit("/api/", 1)[0]
         self.sandbox = httpx.Client(base_url=root, timeout=10)
 
     # --- the application's side: boto3 against the endpoint

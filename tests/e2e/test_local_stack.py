@@ -159,3 +159,25 @@ def test_sigterm_stops_everything_and_frees_the_ports(tmp_path: Path) -> None:
     for port in (endpoint_port, sandbox_port):
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", port))  # raises if still bound
+
+
+def test_provider_url_sends_to_an_external_blastengine_compatible_api(tmp_path: Path) -> None:
+    from dispatcher.local.sandbox import Sandbox
+
+    # GIVEN an external API (here another sandbox) and its credentials in the environment
+    with Sandbox(login_id="external", api_key="external-key") as external:
+        running = start_stack(
+            tmp_path,
+            "--provider-url",
+            external.base_url,
+            env={"BLASTENGINE_LOGIN_ID": "external", "BLASTENGINE_API_KEY": "external-key"},
+        )
+        try:
+            assert running.ready["provider_url"] == external.base_url
+            running.put(_row("e2e-external", "e2e-external"))
+
+            # THEN the mail reaches it, authenticated with those credentials
+            wait_for(lambda: external.mails, what="the external API's mail")
+            assert external.mails[0].payload["subject"] == "e2e-external"
+        finally:
+            stop_stack(running.process)

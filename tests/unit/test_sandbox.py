@@ -1,0 +1,79 @@
+"""The sandbox speaks blastengine's wire format and misbehaves on request."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from dispatcher.local.sandbox import Faults, Sandbox
+from dispatcher.providers import bearer_token
+
+BODY = {
+    "from": {"email": "f@example.com", "name": ""},
+    "to": "t@example.com",
+    "subject": "s",
+    "encode": "UTF-8",
+    "text_part": "hi",
+}
+
+
+@pytest.fixture
+def sandbox() -> Iterator[Sandbox]:
+    with Sandbox(login_id="me", api_key="key") as running:
+        yield running
+
+
+def _post(sandbox: Sandbox, body: object = BODY, token: str | None = None) -> httpx.Response:
+    token = token or bearer_token("me", "key")
+    return httpx.post(
+        sandbox.base_url + "/deliveries/transaction",
+        json=body,
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=5,
+    )
+
+
+def test_an_accepted_mail_gets_a_delivery_id_and_is_listed(sandbox: Sandbox) -> None:
+    response = _post(sandbox)
+
+    assert response.status_code == 201
+    assert response.json() == {"delivery_id": 1}
+    root = sandbox.base_url.rsplit("/api/", 1)[0]
+    assert httpx.get(root + "/sandbox/mails").json()["mails"][0]["payload"] == BODY
+    assert "to=t@example.com" in httpx.get(root + "/").text
+
+
+def test_a_wrong_token_is_401(sandbox: Sandbox) -> None:
+    assert _post(sandbox, token=bearer_token("me", "wrong")).status_code == 401
+    assert sandbox.mails == []
+
+
+def test_a_malformed_request_is_400_in_blastenginess_error_shape(sandbox: Sandbox) -> None:
+    response = _post(sandbox, {**BODY, "text_part": None, "cc": ["x"] * 11})
+
+    assert response.status_code == 400
+    assert set(response.json()["error_messages"]) == {"text_part", "cc"}
+
+
+def test_faults_set_at_run_time_answer_500_and_429_with_retry_after(sandbox: Sandbox) -> None:
+    root = sandbox.base_url.rsplit("/api/", 1)[0]
+    httpx.post(root + "/sandbox/faults", json={"server_error": 1.0}).raise_for_status()
+    assert _post(sandbox).status_code == 500
+
+    httpx.post(
+        root + "/sandbox/faults", json={"server_error": 0.0, "rate_limited": 1.0, "retry_after": 3}
+    )
+    response = _post(sandbox)
+    assert response.status_code == 429
+    assert response.headers["Retry-After"] == "3"
+
+
+def test_the_rate_limit_refuses_requests_above_it() -> None:
+    with Sandbox(login_id="me", api_key="key", faults=Faults(rate_limit=5)) as sandbox:
+        codes = [_post(sandbox).status_code for _ in range(8)]
+
+    assert codes[:5] == [201] * 5
+    assert 429 in codes[5:]
+    assert sandbox.refused >= 1
