@@ -24,7 +24,7 @@ $(TOOLS_STAMP): tools-requirements.txt
 ## run: the whole service on this machine (DynamoDB with streams, sandbox, poller, sweeper),
 ## with sample rows; Ctrl-C stops it
 run: $(STAMP)
-	$(BIN)/dispatcher dev --demo
+	@$(BIN)/dispatcher dev --demo
 
 ## test: lint, type-check, check the template, then the whole test suite
 test: lint typecheck template-check
