@@ -14,6 +14,8 @@ from typing import Any
 
 from werkzeug.serving import BaseWSGIServer, make_server
 
+from dispatcher.local._server import BackgroundServer
+
 __all__ = ["DynamoDBServer"]
 
 
@@ -27,8 +29,10 @@ class _OneAtATime:
             return list(self._app(environ, start_response))
 
 
-class DynamoDBServer:
+class DynamoDBServer(BackgroundServer):
     """moto's DynamoDB and DynamoDB Streams on ``http://127.0.0.1:PORT``."""
+
+    name = "dynamodb"
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
         from moto.moto_server.werkzeug_app import (
@@ -45,22 +49,8 @@ class DynamoDBServer:
         self._server: BaseWSGIServer = make_server(
             host, port, app, threaded=True, request_handler=QuietHandler
         )
-        self._thread: threading.Thread | None = None
 
     @property
     def endpoint_url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
-
-    def start(self) -> DynamoDBServer:
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, name="dynamodb", daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        host, port = self._host_port
+        return f"http://{host}:{port}"

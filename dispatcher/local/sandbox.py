@@ -22,6 +22,7 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from dispatcher.local._server import BackgroundServer
 from dispatcher.providers.blastengine import TRANSACTION_PATH, bearer_token
 
 __all__ = ["Faults", "Sandbox", "SentMail"]
@@ -71,7 +72,7 @@ class _State:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
-class Sandbox:
+class Sandbox(BackgroundServer):
     """The sandbox server.
 
     Example
@@ -80,6 +81,8 @@ class Sandbox:
     ...     sandbox.base_url  # doctest: +ELLIPSIS
     'http://127.0.0.1:.../api/v1'
     """
+
+    name = "sandbox"
 
     def __init__(
         self,
@@ -95,12 +98,11 @@ class Sandbox:
         self._state = _State(faults=initial, rng=random.Random(initial.seed))  # noqa: S311
         self._server = ThreadingHTTPServer((host, port), self._handler_class())
         self._server.daemon_threads = True
-        self._thread: threading.Thread | None = None
 
     @property
     def base_url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}{API_PREFIX}"
+        host, port = self._host_port
+        return f"http://{host}:{port}{API_PREFIX}"
 
     @property
     def mails(self) -> list[SentMail]:
@@ -117,25 +119,6 @@ class Sandbox:
             self._state.faults = faults
             if faults.seed is not None:
                 self._state.rng.seed(faults.seed)
-
-    def start(self) -> Sandbox:
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, name="sandbox", daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-
-    def __enter__(self) -> Sandbox:
-        return self.start()
-
-    def __exit__(self, *_: object) -> None:
-        self.stop()
 
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:
         sandbox = self
