@@ -7,7 +7,7 @@ TOOLS := .venv-tools
 TOOLS_STAMP := $(TOOLS)/.installed
 SAM := SAM_CLI_TELEMETRY=0 AWS_DEFAULT_REGION=us-east-1 $(TOOLS)/bin/sam
 
-.PHONY: run test lint typecheck template-check clean build-DispatcherFunction build-SweeperFunction
+.PHONY: run test lint typecheck template-check bench clean build-DispatcherFunction build-SweeperFunction
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,10 @@ run: $(STAMP)
 ## test: lint, type-check, check the template, then the whole test suite
 test: lint typecheck template-check
 	$(BIN)/pytest
+
+## bench: throughput against the sandbox's rate limit, cost per mail, import time, memory
+bench: $(STAMP)
+	$(BIN)/python bench/bench.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -15,7 +15,6 @@ import json
 import random
 import threading
 import time
-from collections import deque
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from http import HTTPStatus
@@ -67,7 +66,8 @@ class _State:
     requests: int = 0
     refused: int = 0
     next_id: int = 1
-    recent: deque[float] = field(default_factory=deque)  # arrival times in the last second
+    tokens: float | None = None  # the rate limit's bucket
+    refilled_at: float | None = None
     rng: random.Random = field(default_factory=random.Random)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -220,17 +220,20 @@ class Sandbox(BackgroundServer):
         return 201, {"delivery_id": delivery_id}, {}
 
     def _over_rate_limit(self, limit: float) -> bool:
-        """Like the real service: more than ``limit`` requests in a second are refused."""
+        """Like a real API gateway: a token bucket of ``limit`` tokens refilled at ``limit``
+        per second, so a steady ``limit`` requests/second always passes and a burst beyond
+        one second's worth is refused."""
         if limit <= 0:
             return False
-        now = time.monotonic()
-        recent = self._state.recent
-        while recent and now - recent[0] >= 1.0:
-            recent.popleft()
-        if len(recent) >= limit:
-            self._state.refused += 1
+        state, now = self._state, time.monotonic()
+        if state.tokens is None or state.refilled_at is None:
+            state.tokens, state.refilled_at = limit, now
+        state.tokens = min(limit, state.tokens + (now - state.refilled_at) * limit)
+        state.refilled_at = now
+        if state.tokens < 1:
+            state.refused += 1
             return True
-        recent.append(now)
+        state.tokens -= 1
         return False
 
     @property
