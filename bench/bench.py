@@ -36,33 +36,53 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")  # a line per record drowns the table
 os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
 
-from dispatcher.clock import iso_utc  # noqa: E402
-from dispatcher.dispatch import Dispatcher  # noqa: E402
-from dispatcher.local.context import LocalContext  # noqa: E402
-from dispatcher.local.stack import SANDBOX_API_KEY, SANDBOX_LOGIN_ID  # noqa: E402
-from dispatcher.local.tables import create_tables  # noqa: E402
-from dispatcher.settings import Settings  # noqa: E402
+from dispatcher.clock import iso_utc
+from dispatcher.dispatch import Dispatcher
+from dispatcher.local.context import LocalContext
+from dispatcher.local.stack import SANDBOX_API_KEY, SANDBOX_LOGIN_ID
+from dispatcher.local.tables import create_tables
+from dispatcher.settings import Settings
 
-WRITE_OPERATIONS = ("PutItem", "UpdateItem", "DeleteItem", "TransactWriteItems",
-                    "BatchWriteItem")
+WRITE_OPERATIONS = ("PutItem", "UpdateItem", "DeleteItem", "TransactWriteItems", "BatchWriteItem")
 
 
 class Stack:
     """`dispatcher dev` in a subprocess, and clients for its endpoint and sandbox."""
 
     def __init__(self, rate: float, latency: float, workdir: Path) -> None:
-        env = {**os.environ, "DISPATCHER_STATE_DIR": str(workdir / "state"),
-               "RATE_LIMIT_RPS": str(rate), "SEND_CONCURRENCY": "16"}
-        self.process = subprocess.Popen(  # noqa: S603
-            [sys.executable, "-m", "dispatcher.cli", "dev", "--sandbox-rps", str(rate),
-             "--sandbox-latency", str(latency), "--sweep-interval", "1"],
-            stdout=subprocess.PIPE, stderr=(workdir / "dev.log").open("w"), text=True, env=env,
+        env = {
+            **os.environ,
+            "DISPATCHER_STATE_DIR": str(workdir / "state"),
+            "RATE_LIMIT_RPS": str(rate),
+            "SEND_CONCURRENCY": "16",
+        }
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "dispatcher.cli",
+                "dev",
+                "--sandbox-rps",
+                str(rate),
+                "--sandbox-latency",
+                str(latency),
+                "--sweep-interval",
+                "1",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=(workdir / "dev.log").open("w"),
+            text=True,
+            env=env,
         )
         self.ready = json.loads(self.process.stdout.readline())  # type: ignore[union-attr]
         threading.Thread(target=self.process.stdout.read, daemon=True).start()  # type: ignore[union-attr]
-        self.client = boto3.client("dynamodb", endpoint_url=self.ready["endpoint_url"],
-                                   region_name="us-east-1", aws_access_key_id="bench",
-                                   aws_secret_access_key="bench")
+        self.client = boto3.client(
+            "dynamodb",
+            endpoint_url=self.ready["endpoint_url"],
+            region_name="us-east-1",
+            aws_access_key_id="bench",
+            aws_secret_access_key="bench",
+        )
         self.sandbox_root = self.ready["provider_url"].rsplit("/api/", 1)[0]
         self.http = httpx.Client(base_url=self.sandbox_root, timeout=30)
 
@@ -74,8 +94,11 @@ class Stack:
         self.http.post("/sandbox/faults", json=faults).raise_for_status()
 
     def mails(self, prefix: str) -> list[dict[str, Any]]:
-        return [m for m in self.http.get("/sandbox/mails").json()["mails"]
-                if m["payload"]["subject"].startswith(prefix)]
+        return [
+            m
+            for m in self.http.get("/sandbox/mails").json()["mails"]
+            if m["payload"]["subject"].startswith(prefix)
+        ]
 
 
 class Bench:
@@ -83,21 +106,31 @@ class Bench:
 
     def __init__(self, stack: Stack, name: str, *, rate: float, concurrency: int) -> None:
         self.stack = stack
-        self.names = {"SendTable": f"bench-{name}-send", "HistoryTable": f"bench-{name}-history",
-                      "IdempotencyTable": f"bench-{name}-idempotency"}
+        self.names = {
+            "SendTable": f"bench-{name}-send",
+            "HistoryTable": f"bench-{name}-history",
+            "IdempotencyTable": f"bench-{name}-idempotency",
+        }
         create_tables(stack.client, self.names)
         settings = Settings.from_env(
-            {}, send_table_name=self.names["SendTable"],
+            {},
+            send_table_name=self.names["SendTable"],
             history_table_name=self.names["HistoryTable"],
             idempotency_table_name=self.names["IdempotencyTable"],
-            default_from_email="bench@example.com", blastengine_base_url=stack.ready[
-                "provider_url"], blastengine_login_id=SANDBOX_LOGIN_ID,
-            blastengine_api_key=SANDBOX_API_KEY, rate_limit_rps=rate,
+            default_from_email="bench@example.com",
+            blastengine_base_url=stack.ready["provider_url"],
+            blastengine_login_id=SANDBOX_LOGIN_ID,
+            blastengine_api_key=SANDBOX_API_KEY,
+            rate_limit_rps=rate,
             send_concurrency=concurrency,
         )
-        self.client = boto3.client("dynamodb", endpoint_url=stack.ready["endpoint_url"],
-                                   region_name="us-east-1", aws_access_key_id="bench",
-                                   aws_secret_access_key="bench")
+        self.client = boto3.client(
+            "dynamodb",
+            endpoint_url=stack.ready["endpoint_url"],
+            region_name="us-east-1",
+            aws_access_key_id="bench",
+            aws_secret_access_key="bench",
+        )
         self.dispatcher = Dispatcher.from_settings(settings, dynamodb_client=self.client)
         self.writes: dict[str, int] = {}
         self.write_items = 0
@@ -113,16 +146,29 @@ class Bench:
         """Insert rows and return the INSERT records their stream would carry."""
         out = []
         for i in range(count):
-            item = {"id": {"S": f"{prefix}{i:05}"}, "to": {"S": "bench@example.com"},
-                    "subject": {"S": f"{prefix}{i:05}"}, "text": {"S": "benchmark"}}
+            item = {
+                "id": {"S": f"{prefix}{i:05}"},
+                "to": {"S": "bench@example.com"},
+                "subject": {"S": f"{prefix}{i:05}"},
+                "text": {"S": "benchmark"},
+            }
             self.client.put_item(TableName=self.names["SendTable"], Item=item)
-            out.append({"eventID": f"{prefix}{i}", "eventName": "INSERT",
-                        "eventSource": "aws:dynamodb", "awsRegion": "us-east-1",
-                        "dynamodb": {"Keys": {"id": item["id"]}, "NewImage": item,
-                                     "SequenceNumber": str(10**20 + i),
-                                     "ApproximateCreationDateTime": int(time.time()),
-                                     "StreamViewType": "NEW_AND_OLD_IMAGES"},
-                        "eventSourceARN": "arn:aws:dynamodb:us-east-1:0:table/bench/stream/x"})
+            out.append(
+                {
+                    "eventID": f"{prefix}{i}",
+                    "eventName": "INSERT",
+                    "eventSource": "aws:dynamodb",
+                    "awsRegion": "us-east-1",
+                    "dynamodb": {
+                        "Keys": {"id": item["id"]},
+                        "NewImage": item,
+                        "SequenceNumber": str(10**20 + i),
+                        "ApproximateCreationDateTime": int(time.time()),
+                        "StreamViewType": "NEW_AND_OLD_IMAGES",
+                    },
+                    "eventSourceARN": "arn:aws:dynamodb:us-east-1:0:table/bench/stream/x",
+                }
+            )
         return out
 
     def handle(self, records: list[dict[str, Any]]) -> dict[str, Any]:
@@ -133,21 +179,33 @@ class Bench:
                 break
             failed: set[str] = set()
             for start in range(0, len(pending), 100):
-                batch = pending[start:start + 100]
-                response = self.dispatcher.handle_batch({"Records": batch},
-                                                        LocalContext(timeout_seconds=120))
+                batch = pending[start : start + 100]
+                response = self.dispatcher.handle_batch(
+                    {"Records": batch}, LocalContext(timeout_seconds=120)
+                )
                 failed |= {f["itemIdentifier"] for f in response["batchItemFailures"]}
             pending = [r for r in pending if r["dynamodb"]["SequenceNumber"] in failed]
         return {"left_for_retry": len(pending)}
 
     def leftovers(self, prefix: str, count: int) -> tuple[int, int]:
         """(rows still in the send table, rows with no history item)."""
-        kept = sum(1 for i in range(count) if self.client.get_item(
-            TableName=self.names["SendTable"], Key={"id": {"S": f"{prefix}{i:05}"}}).get("Item"))
-        unsent = sum(1 for i in range(count) if not self.client.query(
-            TableName=self.names["HistoryTable"], KeyConditionExpression="#i = :i",
-            ExpressionAttributeNames={"#i": "id"},
-            ExpressionAttributeValues={":i": {"S": f"{prefix}{i:05}"}})["Items"])
+        kept = sum(
+            1
+            for i in range(count)
+            if self.client.get_item(
+                TableName=self.names["SendTable"], Key={"id": {"S": f"{prefix}{i:05}"}}
+            ).get("Item")
+        )
+        unsent = sum(
+            1
+            for i in range(count)
+            if not self.client.query(
+                TableName=self.names["HistoryTable"],
+                KeyConditionExpression="#i = :i",
+                ExpressionAttributeNames={"#i": "id"},
+                ExpressionAttributeValues={":i": {"S": f"{prefix}{i:05}"}},
+            )["Items"]
+        )
         return kept, unsent
 
 
@@ -169,31 +227,52 @@ def measure_send_rate(stack: Stack, bench: Bench, prefix: str, count: int) -> di
     mails = stack.mails(prefix)
     subjects = [m["payload"]["subject"] for m in mails]
     kept, unsent = bench.leftovers(prefix, count)
-    return {"rows": count, "rate": sustained_rate(mails), "wall_seconds": round(wall, 2),
-            "mails": len(mails), "duplicates": len(subjects) - len(set(subjects)),
-            "lost": unsent - kept, "kept_in_table": kept, **outcome}
+    return {
+        "rows": count,
+        "rate": sustained_rate(mails),
+        "wall_seconds": round(wall, 2),
+        "mails": len(mails),
+        "duplicates": len(subjects) - len(set(subjects)),
+        "lost": unsent - kept,
+        "kept_in_table": kept,
+        **outcome,
+    }
 
 
 def import_ratio(runs: int = 7) -> dict[str, Any]:
     """Median cold import time of the handler module over a bare `import boto3`."""
-    env = {**os.environ, "SEND_TABLE_NAME": "s", "HISTORY_TABLE_NAME": "h",
-           "IDEMPOTENCY_TABLE_NAME": "i", "DEFAULT_FROM_EMAIL": "a@example.com",
-           "BLASTENGINE_LOGIN_ID": "x", "BLASTENGINE_API_KEY": "y",
-           "AWS_DEFAULT_REGION": "us-east-1"}
+    env = {
+        **os.environ,
+        "SEND_TABLE_NAME": "s",
+        "HISTORY_TABLE_NAME": "h",
+        "IDEMPOTENCY_TABLE_NAME": "i",
+        "DEFAULT_FROM_EMAIL": "a@example.com",
+        "BLASTENGINE_LOGIN_ID": "x",
+        "BLASTENGINE_API_KEY": "y",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
 
     def timed(statement: str) -> float:
         code = f"import time; t = time.perf_counter(); {statement}; print(time.perf_counter() - t)"
-        result = subprocess.run([sys.executable, "-c", code], capture_output=True,  # noqa: S603
-                                text=True, env=env, check=True, cwd=ROOT)
+        result = subprocess.run(
+            [sys.executable, "-c", code],
+            capture_output=True,
+            text=True,
+            env=env,
+            check=True,
+            cwd=ROOT,
+        )
         return float(result.stdout.strip().splitlines()[-1])
 
     boto, handler = [], []
     for _ in range(runs):  # interleaved, so both see the same machine
         boto.append(timed("import boto3"))
         handler.append(timed("import dispatcher.handler"))
-    return {"boto3_ms": round(statistics.median(boto) * 1000, 1),
-            "handler_ms": round(statistics.median(handler) * 1000, 1),
-            "ratio": statistics.median(handler) / statistics.median(boto)}
+    return {
+        "boto3_ms": round(statistics.median(boto) * 1000, 1),
+        "handler_ms": round(statistics.median(handler) * 1000, 1),
+        "ratio": statistics.median(handler) / statistics.median(boto),
+    }
 
 
 def peak_rss(stack: Stack) -> dict[str, Any]:
@@ -210,8 +289,9 @@ bench = Bench(stack, "rss", rate=1000, concurrency=8)
 bench.handle(bench.records("rss-", 100))
 print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 """
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True,  # noqa: S603
-                            text=True, check=True, cwd=ROOT)
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, cwd=ROOT
+    )
     return {"peak_rss_mb": round(int(result.stdout.strip().splitlines()[-1]) / 1024, 1)}
 
 
@@ -221,9 +301,15 @@ def local_latency(stack: Stack, rows: int = 200, pace: float = 20.0) -> dict[str
     inserted: dict[str, float] = {}
     for i in range(rows):
         row_id = f"lat-{i:04}"
-        stack.client.put_item(TableName=send, Item={
-            "id": {"S": row_id}, "to": {"S": "lat@example.com"}, "subject": {"S": row_id},
-            "text": {"S": "latency"}})
+        stack.client.put_item(
+            TableName=send,
+            Item={
+                "id": {"S": row_id},
+                "to": {"S": "lat@example.com"},
+                "subject": {"S": row_id},
+                "text": {"S": "latency"},
+            },
+        )
         inserted[row_id] = time.time()
         time.sleep(1 / pace)
     latencies: dict[str, float] = {}
@@ -232,9 +318,12 @@ def local_latency(stack: Stack, rows: int = 200, pace: float = 20.0) -> dict[str
         for row_id, at in inserted.items():
             if row_id in latencies:
                 continue
-            items = stack.client.query(TableName=history, KeyConditionExpression="#i = :i",
-                                       ExpressionAttributeNames={"#i": "id"},
-                                       ExpressionAttributeValues={":i": {"S": row_id}})["Items"]
+            items = stack.client.query(
+                TableName=history,
+                KeyConditionExpression="#i = :i",
+                ExpressionAttributeNames={"#i": "id"},
+                ExpressionAttributeValues={":i": {"S": row_id}},
+            )["Items"]
             if items:
                 sent = datetime.fromisoformat(items[0]["sent_at"]["S"].replace("Z", "+00:00"))
                 latencies[row_id] = sent.timestamp() - at
@@ -242,10 +331,14 @@ def local_latency(stack: Stack, rows: int = 200, pace: float = 20.0) -> dict[str
     values = sorted(latencies.values())
     from dispatcher.local.poller import MappingConfig
 
-    return {"rows": rows, "delivered": len(values), "insert_pace_per_s": pace,
-            "p50_s": round(values[len(values) // 2], 3),
-            "p95_s": round(values[int(len(values) * 0.95) - 1], 3),
-            "batching_window_s": MappingConfig.from_template().batching_window}
+    return {
+        "rows": rows,
+        "delivered": len(values),
+        "insert_pace_per_s": pace,
+        "p50_s": round(values[len(values) // 2], 3),
+        "p95_s": round(values[int(len(values) * 0.95) - 1], 3),
+        "batching_window_s": MappingConfig.from_template().batching_window,
+    }
 
 
 @contextmanager
@@ -271,16 +364,19 @@ def main() -> None:
     if args.rate <= 0 or args.latency < 0 or args.rows < 2 or args.concurrency < 1:
         parser.error("--rate must be > 0, --latency >= 0, --rows >= 2, --concurrency >= 1")
     r, results = args.rate, {}
-    print(f"R = {r:g} req/s, latency = {args.latency * 1000:g} ms, {args.rows} rows per run",
-          file=sys.stderr)
+    print(
+        f"R = {r:g} req/s, latency = {args.latency * 1000:g} ms, {args.rows} rows per run",
+        file=sys.stderr,
+    )
     with running_stack(r, args.latency) as stack:
         clean = Bench(stack, "clean", rate=r, concurrency=args.concurrency)
         results["no_faults"] = measure_send_rate(stack, clean, "clean-", args.rows)
         writes = sum(clean.writes.values())
-        results["writes"] = {"requests_per_mail": writes / max(1, results["no_faults"]["mails"]),
-                             "items_per_mail": clean.write_items / max(
-                                 1, results["no_faults"]["mails"]),
-                             "by_operation": clean.writes}
+        results["writes"] = {
+            "requests_per_mail": writes / max(1, results["no_faults"]["mails"]),
+            "items_per_mail": clean.write_items / max(1, results["no_faults"]["mails"]),
+            "by_operation": clean.writes,
+        }
 
         stack.faults(rate_limited=0.10, server_error=0.02, retry_after=round(1 / r, 3), seed=7)
         faulty = Bench(stack, "faulty", rate=r, concurrency=args.concurrency)
@@ -296,26 +392,38 @@ def main() -> None:
     rows = [
         ("sends/s / R, no faults", results["no_faults"]["rate"] / r, ">= 0.95"),
         ("sends/s / R, 10% 429 + 2% 5xx", results["faults"]["rate"] / r, ">= 0.85"),
-        ("  lost / duplicates with faults",
-         f"{results['faults']['lost']} / {results['faults']['duplicates']}", "0 / 0"),
-        ("speed-up over one record at a time",
-         results["no_faults"]["rate"] / results["sequential"]["rate"], ">= 8x"),
+        (
+            "  lost / duplicates with faults",
+            f"{results['faults']['lost']} / {results['faults']['duplicates']}",
+            "0 / 0",
+        ),
+        (
+            "speed-up over one record at a time",
+            results["no_faults"]["rate"] / results["sequential"]["rate"],
+            ">= 8x",
+        ),
         ("handler import / import boto3", results["import"]["ratio"], "<= 1.5x"),
         ("peak RSS, batch of 100 (MB)", results["memory"]["peak_rss_mb"], "<= 100"),
         ("DynamoDB write requests per mail", results["writes"]["requests_per_mail"], "<= 6"),
-        (f"local insert -> history p50 / p95 (s), window "
-         f"{results['local_latency']['batching_window_s']:g} s",
-         f"{results['local_latency']['p50_s']} / {results['local_latency']['p95_s']}",
-         "reported"),
+        (
+            f"local insert -> history p50 / p95 (s), window "
+            f"{results['local_latency']['batching_window_s']:g} s",
+            f"{results['local_latency']['p50_s']} / {results['local_latency']['p95_s']}",
+            "reported",
+        ),
     ]
     width = max(len(name) for name, _, _ in rows)
     print(f"{'figure':<{width}}  {'measured':>12}  target")
     for name, value, target in rows:
         shown = f"{value:.2f}" if isinstance(value, float) else str(value)
         print(f"{name:<{width}}  {shown:>12}  {target}")
-    results["parameters"] = {"rate": r, "latency": args.latency, "rows": args.rows,
-                             "concurrency": args.concurrency,
-                             "measured_at": iso_utc(datetime.now().astimezone())}
+    results["parameters"] = {
+        "rate": r,
+        "latency": args.latency,
+        "rows": args.rows,
+        "concurrency": args.concurrency,
+        "measured_at": iso_utc(datetime.now().astimezone()),
+    }
     args.out.write_text(json.dumps(results, indent=2, default=str) + "\n")
     print(f"written to {args.out}", file=sys.stderr)
     _ = resource  # imported for the RSS child's sake in the same interpreter family
