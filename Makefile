@@ -7,7 +7,7 @@ TOOLS := .venv-tools
 TOOLS_STAMP := $(TOOLS)/.installed
 SAM := SAM_CLI_TELEMETRY=0 AWS_DEFAULT_REGION=us-east-1 $(TOOLS)/bin/sam
 
-.PHONY: run test lint typecheck template-check bench clean build-DispatcherFunction build-SweeperFunction
+.PHONY: run test lint typecheck template-check bench soak clean build-DispatcherFunction build-SweeperFunction
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,10 @@ test: lint typecheck template-check
 ## bench: throughput against the sandbox's rate limit, cost per mail, import time, memory
 bench: $(STAMP)
 	$(BIN)/python bench/bench.py
+
+## soak: the fault suite's big run at 10,000 rows (about a quarter of an hour here)
+soak: $(STAMP)
+	FAULT_ROWS=10000 $(BIN)/pytest tests/fault -k thousands
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -137,6 +137,16 @@ def dev(
             max=1,
         ),
     ] = 0.0,
+    dynamodb_fault_rate: Annotated[
+        float,
+        typer.Option(
+            "--dynamodb-fault-rate",
+            help="Chaos: share of the function's DynamoDB calls that fail as throttled or "
+            "conflicting.",
+            min=0,
+            max=1,
+        ),
+    ] = 0.0,
     seed: Annotated[int | None, typer.Option(help="Seed for the injected faults.")] = None,
 ) -> None:
     """Start the local stack in the foreground: DynamoDB with streams, the sandbox, the
@@ -164,6 +174,7 @@ def dev(
         sweep_interval=sweep_interval,
         state_dir=ctx.obj.state_dir,
         crash_rate=crash_rate,
+        dynamodb_fault_rate=dynamodb_fault_rate,
         seed=seed,
     )
     stop = threading.Event()

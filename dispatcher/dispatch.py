@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import random
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, TypedDict
@@ -90,6 +90,7 @@ class RecordResult:
     detail: str
     error_kind: ErrorKind | None = None
     latency_seconds: float | None = None
+    reason: Reason | None = None  # why triage let the record through (or not)
 
 
 class SendResult(TypedDict):
@@ -215,9 +216,18 @@ class Dispatcher:
             lock = invocation.locks.setdefault(lane, asyncio.Lock())
             async with lock:  # same row id: one at a time, in stream order
                 loop = asyncio.get_running_loop()
-                result = await loop.run_in_executor(
-                    self._pool, self.process_record, record, invocation
-                )
+                try:
+                    result = await loop.run_in_executor(
+                        self._pool, self.process_record, record, invocation
+                    )
+                except Exception as exc:
+                    # Reported as a batch item failure: Lambda redelivers it; the row waits.
+                    logger.warning(
+                        "record left for retry",
+                        extra={"row_id": _row_id(record), "error": f"{type(exc).__name__}: {exc}"},
+                    )
+                    metrics.add_metric(name="RetriedRecords", unit=MetricUnit.Count, value=1)
+                    raise
             _emit_metrics(result)
             invocation.results.append(result)
             return result.outcome.value
@@ -242,15 +252,23 @@ class Dispatcher:
             )
             if not decision.send:
                 outcome = Outcome.ECHO if decision.reason is Reason.ECHO else Outcome.SKIPPED
-                logger.debug("skipped", extra={"reason": decision.reason.value})
-                return RecordResult(outcome, row_id, decision.reason.value)
+                logger.info(
+                    "skipped",
+                    extra={"outcome": outcome.value, "trigger": decision.reason.value},
+                )
+                return RecordResult(outcome, row_id, decision.reason.value, reason=decision.reason)
             if row_id is None:
                 logger.error("record has no string id key; nothing to send or stamp")
                 return RecordResult(Outcome.SKIPPED, None, "record has no string id key")
             result = self._dispatch(row_id, stream["NewImage"], invocation)
+            result = replace(result, reason=decision.reason)
             logger.info(
                 result.detail,
-                extra={"outcome": result.outcome.value, "error_kind": result.error_kind},
+                extra={
+                    "outcome": result.outcome.value,
+                    "error_kind": result.error_kind,
+                    "trigger": decision.reason.value,
+                },
             )
             return result
         finally:
@@ -393,6 +411,7 @@ class Dispatcher:
                 attempts_per_invocation=self.settings.attempts_per_invocation,
                 retry_after=getattr(error, "retry_after", None),
                 rng=self._rng,
+                base=self.settings.deferral_base_seconds,
             )
             retry_at = iso_utc(self._clock.now() + timedelta(seconds=delay))
             return self._stamp(

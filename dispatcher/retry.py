@@ -176,6 +176,7 @@ def deferral_delay(
     attempts_per_invocation: int,
     retry_after: float | None,
     rng: random.Random,
+    base: float = DEFER_BASE_SECONDS,
 ) -> float:
     """How long a ``deferred`` row waits before the sweeper re-fires it.
 
@@ -183,6 +184,6 @@ def deferral_delay(
     shorter than the provider's ``Retry-After``.
     """
     deferrals = max(1, -(-attempts // attempts_per_invocation))
-    ceiling = min(DEFER_CAP_SECONDS, DEFER_BASE_SECONDS * 2 ** (deferrals - 1))
+    ceiling = min(DEFER_CAP_SECONDS, base * 2 ** (deferrals - 1))
     delay = ceiling / 2 + rng.uniform(0.0, ceiling / 2)
     return float(max(delay, retry_after or 0.0))

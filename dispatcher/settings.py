@@ -58,6 +58,7 @@ class Settings:
     attempts_per_invocation: int = 3
     request_timeout_seconds: float = 10.0
     history_retention_days: int = 90
+    deferral_base_seconds: float = 30.0
     idempotency_expiry_seconds: int = 2 * _STREAM_RETENTION_SECONDS
 
     def __post_init__(self) -> None:
@@ -67,6 +68,7 @@ class Settings:
         _positive("ATTEMPTS_PER_INVOCATION", self.attempts_per_invocation)
         _positive("REQUEST_TIMEOUT_SECONDS", self.request_timeout_seconds)
         _positive("HISTORY_RETENTION_DAYS", self.history_retention_days)
+        _positive("DEFERRAL_BASE_SECONDS", self.deferral_base_seconds)
         if self.idempotency_expiry_seconds <= _STREAM_RETENTION_SECONDS:
             raise SettingsError(
                 "IDEMPOTENCY_EXPIRY_SECONDS must exceed the stream's 24-hour retention "
@@ -144,5 +146,6 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "attempts_per_invocation": _number(int),
     "request_timeout_seconds": _number(float),
     "history_retention_days": _number(int),
+    "deferral_base_seconds": _number(float),
     "idempotency_expiry_seconds": _number(int),
 }

@@ -81,6 +81,24 @@ MALFORMED: list[tuple[str, dict[str, Any], str]] = [
     ("send-after-number", {"send_after": N(1764000000)}, "send_after"),
     ("revision-string", {"revision": S("two")}, "revision"),
     ("revision-list", {"revision": {"L": []}}, "revision"),
+    ("revision-bool", {"revision": {"BOOL": True}}, "revision"),
+    ("to-bool", {"to": {"BOOL": False}}, "to"),
+    ("to-too-long", {"to": S("a" * 250 + "@example.com")}, "to"),
+    ("to-cr-only", {"to": S("a@example.com\rX-Injected: 1")}, "to"),
+    ("subject-list", {"subject": {"L": [S("Hello")]}}, "subject"),
+    ("subject-cr-only", {"subject": S("Hello\rBcc: victim@example.com")}, "subject"),
+    ("text-map", {"text": {"M": {"body": S("x")}}}, "text"),
+    ("bcc-map", {"bcc": {"M": {"a": S("b@example.com")}}}, "bcc"),
+    ("reply-to-list", {"reply_to": {"L": [S("r@example.com")]}}, "reply_to"),
+    ("from-name-lf", {"from_name": S("Shop\nX-Priority: 1")}, "from_name"),
+    ("encode-empty", {"encode": S("")}, "encode"),
+    (
+        "insert-code-too-many",
+        {"insert_code": {"M": {f"k{i}": S("v") for i in range(51)}}},
+        "insert_code",
+    ),
+    ("send-after-impossible-date", {"send_after": S("2026-13-45T09:00:00+09:00")}, "send_after"),
+    ("body-10mb", {"text": S("x" * 10_000_000)}, "text/html"),
 ]
 
 

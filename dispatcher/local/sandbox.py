@@ -26,6 +26,18 @@ from dispatcher.providers.blastengine import TRANSACTION_PATH, bearer_token
 
 __all__ = ["Faults", "Sandbox", "SentMail"]
 
+
+class _QuietServer(ThreadingHTTPServer):
+    """A client that gave up (a timeout the sandbox was told to cause) is not an error."""
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        import sys
+
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
+
+
 API_PREFIX = "/api/v1"
 
 
@@ -37,6 +49,10 @@ class Faults:
     server_error: float = 0.0  # share answered 500
     retry_after: float = 1.0  # seconds, sent with each 429
     latency: float = 0.0  # seconds added to every answer
+    timeout: float = 0.0  # share that hangs for hang_seconds, then 504, mail NOT accepted
+    accepted_timeout: float = 0.0  # share accepted, then answered only after hang_seconds
+    hang_seconds: float = 5.0
+    hang_once_to: tuple[str, ...] = ()  # recipients whose first mail is accepted, answered late
     rate_limit: float = 0.0  # requests/second accepted before answering 429; 0: no limit
     fail_to: tuple[str, ...] = ()  # recipients always answered 500 (for demos)
     seed: int | None = None
@@ -45,8 +61,9 @@ class Faults:
     def from_json(cls, data: dict[str, Any], base: Faults | None = None) -> Faults:
         current = base or cls()
         known = {k: v for k, v in data.items() if k in asdict(current)}
-        if "fail_to" in known:
-            known["fail_to"] = tuple(known["fail_to"])
+        for name in ("fail_to", "hang_once_to"):
+            if name in known:
+                known[name] = tuple(known[name])
         return replace(current, **known)
 
 
@@ -66,6 +83,7 @@ class _State:
     requests: int = 0
     refused: int = 0
     next_id: int = 1
+    hung: set[Any] = field(default_factory=set)  # recipients already answered late once
     tokens: float | None = None  # the rate limit's bucket
     refilled_at: float | None = None
     rng: random.Random = field(default_factory=random.Random)
@@ -96,7 +114,7 @@ class Sandbox(BackgroundServer):
         self._token = bearer_token(login_id, api_key)
         initial = faults or Faults()
         self._state = _State(faults=initial, rng=random.Random(initial.seed))  # noqa: S311
-        self._server = ThreadingHTTPServer((host, port), self._handler_class())
+        self._server = _QuietServer((host, port), self._handler_class())
         self._server.daemon_threads = True
 
     @property
@@ -206,10 +224,12 @@ class Sandbox(BackgroundServer):
                 {"error_messages": {"rate": ["too many requests"]}},
                 {"Retry-After": f"{faults.retry_after:g}"},
             )
-        if roll < faults.rate_limited + faults.server_error or (
-            isinstance(body, dict) and body.get("to") in faults.fail_to
-        ):
+        failing = faults.rate_limited + faults.server_error
+        if roll < failing or (isinstance(body, dict) and body.get("to") in faults.fail_to):
             return 500, {"error_messages": {"server": ["internal error (injected)"]}}, {}
+        if roll < failing + faults.timeout:
+            time.sleep(faults.hang_seconds)  # the client has given up by now
+            return 504, {"error_messages": {"gateway": ["timed out (injected)"]}}, {}
         problems = _validate(body)
         if problems:
             return 400, {"error_messages": problems}, {}
@@ -217,6 +237,12 @@ class Sandbox(BackgroundServer):
             delivery_id = state.next_id
             state.next_id += 1
             state.mails.append(SentMail(delivery_id, datetime.now(UTC).isoformat(), body))
+        to = body.get("to") if isinstance(body, dict) else None
+        with state.lock:
+            hang_once = to in faults.hang_once_to and to not in state.hung
+            state.hung.add(to) if hang_once else None
+        if hang_once or roll < failing + faults.timeout + faults.accepted_timeout:
+            time.sleep(faults.hang_seconds)  # accepted, but the answer comes too late
         return 201, {"delivery_id": delivery_id}, {}
 
     def _over_rate_limit(self, limit: float) -> bool:

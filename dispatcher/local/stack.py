@@ -59,6 +59,7 @@ class StackOptions:
     sweep_interval: float = 10.0
     state_dir: Path = field(default_factory=default_state_dir)
     crash_rate: float = 0.0  # share of invocations that crash after the handler ran
+    dynamodb_fault_rate: float = 0.0  # share of the handler's DynamoDB calls throttled
     seed: int | None = None
 
 
@@ -101,6 +102,9 @@ class LocalStack:
         self._threads: list[threading.Thread] = []
         self._saved_env: dict[str, str | None] = {}
         self._wrote_state = False
+        # Lambda runs each function in its own sandbox; here they share one process and one
+        # stderr, so their invocations take turns (their log lines would interleave).
+        self._one_function_at_a_time = threading.Lock()
 
     def start(self) -> ReadyInfo:
         import boto3
@@ -165,10 +169,20 @@ class LocalStack:
         timeouts = _function_timeouts()
 
         chaos = random.Random(self.options.seed)  # noqa: S311  (fault injection, not security)
+        if self.options.dynamodb_fault_rate:
+            _throttle_some_calls(
+                handler.dispatcher.store.client,
+                self.options.dynamodb_fault_rate,
+                random.Random(self.options.seed),  # noqa: S311  (fault injection)
+            )
 
         def invoke(event: dict[str, Any]) -> Any:
             context = LocalContext("DispatcherFunction", timeouts["DispatcherFunction"])
-            response = handler.lambda_handler(event, context)
+            with self._one_function_at_a_time:
+                try:
+                    response = handler.lambda_handler(event, context)
+                finally:
+                    _drop_unflushed_metrics()
             if chaos.random() < self.options.crash_rate:
                 # The worst moment to die: the batch's work is done, its response is lost,
                 # and Lambda redelivers all of it.
@@ -242,7 +256,11 @@ class LocalStack:
 
         while not self._stop.wait(self.options.sweep_interval):
             try:
-                sweeper.lambda_handler({}, LocalContext("SweeperFunction", timeout))
+                with self._one_function_at_a_time:
+                    try:
+                        sweeper.lambda_handler({}, LocalContext("SweeperFunction", timeout))
+                    finally:
+                        _drop_unflushed_metrics()
             except Exception:
                 logger.exception("sweeper run failed; the next one retries")
 
@@ -255,6 +273,50 @@ class LocalStack:
         for key, value in values.items():
             self._saved_env.setdefault(key, os.environ.get(key))
             os.environ[key] = value
+
+
+def _drop_unflushed_metrics() -> None:
+    """With POWERTOOLS_METRICS_DISABLED (the local default) Powertools keeps the metrics it
+    did not print, and prints them anyway once 100 pile up; drop them after each run."""
+    from dispatcher.observability import metrics
+
+    metrics.clear_metrics()
+
+
+def _throttle_some_calls(client: Any, share: float, rng: random.Random) -> None:
+    """Chaos for the handler's DynamoDB client: a share of its calls fail as DynamoDB fails
+    under load (throttling; a transaction conflicting with another), before being sent."""
+    from botocore.exceptions import ClientError
+
+    lock = threading.Lock()
+
+    def maybe_fail(model: Any, **_: Any) -> None:
+        with lock:
+            unlucky = rng.random() < share
+        if not unlucky:
+            return
+        if model.name == "TransactWriteItems":
+            raise ClientError(
+                {
+                    "Error": {
+                        "Code": "TransactionCanceledException",
+                        "Message": "Transaction cancelled (injected)",
+                    },
+                    "CancellationReasons": [{"Code": "TransactionConflict"}, {"Code": "None"}],
+                },
+                model.name,
+            )
+        raise ClientError(
+            {
+                "Error": {
+                    "Code": "ProvisionedThroughputExceededException",
+                    "Message": "throttled (injected)",
+                }
+            },
+            model.name,
+        )
+
+    client.meta.events.register("before-call.dynamodb.*", maybe_fail)
 
 
 def _refuse_if_running(path: Path) -> None:

@@ -73,7 +73,7 @@ def test_each_malformed_row_gives_a_readable_problem_naming_its_attribute(
 
 
 def test_the_corpus_is_large_enough() -> None:
-    assert len(malformed_rows()) >= 40
+    assert len(malformed_rows()) >= 60
 
 
 def test_every_problem_is_reported_at_once() -> None:
