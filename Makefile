@@ -34,7 +34,7 @@ test: lint typecheck template-check
 bench: $(STAMP)
 	$(BIN)/python bench/bench.py
 
-## soak: the fault suite's big run at 10,000 rows (about a quarter of an hour here)
+## soak: the fault suite's big run at 10,000 rows (28 minutes on a 2-core machine)
 soak: $(STAMP)
 	FAULT_ROWS=10000 $(BIN)/pytest tests/fault -k thousands
 

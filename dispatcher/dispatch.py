@@ -15,7 +15,7 @@ import asyncio
 import random
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, TypedDict
 
@@ -527,9 +527,7 @@ def _prior_attempts(image: Image) -> int:
         return 0
 
 
-def _parse_iso(value: str) -> Any:
-    from datetime import datetime
-
+def _parse_iso(value: str) -> datetime:
     return datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
