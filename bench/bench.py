@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -44,6 +43,17 @@ from dispatcher.local.tables import create_tables
 from dispatcher.settings import Settings
 
 WRITE_OPERATIONS = ("PutItem", "UpdateItem", "DeleteItem", "TransactWriteItems", "BatchWriteItem")
+
+
+def local_dynamodb(endpoint_url: str) -> Any:
+    """A DynamoDB client for the local endpoint, which takes any credentials."""
+    return boto3.client(
+        "dynamodb",
+        endpoint_url=endpoint_url,
+        region_name="us-east-1",
+        aws_access_key_id="bench",
+        aws_secret_access_key="bench",
+    )
 
 
 class Stack:
@@ -76,13 +86,7 @@ class Stack:
         )
         self.ready = json.loads(self.process.stdout.readline())  # type: ignore[union-attr]
         threading.Thread(target=self.process.stdout.read, daemon=True).start()  # type: ignore[union-attr]
-        self.client = boto3.client(
-            "dynamodb",
-            endpoint_url=self.ready["endpoint_url"],
-            region_name="us-east-1",
-            aws_access_key_id="bench",
-            aws_secret_access_key="bench",
-        )
+        self.client = local_dynamodb(self.ready["endpoint_url"])
         self.sandbox_root = self.ready["provider_url"].rsplit("/api/", 1)[0]
         self.http = httpx.Client(base_url=self.sandbox_root, timeout=30)
 
@@ -124,13 +128,8 @@ class Bench:
             rate_limit_rps=rate,
             send_concurrency=concurrency,
         )
-        self.client = boto3.client(
-            "dynamodb",
-            endpoint_url=stack.ready["endpoint_url"],
-            region_name="us-east-1",
-            aws_access_key_id="bench",
-            aws_secret_access_key="bench",
-        )
+        # Its own client, so that counting this dispatcher's writes counts nothing else.
+        self.client = local_dynamodb(stack.ready["endpoint_url"])
         self.dispatcher = Dispatcher.from_settings(settings, dynamodb_client=self.client)
         self.writes: dict[str, int] = {}
         self.write_items = 0
@@ -280,11 +279,10 @@ def peak_rss(stack: Stack) -> dict[str, Any]:
     script = f"""
 import json, resource, sys
 sys.path.insert(0, {str(ROOT)!r})
-from bench.bench import Bench, Stack
+from bench.bench import Bench, local_dynamodb
 class S: pass
-stack = S(); stack.ready = {json.dumps(stack.ready)}; import boto3
-stack.client = boto3.client("dynamodb", endpoint_url=stack.ready["endpoint_url"],
-    region_name="us-east-1", aws_access_key_id="b", aws_secret_access_key="b")
+stack = S(); stack.ready = {json.dumps(stack.ready)}
+stack.client = local_dynamodb(stack.ready["endpoint_url"])
 bench = Bench(stack, "rss", rate=1000, concurrency=8)
 bench.handle(bench.records("rss-", 100))
 print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
@@ -426,7 +424,6 @@ def main() -> None:
     }
     args.out.write_text(json.dumps(results, indent=2, default=str) + "\n")
     print(f"written to {args.out}", file=sys.stderr)
-    _ = resource  # imported for the RSS child's sake in the same interpreter family
 
 
 if __name__ == "__main__":

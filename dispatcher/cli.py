@@ -16,7 +16,7 @@ import signal
 import sys
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -323,16 +323,14 @@ def send(
         ]
         store = _target(ctx).store
         inserted = []
+        progress: Iterable[dict[str, Any]] = items
         if len(items) > 1 and not as_json:
             from rich.progress import track
 
-            for item in track(items, description="inserting", console=err):
-                store.put_row(item)
-                inserted.append(item["id"]["S"])
-        else:
-            for item in items:
-                store.put_row(item)
-                inserted.append(item["id"]["S"])
+            progress = track(items, description="inserting", console=err)
+        for item in progress:
+            store.put_row(item)
+            inserted.append(item["id"]["S"])
     if as_json:
         typer.echo(json.dumps({"inserted": inserted}))
     else:
@@ -637,10 +635,7 @@ def _seed_rows(store: Any, event: dict[str, Any]) -> None:
     for record in event["Records"]:
         image = record.get("dynamodb", {}).get("NewImage")
         if record.get("eventName") in ("INSERT", "MODIFY") and image:
-            try:
-                store.client.put_item(TableName=store.send_table, Item=image)
-            except Exception as exc:
-                raise CommandError(f"cannot seed the send table: {exc}") from exc
+            store.put_row(image, overwrite=True)
 
 
 def _take(items: Iterator[Any], limit: int) -> tuple[list[Any], bool]:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import random
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, TypedDict
@@ -90,7 +90,6 @@ class RecordResult:
     detail: str
     error_kind: ErrorKind | None = None
     latency_seconds: float | None = None
-    reason: Reason | None = None  # why triage let the record through (or not)
 
 
 class SendResult(TypedDict):
@@ -256,12 +255,11 @@ class Dispatcher:
                     "skipped",
                     extra={"outcome": outcome.value, "trigger": decision.reason.value},
                 )
-                return RecordResult(outcome, row_id, decision.reason.value, reason=decision.reason)
+                return RecordResult(outcome, row_id, decision.reason.value)
             if row_id is None:
                 logger.error("record has no string id key; nothing to send or stamp")
                 return RecordResult(Outcome.SKIPPED, None, "record has no string id key")
             result = self._dispatch(row_id, stream["NewImage"], invocation)
-            result = replace(result, reason=decision.reason)
             logger.info(
                 result.detail,
                 extra={

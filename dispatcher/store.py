@@ -290,27 +290,21 @@ class Store:
 
     def scan_history(self, *, since: str | None = None) -> Iterator[dict[str, Any]]:
         """History items of every row (sent at or after ``since``): a paginated Scan."""
-        kwargs: dict[str, Any] = {"TableName": self.history_table}
-        if since:
-            kwargs.update(
-                FilterExpression="#sent_at >= :since",
-                ExpressionAttributeNames={"#sent_at": "sent_at"},
-                ExpressionAttributeValues={":since": {"S": since}},
-            )
-        with _translate():
-            for page in self._client.get_paginator("scan").paginate(**kwargs):
-                yield from page.get("Items", [])
+        return self._scan(self.history_table, {"sent_at": (">=", since)})
 
-    def put_row(self, item: dict[str, Any]) -> None:
-        """Insert a new send row; an existing id is refused, never overwritten."""
+    def put_row(self, item: dict[str, Any], *, overwrite: bool = False) -> None:
+        """Insert a send row; an existing id is refused unless ``overwrite`` (seeding)."""
+        condition: dict[str, Any] = (
+            {}
+            if overwrite
+            else {
+                "ConditionExpression": "attribute_not_exists(#id)",
+                "ExpressionAttributeNames": {"#id": "id"},
+            }
+        )
         try:
             with _translate():
-                self._client.put_item(
-                    TableName=self.send_table,
-                    Item=item,
-                    ConditionExpression="attribute_not_exists(#id)",
-                    ExpressionAttributeNames={"#id": "id"},
-                )
+                self._client.put_item(TableName=self.send_table, Item=item, **condition)
         except RowChangedError:
             raise RowExistsError(f"a row with id {item['id']['S']!r} already exists") from None
 
@@ -325,22 +319,9 @@ class Store:
         self, *, status: str | None = None, error_kind: str | None = None
     ) -> Iterator[dict[str, Any]]:
         """Rows of the send table, optionally filtered: a paginated Scan."""
-        filters, names, values = [], {}, {}
-        for name, value in (("status", status), ("error_kind", error_kind)):
-            if value is not None:
-                filters.append(f"#{name} = :{name}")
-                names[f"#{name}"] = name
-                values[f":{name}"] = {"S": value}
-        kwargs: dict[str, Any] = {"TableName": self.send_table}
-        if filters:
-            kwargs.update(
-                FilterExpression=" AND ".join(filters),
-                ExpressionAttributeNames=names,
-                ExpressionAttributeValues=values,
-            )
-        with _translate():
-            for page in self._client.get_paginator("scan").paginate(**kwargs):
-                yield from page.get("Items", [])
+        return self._scan(
+            self.send_table, {"status": ("=", status), "error_kind": ("=", error_kind)}
+        )
 
     def bump_revision(self, row_id: str, *, status: str | None) -> bool:
         """Re-fire a row by bumping ``revision``, if it still exists with ``status``.
@@ -385,6 +366,22 @@ class Store:
         except RowChangedError:
             return False
         return True
+
+    def _scan(
+        self, table: str, filters: dict[str, tuple[str, str | None]]
+    ) -> Iterator[dict[str, Any]]:
+        """A paginated Scan, filtered on ``attribute: (operator, value)`` (None: no filter)."""
+        kwargs: dict[str, Any] = {"TableName": table}
+        used = {name: cmp for name, cmp in filters.items() if cmp[1] is not None}
+        if used:
+            kwargs.update(
+                FilterExpression=" AND ".join(f"#{n} {op} :{n}" for n, (op, _) in used.items()),
+                ExpressionAttributeNames={f"#{n}": n for n in used},
+                ExpressionAttributeValues={f":{n}": {"S": v} for n, (_, v) in used.items()},
+            )
+        with _translate():
+            for page in self._client.get_paginator("scan").paginate(**kwargs):
+                yield from page.get("Items", [])
 
     def _history_update(self, entry: HistoryEntry, *, replayed: bool) -> dict[str, Any]:
         # An Update, not a Put: the key (id, sent_at) comes from the idempotency record, so a

@@ -14,6 +14,7 @@ import os
 import sys
 from collections import Counter
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +22,8 @@ from rich.console import Console
 from rich.table import Table
 
 from dispatcher.local.context import LocalContext
+from dispatcher.local.poller import MappingConfig, StreamPoller
 from dispatcher.local.sandbox import Faults, Sandbox
-from dispatcher.local.stream import StreamReader
 from dispatcher.local.tables import HISTORY_TABLE, IDEMPOTENCY_TABLE, SEND_TABLE, create_tables
 
 __all__ = ["EVENTS_DIR", "run_demo"]
@@ -79,14 +80,14 @@ def run_demo(console: Console | None = None, *, events_dir: Path = EVENTS_DIR) -
         streams_client = boto3.client(
             "dynamodbstreams", endpoint_url="https://streams.dynamodb.us-east-1.amazonaws.com"
         )
-        reader = StreamReader(streams_client, streams[SEND_TABLE])
+        poller = _poller(dispatcher, streams_client, streams[SEND_TABLE], out)
 
         rows = _sample_rows(events_dir)
         out.rule("[bold]1. The application inserts rows into the send table")
         for row in rows:
             client.put_item(TableName=settings.send_table_name, Item=row)
             out.print(f"  put {row['id']['S']:<14} to={_s(row, 'to')!r}")
-        invocations = _drain(dispatcher, reader, out)
+        _drain(poller)
 
         out.rule("[bold]2. What the sandbox received")
         _print_mails(out, sandbox)
@@ -103,7 +104,7 @@ def run_demo(console: Console | None = None, *, events_dir: Path = EVENTS_DIR) -
             ExpressionAttributeNames={"#to": "to"},
             ExpressionAttributeValues={":to": {"S": fixed_to}},
         )
-        invocations += _drain(dispatcher, reader, out)
+        _drain(poller)
         _print_mails(out, sandbox)
         kept = _print_rows(out, client, settings.send_table_name)
         out.print(
@@ -113,7 +114,6 @@ def run_demo(console: Console | None = None, *, events_dir: Path = EVENTS_DIR) -
         return {
             "mails": [m.payload for m in sandbox.mails],
             "kept": kept,
-            "invocations": invocations,
         }
 
 
@@ -152,21 +152,32 @@ def _sample_rows(events_dir: Path) -> list[dict[str, Any]]:
     return [*rows.values(), _FLAKY_ROW]
 
 
-def _drain(dispatcher: Any, reader: StreamReader, out: Console) -> int:
-    """Feed the stream to the handler, batch by batch, until it has nothing new."""
-    invocations = 0
-    while records := list(reader.read(limit=100)):
-        invocations += 1
+def _poller(dispatcher: Any, client: Any, stream_arn: str, out: Console) -> StreamPoller:
+    """The local event source mapping, without its batching window: the demo needs no wait."""
+    count = 0
+
+    def invoke(event: dict[str, Any]) -> Any:
+        nonlocal count
+        count += 1
         with contextlib.redirect_stdout(sys.stderr):
-            response = dispatcher.handle_batch({"Records": records}, LocalContext())
+            response = dispatcher.handle_batch(event, LocalContext())
         failures = len(response.get("batchItemFailures", []))
         outcomes = Counter(r.outcome.value for r in dispatcher.last_results)
         summary = ", ".join(f"{n} {outcome}" for outcome, n in sorted(outcomes.items()))
         out.print(
-            f"  invocation {invocations}: {len(records)} record(s): {summary}"
+            f"  invocation {count}: {len(event['Records'])} record(s): {summary}"
             + (f"; {failures} left for retry" if failures else "")
         )
-    return invocations
+        return response
+
+    config = replace(MappingConfig.from_template(), batching_window=0.0)
+    return StreamPoller(client, stream_arn, config, invoke, on_failure=lambda _: None)
+
+
+def _drain(poller: StreamPoller) -> None:
+    """Feed the stream to the handler, batch by batch, until it has nothing new."""
+    while poller.poll_once():
+        pass
 
 
 def _print_mails(out: Console, sandbox: Sandbox) -> None:
@@ -210,7 +221,7 @@ def show_dev_demo(stack: Any, out: Console, *, events_dir: Path = EVENTS_DIR) ->
     for row in rows:
         client.put_item(TableName=info.send_table, Item=row)
     out.rule(f"[bold]demo: {len(rows)} sample rows inserted")
-    time.sleep(stack.poller_config_window() + 0.5)
+    time.sleep(stack.mapping.batching_window + 0.5)
     stack.wait_idle(timeout=60)
     if stack.sandbox is not None:
         out.rule("[bold]what the sandbox received")

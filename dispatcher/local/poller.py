@@ -31,6 +31,7 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -160,7 +161,6 @@ class ShardConsumer:
     on_failure: OnFailure
     clock: Clock = SYSTEM_CLOCK
     pending: deque[tuple[float, Record]] = field(default_factory=deque)  # (read at, record)
-    invocations: int = 0
     _limit: int = 0
     _retry: _RetryState = field(default_factory=_RetryState)
 
@@ -190,8 +190,7 @@ class ShardConsumer:
         if not self.ready():
             return False
         size = min(self.config.batch_size, self._limit, len(self.pending))
-        batch = [record for _, record in list(self.pending)[:size]]
-        self.invocations += 1
+        batch = [record for _, record in islice(self.pending, size)]
         try:
             response = self.invoke({"Records": batch})
             failed = self._failed_index(response, batch)

@@ -102,9 +102,8 @@ class LocalStack:
         self._threads: list[threading.Thread] = []
         self._saved_env: dict[str, str | None] = {}
         self._wrote_state = False
-        # Lambda runs each function in its own sandbox; here they share one process and one
-        # stderr, so their invocations take turns (their log lines would interleave).
-        self._one_function_at_a_time = threading.Lock()
+        self._one_function_at_a_time = threading.Lock()  # see _run_function
+        self.mapping: MappingConfig | None = None
 
     def start(self) -> ReadyInfo:
         import boto3
@@ -166,7 +165,9 @@ class LocalStack:
 
         handler = _fresh_import("dispatcher.handler")
         sweeper = _fresh_import("dispatcher.sweeper")
-        timeouts = _function_timeouts()
+        template = load_template()
+        timeouts = _function_timeouts(template)
+        self.mapping = MappingConfig.from_template(template)
 
         chaos = random.Random(self.options.seed)  # noqa: S311  (fault injection, not security)
         if self.options.dynamodb_fault_rate:
@@ -178,11 +179,7 @@ class LocalStack:
 
         def invoke(event: dict[str, Any]) -> Any:
             context = LocalContext("DispatcherFunction", timeouts["DispatcherFunction"])
-            with self._one_function_at_a_time:
-                try:
-                    response = handler.lambda_handler(event, context)
-                finally:
-                    _drop_unflushed_metrics()
+            response = self._run_function(handler, event, context)
             if chaos.random() < self.options.crash_rate:
                 # The worst moment to die: the batch's work is done, its response is lost,
                 # and Lambda redelivers all of it.
@@ -192,7 +189,7 @@ class LocalStack:
         self.poller = StreamPoller(
             boto3.client("dynamodbstreams"),
             streams[SEND_TABLE],
-            MappingConfig.from_template(),
+            self.mapping,
             invoke,
             on_failure,
         )
@@ -225,13 +222,9 @@ class LocalStack:
                 os.environ[key] = value
         self._saved_env.clear()
 
-    def poller_config_window(self) -> float:
-        """The batching window the poller runs with."""
-        return MappingConfig.from_template().batching_window
-
     def wait_idle(self, timeout: float = 30.0) -> bool:
-        """Wait until the poller has delivered everything it has read (twice in a row, so
-        that the echoes of the last batch have been read and delivered too)."""
+        """Wait until the poller has delivered everything it has read, for a second on end
+        (so that the echoes of the last batch have been read and delivered too)."""
         waited, calm = 0.0, 0
         while waited < timeout:
             if self.poller is not None and self.poller.consumers and self.poller.idle():
@@ -256,13 +249,19 @@ class LocalStack:
 
         while not self._stop.wait(self.options.sweep_interval):
             try:
-                with self._one_function_at_a_time:
-                    try:
-                        sweeper.lambda_handler({}, LocalContext("SweeperFunction", timeout))
-                    finally:
-                        _drop_unflushed_metrics()
+                self._run_function(sweeper, {}, LocalContext("SweeperFunction", timeout))
             except Exception:
                 logger.exception("sweeper run failed; the next one retries")
+
+    def _run_function(self, entry: Any, event: dict[str, Any], context: LocalContext) -> Any:
+        """Invoke a Lambda entry module. Lambda runs each function in its own sandbox; here
+        they share one process and one stderr, so invocations take turns (their log lines
+        would interleave)."""
+        with self._one_function_at_a_time:
+            try:
+                return entry.lambda_handler(event, context)
+            finally:
+                _drop_unflushed_metrics()
 
     def _spawn(self, name: str, target: Any, *args: Any) -> None:
         thread = threading.Thread(target=target, args=args, name=name, daemon=True)
@@ -349,9 +348,8 @@ def _fresh_import(name: str) -> Any:
     return importlib.import_module(name)
 
 
-def _function_timeouts() -> dict[str, float]:
+def _function_timeouts(template: dict[str, Any]) -> dict[str, float]:
     """Each function's Timeout from the template (or Globals), for the local contexts."""
-    template = load_template()
     default = float(template.get("Globals", {}).get("Function", {}).get("Timeout", 3))
     out = {}
     for name in ("DispatcherFunction", "SweeperFunction"):

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import httpx
 import pytest
@@ -32,6 +33,9 @@ MESSAGE = Message(
     bcc=("b@example.com",),
     encode=Encode.ISO_2022_JP,
     insert_code={"name": "Alice"},
+)
+PLAIN = Message(
+    id="r", to="a@example.com", subject="s", from_email="f@example.com", from_name="", text="t"
 )
 
 
@@ -71,9 +75,7 @@ def test_send_posts_the_wire_format_and_returns_the_delivery_id(client: Blasteng
 @respx.mock
 def test_absent_optional_parts_are_left_out(client: BlastengineClient) -> None:
     route = respx.post(URL).mock(return_value=httpx.Response(201, json={"delivery_id": 1}))
-    plain = Message(
-        id="r", to="a@example.com", subject="s", from_email="f@example.com", from_name="", text="t"
-    )
+    plain = PLAIN
 
     client.send(plain, timeout=5)
 
@@ -157,15 +159,7 @@ def test_2xx_without_a_delivery_id_is_still_a_success(client: BlastengineClient)
 
 
 def test_reply_to_is_reported_not_dropped(client: BlastengineClient) -> None:
-    message = Message(
-        id="r",
-        to="a@example.com",
-        subject="s",
-        from_email="f@example.com",
-        from_name="",
-        text="t",
-        reply_to="help@example.com",
-    )
+    message = replace(PLAIN, reply_to="help@example.com")
     with pytest.raises(InvalidMessageError, match="reply_to"):
         client.send(message, timeout=5)
 

@@ -1,0 +1,57 @@
+"""The store's listing calls the CLI uses: filtered Scans and the sparse index."""
+
+from __future__ import annotations
+
+import pytest
+
+from dispatcher.store import RowExistsError, Store
+from tests.conftest import TABLE_NAMES, image, row
+
+
+@pytest.fixture
+def store(dynamodb) -> Store:
+    return Store(
+        send_table=TABLE_NAMES["SendTable"],
+        history_table=TABLE_NAMES["HistoryTable"],
+        boto3_client=dynamodb,
+    )
+
+
+def test_scan_rows_filters_on_status_and_error_kind(store, table) -> None:
+    table.put(row("a", status="failed", error_kind="invalid"))
+    table.put(row("b", status="failed", error_kind="config"))
+    table.put(row("c"))
+
+    ids = lambda rows: sorted(r["id"]["S"] for r in rows)  # noqa: E731
+    assert ids(store.scan_rows()) == ["a", "b", "c"]
+    assert ids(store.scan_rows(status="failed")) == ["a", "b"]
+    assert ids(store.scan_rows(status="failed", error_kind="config")) == ["b"]
+
+
+def test_scan_history_filters_on_sent_at(store, dynamodb) -> None:
+    for row_id, sent_at in (("a", "2026-11-01T00:00:00.000Z"), ("b", "2026-11-20T00:00:00.000Z")):
+        dynamodb.put_item(
+            TableName=TABLE_NAMES["HistoryTable"],
+            Item={"id": {"S": row_id}, "sent_at": {"S": sent_at}},
+        )
+
+    assert len(list(store.scan_history())) == 2
+    assert [i["id"]["S"] for i in store.scan_history(since="2026-11-10T00:00:00.000Z")] == ["b"]
+    assert [i["id"]["S"] for i in store.history("b", since="2026-11-21T00:00:00.000Z")] == []
+
+
+def test_put_row_refuses_an_existing_id_unless_told_to_overwrite(store, table) -> None:
+    store.put_row(image(row("a")))
+    with pytest.raises(RowExistsError, match="'a'"):
+        store.put_row(image(row("a", subject="again")))
+
+    store.put_row(image(row("a", subject="again")), overwrite=True)
+    assert table.get("a")["subject"]["S"] == "again"
+
+
+def test_waiting_rows_come_from_the_sparse_index(store, table) -> None:
+    table.put(row("d", status="deferred", retry_at="2026-11-24T10:00:00.000Z"))
+    table.put(row("f", status="failed"))
+
+    assert [r["id"]["S"] for r in store.waiting_rows("deferred")] == ["d"]
+    assert list(store.waiting_rows("scheduled")) == []
