@@ -19,7 +19,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import boto3
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    ReadTimeoutError,
+)
 
 from dispatcher.message import REQUEST_ATTRIBUTES, ErrorKind, Image, RowStatus
 
@@ -445,8 +451,10 @@ def _translate() -> Iterator[None]:
         ):
             raise RowChangedError(code) from exc
         raise StoreUnavailableError(f"DynamoDB {code}: {exc}") from exc
-    except BotoCoreError as exc:
+    except (EndpointConnectionError, ConnectTimeoutError, ReadTimeoutError) as exc:
         raise StoreUnavailableError(f"DynamoDB unreachable: {exc}") from exc
+    except BotoCoreError as exc:  # e.g. a request botocore refuses to send
+        raise StoreUnavailableError(f"DynamoDB call failed: {exc}") from exc
 
 
 def _only_condition_failures(exc: ClientError) -> bool:

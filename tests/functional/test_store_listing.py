@@ -55,3 +55,16 @@ def test_waiting_rows_come_from_the_sparse_index(store, table) -> None:
 
     assert [r["id"]["S"] for r in store.waiting_rows("deferred")] == ["d"]
     assert list(store.waiting_rows("scheduled")) == []
+
+
+def test_a_request_botocore_refuses_is_not_reported_as_unreachable(store, dynamodb) -> None:
+    from botocore.exceptions import ParamValidationError
+
+    from dispatcher.store import StoreUnavailableError
+
+    def refuse(**_: object) -> None:
+        raise ParamValidationError(report="injected")
+
+    dynamodb.meta.events.register("before-call.dynamodb.GetItem", refuse)
+    with pytest.raises(StoreUnavailableError, match="DynamoDB call failed"):
+        store.get_row("a")
