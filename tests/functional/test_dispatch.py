@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import Any
 
 import httpx
+import pytest
 from botocore.exceptions import ClientError
 
 from tests.conftest import row
@@ -354,3 +355,49 @@ def test_a_future_send_after_schedules_the_row_until_the_sweeper_refires_it(
     # THEN it is sent
     assert blastengine.route.call_count == 1
     assert table.get("r1") is None
+
+
+class _ProcessKilled(BaseException):
+    """Stands in for SIGKILL: no ``except Exception`` sees it, so nothing is cleaned up."""
+
+
+def test_a_redelivery_after_a_death_mid_send_defers_the_row_and_the_refire_sends_it(
+    dispatcher, table, stream_record, blastengine, invoke
+) -> None:
+    # GIVEN an invocation that died mid-send, leaving its idempotency record "in progress"
+    record = _insert(table, stream_record, row("r1"))
+
+    deaths: list[httpx.Request] = []
+
+    def die(request: httpx.Request) -> httpx.Response:
+        deaths.append(request)
+        raise _ProcessKilled
+
+    blastengine.script.append(die)
+    with pytest.raises(_ProcessKilled):
+        invoke(dispatcher, record)
+    assert len(deaths) == 1
+
+    # WHEN Lambda redelivers the record
+    redelivered = invoke(dispatcher, record)
+
+    # THEN it is not retried forever against the in-progress record: the row is deferred,
+    # with the reason, for the sweeper, and nothing more was sent
+    assert failed_ids(redelivered) == []
+    current = table.get("r1")
+    assert attr(current, "status") == "deferred"
+    assert attr(current, "error_kind") == "transient"
+    assert attr(current, "attempts") == "1"
+    assert "stopped mid-send" in attr(current, "last_error")
+    assert attr(current, "retry_at") > attr(current, "failed_at")
+    assert blastengine.route.call_count == 0
+
+    # WHEN the sweeper re-fires it (a new revision: a new idempotency key)
+    refired = table.update("r1", revision=1)
+    invoke(dispatcher, stream_record("MODIFY", raw_new=refired, old=current))
+
+    # THEN it is sent and moved
+    assert blastengine.route.call_count == 1
+    assert table.get("r1") is None
+    [history] = table.history("r1")
+    assert attr(history, "attempts") == "2"
