@@ -137,6 +137,16 @@ def dev(
             max=1,
         ),
     ] = 0.0,
+    kill_rate: Annotated[
+        float,
+        typer.Option(
+            help="Chaos: share of invocations whose process is killed (SIGKILL) mid-batch, at "
+            "a kill point: idempotency record in progress, mail accepted, transaction "
+            "committed, failure being stamped. The function then runs in a process of its own.",
+            min=0,
+            max=1,
+        ),
+    ] = 0.0,
     dynamodb_fault_rate: Annotated[
         float,
         typer.Option(
@@ -174,6 +184,7 @@ def dev(
         sweep_interval=sweep_interval,
         state_dir=ctx.obj.state_dir,
         crash_rate=crash_rate,
+        kill_rate=kill_rate,
         dynamodb_fault_rate=dynamodb_fault_rate,
         seed=seed,
     )

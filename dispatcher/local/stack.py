@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from dispatcher.local.chaos import throttle_some_calls
 from dispatcher.local.context import LocalContext
 from dispatcher.local.dynamodb_server import DynamoDBServer
 from dispatcher.local.poller import FileFailureDestination, MappingConfig, StreamPoller
@@ -34,6 +35,7 @@ from dispatcher.local.tables import (
     create_tables,
     load_template,
 )
+from dispatcher.local.worker import FunctionWorker
 from dispatcher.targets import default_state_dir
 
 __all__ = ["STATE_FILE", "LocalStack", "ReadyInfo", "StackOptions", "default_state_dir"]
@@ -59,6 +61,7 @@ class StackOptions:
     sweep_interval: float = 10.0
     state_dir: Path = field(default_factory=default_state_dir)
     crash_rate: float = 0.0  # share of invocations that crash after the handler ran
+    kill_rate: float = 0.0  # share of invocations killed mid-batch (function in its own process)
     dynamodb_fault_rate: float = 0.0  # share of the handler's DynamoDB calls throttled
     seed: int | None = None
 
@@ -104,6 +107,7 @@ class LocalStack:
         self._wrote_state = False
         self._one_function_at_a_time = threading.Lock()  # see _run_function
         self.mapping: MappingConfig | None = None
+        self.worker: FunctionWorker | None = None
 
     def start(self) -> ReadyInfo:
         import boto3
@@ -170,15 +174,25 @@ class LocalStack:
         self.mapping = MappingConfig.from_template(template)
 
         chaos = random.Random(self.options.seed)  # noqa: S311  (fault injection, not security)
-        if self.options.dynamodb_fault_rate:
-            _throttle_some_calls(
+        if self.options.kill_rate:
+            # Only a process of its own can be killed mid-batch and start cold again.
+            self.worker = FunctionWorker(
+                kill_rate=self.options.kill_rate,
+                seed=self.options.seed,
+                dynamodb_fault_rate=self.options.dynamodb_fault_rate,
+            )
+        elif self.options.dynamodb_fault_rate:
+            throttle_some_calls(
                 handler.dispatcher.store.client,
                 self.options.dynamodb_fault_rate,
                 random.Random(self.options.seed),  # noqa: S311  (fault injection)
             )
 
         def invoke(event: dict[str, Any]) -> Any:
-            context = LocalContext("DispatcherFunction", timeouts["DispatcherFunction"])
+            timeout = timeouts["DispatcherFunction"]
+            if self.worker is not None:
+                return self.worker.invoke(event, timeout)
+            context = LocalContext("DispatcherFunction", timeout)
             response = self._run_function(handler, event, context)
             if chaos.random() < self.options.crash_rate:
                 # The worst moment to die: the batch's work is done, its response is lost,
@@ -206,6 +220,9 @@ class LocalStack:
         for thread in self._threads:
             thread.join(timeout=30)
         self._threads.clear()
+        if self.worker is not None:
+            self.worker.stop()
+            self.worker = None
         if self.sandbox is not None:
             self.sandbox.stop()
             self.sandbox = None
@@ -280,42 +297,6 @@ def _drop_unflushed_metrics() -> None:
     from dispatcher.observability import metrics
 
     metrics.clear_metrics()
-
-
-def _throttle_some_calls(client: Any, share: float, rng: random.Random) -> None:
-    """Chaos for the handler's DynamoDB client: a share of its calls fail as DynamoDB fails
-    under load (throttling; a transaction conflicting with another), before being sent."""
-    from botocore.exceptions import ClientError
-
-    lock = threading.Lock()
-
-    def maybe_fail(model: Any, **_: Any) -> None:
-        with lock:
-            unlucky = rng.random() < share
-        if not unlucky:
-            return
-        if model.name == "TransactWriteItems":
-            raise ClientError(
-                {
-                    "Error": {
-                        "Code": "TransactionCanceledException",
-                        "Message": "Transaction cancelled (injected)",
-                    },
-                    "CancellationReasons": [{"Code": "TransactionConflict"}, {"Code": "None"}],
-                },
-                model.name,
-            )
-        raise ClientError(
-            {
-                "Error": {
-                    "Code": "ProvisionedThroughputExceededException",
-                    "Message": "throttled (injected)",
-                }
-            },
-            model.name,
-        )
-
-    client.meta.events.register("before-call.dynamodb.*", maybe_fail)
 
 
 def _refuse_if_running(path: Path) -> None:

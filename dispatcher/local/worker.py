@@ -1,0 +1,158 @@
+"""The dispatcher function in a process of its own, as Lambda runs it, so that it can die.
+
+``dispatcher dev --kill-rate`` runs the handler here instead of in the stack's process: a
+doomed invocation is killed with SIGKILL at one of the chaos kill points, the event source
+mapping sees a function error and redelivers, and the next invocation starts a cold process.
+
+The protocol is one JSON line each way on the child's stdin and stdout, the way Lambda's
+runtime API hands over an event and takes back a response; the child's logs go to stderr.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import select
+import subprocess
+import sys
+from typing import Any
+
+from dispatcher.local.chaos import KillPlan, KillPoint
+
+__all__ = ["FunctionCrashedError", "FunctionWorker"]
+
+#: Seconds allowed beyond the function's timeout for the process to answer.
+_GRACE_SECONDS = 5.0
+
+
+class FunctionCrashedError(RuntimeError):
+    """The function's process died or overran its timeout; its invocation failed."""
+
+
+class FunctionWorker:
+    """Invokes the dispatcher in a child process, restarting it cold after a death.
+
+    Which invocations die, and where, is drawn here from ``seed``, so a run does not depend
+    on how often the child was restarted. Deaths cycle through every kill point: a doomed
+    invocation that never reaches its point (a batch of echoes) leaves that point to the next.
+    """
+
+    def __init__(
+        self, *, kill_rate: float, seed: int | None = None, dynamodb_fault_rate: float = 0.0
+    ) -> None:
+        self._kill_rate = kill_rate
+        self._dynamodb_fault_rate = dynamodb_fault_rate
+        self._seed = seed
+        self._rng = random.Random(seed)  # noqa: S311  (fault injection, not security)
+        self._next_point = 0
+        self._doomed = False
+        self._process: subprocess.Popen[bytes] | None = None
+        self.deaths = 0
+
+    def invoke(self, event: dict[str, Any], timeout: float) -> Any:
+        process = self._process if self._process and self._process.poll() is None else None
+        if process is None:
+            process = self._process = self._start()
+        assert process.stdin is not None
+        assert process.stdout is not None
+        request = {"event": event, "timeout": timeout, "kill": self._plan()}
+        try:
+            process.stdin.write(json.dumps(request, default=str).encode() + b"\n")
+            process.stdin.flush()
+        except BrokenPipeError:
+            raise self._died(process) from None
+        ready, _, _ = select.select([process.stdout], [], [], timeout + _GRACE_SECONDS)
+        line = process.stdout.readline() if ready else b""
+        if not ready:
+            process.kill()  # Lambda ends an invocation that overruns its timeout
+        if not line:
+            raise self._died(process)
+        answer = json.loads(line)
+        if "error" in answer:
+            raise FunctionCrashedError(answer["error"])
+        return answer["response"]
+
+    def stop(self) -> None:
+        process, self._process = self._process, None
+        if process is None:
+            return
+        if process.stdin is not None:
+            process.stdin.close()  # the child's read loop ends on EOF
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+    def _start(self) -> subprocess.Popen[bytes]:
+        argv = [sys.executable, "-m", "dispatcher.local.worker"]
+        if self._dynamodb_fault_rate:
+            argv += ["--dynamodb-fault-rate", str(self._dynamodb_fault_rate)]
+            argv += ["--seed", str(self._rng.randrange(2**32))]
+        return subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE)  # noqa: S603
+
+    def _plan(self) -> dict[str, Any] | None:
+        self._doomed = self._rng.random() < self._kill_rate
+        if not self._doomed:
+            return None
+        points = list(KillPoint)
+        return KillPlan.draw(self._rng, points[self._next_point % len(points)]).to_json()
+
+    def _died(self, process: subprocess.Popen[bytes]) -> FunctionCrashedError:
+        code = process.wait()
+        self._process = None
+        self.deaths += 1
+        if self._doomed:
+            self._next_point += 1
+        how = f"signal {-code}" if code < 0 else f"exit status {code}"
+        return FunctionCrashedError(f"the function's process died ({how}); restarting cold")
+
+
+def _serve(argv: list[str]) -> int:
+    """The child: import the handler (a cold start), then answer invocations until EOF."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m dispatcher.local.worker")
+    parser.add_argument("--dynamodb-fault-rate", type=float, default=0.0)
+    parser.add_argument("--seed", type=int, default=None)
+    args = parser.parse_args(argv)
+
+    # stdout is the protocol's; anything the function prints goes to stderr with its logs.
+    replies = os.fdopen(os.dup(1), "w", buffering=1)
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+
+    from dispatcher import handler
+    from dispatcher.local.chaos import KillSwitch, throttle_some_calls
+    from dispatcher.local.context import LocalContext
+    from dispatcher.observability import metrics
+
+    settings = handler.dispatcher.settings
+    client = handler.dispatcher.store.client
+    switch = KillSwitch(
+        send_table=settings.send_table_name, idempotency_table=settings.idempotency_table_name
+    )
+    switch.install(client)
+    if args.dynamodb_fault_rate:
+        rng = random.Random(args.seed)  # noqa: S311  (fault injection, not security)
+        throttle_some_calls(client, args.dynamodb_fault_rate, rng)
+
+    for line in sys.stdin:
+        request = json.loads(line)
+        plan = request.get("kill")
+        switch.arm(KillPlan.from_json(plan) if plan else None)
+        context = LocalContext("DispatcherFunction", float(request["timeout"]))
+        try:
+            answer: dict[str, Any] = {"response": handler.lambda_handler(request["event"], context)}
+        except Exception as exc:  # a function error, reported as Lambda's runtime would
+            answer = {"error": f"{type(exc).__name__}: {exc}"}
+        finally:
+            switch.arm(None)
+            metrics.clear_metrics()  # see LocalStack._run_function
+        replies.write(json.dumps(answer, default=str) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_serve(sys.argv[1:]))
