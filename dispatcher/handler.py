@@ -13,14 +13,14 @@ from aws_lambda_powertools.utilities.batch.types import PartialItemFailureRespon
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from dispatcher.dispatch import Dispatcher
-from dispatcher.observability import logger, metrics, tracer
+from dispatcher.observability import logger, metrics, traced_handler
 from dispatcher.settings import Settings
 
 dispatcher = Dispatcher.from_settings(Settings.from_env())
 
 
 @logger.inject_lambda_context
-@tracer.capture_lambda_handler
+@traced_handler
 @metrics.log_metrics(capture_cold_start_metric=True)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
     return dispatcher.handle_batch(event, context)
