@@ -13,6 +13,7 @@ so Lambda retries the record. The row is never lost either way.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -50,6 +51,9 @@ LAST_ERROR_MAX_CHARS = 1000
 #: The send table's sparse index of rows waiting for a time (``template.yaml``): only rows
 #: carrying ``retry_at`` (deferred and scheduled ones) are in it.
 WAITING_INDEX = "waiting-by-retry-at"
+#: BatchGetItem's own limit on keys per request, and how often unprocessed keys are asked again.
+BATCH_GET_LIMIT = 100
+BATCH_GET_ATTEMPTS = 5
 
 
 class StoreError(Exception):
@@ -315,11 +319,37 @@ class Store:
             raise RowExistsError(f"a row with id {item['id']['S']!r} already exists") from None
 
     def waiting_rows(self, status: str) -> Iterator[dict[str, Any]]:
-        """Every row with ``status`` deferred or scheduled, through the sparse index."""
+        """Every row with ``status`` deferred or scheduled, in ``retry_at`` order: the
+        sparse index (keys only) gives the ids, BatchGetItem the rows, 100 at a time."""
+        ids: list[str] = []
         for row in self.due_rows(status, "9999"):
-            item = self.get_row(row.id)
-            if item is not None:
-                yield item
+            ids.append(row.id)
+            if len(ids) == BATCH_GET_LIMIT:
+                yield from self._get_rows(ids)
+                ids = []
+        if ids:
+            yield from self._get_rows(ids)
+
+    def _get_rows(self, ids: list[str]) -> Iterator[dict[str, Any]]:
+        """Rows by id, in the order given; rows gone meanwhile are left out."""
+        found: dict[str, dict[str, Any]] = {}
+        request: Any = {self.send_table: {"Keys": [_key(i) for i in ids], "ConsistentRead": True}}
+        for attempt in range(BATCH_GET_ATTEMPTS):
+            if attempt:
+                time.sleep(min(1.0, 0.05 * 2**attempt))  # DynamoDB asks for a backoff
+            with _translate():
+                response = self._client.batch_get_item(RequestItems=request)
+            for item in response.get("Responses", {}).get(self.send_table, []):
+                found[item["id"]["S"]] = item
+            request = response.get("UnprocessedKeys") or {}
+            if not request:
+                break
+        else:
+            raise StoreUnavailableError(
+                f"DynamoDB left {len(request[self.send_table]['Keys'])} of {len(ids)} rows "
+                f"unread after {BATCH_GET_ATTEMPTS} attempts (throttled); try again"
+            )
+        return (found[i] for i in ids if i in found)
 
     def scan_rows(
         self, *, status: str | None = None, error_kind: str | None = None

@@ -191,9 +191,10 @@ class LocalStack:
         def invoke(event: dict[str, Any]) -> Any:
             timeout = timeouts["DispatcherFunction"]
             if self.worker is not None:
-                return self.worker.invoke(event, timeout)
-            context = LocalContext("DispatcherFunction", timeout)
-            response = self._run_function(handler, event, context)
+                response = self.worker.invoke(event, timeout)
+            else:
+                context = LocalContext("DispatcherFunction", timeout)
+                response = self._run_function(handler, event, context)
             if chaos.random() < self.options.crash_rate:
                 # The worst moment to die: the batch's work is done, its response is lost,
                 # and Lambda redelivers all of it.

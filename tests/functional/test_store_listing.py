@@ -68,3 +68,35 @@ def test_a_request_botocore_refuses_is_not_reported_as_unreachable(store, dynamo
     dynamodb.meta.events.register("before-call.dynamodb.GetItem", refuse)
     with pytest.raises(StoreUnavailableError, match="DynamoDB call failed"):
         store.get_row("a")
+
+
+def test_waiting_rows_read_in_batches_keep_the_retry_at_order(store, table, dynamodb) -> None:
+    # GIVEN 250 deferred rows, more than one BatchGetItem holds
+    for n in range(250):
+        retry_at = f"2026-11-24T10:{n // 60:02}:{n % 60:02}.000Z"
+        table.put(row(f"d{n:03}", status="deferred", retry_at=retry_at))
+    calls: list[int] = []
+    dynamodb.meta.events.register("before-call.dynamodb.BatchGetItem", lambda **_: calls.append(1))
+
+    rows = list(store.waiting_rows("deferred"))
+
+    # THEN every row comes back, in retry_at order, in three requests rather than 250
+    assert [r["id"]["S"] for r in rows] == [f"d{n:03}" for n in range(250)]
+    assert len(calls) == 3
+
+
+def test_waiting_rows_ask_again_for_keys_dynamodb_left_unprocessed(store, table, dynamodb) -> None:
+    table.put(row("a", status="deferred", retry_at="2026-11-24T10:00:00.000Z"))
+    table.put(row("b", status="deferred", retry_at="2026-11-24T11:00:00.000Z"))
+
+    def leave_b_unprocessed(parsed: dict, **_: object) -> None:
+        if not hasattr(leave_b_unprocessed, "done"):
+            leave_b_unprocessed.done = True  # type: ignore[attr-defined]
+            table_name = TABLE_NAMES["SendTable"]
+            kept = [i for i in parsed["Responses"][table_name] if i["id"]["S"] == "a"]
+            parsed["Responses"][table_name] = kept
+            parsed["UnprocessedKeys"] = {table_name: {"Keys": [{"id": {"S": "b"}}]}}
+
+    dynamodb.meta.events.register("after-call.dynamodb.BatchGetItem", leave_b_unprocessed)
+
+    assert [r["id"]["S"] for r in store.waiting_rows("deferred")] == ["a", "b"]
