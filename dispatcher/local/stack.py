@@ -3,7 +3,8 @@
 - a DynamoDB endpoint with streams (moto's server) and the three tables from ``template.yaml``;
 - the blastengine sandbox (or an external blastengine-compatible API);
 - the poller: the stream's event source mapping, invoking the real
-  ``dispatcher.handler.lambda_handler`` with the mapping's semantics;
+  ``dispatcher.handler.lambda_handler`` with the mapping's semantics (in this process, or
+  with ``kill_rate`` in a process of its own that chaos can kill: :mod:`.worker`);
 - the sweeper, calling ``dispatcher.sweeper.lambda_handler`` on a timer.
 
 The handler and sweeper modules read their settings from the environment, exactly as in
