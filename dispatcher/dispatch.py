@@ -324,7 +324,16 @@ class Dispatcher:
         except SendFailedError as exc:
             return self._stamp_failure(row_id, image, exc, prior)
         except IdempotencyAlreadyInProgressError:
-            return self._stamp_interrupted(row_id, image, prior)
+            # An earlier delivery of this record died mid-send (killed, or timed out): its
+            # idempotency record stays "in progress" until that invocation's deadline. Lambda
+            # does not redeliver a shard's batch while an invocation of it still runs, so the
+            # holder is gone; retrying through batch item failures would only meet the same
+            # record until the mapping's retries ran out, leaving the row with no status. So
+            # it counts as one transient attempt: deferred, and the sweeper's re-fire (a new
+            # `revision`, hence a new idempotency key) sends it. Whether the dead send reached
+            # the provider is unknowable: the window of README, "Faults".
+            interrupted = TransientError("an earlier delivery of this record stopped mid-send")
+            return self._stamp_failure(row_id, image, SendFailedError(interrupted, 1), prior)
         except IdempotencyPersistenceLayerError:
             if progress.result is None:
                 raise  # nothing was sent; let Lambda retry the record
@@ -430,41 +439,6 @@ class Dispatcher:
             message = f"gave up after {attempts} attempts: {message}"
         return self._stamp(
             row_id, image, RowStatus.FAILED, attempts, message, error.kind, error.http_status
-        )
-
-    def _stamp_interrupted(self, row_id: str, image: Image, prior: int) -> RecordResult:
-        """An earlier delivery of this record died mid-send (killed, or timed out): its
-        idempotency record stays "in progress" until that invocation's deadline.
-
-        Lambda does not redeliver a shard's batch while an invocation of it still runs, so
-        the holder is gone; but retrying through batch item failures would only meet the
-        same record again and again until the mapping's retries ran out, leaving the row
-        with no status at all. So the row is deferred like any transient failure, and the
-        sweeper's re-fire (a new ``revision``, hence a new idempotency key) sends it. Whether
-        the dead send reached the provider is unknowable here: the same window as a request
-        answered after its timeout (README, "Faults").
-        """
-        attempts = prior + 1
-        reason = "an earlier delivery of this record stopped mid-send"
-        if attempts >= self.settings.max_attempts:
-            return self._stamp(
-                row_id,
-                image,
-                RowStatus.FAILED,
-                attempts,
-                f"gave up after {attempts} attempts: {reason}",
-                ErrorKind.TRANSIENT,
-            )
-        delay = deferral_delay(
-            attempts,
-            attempts_per_invocation=self.settings.attempts_per_invocation,
-            retry_after=None,
-            rng=self._rng,
-            base=self.settings.deferral_base_seconds,
-        )
-        retry_at = iso_utc(self._clock.now() + timedelta(seconds=delay))
-        return self._stamp(
-            row_id, image, RowStatus.DEFERRED, attempts, reason, ErrorKind.TRANSIENT, None, retry_at
         )
 
     def _schedule(self, row_id: str, image: Image, message: Message) -> RecordResult:
