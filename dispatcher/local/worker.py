@@ -43,12 +43,10 @@ class FunctionWorker:
     ) -> None:
         self._kill_rate = kill_rate
         self._dynamodb_fault_rate = dynamodb_fault_rate
-        self._seed = seed
         self._rng = random.Random(seed)  # noqa: S311  (fault injection, not security)
         self._next_point = 0
         self._doomed = False
         self._process: subprocess.Popen[bytes] | None = None
-        self.deaths = 0
 
     def invoke(self, event: dict[str, Any], timeout: float) -> Any:
         process = self._process if self._process and self._process.poll() is None else None
@@ -102,7 +100,6 @@ class FunctionWorker:
     def _died(self, process: subprocess.Popen[bytes]) -> FunctionCrashedError:
         code = process.wait()
         self._process = None
-        self.deaths += 1
         if self._doomed:
             self._next_point += 1
         how = f"signal {-code}" if code < 0 else f"exit status {code}"
