@@ -1,0 +1,149 @@
+"""The one adapter onto moto's internals still fits the moto that is installed.
+
+If an upgrade changes what :mod:`dispatcher.local.moto_transactions` relies on, these fail:
+the pinned version, the whole-table deep copy it replaces, and DynamoDB's all-or-nothing
+transactions with the items restored.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import moto
+import pytest
+from botocore.exceptions import ClientError
+from moto import mock_aws
+from moto.dynamodb import models
+from moto.dynamodb.models.table import Table
+
+from dispatcher.local import moto_transactions
+from dispatcher.local.tables import create_tables
+
+NAMES = {"SendTable": "s", "HistoryTable": "h", "IdempotencyTable": "i"}
+
+
+@pytest.fixture
+def client() -> Iterator[Any]:
+    with mock_aws():
+        dynamodb = boto3.client("dynamodb", region_name="us-east-1")
+        create_tables(dynamodb, NAMES)
+        for n in range(200):  # a history worth copying
+            dynamodb.put_item(TableName="h", Item={"id": {"S": f"old-{n}"}, "sent_at": {"S": "t"}})
+        yield dynamodb
+
+
+@pytest.fixture
+def table_copies(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    copies: list[str] = []
+
+    def counted(self: Table, memo: Any) -> Table:
+        copies.append(self.name)
+        return self  # enough for the count; rollback is checked on the adapted path
+
+    monkeypatch.setattr(Table, "__deepcopy__", counted, raising=False)
+    return copies
+
+
+def _move(client: Any, row_id: str, subject: str) -> None:
+    client.transact_write_items(
+        TransactItems=[
+            {
+                "Update": {
+                    "TableName": "h",
+                    "Key": {"id": {"S": row_id}, "sent_at": {"S": "t"}},
+                    "UpdateExpression": "SET #s = :s",
+                    "ExpressionAttributeNames": {"#s": "s"},
+                    "ExpressionAttributeValues": {":s": {"S": subject}},
+                }
+            },
+            {
+                "Delete": {
+                    "TableName": "s",
+                    "Key": {"id": {"S": row_id}},
+                    "ConditionExpression": "#sub = :sub",
+                    "ExpressionAttributeNames": {"#sub": "subject"},
+                    "ExpressionAttributeValues": {":sub": {"S": subject}},
+                }
+            },
+        ]
+    )
+
+
+def _original() -> Any:
+    method = models.DynamoDBBackend.transact_write_items
+    return getattr(method, "__wrapped__", method)
+
+
+def test_the_installed_moto_is_the_version_the_adapter_was_written_for() -> None:
+    assert moto.__version__ == moto_transactions.MOTO_VERSION
+
+
+def test_moto_still_reaches_deepcopy_through_its_module_global() -> None:
+    source = inspect.getsource(_original())
+    assert "copy.deepcopy(" in source
+    assert "self.tables[table_name]" in source
+    assert models.copy.__name__ == "copy"
+
+
+def test_unadapted_moto_copies_every_table_a_transaction_names(
+    client: Any, table_copies: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN moto's own method, as an upgrade might bring it back
+    monkeypatch.setattr(models.DynamoDBBackend, "transact_write_items", _original())
+    client.put_item(TableName="s", Item={"id": {"S": "r"}, "subject": {"S": "A"}})
+
+    _move(client, "r", "A")
+
+    # THEN it copied both tables whole: what the adapter exists to avoid
+    assert sorted(table_copies) == ["h", "s"]
+
+
+def test_adapted_transactions_copy_no_table(client: Any, table_copies: list[str]) -> None:
+    moto_transactions.install()
+    client.put_item(TableName="s", Item={"id": {"S": "r"}, "subject": {"S": "A"}})
+
+    _move(client, "r", "A")
+
+    assert table_copies == []
+    assert "Item" not in client.get_item(TableName="s", Key={"id": {"S": "r"}})
+    assert client.get_item(TableName="h", Key={"id": {"S": "r"}, "sent_at": {"S": "t"}})["Item"]
+
+
+def test_an_adapted_cancelled_transaction_restores_what_it_had_written(client: Any) -> None:
+    # GIVEN a history item and a row whose condition fails after the history was updated
+    moto_transactions.install()
+    client.put_item(TableName="s", Item={"id": {"S": "no"}, "subject": {"S": "edited"}})
+    client.put_item(
+        TableName="h", Item={"id": {"S": "no"}, "sent_at": {"S": "t"}, "s": {"S": "before"}}
+    )
+    client.put_item(TableName="s", Item={"id": {"S": "new"}, "subject": {"S": "x"}})
+
+    with pytest.raises(ClientError) as raised:
+        _move(client, "no", "original")
+    with pytest.raises(ClientError):
+        _move(client, "absent", "x")  # an item that did not exist is removed again
+
+    # THEN nothing of either remains, and DynamoDB's error and reasons are intact
+    assert raised.value.response["Error"]["Code"] == "TransactionCanceledException"
+    reasons = [r["Code"] for r in raised.value.response["CancellationReasons"]]
+    assert reasons == ["None", "ConditionalCheckFailed"]
+    history = client.get_item(TableName="h", Key={"id": {"S": "no"}, "sent_at": {"S": "t"}})
+    assert history["Item"]["s"]["S"] == "before"
+    assert "Item" not in client.get_item(
+        TableName="h", Key={"id": {"S": "absent"}, "sent_at": {"S": "t"}}
+    )
+    assert client.get_item(TableName="s", Key={"id": {"S": "no"}})["Item"]["subject"]["S"] == (
+        "edited"
+    )
+    assert moto_transactions.installed()
+
+
+def test_a_different_moto_version_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(models.DynamoDBBackend, "transact_write_items", _original())
+    monkeypatch.setattr(moto, "__version__", "5.3.0")
+
+    with pytest.raises(RuntimeError, match=r"moto 5\.2\.5, found 5\.3\.0"):
+        moto_transactions.install()
