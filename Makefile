@@ -7,7 +7,7 @@ TOOLS := .venv-tools
 TOOLS_STAMP := $(TOOLS)/.installed
 SAM := SAM_CLI_TELEMETRY=0 AWS_DEFAULT_REGION=us-east-1 $(TOOLS)/bin/sam
 
-.PHONY: run test lint typecheck template-check bench soak clean build-DispatcherFunction build-SweeperFunction
+.PHONY: run test test-fast lint typecheck template-check bench soak clean build-DispatcherFunction build-SweeperFunction
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,10 @@ run: $(STAMP)
 ## test: lint, type-check, check the template, then the whole test suite
 test: lint typecheck template-check
 	$(BIN)/pytest
+
+## test-fast: lint, type-check, the unit and functional tiers (under a minute); no servers
+test-fast: lint typecheck
+	$(BIN)/pytest -m "not slow"
 
 ## bench: throughput against the sandbox's rate limit, cost per mail, import time, memory
 bench: $(STAMP)
@@ -67,7 +71,8 @@ build-DispatcherFunction build-SweeperFunction:
 		-r lambda-requirements.txt $(LAMBDA_WHEELS) --upgrade
 	mkdir -p "$(ARTIFACTS_DIR)/dispatcher"
 	cp -r dispatcher/. "$(ARTIFACTS_DIR)/dispatcher/"
-	rm -rf "$(ARTIFACTS_DIR)/dispatcher/local" "$(ARTIFACTS_DIR)/dispatcher/cli.py"
+	rm -rf "$(ARTIFACTS_DIR)/dispatcher/local" "$(ARTIFACTS_DIR)/dispatcher/cli.py" \
+		"$(ARTIFACTS_DIR)/dispatcher/admin.py" "$(ARTIFACTS_DIR)/dispatcher/targets.py"
 	find "$(ARTIFACTS_DIR)" -name __pycache__ -prune -exec rm -rf {} +
 	@if $(RUNTIME_PYTHON) -c pass 2>/dev/null; then \
 		$(RUNTIME_PYTHON) -m compileall -q -j 0 --invalidation-mode unchecked-hash \

@@ -4,7 +4,8 @@ The Lambda entry points are :mod:`dispatcher.handler` and (for deferred rows)
 :mod:`dispatcher.sweeper`; the pieces they compose are importable from here.
 """
 
-from dispatcher.message import Encode, ErrorKind, Message, RowStatus, parse_message
+from dispatcher.message import Encode, Message, parse_message
+from dispatcher.row import ErrorKind, Row, RowStatus
 from dispatcher.settings import Settings, SettingsError
 from dispatcher.triage import Decision, triage
 
@@ -13,6 +14,7 @@ __all__ = [
     "Encode",
     "ErrorKind",
     "Message",
+    "Row",
     "RowStatus",
     "Settings",
     "SettingsError",

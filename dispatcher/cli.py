@@ -10,7 +10,6 @@ never a traceback.
 from __future__ import annotations
 
 import contextlib
-import importlib
 import json
 import signal
 import sys
@@ -19,7 +18,6 @@ import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -27,6 +25,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from dispatcher.row import plain
 from dispatcher.settings import SettingsError
 
 app = typer.Typer(
@@ -256,17 +255,23 @@ def invoke(
             raise CommandError(f"event file {event_file} has no 'Records' list: not a stream event")
         # Powertools writes logs and metrics to stdout; stdout is for the response here.
         with contextlib.redirect_stdout(sys.stderr):
+            from dispatcher.admin import Admin
+            from dispatcher.dispatch import Dispatcher
+            from dispatcher.functions import dispatch_function
+            from dispatcher.local.context import LocalContext
+            from dispatcher.settings import Settings
+
+            # Composed as dispatcher.handler composes it, from the same environment.
             try:
-                handler = importlib.import_module("dispatcher.handler")
+                dispatcher = Dispatcher.from_settings(Settings.from_env())
             except SettingsError:
                 raise
             except Exception as exc:
                 raise CommandError(f"cannot start the handler: {exc}") from exc
-            from dispatcher.local.context import LocalContext
-
             if seed:
-                _seed_rows(handler.dispatcher.store, event)
-            response = handler.lambda_handler(event, LocalContext(timeout_seconds=timeout))
+                _seed_rows(Admin(dispatcher.store), event)
+            function = dispatch_function(dispatcher)
+            response = function(event, LocalContext(timeout_seconds=timeout))
     typer.echo(json.dumps(response, indent=2))
 
 
@@ -332,7 +337,7 @@ def send(
             _checked_item(row, label=f"row {n}" if len(rows) > 1 else "the row")
             for n, row in enumerate(rows, 1)
         ]
-        store = _target(ctx).store
+        admin = _target(ctx).admin
         inserted = []
         progress: Iterable[dict[str, Any]] = items
         if len(items) > 1 and not as_json:
@@ -340,7 +345,7 @@ def send(
 
             progress = track(items, description="inserting", console=err)
         for item in progress:
-            store.put_row(item)
+            admin.put_row(item)
             inserted.append(item["id"]["S"])
     if as_json:
         typer.echo(json.dumps({"inserted": inserted}))
@@ -366,21 +371,21 @@ def list_rows(
             raise CommandError(
                 f"--status must be failed, deferred, scheduled or pending, not {status!r}"
             )
-        store = _target(ctx).store
+        admin = _target(ctx).admin
         if status in ("deferred", "scheduled"):
-            rows_iter = store.waiting_rows(status)
+            rows_iter = admin.waiting_rows(status)
         else:
             err.print("[dim](a paginated Scan of the send table: no index serves this)[/]")
-            rows_iter = store.scan_rows(status="failed" if status == "failed" else None)
+            rows_iter = admin.scan_rows(status="failed" if status == "failed" else None)
             if status == "pending":
-                rows_iter = (r for r in rows_iter if "status" not in r)
+                rows_iter = (r for r in rows_iter if "status" not in r.image)
         rows, more = _take(rows_iter, limit)
-    plain = [_plain(r) for r in rows]
+    plain_rows = [plain(r.image) for r in rows]
     if as_json:
-        typer.echo(json.dumps({"rows": plain, "truncated": more}, default=str))
+        typer.echo(json.dumps({"rows": plain_rows, "truncated": more}, default=str))
         return
     table = Table("id", "status", "attempts", "kind", "last error", "age")
-    for row in sorted(plain, key=lambda r: str(r.get("id"))):
+    for row in sorted(plain_rows, key=lambda r: str(r.get("id"))):
         table.add_row(
             str(row["id"]),
             row.get("status", "pending"),
@@ -402,13 +407,13 @@ def show(
 ) -> None:
     """Show one row, its last error and its history."""
     with _errors_as_exit():
-        store = _target(ctx).store
-        row = store.get_row(row_id)
-        history = store.history(row_id)
+        admin = _target(ctx).admin
+        row = admin.get_row(row_id)
+        history = admin.history(row_id)
         if row is None and not history:
             raise CommandError(f"no row and no history for id {row_id!r}")
-    plain_row = _plain(row) if row else None
-    plain_history = [_plain(h) for h in history]
+    plain_row = plain(row.image) if row else None
+    plain_history = [plain(h) for h in history]
     if as_json:
         typer.echo(json.dumps({"row": plain_row, "history": plain_history}, default=str))
         return
@@ -453,19 +458,18 @@ def retry(
             raise CommandError("give row ids or --all-failed (one of the two)")
         if kind is not None and not all_failed:
             raise CommandError("--kind goes with --all-failed")
-        store = _target(ctx).store
+        admin = _target(ctx).admin
         if all_failed:
             err.print("[dim](a paginated Scan of the send table for failed rows)[/]")
-            targets = [(r["id"]["S"], r) for r in store.scan_rows(status="failed", error_kind=kind)]
+            targets = [(r.id, r) for r in admin.scan_rows(status="failed", error_kind=kind)]
         else:
-            targets = [(i, store.get_row(i)) for i in row_ids or []]
+            targets = [(i, admin.get_row(i)) for i in row_ids or []]
         results = []
         for row_id, row in targets:
             if row is None:
                 results.append({"id": row_id, "result": "not found"})
                 continue
-            status = row.get("status", {}).get("S")
-            fired = store.bump_revision(row_id, status=status)
+            fired = admin.refire(row)
             results.append(
                 {"id": row_id, "result": "re-fired" if fired else "changed meanwhile; not re-fired"}
             )
@@ -487,7 +491,7 @@ def cancel(
 ) -> None:
     """Delete a row that is waiting (failed, deferred or scheduled), so it is never sent."""
     with _errors_as_exit():
-        if not _target(ctx).store.delete_row(row_id):
+        if not _target(ctx).admin.delete_row(row_id):
             raise CommandError(f"no row with id {row_id!r}")
     out.print(f"cancelled {row_id}")
 
@@ -505,19 +509,19 @@ def history(
     """What was sent: the history table."""
     with _errors_as_exit():
         since_utc = _iso(since, "--since") if since else None
-        store = _target(ctx).store
+        admin = _target(ctx).admin
         if row_id is not None:
-            items_iter: Iterator[dict[str, Any]] = iter(store.history(row_id, since=since_utc))
+            items_iter: Iterator[dict[str, Any]] = iter(admin.history(row_id, since=since_utc))
         else:
             err.print("[dim](a paginated Scan of the history table; --id makes it a Query)[/]")
-            items_iter = store.scan_history(since=since_utc)
+            items_iter = admin.scan_history(since=since_utc)
         items, more = _take(items_iter, limit)
-    plain = sorted((_plain(i) for i in items), key=lambda i: str(i.get("sent_at")))
+    plain_items = sorted((plain(i) for i in items), key=lambda i: str(i.get("sent_at")))
     if as_json:
-        typer.echo(json.dumps({"history": plain, "truncated": more}, default=str))
+        typer.echo(json.dumps({"history": plain_items, "truncated": more}, default=str))
         return
     table = Table("sent at", "id", "to", "subject", "delivery", "attempts")
-    for item in plain:
+    for item in plain_items:
         table.add_row(
             str(item.get("sent_at")),
             str(item.get("id")),
@@ -626,6 +630,7 @@ def _checked_item(row: Any, *, label: str) -> dict[str, Any]:
     from boto3.dynamodb.types import TypeSerializer
 
     from dispatcher.message import parse_message
+    from dispatcher.row import Row
 
     if not isinstance(row, dict):
         raise CommandError(f"{label} must be a JSON object")
@@ -636,17 +641,19 @@ def _checked_item(row: Any, *, label: str) -> dict[str, Any]:
         raise CommandError(f"{label}: {exc}") from None
     if not isinstance(row["id"], str) or not row["id"]:
         raise CommandError(f"{label}: id must be a non-empty string")
-    parsed = parse_message(row["id"], item, default_from_email="default@example.invalid")
+    parsed = parse_message(
+        Row.from_image(row["id"], item), default_from_email="default@example.invalid"
+    )
     if isinstance(parsed, list):
         raise CommandError(f"{label} ({row['id']}) would fail: " + "; ".join(parsed))
     return item
 
 
-def _seed_rows(store: Any, event: dict[str, Any]) -> None:
+def _seed_rows(admin: Any, event: dict[str, Any]) -> None:
     for record in event["Records"]:
         image = record.get("dynamodb", {}).get("NewImage")
         if record.get("eventName") in ("INSERT", "MODIFY") and image:
-            store.put_row(image, overwrite=True)
+            admin.put_row(image, overwrite=True)
 
 
 def _take(items: Iterator[Any], limit: int) -> tuple[list[Any], bool]:
@@ -656,23 +663,6 @@ def _take(items: Iterator[Any], limit: int) -> tuple[list[Any], bool]:
             return taken, True
         taken.append(item)
     return taken, False
-
-
-def _plain(item: dict[str, Any]) -> dict[str, Any]:
-    from boto3.dynamodb.types import TypeDeserializer
-
-    deserializer = TypeDeserializer()
-
-    def simple(value: Any) -> Any:
-        if isinstance(value, Decimal):
-            return int(value) if value == value.to_integral_value() else float(value)
-        if isinstance(value, dict):
-            return {k: simple(v) for k, v in value.items()}
-        if isinstance(value, list | set):
-            return [simple(v) for v in value]
-        return value
-
-    return {k: simple(deserializer.deserialize(v)) for k, v in item.items()}
 
 
 def _iso(value: str, option: str) -> str:

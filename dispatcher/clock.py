@@ -10,9 +10,17 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Any, Protocol
 
-__all__ = ["SYSTEM_CLOCK", "Clock", "Deadline", "RemainingTime", "SystemClock", "iso_utc"]
+__all__ = [
+    "SYSTEM_CLOCK",
+    "Clock",
+    "Deadline",
+    "RemainingTime",
+    "SystemClock",
+    "iso_utc",
+    "remaining_time",
+]
 
 
 class Clock(Protocol):
@@ -46,6 +54,16 @@ class RemainingTime(Protocol):
     """The part of a Lambda context a deadline needs."""
 
     def get_remaining_time_in_millis(self) -> int: ...
+
+
+class _FifteenMinutes:
+    def get_remaining_time_in_millis(self) -> int:
+        return 900_000
+
+
+def remaining_time(context: Any) -> RemainingTime:
+    """The Lambda context, or a 15-minute stand-in when there is none (plain scripts)."""
+    return context if hasattr(context, "get_remaining_time_in_millis") else _FifteenMinutes()
 
 
 @dataclass(frozen=True)

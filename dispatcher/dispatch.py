@@ -15,9 +15,7 @@ import asyncio
 import random
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
-from enum import StrEnum
-from typing import TYPE_CHECKING, Any, TypedDict
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import (
@@ -27,92 +25,33 @@ from aws_lambda_powertools.utilities.batch import (
 )
 from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
-from aws_lambda_powertools.utilities.idempotency import (
-    DynamoDBPersistenceLayer,
-    IdempotencyConfig,
-    idempotent_function,
-)
-from aws_lambda_powertools.utilities.idempotency.exceptions import (
-    IdempotencyAlreadyInProgressError,
-    IdempotencyPersistenceLayerError,
-)
+from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
 
-from dispatcher.clock import SYSTEM_CLOCK, Clock, Deadline, RemainingTime, iso_utc
+from dispatcher.clock import SYSTEM_CLOCK, Clock, Deadline, remaining_time
 from dispatcher.credentials import credentials_loader
-from dispatcher.message import (
-    ErrorKind,
-    Image,
-    Message,
-    RowStatus,
-    parse_message,
-    request_attributes,
-)
+from dispatcher.failure_policy import FailurePolicy, FailureStamp
+from dispatcher.message import Message, parse_message
 from dispatcher.observability import logger, metrics
+from dispatcher.outcome import Outcome, RecordResult, emit_metrics
 from dispatcher.providers.base import MailProvider
 from dispatcher.providers.blastengine import BlastengineClient
-from dispatcher.providers.errors import InvalidMessageError, TransientError
+from dispatcher.providers.errors import ProviderError
 from dispatcher.ratelimit import TokenBucket
-from dispatcher.retry import RetryPolicy, SendFailedError, deferral_delay, send_with_retries
+from dispatcher.retry import SendFailedError
+from dispatcher.row import Row, RowStatus, string_attribute
+from dispatcher.send_once import OnceSender, Sent
 from dispatcher.settings import Settings
-from dispatcher.store import FailureStamp, HistoryEntry, Store
+from dispatcher.store import HistoryEntry, Store
 from dispatcher.triage import Reason, triage
 
 if TYPE_CHECKING:
     import httpx
     from mypy_boto3_dynamodb import DynamoDBClient
 
-__all__ = ["BOOKKEEPING_RESERVE_SECONDS", "Dispatcher", "Outcome", "RecordResult"]
+__all__ = ["BOOKKEEPING_RESERVE_SECONDS", "Dispatcher"]
 
 #: Seconds kept free at the end of an invocation for the writes that follow a send.
 BOOKKEEPING_RESERVE_SECONDS = 3.0
-#: Stable idempotency key prefix, so a refactor of this module does not reset every key.
-IDEMPOTENCY_KEY_PREFIX = "dispatcher.send"
-
-
-class Outcome(StrEnum):
-    """What happened to one stream record."""
-
-    SENT = "sent"
-    DUPLICATE = "duplicate"  # already sent earlier: bookkeeping finished, nothing re-sent
-    FAILED = "failed"
-    DEFERRED = "deferred"
-    SCHEDULED = "scheduled"
-    ECHO = "echo"
-    SKIPPED = "skipped"
-    STALE = "stale"  # the row changed or went away since this record was written
-
-
-@dataclass(frozen=True)
-class RecordResult:
-    """The outcome of one record, for metrics, logs and the CLI."""
-
-    outcome: Outcome
-    row_id: str | None
-    detail: str
-    error_kind: ErrorKind | None = None
-    latency_seconds: float | None = None
-
-
-class SendResult(TypedDict):
-    """What the idempotency store keeps for a sent message (its ``data``)."""
-
-    provider: str
-    delivery_id: str | None
-    sent_at: str
-    attempts: int
-
-
-@dataclass
-class _SendProgress:
-    """Side channel out of the idempotent function.
-
-    ``ran`` tells a fresh send from a replayed one; ``result`` survives a failure to save the
-    idempotency record after a successful send, so bookkeeping still completes.
-    """
-
-    ran: bool = False
-    result: SendResult | None = None
-    latency_seconds: float | None = None
 
 
 @dataclass
@@ -135,29 +74,16 @@ class Dispatcher:
         *,
         settings: Settings,
         store: Store,
-        provider: MailProvider,
-        persistence_store: DynamoDBPersistenceLayer,
+        sender: OnceSender,
         clock: Clock = SYSTEM_CLOCK,
         rng: random.Random | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
-        self.provider = provider
+        self.sender = sender
+        self.policy = FailurePolicy.from_settings(settings)
         self._clock = clock
         self._rng = rng or random.Random()  # noqa: S311  (jitter, not security)
-        self._idempotency = IdempotencyConfig(
-            expires_after_seconds=settings.idempotency_expiry_seconds,
-            raise_on_no_idempotency_key=True,
-        )
-        # Wraps the provider send alone: bookkeeping must sit outside, because Powertools
-        # deletes the idempotency record when the wrapped function raises.
-        self._send_once = idempotent_function(
-            self._send,
-            data_keyword_argument="key",
-            persistence_store=persistence_store,
-            config=self._idempotency,
-            key_prefix=IDEMPOTENCY_KEY_PREFIX,
-        )
         self._processor = AsyncBatchProcessor(
             event_type=EventType.DynamoDBStreams, raise_on_entire_batch_failure=False
         )
@@ -174,39 +100,46 @@ class Dispatcher:
         *,
         dynamodb_client: DynamoDBClient | None = None,
         http_client: httpx.Client | None = None,
+        provider: MailProvider | None = None,
         clock: Clock = SYSTEM_CLOCK,
         rng: random.Random | None = None,
     ) -> Dispatcher:
-        """Wire the store, the blastengine client and the idempotency table from settings."""
+        """Wire the store, the provider (blastengine unless given) and the idempotency table
+        from settings; the clients are injected by tests and the local stack."""
         import boto3
 
         client = dynamodb_client or boto3.client("dynamodb")
-        return cls(
-            settings=settings,
-            store=Store(
-                send_table=settings.send_table_name,
-                history_table=settings.history_table_name,
-                boto3_client=client,
-            ),
-            provider=BlastengineClient(
-                base_url=settings.blastengine_base_url,
-                credentials=credentials_loader(settings),
-                http_client=http_client,
-                max_connections=settings.send_concurrency,
-            ),
+        rng = rng or random.Random()  # noqa: S311  (jitter, not security)
+        provider = provider or BlastengineClient(
+            base_url=settings.blastengine_base_url,
+            credentials=credentials_loader(settings),
+            http_client=http_client,
+            max_connections=settings.send_concurrency,
+        )
+        sender = OnceSender(
+            provider=provider,
             persistence_store=DynamoDBPersistenceLayer(
                 table_name=settings.idempotency_table_name, boto3_client=client
             ),
+            expires_after_seconds=settings.idempotency_expiry_seconds,
+            request_timeout=settings.request_timeout_seconds,
+            history_retention_days=settings.history_retention_days,
             clock=clock,
             rng=rng,
         )
+        store = Store(
+            send_table=settings.send_table_name,
+            history_table=settings.history_table_name,
+            boto3_client=client,
+        )
+        return cls(settings=settings, store=store, sender=sender, clock=clock, rng=rng)
 
     def handle_batch(self, event: dict[str, Any], context: Any) -> PartialItemFailureResponse:
         """Process one stream batch and return Lambda's partial batch response."""
-        self._idempotency.register_lambda_context(context)
+        self.sender.register_lambda_context(context)
         invocation = _Invocation(
             deadline=Deadline.from_context(
-                _remaining(context), self._clock, reserve=BOOKKEEPING_RESERVE_SECONDS
+                remaining_time(context), self._clock, reserve=BOOKKEEPING_RESERVE_SECONDS
             ),
             bucket=TokenBucket(rate=self.settings.rate_limit_rps, clock=self._clock),
         )
@@ -228,7 +161,7 @@ class Dispatcher:
                     )
                     metrics.add_metric(name="RetriedRecords", unit=MetricUnit.Count, value=1)
                     raise
-            _emit_metrics(result)
+            emit_metrics(result)
             invocation.results.append(result)
             return result.outcome.value
 
@@ -243,8 +176,8 @@ class Dispatcher:
 
     def process_record(self, record: DynamoDBRecord, invocation: _Invocation) -> RecordResult:
         """Run one record end to end; raises only for infrastructure errors (to be retried)."""
-        row_id = _row_id(record)
         stream = record.raw_event.get("dynamodb", {})
+        row_id = _row_id(record)
         logger.thread_safe_append_keys(row_id=row_id)
         try:
             decision = triage(
@@ -260,7 +193,7 @@ class Dispatcher:
             if row_id is None:
                 logger.error("record has no string id key; nothing to send or stamp")
                 return RecordResult(Outcome.SKIPPED, None, "record has no string id key")
-            result = self._dispatch(row_id, stream["NewImage"], invocation)
+            result = self._dispatch(Row.from_image(row_id, stream["NewImage"]), invocation)
             logger.info(
                 result.detail,
                 extra={
@@ -273,113 +206,49 @@ class Dispatcher:
         finally:
             logger.thread_safe_remove_keys(["row_id"])
 
-    def _dispatch(self, row_id: str, image: Image, invocation: _Invocation) -> RecordResult:
-        # A record can be older than the row: a redelivery after the row was sent, or an
-        # INSERT whose row was edited or cancelled before this batch ran. Sending it would
-        # send content nobody wants any more.
-        current = self.store.get_row(row_id)
+    def _dispatch(self, row: Row, invocation: _Invocation) -> RecordResult:
+        # Before step 1: a record can be older than the row (a redelivery after the row was
+        # sent, or an INSERT whose row was edited or cancelled before this batch ran).
+        # Sending it would send content nobody wants any more.
+        current = self.store.get_row(row.id)
         if current is None:
-            return RecordResult(Outcome.STALE, row_id, "row is gone (sent or cancelled)")
-        if request_attributes(current) != request_attributes(image):
+            return RecordResult(Outcome.STALE, row.id, "row is gone (sent or cancelled)")
+        if current.request != row.request:
             return RecordResult(
-                Outcome.STALE, row_id, "row was edited since; its own record sends the new content"
+                Outcome.STALE, row.id, "row was edited since; its own record sends the new content"
             )
 
         # Step 1: validate; a malformed row is stamped failed/invalid and never reaches the API.
         parsed = parse_message(
-            row_id,
-            image,
+            row,
             default_from_email=self.settings.default_from_email,
             default_from_name=self.settings.default_from_name,
         )
+        prior = row.prior_attempts
         if isinstance(parsed, list):
-            return self._stamp(
-                row_id,
-                image,
-                RowStatus.FAILED,
-                _prior_attempts(image),
-                "; ".join(parsed),
-                ErrorKind.INVALID,
-            )
+            return self._write(row, self.policy.invalid(parsed, prior=prior, now=self._clock.now()))
 
         # Step 2: a future send_after parks the row for the sweeper.
         now = self._clock.now()
         if parsed.send_after is not None and parsed.send_after > now:
-            return self._schedule(row_id, image, parsed)
+            return self._write(row, self.policy.scheduled(parsed.send_after, prior=prior, now=now))
 
-        prior = _prior_attempts(image)
-        budget = max(
-            1, min(self.settings.attempts_per_invocation, self.settings.max_attempts - prior)
-        )
-        progress = _SendProgress()
+        # Steps 2 and 3: send once, under the idempotency record keyed on id + content.
         try:
-            result: SendResult = self._send_once(
-                key={"id": row_id, "content_hash": parsed.content_hash},
-                message=parsed,
-                invocation=invocation,
-                budget=budget,
+            sent = self.sender.send(
+                parsed,
+                bucket=invocation.bucket,
+                deadline=invocation.deadline,
                 prior=prior,
-                progress=progress,
+                budget=self.policy.budget(prior),
             )
         except SendFailedError as exc:
-            return self._stamp_failure(row_id, image, exc, prior)
-        except IdempotencyAlreadyInProgressError:
-            # An earlier delivery of this record died mid-send (killed, or timed out): its
-            # idempotency record stays "in progress" until that invocation's deadline. Lambda
-            # does not redeliver a shard's batch while an invocation of it still runs, so the
-            # holder is gone; retrying through batch item failures would only meet the same
-            # record until the mapping's retries ran out, leaving the row with no status. So
-            # it counts as one transient attempt: deferred, and the sweeper's re-fire (a new
-            # `revision`, hence a new idempotency key) sends it. Whether the dead send reached
-            # the provider is unknowable: the window of README, "Faults".
-            interrupted = TransientError("an earlier delivery of this record stopped mid-send")
-            return self._stamp_failure(row_id, image, SendFailedError(interrupted, 1), prior)
-        except IdempotencyPersistenceLayerError:
-            if progress.result is None:
-                raise  # nothing was sent; let Lambda retry the record
-            logger.warning("sent, but the idempotency record was not saved; finishing bookkeeping")
-            result = progress.result
-        return self._record_success(parsed, image, result, progress)
+            return self._write(row, self._after_error(exc.error, prior, exc.attempts))
+        return self._record_success(parsed, row, sent)
 
-    def _send(
-        self,
-        *,
-        key: dict[str, str],
-        message: Message,
-        invocation: _Invocation,
-        budget: int,
-        prior: int,
-        progress: _SendProgress,
-    ) -> SendResult:
-        """Step 3, under Powertools Idempotency keyed on ``key`` (row id + content hash)."""
-        progress.ran = True
-        delivery = send_with_retries(
-            self.provider,
-            message,
-            bucket=invocation.bucket,
-            deadline=invocation.deadline,
-            clock=self._clock,
-            policy=RetryPolicy(
-                max_attempts=budget,
-                request_timeout=self.settings.request_timeout_seconds,
-                rng=self._rng,
-            ),
-        )
-        progress.latency_seconds = delivery.latency_seconds
-        progress.result = SendResult(
-            provider=self.provider.name,
-            delivery_id=delivery.delivery_id,
-            sent_at=iso_utc(self._clock.now()),
-            attempts=prior + delivery.attempts,
-        )
-        return progress.result
-
-    def _record_success(
-        self, message: Message, image: Image, result: SendResult, progress: _SendProgress
-    ) -> RecordResult:
+    def _record_success(self, message: Message, row: Row, sent: Sent) -> RecordResult:
         """Step 4: history item and delete, in one transaction."""
-        sent_at = _parse_iso(result["sent_at"])
-        retention = timedelta(days=self.settings.history_retention_days)
+        result = sent.result
         entry = HistoryEntry(
             id=message.id,
             sent_at=result["sent_at"],
@@ -389,14 +258,13 @@ class Dispatcher:
             subject=message.subject,
             attempts=int(result["attempts"]),
             content_hash=message.content_hash,
-            expires_at=int((sent_at + retention).timestamp()),
+            expires_at=result.get("expires_at") or self.sender.history_expiry(self._clock.now()),
             cc_count=len(message.cc),
             bcc_count=len(message.bcc),
         )
-        replayed = not progress.ran
-        deleted = self.store.record_sent(entry, image, replayed=replayed)
+        deleted = self.store.record_sent(entry, row, replayed=sent.replayed)
         kept = "" if deleted else "; the row changed meanwhile and was kept"
-        if replayed:
+        if sent.replayed:
             return RecordResult(
                 Outcome.DUPLICATE,
                 message.id,
@@ -406,146 +274,35 @@ class Dispatcher:
             Outcome.SENT,
             message.id,
             f"sent as delivery {result['delivery_id']}{kept}",
-            latency_seconds=progress.latency_seconds,
+            latency_seconds=sent.latency_seconds,
         )
 
-    def _stamp_failure(
-        self, row_id: str, image: Image, exc: SendFailedError, prior: int
-    ) -> RecordResult:
-        """Step 5: permanent errors fail the row; transient ones defer it until the limit."""
-        error = exc.error
-        attempts = prior if isinstance(error, InvalidMessageError) else prior + exc.attempts
-        if isinstance(error, TransientError) and attempts < self.settings.max_attempts:
-            delay = deferral_delay(
-                attempts,
-                attempts_per_invocation=self.settings.attempts_per_invocation,
-                retry_after=getattr(error, "retry_after", None),
-                rng=self._rng,
-                base=self.settings.deferral_base_seconds,
-            )
-            retry_at = iso_utc(self._clock.now() + timedelta(seconds=delay))
-            return self._stamp(
-                row_id,
-                image,
-                RowStatus.DEFERRED,
-                attempts,
-                error.message,
-                error.kind,
-                error.http_status,
-                retry_at,
-            )
-        message = error.message
-        if isinstance(error, TransientError):
-            message = f"gave up after {attempts} attempts: {message}"
-        return self._stamp(
-            row_id, image, RowStatus.FAILED, attempts, message, error.kind, error.http_status
+    def _after_error(self, error: ProviderError, prior: int, attempts: int) -> FailureStamp:
+        return self.policy.after_error(
+            error, prior=prior, attempts=attempts, now=self._clock.now(), rng=self._rng
         )
 
-    def _schedule(self, row_id: str, image: Image, message: Message) -> RecordResult:
-        assert message.send_after is not None
-        retry_at = iso_utc(message.send_after)
-        parked = _string(image, "status"), _string(image, "retry_at")
-        if parked == (RowStatus.SCHEDULED.value, retry_at):
+    def _write(self, row: Row, stamp: FailureStamp) -> RecordResult:
+        """Step 5 (and 2's scheduling): stamp a row that stays, conditional on the content
+        that was tried."""
+        if stamp.status is RowStatus.SCHEDULED and (row.status, row.retry_at) == (
+            stamp.status.value,
+            stamp.retry_at,
+        ):
             # Already parked with this time: rewriting identical values would only echo.
-            return RecordResult(Outcome.SCHEDULED, row_id, f"already scheduled for {retry_at}")
-        stamp = FailureStamp(
-            RowStatus.SCHEDULED,
-            _prior_attempts(image),
-            iso_utc(self._clock.now()),
-            retry_at=retry_at,
-        )
-        if not self.store.stamp(row_id, image, stamp):
-            return RecordResult(Outcome.STALE, row_id, "row changed before it could be scheduled")
-        return RecordResult(Outcome.SCHEDULED, row_id, f"scheduled for {retry_at}")
-
-    def _stamp(
-        self,
-        row_id: str,
-        image: Image,
-        status: RowStatus,
-        attempts: int,
-        reason: str,
-        kind: ErrorKind,
-        http_status: int | None = None,
-        retry_at: str | None = None,
-    ) -> RecordResult:
-        stamp = FailureStamp(
-            status,
-            attempts,
-            iso_utc(self._clock.now()),
-            last_error=reason,
-            error_kind=kind,
-            http_status=http_status,
-            retry_at=retry_at,
-        )
-        if not self.store.stamp(row_id, image, stamp):
+            return RecordResult(Outcome.SCHEDULED, row.id, f"already {stamp.describe()}")
+        if not self.store.stamp(row, stamp):
             # Edited or removed while we worked: its own record decides its fate.
             return RecordResult(
                 Outcome.STALE,
-                row_id,
-                f"not stamped {status.value}: the row changed meanwhile",
-                error_kind=kind,
+                row.id,
+                f"not stamped {stamp.status.value}: the row changed meanwhile",
+                error_kind=stamp.error_kind,
             )
-        outcome = Outcome.DEFERRED if status is RowStatus.DEFERRED else Outcome.FAILED
-        until = f" until {retry_at}" if retry_at else ""
         return RecordResult(
-            outcome, row_id, f"{status.value}{until} ({kind.value}): {reason}", error_kind=kind
-        )
-
-
-def _emit_metrics(result: RecordResult) -> None:
-    """Called on the event loop's thread only: Powertools Metrics is not thread-safe."""
-    names = {
-        Outcome.SENT: "Sent",
-        Outcome.DUPLICATE: "DuplicateSuppressed",
-        Outcome.FAILED: "Failed",
-        Outcome.DEFERRED: "Deferred",
-        Outcome.SCHEDULED: "Scheduled",
-        Outcome.ECHO: "SkippedEcho",
-        Outcome.SKIPPED: "Skipped",
-        Outcome.STALE: "SkippedStale",
-    }
-    metrics.add_metric(name=names[result.outcome], unit=MetricUnit.Count, value=1)
-    if result.outcome is Outcome.FAILED and result.error_kind is not None:
-        metrics.add_metric(name=f"Failed_{result.error_kind.value}", unit=MetricUnit.Count, value=1)
-    if result.latency_seconds is not None:
-        metrics.add_metric(
-            name="ProviderLatency",
-            unit=MetricUnit.Milliseconds,
-            value=round(result.latency_seconds * 1000, 1),
+            Outcome(stamp.status.value), row.id, stamp.describe(), error_kind=stamp.error_kind
         )
 
 
 def _row_id(record: DynamoDBRecord) -> str | None:
-    key = record.raw_event.get("dynamodb", {}).get("Keys", {}).get("id", {})
-    value = key.get("S") if isinstance(key, dict) else None
-    return value if isinstance(value, str) else None
-
-
-def _string(image: Image, name: str) -> str | None:
-    value = image.get(name, {}).get("S")
-    return value if isinstance(value, str) else None
-
-
-def _prior_attempts(image: Image) -> int:
-    """Attempts already spent: carried while the row is deferred, fresh after a re-fire."""
-    if _string(image, "status") != RowStatus.DEFERRED:
-        return 0
-    try:
-        return max(0, int(image.get("attempts", {}).get("N", "0")))
-    except ValueError:
-        return 0
-
-
-def _parse_iso(value: str) -> datetime:
-    return datetime.fromisoformat(value.replace("Z", "+00:00"))
-
-
-class _NoDeadline:
-    def get_remaining_time_in_millis(self) -> int:
-        return 900_000
-
-
-def _remaining(context: Any) -> RemainingTime:
-    """The Lambda context, or a 15-minute stand-in when there is none (plain scripts)."""
-    return context if hasattr(context, "get_remaining_time_in_millis") else _NoDeadline()
+    return string_attribute(record.raw_event.get("dynamodb", {}).get("Keys", {}), "id")

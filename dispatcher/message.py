@@ -1,19 +1,13 @@
-"""The send-table row: its attribute sets, its content hash and its validated message.
+"""The mail a send-table row asks for, validated: :func:`parse_message` and :class:`Message`.
 
-A row carries two kinds of attributes (``DESIGN.md``, "Data model"): *request* attributes that
-the application writes and that make up the mail, and *bookkeeping* attributes that only the
-dispatcher writes. Triage, the content hash and the store's content conditions all lean on
-that split, so it is defined here once.
-
-:func:`parse_message` turns a raw DynamoDB image into a :class:`Message` or a list of readable
-problems. It never raises halfway: a malformed row must end ``failed`` with a reason, not crash
-the batch.
+:func:`parse_message` turns a :class:`~dispatcher.row.Row` into a :class:`Message` or a list
+of readable problems. It never raises halfway: a malformed row must end ``failed`` with a
+reason, not crash the batch. Everything the provider would refuse is refused here, before the
+row takes an idempotency record or a rate-limit slot.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -24,49 +18,16 @@ from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
 
+from dispatcher.row import Image, Row
+
 __all__ = [
-    "BOOKKEEPING_ATTRIBUTES",
     "MAX_BCC",
     "MAX_BODY_BYTES",
     "MAX_CC",
-    "REQUEST_ATTRIBUTES",
-    "WAITING_STATUSES",
-    "AttributeValue",
     "Encode",
-    "ErrorKind",
-    "Image",
     "Message",
-    "RowStatus",
-    "content_hash",
     "parse_message",
-    "request_attributes",
 ]
-
-#: A DynamoDB attribute value in the low-level wire shape, e.g. ``{"S": "hello"}``.
-AttributeValue = dict[str, Any]
-#: A stream image or item: attribute name -> wire value.
-Image = Mapping[str, AttributeValue]
-
-REQUEST_ATTRIBUTES = frozenset(
-    {
-        "to",
-        "cc",
-        "bcc",
-        "subject",
-        "text",
-        "html",
-        "from",
-        "from_name",
-        "reply_to",
-        "encode",
-        "insert_code",
-        "send_after",
-        "revision",
-    }
-)
-BOOKKEEPING_ATTRIBUTES = frozenset(
-    {"status", "attempts", "last_error", "error_kind", "http_status", "failed_at", "retry_at"}
-)
 
 # Limits of blastengine's transaction API: cc and bcc hold 10 addresses each, and one delivery
 # is 1 MB by default. Checked here so a row over them fails `invalid` without an API call.
@@ -84,28 +45,6 @@ class Encode(StrEnum):
 
     UTF_8 = "UTF-8"
     ISO_2022_JP = "ISO-2022-JP"
-
-
-class ErrorKind(StrEnum):
-    """Why a row was not sent; stamped as ``error_kind``."""
-
-    INVALID = "invalid"
-    REJECTED = "rejected"
-    TRANSIENT = "transient"
-    RATE_LIMITED = "rate_limited"
-    CONFIG = "config"
-
-
-class RowStatus(StrEnum):
-    """The ``status`` the dispatcher stamps on a row it keeps."""
-
-    FAILED = "failed"
-    DEFERRED = "deferred"
-    SCHEDULED = "scheduled"
-
-
-#: Statuses that mean "the dispatcher has dealt with this row and is waiting".
-WAITING_STATUSES = frozenset(s.value for s in RowStatus)
 
 
 @dataclass(frozen=True)
@@ -132,36 +71,20 @@ class Message:
         return (self.to, *self.cc, *self.bcc)
 
 
-def request_attributes(image: Image) -> dict[str, AttributeValue]:
-    """The request attributes present in ``image``, in wire shape."""
-    return {name: value for name, value in image.items() if name in REQUEST_ATTRIBUTES}
-
-
-def content_hash(image: Image) -> str:
-    """A stable hash of exactly the request attributes, the idempotency key's second half."""
-    canonical = json.dumps(
-        {name: _canonical(value) for name, value in request_attributes(image).items()},
-        sort_keys=True,
-        separators=(",", ":"),
-        ensure_ascii=True,  # lone surrogates from a bad event must not break hashing
-    )
-    return hashlib.sha256(canonical.encode("ascii")).hexdigest()
-
-
 def parse_message(
-    row_id: str,
-    image: Image,
+    row: Row,
     *,
     default_from_email: str,
     default_from_name: str = "",
 ) -> Message | list[str]:
-    """Validate a send-table image.
+    """Validate a send-table row's request attributes.
 
     Returns
     -------
     Message | list[str]
         The message, or every problem found, each naming its attribute (``"to: missing"``).
     """
+    image = row.image
     p = _Problems()
     to = p.address("to", p.string(image, "to", required=True))
     subject = p.string(image, "subject", required=True)
@@ -182,6 +105,10 @@ def parse_message(
     from_email = p.address("from", p.string(image, "from")) if "from" in image else None
     from_name = p.string(image, "from_name")
     reply_to = p.address("reply_to", p.string(image, "reply_to")) if "reply_to" in image else None
+    if reply_to is not None:
+        # Checked here, not in the provider client, so the row takes no idempotency record
+        # and no rate-limit slot for a request the provider could not express.
+        p.add("reply_to", "blastengine's transaction API has no Reply-To field; remove it")
     cc = p.address_list(image, "cc", MAX_CC)
     bcc = p.address_list(image, "bcc", MAX_BCC)
     encode = p.encode(image)
@@ -208,7 +135,7 @@ def parse_message(
     assert to is not None  # guaranteed by the empty problem list
     assert subject is not None
     return Message(
-        id=row_id,
+        id=row.id,
         to=to,
         subject=subject,
         from_email=from_email or default_from_email,
@@ -221,7 +148,7 @@ def parse_message(
         encode=encode or Encode.UTF_8,
         insert_code=insert_code,
         send_after=send_after,
-        content_hash=content_hash(image),
+        content_hash=row.content_hash,
     )
 
 
@@ -366,18 +293,6 @@ def _type_name(value: Any) -> str:
     if isinstance(value, dict) and len(value) == 1:
         return str(next(iter(value)))
     return type(value).__name__
-
-
-def _canonical(value: Any) -> Any:
-    """Order set members, which DynamoDB does not keep in a stable order."""
-    if isinstance(value, dict):
-        return {
-            k: sorted(v) if k in ("SS", "NS", "BS") and isinstance(v, list) else _canonical(v)
-            for k, v in value.items()
-        }
-    if isinstance(value, list):
-        return [_canonical(v) for v in value]
-    return value
 
 
 def _utf8(value: str) -> bytes:

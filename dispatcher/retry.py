@@ -25,12 +25,9 @@ __all__ = [
     "BACKOFF_BASE_SECONDS",
     "BACKOFF_CAP_SECONDS",
     "DEFAULT_429_PAUSE_SECONDS",
-    "DEFER_BASE_SECONDS",
-    "DEFER_CAP_SECONDS",
     "Delivery",
     "RetryPolicy",
     "SendFailedError",
-    "deferral_delay",
     "full_jitter",
     "send_with_retries",
 ]
@@ -163,27 +160,3 @@ def send_with_retries(
     except ProviderError as exc:
         raise SendFailedError(exc, attempts) from exc
     return Delivery(delivery_id=delivery_id, attempts=attempts, latency_seconds=latency)
-
-
-#: First pause of a deferred row, doubled on each deferral up to the cap.
-DEFER_BASE_SECONDS = 30.0
-DEFER_CAP_SECONDS = 3600.0
-
-
-def deferral_delay(
-    attempts: int,
-    *,
-    attempts_per_invocation: int,
-    retry_after: float | None,
-    rng: random.Random,
-    base: float = DEFER_BASE_SECONDS,
-) -> float:
-    """How long a ``deferred`` row waits before the sweeper re-fires it.
-
-    Doubles with each deferral ("equal jitter", so it never drops to zero) and is never
-    shorter than the provider's ``Retry-After``.
-    """
-    deferrals = max(1, -(-attempts // attempts_per_invocation))
-    ceiling = min(DEFER_CAP_SECONDS, base * 2 ** (deferrals - 1))
-    delay = ceiling / 2 + rng.uniform(0.0, ceiling / 2)
-    return float(max(delay, retry_after or 0.0))

@@ -1,20 +1,22 @@
-"""The only module that talks to DynamoDB: the send table and the history table.
+"""The function's DynamoDB: the reads and conditional writes the dispatcher and sweeper make.
 
-Every write is conditional on the row still holding the request attributes that were sent
+Every write is conditional on the row still holding the request attributes that were read
 (``DESIGN.md``, "Sending", steps 4 and 5). The row carries no hash of its own, so the
-condition is built from the attributes themselves: each one the sent image had must still be
-equal, and each one it lacked must still be absent.
+condition is built from the attributes themselves: each one the row had must still be equal,
+and each one it lacked must still be absent.
 
-``ClientError`` codes are translated in one place, :func:`_translate`: a failed condition
+``ClientError`` codes are translated in one place, :func:`translated`: a failed condition
 means :class:`RowChangedError` (someone edited or removed the row; leave it alone), anything
 else means :class:`StoreUnavailableError`, which the handler reports as a batch item failure
 so Lambda retries the record. The row is never lost either way.
+
+What only operators do (listing, inserting, cancelling) is :mod:`dispatcher.admin`'s, which
+builds on this module and is not shipped in the Lambda package.
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -28,7 +30,8 @@ from botocore.exceptions import (
     ReadTimeoutError,
 )
 
-from dispatcher.message import REQUEST_ATTRIBUTES, ErrorKind, Image, RowStatus
+from dispatcher.failure_policy import FailureStamp
+from dispatcher.row import REQUEST_ATTRIBUTES, Row
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -36,14 +39,14 @@ if TYPE_CHECKING:
 __all__ = [
     "LAST_ERROR_MAX_CHARS",
     "WAITING_INDEX",
-    "FailureStamp",
     "HistoryEntry",
     "RowChangedError",
-    "RowExistsError",
     "Store",
     "StoreError",
     "StoreUnavailableError",
-    "WaitingRow",
+    "conditionally",
+    "row_key",
+    "translated",
 ]
 
 #: ``last_error`` is for people reading a console; a provider's whole answer is not.
@@ -51,9 +54,6 @@ LAST_ERROR_MAX_CHARS = 1000
 #: The send table's sparse index of rows waiting for a time (``template.yaml``): only rows
 #: carrying ``retry_at`` (deferred and scheduled ones) are in it.
 WAITING_INDEX = "waiting-by-retry-at"
-#: BatchGetItem's own limit on keys per request, and how often unprocessed keys are asked again.
-BATCH_GET_LIMIT = 100
-BATCH_GET_ATTEMPTS = 5
 
 
 class StoreError(Exception):
@@ -66,19 +66,6 @@ class RowChangedError(StoreError):
 
 class StoreUnavailableError(StoreError):
     """DynamoDB throttled, timed out or failed; the record should be retried."""
-
-
-class RowExistsError(StoreError):
-    """A row with this id is already in the send table."""
-
-
-@dataclass(frozen=True)
-class WaitingRow:
-    """A row the sparse index says is waiting: its key and the wait it was found with."""
-
-    id: str
-    status: str
-    retry_at: str
 
 
 @dataclass(frozen=True)
@@ -96,19 +83,6 @@ class HistoryEntry:
     expires_at: int
     cc_count: int = 0
     bcc_count: int = 0
-
-
-@dataclass(frozen=True)
-class FailureStamp:
-    """The bookkeeping written onto a row that stays in the send table."""
-
-    status: RowStatus
-    attempts: int
-    stamped_at: str
-    last_error: str | None = None
-    error_kind: ErrorKind | None = None
-    http_status: int | None = None
-    retry_at: str | None = None
 
 
 class Store:
@@ -130,22 +104,18 @@ class Store:
     ) -> None:
         self.send_table = send_table
         self.history_table = history_table
-        self._client: DynamoDBClient = boto3_client or boto3.client("dynamodb")
+        self.client: DynamoDBClient = boto3_client or boto3.client("dynamodb")
 
-    @property
-    def client(self) -> DynamoDBClient:
-        return self._client
-
-    def get_row(self, row_id: str) -> dict[str, Any] | None:
+    def get_row(self, row_id: str) -> Row | None:
         """The row as stored now (strongly consistent), or None if it is gone."""
-        with _translate():
-            response = self._client.get_item(
-                TableName=self.send_table, Key=_key(row_id), ConsistentRead=True
+        with translated():
+            response = self.client.get_item(
+                TableName=self.send_table, Key=row_key(row_id), ConsistentRead=True
             )
         item = response.get("Item")
-        return dict(item) if item else None
+        return Row.from_image(row_id, item) if item else None
 
-    def record_sent(self, entry: HistoryEntry, sent_image: Image, *, replayed: bool) -> bool:
+    def record_sent(self, entry: HistoryEntry, sent: Row, *, replayed: bool) -> bool:
         """Move a sent row: write its history item and delete it, in one transaction.
 
         If the row changed while the mail was in flight (or is already gone), the history is
@@ -156,42 +126,28 @@ class Store:
         Returns True if the row was deleted, False if it was kept.
         """
         update = self._history_update(entry, replayed=replayed)
-        condition = _ContentCondition(sent_image)
-        try:
-            with _translate():
-                self._client.transact_write_items(
-                    TransactItems=[
-                        {"Update": update},  # type: ignore[typeddict-item]
-                        {
-                            "Delete": {
-                                "TableName": self.send_table,
-                                "Key": _key(entry.id),
-                                # Closes the race with an edit made while the send was in
-                                # flight: only the content that was sent may be deleted.
-                                "ConditionExpression": condition.expression,
-                                "ExpressionAttributeNames": condition.names,
-                                "ExpressionAttributeValues": condition.values,
-                            }
-                        },
-                    ]
-                )
-        except RowChangedError:
-            with _translate():
-                self._client.update_item(**update)
-            return False
-        return True
+        condition = _content_condition(sent)
+        moved = conditionally(
+            self.client.transact_write_items,
+            TransactItems=[
+                {"Update": update},
+                # Closes the race with an edit made while the send was in flight: only the
+                # content that was sent may be deleted.
+                {"Delete": {"TableName": self.send_table, "Key": row_key(sent.id), **condition}},
+            ],
+        )
+        if not moved:
+            with translated():
+                self.client.update_item(**update)
+        return moved
 
-    def stamp(self, row_id: str, sent_image: Image, stamp: FailureStamp) -> bool:
+    def stamp(self, row: Row, stamp: FailureStamp) -> bool:
         """Write why a row was not sent; False if the row changed or is gone meanwhile.
 
         Conditional on ``attribute_exists(id)`` (never resurrect a row deleted meanwhile) and
         on the content that was tried (a row edited in flight is left to its own MODIFY,
         not stamped with an error its new content never had).
         """
-        condition = _ContentCondition(sent_image)
-        values: dict[str, Any] = dict(condition.values)
-        names: dict[str, str] = dict(condition.names)
-        sets, removes = [], []
         fields: dict[str, Any] = {
             "status": {"S": stamp.status.value},
             "attempts": {"N": str(stamp.attempts)},
@@ -202,6 +158,12 @@ class Store:
             # Only rows waiting for a time carry retry_at: it keys the sweeper's sparse index.
             "retry_at": {"S": stamp.retry_at} if stamp.retry_at else None,
         }
+        condition = _content_condition(row)
+        names, values = (
+            condition["ExpressionAttributeNames"],
+            condition["ExpressionAttributeValues"],
+        )
+        sets, removes = [], []
         for index, (name, value) in enumerate(fields.items()):
             names[f"#b{index}"] = name
             if value is None:
@@ -212,27 +174,22 @@ class Store:
         expression = "SET " + ", ".join(sets)
         if removes:
             expression += " REMOVE " + ", ".join(removes)
-        try:
-            with _translate():
-                self._client.update_item(
-                    TableName=self.send_table,
-                    Key=_key(row_id),
-                    UpdateExpression=expression,
-                    ConditionExpression=condition.expression,
-                    ExpressionAttributeNames=names,
-                    ExpressionAttributeValues=values,
-                )
-        except RowChangedError:
-            return False
-        return True
+        return conditionally(
+            self.client.update_item,
+            TableName=self.send_table,
+            Key=row_key(row.id),
+            UpdateExpression=expression,
+            **condition,
+        )
 
-    def due_rows(self, status: str, now: str, *, page_size: int = 100) -> Iterator[WaitingRow]:
+    def due_rows(self, status: str, now: str, *, page_size: int = 100) -> Iterator[Row]:
         """Rows with ``status`` whose ``retry_at`` is at or before ``now``, oldest first.
 
         A paginated Query of the sparse index, never a Scan: its cost follows the rows that
-        are due, not the size of the table.
+        are due, not the size of the table. The index holds keys only, so each row carries
+        its id, status and ``retry_at``: enough for :meth:`refire`'s condition.
         """
-        paginator = self._client.get_paginator("query")
+        paginator = self.client.get_paginator("query")
         pages = paginator.paginate(
             TableName=self.send_table,
             IndexName=WAITING_INDEX,
@@ -241,183 +198,45 @@ class Store:
             ExpressionAttributeValues={":status": {"S": status}, ":now": {"S": now}},
             PaginationConfig={"PageSize": page_size},
         )
-        with _translate():
+        with translated():
             for page in pages:
                 for item in page.get("Items", []):
-                    yield WaitingRow(item["id"]["S"], item["status"]["S"], item["retry_at"]["S"])
+                    row = Row.from_item(item)
+                    if row is not None:
+                        yield row
 
-    def refire(self, row: WaitingRow, *, lease_until: str) -> bool:
+    def refire(self, row: Row, *, lease_until: str | None = None) -> bool:
         """Bump ``revision`` so the stream sends the row again; False if it moved meanwhile.
 
-        Conditional on the row still waiting with the status and ``retry_at`` it was found
-        with: two sweepers never both fire it, and a row a person edited (or the dispatcher
-        re-stamped) is left to its own record. ``retry_at`` moves to ``lease_until`` so the
-        next sweep does not fire it again while the dispatcher is still on it.
+        The one way anything re-fires a row (the sweeper, the CLI, the console). Conditional
+        on the row still existing with the ``status`` and ``retry_at`` it was read with: two
+        sweepers never both fire it, and a row a person edited (or the dispatcher re-stamped)
+        is left to its own record. ``lease_until`` moves ``retry_at`` on, so that the next
+        sweep does not fire the row again while the dispatcher is still on it.
         """
-        try:
-            with _translate():
-                self._client.update_item(
-                    TableName=self.send_table,
-                    Key=_key(row.id),
-                    UpdateExpression="ADD #revision :one SET #retry_at = :lease",
-                    ConditionExpression="#status = :status AND #retry_at = :retry_at",
-                    ExpressionAttributeNames={
-                        "#revision": "revision",
-                        "#status": "status",
-                        "#retry_at": "retry_at",
-                    },
-                    ExpressionAttributeValues={
-                        ":one": {"N": "1"},
-                        ":lease": {"S": lease_until},
-                        ":status": {"S": row.status},
-                        ":retry_at": {"S": row.retry_at},
-                    },
-                )
-        except RowChangedError:
-            return False
-        return True
-
-    def history(self, row_id: str, *, since: str | None = None) -> list[dict[str, Any]]:
-        """Every history item of one row id (sent at or after ``since``), oldest first."""
-        key = "#id = :id"
-        values: dict[str, Any] = {":id": {"S": row_id}}
-        names = {"#id": "id"}
-        if since:
-            key += " AND #sent_at >= :since"
-            values[":since"] = {"S": since}
-            names["#sent_at"] = "sent_at"
-        items: list[dict[str, Any]] = []
-        paginator = self._client.get_paginator("query")
-        with _translate():
-            for page in paginator.paginate(
-                TableName=self.history_table,
-                KeyConditionExpression=key,
-                ExpressionAttributeNames=names,
-                ExpressionAttributeValues=values,
-            ):
-                items.extend(page.get("Items", []))
-        return items
-
-    def scan_history(self, *, since: str | None = None) -> Iterator[dict[str, Any]]:
-        """History items of every row (sent at or after ``since``): a paginated Scan."""
-        return self._scan(self.history_table, {"sent_at": (">=", since)})
-
-    def put_row(self, item: dict[str, Any], *, overwrite: bool = False) -> None:
-        """Insert a send row; an existing id is refused unless ``overwrite`` (seeding)."""
-        condition: dict[str, Any] = (
-            {}
-            if overwrite
-            else {
-                "ConditionExpression": "attribute_not_exists(#id)",
-                "ExpressionAttributeNames": {"#id": "id"},
-            }
-        )
-        try:
-            with _translate():
-                self._client.put_item(TableName=self.send_table, Item=item, **condition)
-        except RowChangedError:
-            raise RowExistsError(f"a row with id {item['id']['S']!r} already exists") from None
-
-    def waiting_rows(self, status: str) -> Iterator[dict[str, Any]]:
-        """Every row with ``status`` deferred or scheduled, in ``retry_at`` order: the
-        sparse index (keys only) gives the ids, BatchGetItem the rows, 100 at a time."""
-        ids: list[str] = []
-        for row in self.due_rows(status, "9999"):
-            ids.append(row.id)
-            if len(ids) == BATCH_GET_LIMIT:
-                yield from self._get_rows(ids)
-                ids = []
-        if ids:
-            yield from self._get_rows(ids)
-
-    def _get_rows(self, ids: list[str]) -> Iterator[dict[str, Any]]:
-        """Rows by id, in the order given; rows gone meanwhile are left out."""
-        found: dict[str, dict[str, Any]] = {}
-        request: Any = {self.send_table: {"Keys": [_key(i) for i in ids], "ConsistentRead": True}}
-        for attempt in range(BATCH_GET_ATTEMPTS):
-            if attempt:
-                time.sleep(min(1.0, 0.05 * 2**attempt))  # DynamoDB asks for a backoff
-            with _translate():
-                response = self._client.batch_get_item(RequestItems=request)
-            for item in response.get("Responses", {}).get(self.send_table, []):
-                found[item["id"]["S"]] = item
-            request = response.get("UnprocessedKeys") or {}
-            if not request:
-                break
-        else:
-            raise StoreUnavailableError(
-                f"DynamoDB left {len(request[self.send_table]['Keys'])} of {len(ids)} rows "
-                f"unread after {BATCH_GET_ATTEMPTS} attempts (throttled); try again"
-            )
-        return (found[i] for i in ids if i in found)
-
-    def scan_rows(
-        self, *, status: str | None = None, error_kind: str | None = None
-    ) -> Iterator[dict[str, Any]]:
-        """Rows of the send table, optionally filtered: a paginated Scan."""
-        return self._scan(
-            self.send_table, {"status": ("=", status), "error_kind": ("=", error_kind)}
-        )
-
-    def bump_revision(self, row_id: str, *, status: str | None) -> bool:
-        """Re-fire a row by bumping ``revision``, if it still exists with ``status``.
-
-        Returns False if the row is gone or its status changed since it was read (it was
-        sent, or the dispatcher is already on it).
-        """
-        condition = "attribute_exists(#id) AND " + (
-            "#status = :status" if status is not None else "attribute_not_exists(#status)"
-        )
+        names = {"#id": "id", "#revision": "revision"}
         values: dict[str, Any] = {":one": {"N": "1"}}
-        if status is not None:
-            values[":status"] = {"S": status}
-        try:
-            with _translate():
-                self._client.update_item(
-                    TableName=self.send_table,
-                    Key=_key(row_id),
-                    UpdateExpression="ADD #revision :one",
-                    ConditionExpression=condition,
-                    ExpressionAttributeNames={
-                        "#id": "id",
-                        "#revision": "revision",
-                        "#status": "status",
-                    },
-                    ExpressionAttributeValues=values,
-                )
-        except RowChangedError:
-            return False
-        return True
-
-    def delete_row(self, row_id: str) -> bool:
-        """Cancel a row; False if there was none."""
-        try:
-            with _translate():
-                self._client.delete_item(
-                    TableName=self.send_table,
-                    Key=_key(row_id),
-                    ConditionExpression="attribute_exists(#id)",
-                    ExpressionAttributeNames={"#id": "id"},
-                )
-        except RowChangedError:
-            return False
-        return True
-
-    def _scan(
-        self, table: str, filters: dict[str, tuple[str, str | None]]
-    ) -> Iterator[dict[str, Any]]:
-        """A paginated Scan, filtered on ``attribute: (operator, value)`` (None: no filter)."""
-        kwargs: dict[str, Any] = {"TableName": table}
-        used = {name: cmp for name, cmp in filters.items() if cmp[1] is not None}
-        if used:
-            kwargs.update(
-                FilterExpression=" AND ".join(f"#{n} {op} :{n}" for n, (op, _) in used.items()),
-                ExpressionAttributeNames={f"#{n}": n for n in used},
-                ExpressionAttributeValues={f":{n}": {"S": v} for n, (_, v) in used.items()},
-            )
-        with _translate():
-            for page in self._client.get_paginator("scan").paginate(**kwargs):
-                yield from page.get("Items", [])
+        parts = ["attribute_exists(#id)"]
+        for name, expected in (("status", row.status), ("retry_at", row.retry_at)):
+            names[f"#{name}"] = name
+            if expected is None:
+                parts.append(f"attribute_not_exists(#{name})")
+            else:
+                values[f":{name}"] = {"S": expected}
+                parts.append(f"#{name} = :{name}")
+        update = "ADD #revision :one"
+        if lease_until is not None:
+            values[":lease"] = {"S": lease_until}
+            update += " SET #retry_at = :lease"
+        return conditionally(
+            self.client.update_item,
+            TableName=self.send_table,
+            Key=row_key(row.id),
+            UpdateExpression=update,
+            ConditionExpression=" AND ".join(parts),
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=values,
+        )
 
     def _history_update(self, entry: HistoryEntry, *, replayed: bool) -> dict[str, Any]:
         # An Update, not a Put: the key (id, sent_at) comes from the idempotency record, so a
@@ -450,27 +269,40 @@ class Store:
         }
 
 
-class _ContentCondition:
-    """``attribute_exists(id)`` and every request attribute exactly as in ``image``."""
+def _content_condition(row: Row) -> dict[str, Any]:
+    """``attribute_exists(id)`` and every request attribute exactly as ``row`` holds it, as
+    the keyword arguments of a conditional write (fresh dicts: callers add to them)."""
+    names: dict[str, str] = {"#id": "id"}
+    values: dict[str, Any] = {}
+    parts = ["attribute_exists(#id)"]
+    for index, name in enumerate(sorted(REQUEST_ATTRIBUTES)):
+        names[f"#r{index}"] = name
+        if name in row.image:
+            # `=` compares every type, lists and maps included (DynamoDB API reference,
+            # Condition: "EQ is supported for all data types, including lists and maps").
+            values[f":r{index}"] = row.image[name]
+            parts.append(f"#r{index} = :r{index}")
+        else:
+            parts.append(f"attribute_not_exists(#r{index})")
+    return {
+        "ConditionExpression": " AND ".join(parts),
+        "ExpressionAttributeNames": names,
+        "ExpressionAttributeValues": values,
+    }
 
-    def __init__(self, image: Image) -> None:
-        self.names: dict[str, str] = {"#id": "id"}
-        self.values: dict[str, Any] = {}
-        parts = ["attribute_exists(#id)"]
-        for index, name in enumerate(sorted(REQUEST_ATTRIBUTES)):
-            self.names[f"#r{index}"] = name
-            if name in image:
-                # `=` compares every type, lists and maps included (DynamoDB API reference,
-                # Condition: "EQ is supported for all data types, including lists and maps").
-                self.values[f":r{index}"] = image[name]
-                parts.append(f"#r{index} = :r{index}")
-            else:
-                parts.append(f"attribute_not_exists(#r{index})")
-        self.expression = " AND ".join(parts)
+
+def conditionally(call: Callable[..., Any], **kwargs: Any) -> bool:
+    """Make a conditional write; False if its condition failed (the row moved on)."""
+    try:
+        with translated():
+            call(**kwargs)
+    except RowChangedError:
+        return False
+    return True
 
 
 @contextmanager
-def _translate() -> Iterator[None]:
+def translated() -> Iterator[None]:
     """Map DynamoDB failures onto :class:`RowChangedError` / :class:`StoreUnavailableError`."""
     try:
         yield
@@ -496,7 +328,8 @@ def _only_condition_failures(exc: ClientError) -> bool:
     return codes == {"ConditionalCheckFailed"}
 
 
-def _key(row_id: str) -> dict[str, Any]:
+def row_key(row_id: str) -> dict[str, Any]:
+    """The send table's key of a row."""
     return {"id": {"S": row_id}}
 
 

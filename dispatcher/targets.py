@@ -2,7 +2,8 @@
 
 The local stack is found from ``local.json``, which ``dispatcher dev`` writes to its state
 directory; a deployed stack from its CloudFormation outputs. Either way the commands get the
-same :class:`Target`: a :class:`~dispatcher.store.Store` and, locally, the sandbox's URL.
+same :class:`Target`: an :class:`~dispatcher.admin.Admin` over the stack's tables and,
+locally, the sandbox's URL.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from dispatcher.admin import Admin
 from dispatcher.store import Store
 
 __all__ = ["Target", "TargetError", "default_state_dir", "deployed_stack", "local_stack"]
@@ -29,10 +31,10 @@ class TargetError(Exception):
 
 @dataclass(frozen=True)
 class Target:
-    """The tables (through a store) and, for the local stack, the sandbox."""
+    """The tables (through the operator's queries) and, for the local stack, the sandbox."""
 
     name: str
-    store: Store
+    admin: Admin
     sandbox_url: str | None = None
 
 
@@ -69,7 +71,7 @@ def local_stack(state_dir: Path) -> Target:
     store = Store(
         send_table=info["send_table"], history_table=info["history_table"], boto3_client=client
     )
-    return Target(f"local stack at {info['endpoint_url']}", store, info.get("sandbox_url"))
+    return Target(f"local stack at {info['endpoint_url']}", Admin(store), info.get("sandbox_url"))
 
 
 def deployed_stack(name: str) -> Target:
@@ -94,4 +96,4 @@ def deployed_stack(name: str) -> Target:
         history_table=outputs["HistoryTableName"],
         boto3_client=_client("dynamodb"),
     )
-    return Target(f"stack {name}", store)
+    return Target(f"stack {name}", Admin(store))

@@ -24,7 +24,7 @@ from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import 
     DynamoDBRecordEventName,
 )
 
-from dispatcher.message import REQUEST_ATTRIBUTES, WAITING_STATUSES, Image
+from dispatcher.row import REQUEST_ATTRIBUTES, WAITING_STATUSES, Image, string_attribute
 
 __all__ = ["Decision", "Reason", "triage"]
 
@@ -72,17 +72,9 @@ def triage(
     old = old_image or {}
     if any(old.get(attr) != new_image.get(attr) for attr in REQUEST_ATTRIBUTES):
         return Decision(True, Reason.REQUEST_CHANGED)
-    new_status = _status(new_image)
-    if new_status in WAITING_STATUSES:
+    if string_attribute(new_image, "status") in WAITING_STATUSES:
         # Only bookkeeping changed and the row is parked: this is our own stamp coming back.
         return Decision(False, Reason.ECHO)
-    if new_status != _status(old):
+    if new_image.get("status") != old.get("status"):  # any other value, or removed
         return Decision(True, Reason.STATUS_REFIRED)
     return Decision(False, Reason.NO_CHANGE)
-
-
-def _status(image: Image) -> str | None:
-    value = image.get("status")
-    if isinstance(value, dict):
-        return value.get("S") if isinstance(value.get("S"), str) else repr(value)
-    return None

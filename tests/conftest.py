@@ -27,6 +27,18 @@ API_KEY = "sk-test-DO-NOT-LOG-7f3a9c"
 BASE_URL = "https://blastengine.test/api/v1"
 
 
+#: Test tiers by directory; the slow ones are marked so `make test-fast` can leave them out.
+_SLOW_TIERS = {"e2e": "e2e", "fault": "fault"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        tier = Path(str(item.fspath)).parent.name
+        if tier in _SLOW_TIERS:
+            item.add_marker(getattr(pytest.mark, _SLOW_TIERS[tier]))
+            item.add_marker(pytest.mark.slow)
+
+
 def load_event(name: str) -> dict[str, Any]:
     """One of the sample events under events/, exactly as Lambda would deliver it."""
     return json.loads((EVENTS / name).read_text(encoding="utf-8"))

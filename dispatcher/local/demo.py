@@ -1,143 +1,121 @@
-"""The in-process demo: the sample rows through the real handler, no AWS account needed.
+"""The demo: the sample rows through the real functions, no AWS account needed.
 
-DynamoDB is moto's in-memory backend (tables created from ``template.yaml``, with a real
-stream), mail goes to the built-in blastengine sandbox on loopback, and the stream is drained
-into the real :class:`~dispatcher.dispatch.Dispatcher` the way Lambda would, echoes included,
-until nothing is left to process. Then one broken row is fixed, as a person would, and sent.
+``dispatcher demo`` starts a local stack of its own (:mod:`dispatcher.local.stack`, the same
+one ``dispatcher dev`` runs, on a temporary state directory), inserts the sample rows, shows
+what was sent and what stayed, then fixes one broken row as a person would and shows it sent.
+``dispatcher dev --demo`` inserts the same rows into the stack it runs and shows the outcome.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-import os
-import sys
-from collections import Counter
+import tempfile
+import time
 from collections.abc import Iterator
-from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.table import Table
 
-from dispatcher.local.context import LocalContext
-from dispatcher.local.poller import MappingConfig, StreamPoller
 from dispatcher.local.sandbox import Faults, Sandbox
-from dispatcher.local.tables import HISTORY_TABLE, IDEMPOTENCY_TABLE, SEND_TABLE, create_tables
+from dispatcher.row import plain
+
+if TYPE_CHECKING:
+    from dispatcher.local.stack import LocalStack
 
 __all__ = ["EVENTS_DIR", "run_demo"]
 
 EVENTS_DIR = Path(__file__).resolve().parents[2] / "events"
 DEMO_EVENTS = ("insert.json", "mixed-batch.json", "invalid-row.json")
-_NAMES = {
-    SEND_TABLE: "demo-send",
-    HISTORY_TABLE: "demo-history",
-    IDEMPOTENCY_TABLE: "demo-idempotency",
-}
-_LOGIN, _KEY = "demo", "demo-api-key"
 FLAKY_ADDRESS = "flaky@example.com"
 _FLAKY_ROW = {
     "id": {"S": "invoice-0011"},
     "to": {"S": FLAKY_ADDRESS},
     "subject": {"S": "Your invoice"},
     "text": {"S": "Invoice attached."},
-}  # the sandbox's own credentials, not a real account
+}
 
 
 def run_demo(console: Console | None = None, *, events_dir: Path = EVENTS_DIR) -> dict[str, Any]:
-    """Run the demo; returns what it saw (used by the tests)."""
-    from moto import mock_aws
+    """Run the demo on a local stack of its own; returns what it saw (used by the tests)."""
+    from dispatcher.local.stack import LocalStack, StackOptions
+    from dispatcher.observability import logger
 
     out = console or Console()
-    faults = Faults(fail_to=(FLAKY_ADDRESS,))  # the sandbox answers 500 for this one
+    level = logger.log_level
+    logger.setLevel("WARNING")  # the demo's tables tell the story; the log lines would drown it
     with (
-        _demo_environment(),
-        mock_aws(),
-        Sandbox(login_id=_LOGIN, api_key=_KEY, faults=faults) as sandbox,
+        _restored_log_level(level),
+        tempfile.TemporaryDirectory(prefix="dispatcher-demo-") as state_dir,
+        LocalStack(
+            StackOptions(
+                state_dir=Path(state_dir),
+                sandbox_faults=Faults(fail_to=(FLAKY_ADDRESS,)),  # the sandbox answers 500
+                sweep_interval=3600.0,  # the demo shows the deferral, not the retries
+            )
+        ) as stack,
     ):
-        import boto3
-
-        from dispatcher.dispatch import Dispatcher
-        from dispatcher.settings import Settings
-
-        client = boto3.client("dynamodb")
-        streams = create_tables(client, _NAMES)
-        settings = Settings.from_env(
-            send_table_name=_NAMES[SEND_TABLE],
-            history_table_name=_NAMES[HISTORY_TABLE],
-            idempotency_table_name=_NAMES[IDEMPOTENCY_TABLE],
-            default_from_email="noreply@example.com",
-            default_from_name="Example",
-            blastengine_base_url=sandbox.base_url,
-            blastengine_login_id=_LOGIN,
-            blastengine_api_key=_KEY,
-            rate_limit_rps=20.0,
-        )
-        dispatcher = Dispatcher.from_settings(settings, dynamodb_client=client)
-        # Recent botocore sends ARN-addressed stream calls to an account-specific host that
-        # moto's in-process mock does not intercept; the classic regional host it does.
-        streams_client = boto3.client(
-            "dynamodbstreams", endpoint_url="https://streams.dynamodb.us-east-1.amazonaws.com"
-        )
-        poller = _poller(dispatcher, streams_client, streams[SEND_TABLE], out)
-
-        rows = _sample_rows(events_dir)
+        assert stack.info is not None
+        assert stack.sandbox is not None
+        client = stack.client("dynamodb")
+        table = stack.info.send_table
         out.rule("[bold]1. The application inserts rows into the send table")
-        for row in rows:
-            client.put_item(TableName=settings.send_table_name, Item=row)
-            out.print(f"  put {row['id']['S']:<14} to={_s(row, 'to')!r}")
-        _drain(poller)
+        for row in _insert_samples(stack, events_dir):
+            out.print(f"  put {row['id']['S']:<14} to={_text(row, 'to')!r}")
+        _settle(stack)
 
         out.rule("[bold]2. What the sandbox received")
-        _print_mails(out, sandbox)
+        _print_mails(out, stack.sandbox)
         out.rule("[bold]3. What stayed in the send table, and why")
-        kept = _print_rows(out, client, settings.send_table_name)
+        kept = _print_rows(out, client, table)
 
         out.rule("[bold]4. A person fixes a failed row; the edit re-sends it")
         fix_id, fixed_to = "order-0008", "rokuro@example.com"
         out.print(f"  update {fix_id}: SET to = {fixed_to!r}")  # noqa: S608 (not SQL)
         client.update_item(
-            TableName=settings.send_table_name,
+            TableName=table,
             Key={"id": {"S": fix_id}},
             UpdateExpression="SET #to = :to",
             ExpressionAttributeNames={"#to": "to"},
             ExpressionAttributeValues={":to": {"S": fixed_to}},
         )
-        _drain(poller)
-        _print_mails(out, sandbox)
-        kept = _print_rows(out, client, settings.send_table_name)
+        _settle(stack)
+        _print_mails(out, stack.sandbox)
+        kept = _print_rows(out, client, table)
         out.print(
             "\nEvery row ends either sent (history item written, row deleted) or kept with "
             "its reason.\nFix a kept row (or bump its `revision`) and it is sent again."
         )
-        return {
-            "mails": [m.payload for m in sandbox.mails],
-            "kept": kept,
-        }
+        return {"mails": [m.payload for m in stack.sandbox.mails], "kept": kept}
 
 
 @contextlib.contextmanager
-def _demo_environment() -> Iterator[None]:
-    """Fake AWS credentials and quiet Powertools, restored afterwards."""
-    values = {
-        "AWS_ACCESS_KEY_ID": "demo",
-        "AWS_SECRET_ACCESS_KEY": "demo",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "POWERTOOLS_METRICS_DISABLED": "true",
-        "POWERTOOLS_LOG_LEVEL": "WARNING",
-    }
-    saved = {k: os.environ.get(k) for k in [*values, "AWS_ENDPOINT_URL"]}
-    os.environ.update(values)
-    os.environ.pop("AWS_ENDPOINT_URL", None)  # moto intercepts; never reach a real endpoint
+def _restored_log_level(level: int) -> Iterator[None]:
+    from dispatcher.observability import logger
+
     try:
         yield
     finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+        logger.setLevel(level)
+
+
+def _insert_samples(stack: LocalStack, events_dir: Path) -> list[dict[str, Any]]:
+    """Put the sample rows into the stack's send table, as an application would."""
+    assert stack.info is not None
+    client = stack.client("dynamodb")
+    rows = _sample_rows(events_dir)
+    for row in rows:
+        client.put_item(TableName=stack.info.send_table, Item=row)
+    return rows
+
+
+def _settle(stack: LocalStack) -> None:
+    """Wait for the batching window, then until every record and its echo is handled."""
+    assert stack.mapping is not None
+    time.sleep(stack.mapping.batching_window + 0.5)
+    stack.wait_idle(timeout=60)
 
 
 def _sample_rows(events_dir: Path) -> list[dict[str, Any]]:
@@ -150,34 +128,6 @@ def _sample_rows(events_dir: Path) -> list[dict[str, Any]]:
                 image = record["dynamodb"]["NewImage"]
                 rows.setdefault(image["id"]["S"], image)
     return [*rows.values(), _FLAKY_ROW]
-
-
-def _poller(dispatcher: Any, client: Any, stream_arn: str, out: Console) -> StreamPoller:
-    """The local event source mapping, without its batching window: the demo needs no wait."""
-    count = 0
-
-    def invoke(event: dict[str, Any]) -> Any:
-        nonlocal count
-        count += 1
-        with contextlib.redirect_stdout(sys.stderr):
-            response = dispatcher.handle_batch(event, LocalContext())
-        failures = len(response.get("batchItemFailures", []))
-        outcomes = Counter(r.outcome.value for r in dispatcher.last_results)
-        summary = ", ".join(f"{n} {outcome}" for outcome, n in sorted(outcomes.items()))
-        out.print(
-            f"  invocation {count}: {len(event['Records'])} record(s): {summary}"
-            + (f"; {failures} left for retry" if failures else "")
-        )
-        return response
-
-    config = replace(MappingConfig.from_template(), batching_window=0.0)
-    return StreamPoller(client, stream_arn, config, invoke, on_failure=lambda _: None)
-
-
-def _drain(poller: StreamPoller) -> None:
-    """Feed the stream to the handler, batch by batch, until it has nothing new."""
-    while poller.poll_once():
-        pass
 
 
 def _print_mails(out: Console, sandbox: Sandbox) -> None:
@@ -193,36 +143,30 @@ def _print_mails(out: Console, sandbox: Sandbox) -> None:
 def _print_rows(out: Console, client: Any, table_name: str) -> list[dict[str, Any]]:
     items: list[dict[str, Any]] = client.scan(TableName=table_name).get("Items", [])
     for item in sorted(items, key=lambda i: i["id"]["S"]):
-        kind = f" ({_s(item, 'error_kind')})" if "error_kind" in item else ""
-        until = f" until {_s(item, 'retry_at')}" if "retry_at" in item else ""
-        out.print(f"  [bold]{item['id']['S']:<14}[/] {_s(item, 'status')}{kind}{until}")
-        for reason in filter(None, _s(item, "last_error").split("; ")):
+        kind = f" ({_text(item, 'error_kind')})" if "error_kind" in item else ""
+        until = f" until {_text(item, 'retry_at')}" if "retry_at" in item else ""
+        out.print(f"  [bold]{item['id']['S']:<14}[/] {_text(item, 'status')}{kind}{until}")
+        for reason in filter(None, _text(item, "last_error").split("; ")):
             out.print(f"      {reason}", markup=False, highlight=False)
     if not items:
         out.print("  (empty)")
     return items
 
 
-def _s(item: dict[str, Any], name: str) -> str:
-    value = item.get(name, {})
-    return str(value.get("S", value.get("N", ""))) if isinstance(value, dict) else ""
+def _text(item: dict[str, Any], name: str) -> str:
+    value = plain(item).get(name, "")
+    return str(value)
 
 
-def show_dev_demo(stack: Any, out: Console, *, events_dir: Path = EVENTS_DIR) -> None:
+def show_dev_demo(stack: LocalStack, out: Console, *, events_dir: Path = EVENTS_DIR) -> None:
     """``dispatcher dev --demo``: insert the sample rows into the running stack and show the
     outcome, then how to fix the failed row from a second terminal."""
-    import time
-
-    import boto3
-
     info = stack.info
-    client = boto3.client("dynamodb", endpoint_url=info.endpoint_url, region_name=info.region)
-    rows = _sample_rows(events_dir)
-    for row in rows:
-        client.put_item(TableName=info.send_table, Item=row)
+    assert info is not None
+    client = stack.client("dynamodb")
+    rows = _insert_samples(stack, events_dir)
     out.rule(f"[bold]demo: {len(rows)} sample rows inserted")
-    time.sleep(stack.mapping.batching_window + 0.5)
-    stack.wait_idle(timeout=60)
+    _settle(stack)
     if stack.sandbox is not None:
         out.rule("[bold]what the sandbox received")
         _print_mails(out, stack.sandbox)

@@ -2,28 +2,33 @@
 
 - a DynamoDB endpoint with streams (moto's server) and the three tables from ``template.yaml``;
 - the blastengine sandbox (or an external blastengine-compatible API);
-- the poller: the stream's event source mapping, invoking the real
-  ``dispatcher.handler.lambda_handler`` with the mapping's semantics (in this process, or
-  with ``kill_rate`` in a process of its own that chaos can kill: :mod:`.worker`);
-- the sweeper, calling ``dispatcher.sweeper.lambda_handler`` on a timer.
+- the poller: the stream's event source mapping, invoking the dispatcher function with the
+  mapping's semantics (in this process, or with ``kill_rate`` in a process of its own that
+  chaos can kill: :mod:`.worker`);
+- the sweeper function on a timer.
 
-The handler and sweeper modules read their settings from the environment, exactly as in
-Lambda; the stack sets that environment (``AWS_ENDPOINT_URL`` included) before importing
-them. What the CLI needs to find the stack is written to ``local.json`` in the state
-directory and removed on stop.
+Both functions are composed exactly as the Lambda entry modules compose them
+(:mod:`dispatcher.functions`), from a :class:`~dispatcher.settings.Settings` read from the
+environment a deployed function would have (:attr:`LocalStack.function_env`) and clients of
+this stack's endpoint; nothing here touches the process's own environment. What the CLI
+needs to find the stack is written to ``local.json`` in the state directory and removed on
+stop.
 """
 
 from __future__ import annotations
 
-import importlib
+import functools
 import json
 import os
 import random
 import threading
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from dispatcher.dispatch import Dispatcher
+from dispatcher.functions import LambdaFunction, dispatch_function, sweep_function
 from dispatcher.local.chaos import throttle_some_calls
 from dispatcher.local.context import LocalContext
 from dispatcher.local.dynamodb_server import DynamoDBServer
@@ -37,6 +42,8 @@ from dispatcher.local.tables import (
     load_template,
 )
 from dispatcher.local.worker import FunctionWorker
+from dispatcher.refire import Sweeper
+from dispatcher.settings import Settings
 from dispatcher.targets import default_state_dir
 
 __all__ = ["STATE_FILE", "LocalStack", "ReadyInfo", "StackOptions", "default_state_dir"]
@@ -104,27 +111,17 @@ class LocalStack:
         self.info: ReadyInfo | None = None
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
-        self._saved_env: dict[str, str | None] = {}
+        self.function_env: dict[str, str] = {}
         self._wrote_state = False
         self._one_function_at_a_time = threading.Lock()  # see _run_function
         self.mapping: MappingConfig | None = None
         self.worker: FunctionWorker | None = None
 
     def start(self) -> ReadyInfo:
-        import boto3
-
         _refuse_if_running(self.options.state_dir / STATE_FILE)
         self.dynamodb = DynamoDBServer(port=self.options.port).start()
         endpoint = self.dynamodb.endpoint_url
-        self._set_env(
-            {
-                "AWS_ENDPOINT_URL": endpoint,
-                "AWS_DEFAULT_REGION": _REGION,
-                "AWS_ACCESS_KEY_ID": os.environ.get("AWS_ACCESS_KEY_ID") or "local",
-                "AWS_SECRET_ACCESS_KEY": os.environ.get("AWS_SECRET_ACCESS_KEY") or "local",
-            }
-        )
-        streams = create_tables(boto3.client("dynamodb"), TABLE_NAMES)
+        streams = create_tables(self.client("dynamodb"), TABLE_NAMES)
 
         if self.options.provider_url:
             provider_url = self.options.provider_url
@@ -140,18 +137,22 @@ class LocalStack:
                 "BLASTENGINE_LOGIN_ID": SANDBOX_LOGIN_ID,
                 "BLASTENGINE_API_KEY": SANDBOX_API_KEY,
             }
-        self._set_env(
-            {
-                "SEND_TABLE_NAME": TABLE_NAMES[SEND_TABLE],
-                "HISTORY_TABLE_NAME": TABLE_NAMES[HISTORY_TABLE],
-                "IDEMPOTENCY_TABLE_NAME": TABLE_NAMES[IDEMPOTENCY_TABLE],
-                "BLASTENGINE_BASE_URL": provider_url,
-                "DEFAULT_FROM_EMAIL": os.environ.get("DEFAULT_FROM_EMAIL") or "noreply@example.com",
-                "POWERTOOLS_METRICS_DISABLED": os.environ.get("POWERTOOLS_METRICS_DISABLED")
-                or "true",
-                **credentials,
-            }
-        )
+        # What the function's environment would be in Lambda: the user's own settings
+        # (RATE_LIMIT_RPS, ...) where given, this stack's endpoint, tables and provider.
+        self.function_env = {
+            "AWS_ENDPOINT_URL": endpoint,
+            "AWS_DEFAULT_REGION": _REGION,
+            "AWS_ACCESS_KEY_ID": os.environ.get("AWS_ACCESS_KEY_ID") or "local",
+            "AWS_SECRET_ACCESS_KEY": os.environ.get("AWS_SECRET_ACCESS_KEY") or "local",
+            "SEND_TABLE_NAME": TABLE_NAMES[SEND_TABLE],
+            "HISTORY_TABLE_NAME": TABLE_NAMES[HISTORY_TABLE],
+            "IDEMPOTENCY_TABLE_NAME": TABLE_NAMES[IDEMPOTENCY_TABLE],
+            "BLASTENGINE_BASE_URL": provider_url,
+            "DEFAULT_FROM_EMAIL": os.environ.get("DEFAULT_FROM_EMAIL") or "noreply@example.com",
+            "POWERTOOLS_METRICS_DISABLED": os.environ.get("POWERTOOLS_METRICS_DISABLED") or "true",
+            **credentials,
+        }
+        settings = Settings.from_env({**os.environ, **self.function_env})
 
         state_dir = self.options.state_dir
         state_dir.mkdir(parents=True, exist_ok=True)
@@ -168,53 +169,71 @@ class LocalStack:
             stream_arn=streams[SEND_TABLE],
         )
 
-        handler = _fresh_import("dispatcher.handler")
-        sweeper = _fresh_import("dispatcher.sweeper")
         template = load_template()
         timeouts = _function_timeouts(template)
         self.mapping = MappingConfig.from_template(template)
-
-        chaos = random.Random(self.options.seed)  # noqa: S311  (fault injection, not security)
-        if self.options.kill_rate:
-            # Only a process of its own can be killed mid-batch and start cold again.
-            self.worker = FunctionWorker(
-                kill_rate=self.options.kill_rate,
-                seed=self.options.seed,
-                dynamodb_fault_rate=self.options.dynamodb_fault_rate,
-            )
-        elif self.options.dynamodb_fault_rate:
-            throttle_some_calls(
-                handler.dispatcher.store.client,
-                self.options.dynamodb_fault_rate,
-                random.Random(self.options.seed),  # noqa: S311  (fault injection)
-            )
-
-        def invoke(event: dict[str, Any]) -> Any:
-            timeout = timeouts["DispatcherFunction"]
-            if self.worker is not None:
-                response = self.worker.invoke(event, timeout)
-            else:
-                context = LocalContext("DispatcherFunction", timeout)
-                response = self._run_function(handler, event, context)
-            if chaos.random() < self.options.crash_rate:
-                # The worst moment to die: the batch's work is done, its response is lost,
-                # and Lambda redelivers all of it.
-                raise RuntimeError("injected crash after the handler ran (--crash-rate)")
-            return response
+        invoke = self._dispatch_invoker(settings, timeouts["DispatcherFunction"])
+        sweep = sweep_function(
+            Sweeper.from_settings(settings, dynamodb_client=self.client("dynamodb")),
+            publish_metrics=False,
+        )
 
         self.poller = StreamPoller(
-            boto3.client("dynamodbstreams"),
+            self.client("dynamodbstreams"),
             streams[SEND_TABLE],
             self.mapping,
             invoke,
             on_failure,
         )
         self._spawn("poller", self.poller.run, self._stop)
-        self._spawn("sweeper", self._sweep_forever, sweeper, timeouts["SweeperFunction"])
+        self._spawn("sweeper", self._sweep_forever, sweep, timeouts["SweeperFunction"])
         state = {**asdict(self.info), "pid": os.getpid()}
         (state_dir / STATE_FILE).write_text(json.dumps(state, indent=2))
         self._wrote_state = True
         return self.info
+
+    def _dispatch_invoker(
+        self, settings: Settings, timeout: float
+    ) -> Callable[[dict[str, Any]], Any]:
+        """How the poller invokes the dispatcher: in this process, or (``kill_rate``) in a
+        process of its own that chaos can kill and that starts cold again."""
+        chaos = random.Random(self.options.seed)  # noqa: S311  (fault injection, not security)
+        run: Callable[[dict[str, Any]], Any]
+        if self.options.kill_rate:
+            self.worker = FunctionWorker(
+                environ={**os.environ, **self.function_env},
+                kill_rate=self.options.kill_rate,
+                seed=self.options.seed,
+                dynamodb_fault_rate=self.options.dynamodb_fault_rate,
+            )
+            run = functools.partial(self.worker.invoke, timeout=timeout)
+        else:
+            function = self._dispatch_function(settings)
+            run = functools.partial(self._invoke_here, function, timeout)
+
+        def invoke(event: dict[str, Any]) -> Any:
+            response = run(event)
+            if chaos.random() < self.options.crash_rate:
+                # The worst moment to die: the batch's work is done, its response is lost,
+                # and Lambda redelivers all of it.
+                raise RuntimeError("injected crash after the handler ran (--crash-rate)")
+            return response
+
+        return invoke
+
+    def _invoke_here(self, function: LambdaFunction, timeout: float, event: dict[str, Any]) -> Any:
+        return self._run_function(function, event, LocalContext("DispatcherFunction", timeout))
+
+    def _dispatch_function(self, settings: Settings) -> LambdaFunction:
+        client = self.client("dynamodb")
+        if self.options.dynamodb_fault_rate:
+            throttle_some_calls(
+                client,
+                self.options.dynamodb_fault_rate,
+                random.Random(self.options.seed),  # noqa: S311  (fault injection)
+            )
+        dispatcher = Dispatcher.from_settings(settings, dynamodb_client=client)
+        return dispatch_function(dispatcher, publish_metrics=False)
 
     def stop(self) -> None:
         """Stop everything; safe to call twice, or after a failed start."""
@@ -234,12 +253,6 @@ class LocalStack:
         if self._wrote_state:
             (self.options.state_dir / STATE_FILE).unlink(missing_ok=True)
             self._wrote_state = False
-        for key, value in self._saved_env.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-        self._saved_env.clear()
 
     def wait_idle(self, timeout: float = 30.0) -> bool:
         """Wait until the poller has delivered everything it has read, for a second on end
@@ -256,6 +269,11 @@ class LocalStack:
             waited += 0.2
         return False
 
+    def client(self, service: str) -> Any:
+        """A new boto3 client (``dynamodb``, ``dynamodbstreams``) of this stack's endpoint."""
+        assert self.dynamodb is not None, "the stack is not started"
+        return _client(service, self.dynamodb.endpoint_url)
+
     def __enter__(self) -> LocalStack:
         self.start()
         return self
@@ -263,42 +281,28 @@ class LocalStack:
     def __exit__(self, *_: object) -> None:
         self.stop()
 
-    def _sweep_forever(self, sweeper: Any, timeout: float) -> None:
+    def _sweep_forever(self, sweep: LambdaFunction, timeout: float) -> None:
         from dispatcher.observability import logger
 
         while not self._stop.wait(self.options.sweep_interval):
             try:
-                self._run_function(sweeper, {}, LocalContext("SweeperFunction", timeout))
+                self._run_function(sweep, {}, LocalContext("SweeperFunction", timeout))
             except Exception:
                 logger.exception("sweeper run failed; the next one retries")
 
-    def _run_function(self, entry: Any, event: dict[str, Any], context: LocalContext) -> Any:
-        """Invoke a Lambda entry module. Lambda runs each function in its own sandbox; here
-        they share one process and one stderr, so invocations take turns (their log lines
-        would interleave)."""
+    def _run_function(
+        self, function: LambdaFunction, event: dict[str, Any], context: LocalContext
+    ) -> Any:
+        """Invoke a function. Lambda runs each function in its own sandbox; here they share
+        one process and one stderr, so invocations take turns (their log lines would
+        interleave)."""
         with self._one_function_at_a_time:
-            try:
-                return entry.lambda_handler(event, context)
-            finally:
-                _drop_unflushed_metrics()
+            return function(event, context)
 
     def _spawn(self, name: str, target: Any, *args: Any) -> None:
         thread = threading.Thread(target=target, args=args, name=name, daemon=True)
         thread.start()
         self._threads.append(thread)
-
-    def _set_env(self, values: dict[str, str]) -> None:
-        for key, value in values.items():
-            self._saved_env.setdefault(key, os.environ.get(key))
-            os.environ[key] = value
-
-
-def _drop_unflushed_metrics() -> None:
-    """With POWERTOOLS_METRICS_DISABLED (the local default) Powertools keeps the metrics it
-    did not print, and prints them anyway once 100 pile up; drop them after each run."""
-    from dispatcher.observability import metrics
-
-    metrics.clear_metrics()
 
 
 def _refuse_if_running(path: Path) -> None:
@@ -320,15 +324,16 @@ def _refuse_if_running(path: Path) -> None:
         )
 
 
-def _fresh_import(name: str) -> Any:
-    """Import a Lambda entry module anew, so it reads the environment set just now."""
-    import sys
+def _client(service: str, endpoint: str) -> Any:
+    import boto3
 
-    sys.modules.pop(name, None)
-    package = sys.modules.get("dispatcher")
-    if package is not None:
-        package.__dict__.pop(name.rsplit(".", 1)[1], None)
-    return importlib.import_module(name)
+    return boto3.client(  # type: ignore[call-overload]
+        service,
+        endpoint_url=endpoint,
+        region_name=_REGION,
+        aws_access_key_id="local",
+        aws_secret_access_key="local",  # noqa: S106  (the local endpoint takes any)
+    )
 
 
 def _function_timeouts(template: dict[str, Any]) -> dict[str, float]:

@@ -39,8 +39,14 @@ class FunctionWorker:
     """
 
     def __init__(
-        self, *, kill_rate: float, seed: int | None = None, dynamodb_fault_rate: float = 0.0
+        self,
+        *,
+        environ: dict[str, str],
+        kill_rate: float,
+        seed: int | None = None,
+        dynamodb_fault_rate: float = 0.0,
     ) -> None:
+        self._environ = environ
         self._kill_rate = kill_rate
         self._dynamodb_fault_rate = dynamodb_fault_rate
         self._rng = random.Random(seed)  # noqa: S311  (fault injection, not security)
@@ -88,7 +94,9 @@ class FunctionWorker:
         if self._dynamodb_fault_rate:
             argv += ["--dynamodb-fault-rate", str(self._dynamodb_fault_rate)]
             argv += ["--seed", str(self._rng.randrange(2**32))]
-        return subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE)  # noqa: S603
+        return subprocess.Popen(  # noqa: S603
+            argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=self._environ
+        )
 
     def _plan(self) -> dict[str, Any] | None:
         self._doomed = self._rng.random() < self._kill_rate
@@ -107,7 +115,8 @@ class FunctionWorker:
 
 
 def _serve(argv: list[str]) -> int:
-    """The child: import the handler (a cold start), then answer invocations until EOF."""
+    """The child: build the function from its environment (a cold start, as Lambda's
+    runtime imports the handler), then answer invocations until EOF."""
     import argparse
 
     parser = argparse.ArgumentParser(prog="python -m dispatcher.local.worker")
@@ -120,13 +129,16 @@ def _serve(argv: list[str]) -> int:
     os.dup2(2, 1)
     sys.stdout = sys.stderr
 
-    from dispatcher import handler
+    import boto3
+
+    from dispatcher.dispatch import Dispatcher
+    from dispatcher.functions import dispatch_function
     from dispatcher.local.chaos import KillSwitch, throttle_some_calls
     from dispatcher.local.context import LocalContext
-    from dispatcher.observability import metrics
+    from dispatcher.settings import Settings
 
-    settings = handler.dispatcher.settings
-    client = handler.dispatcher.store.client
+    settings = Settings.from_env()
+    client = boto3.client("dynamodb")  # AWS_ENDPOINT_URL: the stack's, from the environment
     switch = KillSwitch(
         send_table=settings.send_table_name, idempotency_table=settings.idempotency_table_name
     )
@@ -134,6 +146,9 @@ def _serve(argv: list[str]) -> int:
     if args.dynamodb_fault_rate:
         rng = random.Random(args.seed)  # noqa: S311  (fault injection, not security)
         throttle_some_calls(client, args.dynamodb_fault_rate, rng)
+    function = dispatch_function(
+        Dispatcher.from_settings(settings, dynamodb_client=client), publish_metrics=False
+    )
 
     for line in sys.stdin:
         request = json.loads(line)
@@ -141,12 +156,11 @@ def _serve(argv: list[str]) -> int:
         switch.arm(KillPlan.from_json(plan) if plan else None)
         context = LocalContext("DispatcherFunction", float(request["timeout"]))
         try:
-            answer: dict[str, Any] = {"response": handler.lambda_handler(request["event"], context)}
+            answer: dict[str, Any] = {"response": function(request["event"], context)}
         except Exception as exc:  # a function error, reported as Lambda's runtime would
             answer = {"error": f"{type(exc).__name__}: {exc}"}
         finally:
             switch.arm(None)
-            metrics.clear_metrics()  # see LocalStack._run_function
         replies.write(json.dumps(answer, default=str) + "\n")
     return 0
 

@@ -17,7 +17,6 @@ import httpx
 from dispatcher.message import Message
 from dispatcher.providers._http import parse_retry_after
 from dispatcher.providers.errors import (
-    InvalidMessageError,
     ProviderError,
     TransientError,
     error_for_status,
@@ -40,18 +39,8 @@ def bearer_token(login_id: str, api_key: str) -> str:
 
 
 def build_request(message: Message) -> TransactionRequest:
-    """The JSON body for one message.
-
-    Raises
-    ------
-    InvalidMessageError
-        For a row attribute the transaction API has no field for (``reply_to``), so it is
-        reported instead of silently dropped.
-    """
-    if message.reply_to:
-        raise InvalidMessageError(
-            "reply_to: blastengine's transaction API has no Reply-To field; remove it"
-        )
+    """The JSON body for one message, which :func:`~dispatcher.message.parse_message` has
+    already held to everything the API accepts."""
     body: dict[str, Any] = {
         "from": {"email": message.from_email, "name": message.from_name},
         "to": message.to,

@@ -7,7 +7,7 @@ edits or re-fires it. HTTP statuses map onto the tree in one flat function,
 
 from __future__ import annotations
 
-from dispatcher.message import ErrorKind
+from dispatcher.row import ErrorKind
 
 __all__ = [
     "ConfigError",

@@ -58,12 +58,13 @@ def make_dispatcher(
         provider = overrides.pop("provider", None)
         use_clock = overrides.pop("clock", clock)
         settings = Settings.from_env({}, **{**settings_kwargs, **overrides})
-        dispatcher = Dispatcher.from_settings(
-            settings, dynamodb_client=SerializedClient(dynamodb), clock=use_clock, rng=rng
+        return Dispatcher.from_settings(
+            settings,
+            dynamodb_client=SerializedClient(dynamodb),
+            provider=provider,
+            clock=use_clock,
+            rng=rng,
         )
-        if provider is not None:
-            dispatcher.provider = provider
-        return dispatcher
 
     return build
 

@@ -1,23 +1,22 @@
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 
 import httpx
 import pytest
 import respx
 
 from dispatcher.credentials import Credentials
-from dispatcher.message import Encode, ErrorKind, Message
+from dispatcher.message import Encode, Message
 from dispatcher.providers import (
     BlastengineClient,
     ConfigError,
-    InvalidMessageError,
     RateLimitedError,
     RejectedError,
     TransientError,
     bearer_token,
 )
+from dispatcher.row import ErrorKind
 from tests.conftest import API_KEY, BASE_URL, LOGIN_ID
 
 URL = BASE_URL + "/deliveries/transaction"
@@ -156,12 +155,6 @@ def test_transport_failures_are_transient_and_never_leak_httpx(
 def test_2xx_without_a_delivery_id_is_still_a_success(client: BlastengineClient) -> None:
     respx.post(URL).mock(return_value=httpx.Response(201, text="ok"))
     assert client.send(MESSAGE, timeout=5) is None
-
-
-def test_reply_to_is_reported_not_dropped(client: BlastengineClient) -> None:
-    message = replace(PLAIN, reply_to="help@example.com")
-    with pytest.raises(InvalidMessageError, match="reply_to"):
-        client.send(message, timeout=5)
 
 
 @respx.mock

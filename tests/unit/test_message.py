@@ -4,13 +4,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from dispatcher.message import (
-    BOOKKEEPING_ATTRIBUTES,
-    Encode,
-    Message,
-    content_hash,
-    parse_message,
-)
+from dispatcher.message import Encode, Message, parse_message
+from dispatcher.row import BOOKKEEPING_ATTRIBUTES, Row, content_hash
 from tests.conftest import image, row
 from tests.corpus import malformed_rows
 
@@ -22,7 +17,7 @@ def test_valid_row_parses_into_a_message_with_defaults() -> None:
     raw = image(row("r1", insert_code={"name": "Alice"}, cc=["b@example.com"]))
 
     # WHEN it is parsed
-    message = parse_message("r1", raw, **DEFAULTS)
+    message = parse_message(Row.from_image("r1", raw), **DEFAULTS)
 
     # THEN the sender comes from configuration and everything else from the row
     assert isinstance(message, Message)
@@ -49,7 +44,7 @@ def test_row_values_override_defaults_and_send_after_keeps_its_offset() -> None:
         )
     )
 
-    message = parse_message("r1", raw, **DEFAULTS)
+    message = parse_message(Row.from_image("r1", raw), **DEFAULTS)
 
     assert isinstance(message, Message)
     assert (message.from_email, message.from_name) == ("shop@example.com", "Shop")
@@ -64,7 +59,7 @@ def test_each_malformed_row_gives_a_readable_problem_naming_its_attribute(
     case: str, raw: dict, attribute: str
 ) -> None:
     # WHEN a malformed row is parsed
-    problems = parse_message(case, raw, **DEFAULTS)
+    problems = parse_message(Row.from_image(case, raw), **DEFAULTS)
 
     # THEN it is a list of problems, one of which starts with the attribute at fault
     assert isinstance(problems, list), f"{case} was accepted"
@@ -79,7 +74,7 @@ def test_the_corpus_is_large_enough() -> None:
 def test_every_problem_is_reported_at_once() -> None:
     raw = {"id": {"S": "x"}, "to": {"S": "nope"}, "encode": {"S": "EBCDIC"}}
 
-    problems = parse_message("x", raw, **DEFAULTS)
+    problems = parse_message(Row.from_image("x", raw), **DEFAULTS)
 
     assert isinstance(problems, list)
     assert {p.split(":")[0] for p in problems} == {"to", "subject", "text/html", "encode"}
@@ -108,3 +103,15 @@ def test_content_hash_ignores_set_member_order() -> None:
     a = {"to": {"S": "a@example.com"}, "tags": {"SS": ["x", "y"]}, "cc": {"SS": ["p", "q"]}}
     b = {"to": {"S": "a@example.com"}, "tags": {"SS": ["y", "x"]}, "cc": {"SS": ["q", "p"]}}
     assert content_hash(a) == content_hash(b)
+
+
+def test_a_row_with_reply_to_is_refused_when_parsed_not_by_the_provider() -> None:
+    # GIVEN a row the transaction API could not express (it has no Reply-To field)
+    raw = image(row("r1", reply_to="help@example.com"))
+
+    # WHEN it is parsed
+    problems = parse_message(Row.from_image("r1", raw), **DEFAULTS)
+
+    # THEN it is a problem of the row, found before any idempotency record or rate slot
+    assert isinstance(problems, list)
+    assert any(p.startswith("reply_to:") and "Reply-To" in p for p in problems)

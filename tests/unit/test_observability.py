@@ -1,11 +1,6 @@
-"""The Tracer, and its X-Ray SDK, exist only where Powertools would trace."""
+"""Tracing follows Powertools' own rule for when to trace."""
 
 from __future__ import annotations
-
-import json
-import os
-import subprocess
-import sys
 
 import pytest
 
@@ -26,35 +21,3 @@ LAMBDA = {"LAMBDA_TASK_ROOT": "/var/task"}
 )
 def test_tracing_follows_powertools_rule(environ: dict[str, str], expected: bool) -> None:
     assert tracing_enabled(environ) is expected
-
-
-@pytest.mark.parametrize(("disabled", "traced"), [("false", True), ("true", False)])
-def test_the_xray_sdk_is_imported_only_when_tracing(disabled: str, traced: bool) -> None:
-    # GIVEN a fresh interpreter that looks like Lambda, with tracing on or off
-    env = {
-        **os.environ,
-        **LAMBDA,
-        "POWERTOOLS_TRACE_DISABLED": disabled,
-        "SEND_TABLE_NAME": "s",
-        "HISTORY_TABLE_NAME": "h",
-        "IDEMPOTENCY_TABLE_NAME": "i",
-        "DEFAULT_FROM_EMAIL": "a@example.com",
-        "BLASTENGINE_LOGIN_ID": "x",
-        "BLASTENGINE_API_KEY": "y",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }
-    code = (
-        "import json, sys; import dispatcher.handler; "
-        "from dispatcher.observability import tracer; "
-        "print(json.dumps(['aws_xray_sdk.core' in sys.modules, tracer is not None]))"
-    )
-
-    # WHEN the handler module is imported
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
-    )
-
-    # THEN the X-Ray SDK is loaded, and the handler traced, only with tracing on
-    sdk_loaded, has_tracer = json.loads(out.stdout.strip().splitlines()[-1])
-    assert sdk_loaded is traced
-    assert has_tracer is traced

@@ -15,10 +15,8 @@ from dispatcher.providers.errors import (
 )
 from dispatcher.ratelimit import TokenBucket
 from dispatcher.retry import (
-    DEFER_CAP_SECONDS,
     RetryPolicy,
     SendFailedError,
-    deferral_delay,
     full_jitter,
     send_with_retries,
 )
@@ -158,14 +156,3 @@ def test_full_jitter_stays_within_the_exponential_ceiling() -> None:
         assert min(samples) >= 0
         assert max(samples) <= ceiling
         assert max(samples) > ceiling / 2  # it does use the range
-
-
-def test_deferral_grows_is_capped_and_respects_retry_after() -> None:
-    rng = random.Random(3)
-    first = deferral_delay(3, attempts_per_invocation=3, retry_after=None, rng=rng)
-    later = deferral_delay(9, attempts_per_invocation=3, retry_after=None, rng=rng)
-    huge = deferral_delay(300, attempts_per_invocation=3, retry_after=None, rng=rng)
-    assert 15 <= first <= 30
-    assert 60 <= later <= 120
-    assert huge <= DEFER_CAP_SECONDS
-    assert deferral_delay(3, attempts_per_invocation=3, retry_after=500, rng=rng) == 500

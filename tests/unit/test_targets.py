@@ -49,8 +49,8 @@ def test_the_tables_come_from_the_stacks_outputs(cloudformation: Stubber) -> Non
     with cloudformation:
         target = deployed_stack("mail")
 
-    assert target.store.send_table == "mail-SendTable-1"
-    assert target.store.history_table == "mail-HistoryTable-1"
+    assert target.admin.store.send_table == "mail-SendTable-1"
+    assert target.admin.store.history_table == "mail-HistoryTable-1"
     assert target.sandbox_url is None
 
 

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dispatcher.message import BOOKKEEPING_ATTRIBUTES, REQUEST_ATTRIBUTES, WAITING_STATUSES
+from dispatcher.row import BOOKKEEPING_ATTRIBUTES, REQUEST_ATTRIBUTES, WAITING_STATUSES
 from dispatcher.triage import Reason, triage
 from tests.conftest import image, row
 

@@ -1,19 +1,22 @@
-"""The store's listing calls the CLI uses: filtered Scans and the sparse index."""
+"""The operator's queries and writes the CLI uses: filtered Scans, the sparse index, re-fire."""
 
 from __future__ import annotations
 
 import pytest
 
-from dispatcher.store import RowExistsError, Store
+from dispatcher.admin import Admin, RowExistsError
+from dispatcher.store import Store
 from tests.conftest import TABLE_NAMES, image, row
 
 
 @pytest.fixture
-def store(dynamodb) -> Store:
-    return Store(
-        send_table=TABLE_NAMES["SendTable"],
-        history_table=TABLE_NAMES["HistoryTable"],
-        boto3_client=dynamodb,
+def store(dynamodb) -> Admin:
+    return Admin(
+        Store(
+            send_table=TABLE_NAMES["SendTable"],
+            history_table=TABLE_NAMES["HistoryTable"],
+            boto3_client=dynamodb,
+        )
     )
 
 
@@ -22,7 +25,7 @@ def test_scan_rows_filters_on_status_and_error_kind(store, table) -> None:
     table.put(row("b", status="failed", error_kind="config"))
     table.put(row("c"))
 
-    ids = lambda rows: sorted(r["id"]["S"] for r in rows)  # noqa: E731
+    ids = lambda rows: sorted(r.id for r in rows)  # noqa: E731
     assert ids(store.scan_rows()) == ["a", "b", "c"]
     assert ids(store.scan_rows(status="failed")) == ["a", "b"]
     assert ids(store.scan_rows(status="failed", error_kind="config")) == ["b"]
@@ -53,7 +56,7 @@ def test_waiting_rows_come_from_the_sparse_index(store, table) -> None:
     table.put(row("d", status="deferred", retry_at="2026-11-24T10:00:00.000Z"))
     table.put(row("f", status="failed"))
 
-    assert [r["id"]["S"] for r in store.waiting_rows("deferred")] == ["d"]
+    assert [r.id for r in store.waiting_rows("deferred")] == ["d"]
     assert list(store.waiting_rows("scheduled")) == []
 
 
@@ -81,7 +84,7 @@ def test_waiting_rows_read_in_batches_keep_the_retry_at_order(store, table, dyna
     rows = list(store.waiting_rows("deferred"))
 
     # THEN every row comes back, in retry_at order, in three requests rather than 250
-    assert [r["id"]["S"] for r in rows] == [f"d{n:03}" for n in range(250)]
+    assert [r.id for r in rows] == [f"d{n:03}" for n in range(250)]
     assert len(calls) == 3
 
 
@@ -99,4 +102,28 @@ def test_waiting_rows_ask_again_for_keys_dynamodb_left_unprocessed(store, table,
 
     dynamodb.meta.events.register("after-call.dynamodb.BatchGetItem", leave_b_unprocessed)
 
-    assert [r["id"]["S"] for r in store.waiting_rows("deferred")] == ["a", "b"]
+    assert [r.id for r in store.waiting_rows("deferred")] == ["a", "b"]
+
+
+def test_a_refire_is_conditional_on_the_row_as_it_was_read(store, table) -> None:
+    # GIVEN a failed row, read by an operator
+    table.put(row("a", status="failed", error_kind="invalid"))
+    read = store.get_row("a")
+
+    # WHEN the dispatcher re-stamps it as deferred before the operator's re-fire lands
+    table.update("a", status="deferred", retry_at="2026-11-24T10:00:00.000Z")
+
+    # THEN the re-fire changes nothing; read again, it goes through and bumps revision
+    assert store.refire(read) is False
+    assert "revision" not in table.get("a")
+    assert store.refire(store.get_row("a")) is True
+    assert table.get("a")["revision"]["N"] == "1"
+
+
+def test_a_refire_of_a_row_that_is_gone_changes_nothing(store, table) -> None:
+    table.put(row("a", status="failed"))
+    read = store.get_row("a")
+    table.delete("a")
+
+    assert store.refire(read) is False
+    assert table.get("a") is None  # never resurrected

@@ -1,4 +1,6 @@
-"""Re-firing rows whose wait is over (``DESIGN.md``, "Deferred retry").
+"""The sweeper's work: re-firing rows whose wait is over (``DESIGN.md``, "Deferred retry").
+
+Its Lambda entry point is :mod:`dispatcher.sweeper`.
 
 ``deferred`` rows (a transient failure, waiting for their backoff) and ``scheduled`` rows (a
 future ``send_after``) carry ``retry_at`` and so sit in the send table's sparse index. A sweep
@@ -11,9 +13,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Any
 
 from dispatcher.clock import SYSTEM_CLOCK, Clock, Deadline, iso_utc
-from dispatcher.message import RowStatus
+from dispatcher.row import RowStatus
+from dispatcher.settings import Settings
 from dispatcher.store import Store
 
 __all__ = ["LEASE_SECONDS", "MAX_ROWS_PER_RUN", "SweepResult", "Sweeper"]
@@ -43,6 +47,16 @@ class Sweeper:
         self._store = store
         self._clock = clock
         self._max_rows = max_rows
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, dynamodb_client: Any = None) -> Sweeper:
+        return cls(
+            Store(
+                send_table=settings.send_table_name,
+                history_table=settings.history_table_name,
+                boto3_client=dynamodb_client,
+            )
+        )
 
     def sweep(self, deadline: Deadline | None = None) -> SweepResult:
         now = self._clock.now()

@@ -1,0 +1,87 @@
+"""The two Lambda functions, composed from their parts.
+
+The entry modules (:mod:`dispatcher.handler`, :mod:`dispatcher.sweeper`) build their parts
+from the environment at import, as Lambda expects; the local stack, the CLI's ``invoke`` and
+the tests build theirs from a :class:`~dispatcher.settings.Settings` they hold, with their own
+clients. Both get the same function from here, with the same Powertools decorators.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict
+from functools import wraps
+from typing import TYPE_CHECKING, Any, cast
+
+from aws_lambda_powertools.metrics import MetricUnit
+
+from dispatcher.clock import SYSTEM_CLOCK, Deadline
+from dispatcher.observability import logger, metrics, traced_handler
+
+if TYPE_CHECKING:
+    from dispatcher.dispatch import Dispatcher
+    from dispatcher.refire import Sweeper
+
+__all__ = ["SWEEP_TIME_RESERVE_SECONDS", "LambdaFunction", "dispatch_function", "sweep_function"]
+
+#: The sweeper stops starting updates this close to the function's timeout.
+SWEEP_TIME_RESERVE_SECONDS = 2.0
+
+LambdaFunction = Callable[[dict[str, Any], Any], Any]
+
+
+def dispatch_function(dispatcher: Dispatcher, *, publish_metrics: bool = True) -> LambdaFunction:
+    """The stream-triggered function: one batch in, Lambda's partial batch response out.
+
+    ``publish_metrics=False`` (the local stack) drops each invocation's metrics instead of
+    printing them as CloudWatch EMF lines, which only Lambda's log pipeline reads.
+    """
+
+    def handle(event: dict[str, Any], context: Any) -> Any:
+        return dispatcher.handle_batch(event, context)
+
+    return _decorated(handle, publish_metrics, traced=True, cold_start_metric=True)
+
+
+def sweep_function(sweeper: Sweeper, *, publish_metrics: bool = True) -> LambdaFunction:
+    """The scheduled function: re-fires the rows whose wait is over."""
+
+    def sweep(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        deadline = Deadline.from_context(context, SYSTEM_CLOCK, reserve=SWEEP_TIME_RESERVE_SECONDS)
+        result = sweeper.sweep(deadline)
+        metrics.add_metric(name="SweptRefired", unit=MetricUnit.Count, value=len(result.fired))
+        metrics.add_metric(name="SweptMoved", unit=MetricUnit.Count, value=len(result.moved))
+        logger.info(
+            "sweep done",
+            extra={
+                "fired": len(result.fired),
+                "moved": len(result.moved),
+                "truncated": result.truncated,
+            },
+        )
+        return asdict(result)
+
+    return _decorated(sweep, publish_metrics, traced=False, cold_start_metric=False)
+
+
+def _decorated(
+    function: LambdaFunction, publish_metrics: bool, *, traced: bool, cold_start_metric: bool
+) -> LambdaFunction:
+    if publish_metrics:
+        function = metrics.log_metrics(function, capture_cold_start_metric=cold_start_metric)
+    else:
+        function = _dropping_metrics(function)
+    if traced:
+        function = traced_handler(function)
+    return cast("LambdaFunction", logger.inject_lambda_context(function))
+
+
+def _dropping_metrics(function: LambdaFunction) -> LambdaFunction:
+    @wraps(function)
+    def run(event: dict[str, Any], context: Any) -> Any:
+        try:
+            return function(event, context)
+        finally:
+            metrics.clear_metrics()
+
+    return run

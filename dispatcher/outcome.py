@@ -1,0 +1,62 @@
+"""What became of one stream record, and the metrics each outcome counts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from aws_lambda_powertools.metrics import MetricUnit
+
+from dispatcher.observability import metrics
+from dispatcher.row import ErrorKind
+
+__all__ = ["Outcome", "RecordResult", "emit_metrics"]
+
+
+class Outcome(StrEnum):
+    """What happened to one stream record."""
+
+    SENT = "sent"
+    DUPLICATE = "duplicate"  # already sent earlier: bookkeeping finished, nothing re-sent
+    FAILED = "failed"
+    DEFERRED = "deferred"
+    SCHEDULED = "scheduled"
+    ECHO = "echo"
+    SKIPPED = "skipped"
+    STALE = "stale"  # the row changed or went away since this record was written
+
+
+@dataclass(frozen=True)
+class RecordResult:
+    """The outcome of one record, for metrics, logs and the CLI."""
+
+    outcome: Outcome
+    row_id: str | None
+    detail: str
+    error_kind: ErrorKind | None = None
+    latency_seconds: float | None = None
+
+
+_METRIC_NAMES = {
+    Outcome.SENT: "Sent",
+    Outcome.DUPLICATE: "DuplicateSuppressed",
+    Outcome.FAILED: "Failed",
+    Outcome.DEFERRED: "Deferred",
+    Outcome.SCHEDULED: "Scheduled",
+    Outcome.ECHO: "SkippedEcho",
+    Outcome.SKIPPED: "Skipped",
+    Outcome.STALE: "SkippedStale",
+}
+
+
+def emit_metrics(result: RecordResult) -> None:
+    """Called on the event loop's thread only: Powertools Metrics is not thread-safe."""
+    metrics.add_metric(name=_METRIC_NAMES[result.outcome], unit=MetricUnit.Count, value=1)
+    if result.outcome is Outcome.FAILED and result.error_kind is not None:
+        metrics.add_metric(name=f"Failed_{result.error_kind.value}", unit=MetricUnit.Count, value=1)
+    if result.latency_seconds is not None:
+        metrics.add_metric(
+            name="ProviderLatency",
+            unit=MetricUnit.Milliseconds,
+            value=round(result.latency_seconds * 1000, 1),
+        )

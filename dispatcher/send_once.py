@@ -1,0 +1,186 @@
+"""Steps 2 and 3 of ``DESIGN.md``, "Sending": one provider send per row content, ever.
+
+Powertools Idempotency wraps the provider call alone, keyed on the row id plus the hash of its
+request attributes, and keeps the delivery id, so a record redelivered after its send
+succeeded finishes its bookkeeping without a second send. Bookkeeping must sit outside the
+wrapped function, because Powertools deletes the idempotency record when the function raises.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, NotRequired, TypedDict
+
+from aws_lambda_powertools.utilities.idempotency import (
+    DynamoDBPersistenceLayer,
+    IdempotencyConfig,
+    idempotent_function,
+)
+from aws_lambda_powertools.utilities.idempotency.exceptions import (
+    IdempotencyAlreadyInProgressError,
+    IdempotencyPersistenceLayerError,
+)
+
+from dispatcher.clock import Clock, Deadline, iso_utc
+from dispatcher.message import Message
+from dispatcher.observability import logger
+from dispatcher.providers.base import MailProvider
+from dispatcher.providers.errors import TransientError
+from dispatcher.ratelimit import TokenBucket
+from dispatcher.retry import RetryPolicy, SendFailedError, send_with_retries
+
+__all__ = ["IDEMPOTENCY_KEY_PREFIX", "OnceSender", "SendResult", "Sent"]
+
+#: Stable idempotency key prefix, so a refactor of the code does not reset every key.
+IDEMPOTENCY_KEY_PREFIX = "dispatcher.send"
+
+
+class SendResult(TypedDict):
+    """What the idempotency store keeps for a sent message (its ``data``)."""
+
+    provider: str
+    delivery_id: str | None
+    sent_at: str  # the history item's sort key, so a replay rewrites the same item
+    expires_at: NotRequired[int]  # absent from records saved before it was kept
+    attempts: int
+
+
+@dataclass(frozen=True)
+class Sent:
+    """A message the provider has accepted, now or (``replayed``) by an earlier delivery."""
+
+    result: SendResult
+    replayed: bool
+    latency_seconds: float | None = None
+
+
+@dataclass
+class _Progress:
+    """Side channel out of the idempotent function: ``ran`` tells a fresh send from a
+    replayed one; ``result`` survives a failure to save the idempotency record after a
+    successful send, so bookkeeping still completes."""
+
+    ran: bool = False
+    result: SendResult | None = None
+    latency_seconds: float | None = None
+
+
+class OnceSender:
+    """Sends a message at most once per (row id, content hash), with retries and pacing."""
+
+    def __init__(
+        self,
+        *,
+        provider: MailProvider,
+        persistence_store: DynamoDBPersistenceLayer,
+        expires_after_seconds: int,
+        request_timeout: float,
+        history_retention_days: int,
+        clock: Clock,
+        rng: random.Random,
+    ) -> None:
+        self.provider = provider
+        self._request_timeout = request_timeout
+        self._retention = timedelta(days=history_retention_days)
+        self._clock = clock
+        self._rng = rng
+        self._config = IdempotencyConfig(
+            expires_after_seconds=expires_after_seconds, raise_on_no_idempotency_key=True
+        )
+        self._send_once = idempotent_function(
+            self._send,
+            data_keyword_argument="key",
+            persistence_store=persistence_store,
+            config=self._config,
+            key_prefix=IDEMPOTENCY_KEY_PREFIX,
+        )
+
+    def register_lambda_context(self, context: Any) -> None:
+        """Lets Powertools bound an in-progress record by the invocation's deadline."""
+        self._config.register_lambda_context(context)
+
+    def send(
+        self,
+        message: Message,
+        *,
+        bucket: TokenBucket,
+        deadline: Deadline,
+        prior: int,
+        budget: int,
+    ) -> Sent:
+        """Send ``message`` once, or recognise that it already was.
+
+        Raises
+        ------
+        SendFailedError
+            The provider did not accept it within ``budget`` requests, or an earlier
+            delivery of the same record died mid-send.
+        """
+        progress = _Progress()
+        try:
+            result: SendResult = self._send_once(
+                key={"id": message.id, "content_hash": message.content_hash},
+                message=message,
+                bucket=bucket,
+                deadline=deadline,
+                budget=budget,
+                prior=prior,
+                progress=progress,
+            )
+        except IdempotencyAlreadyInProgressError:
+            # An earlier delivery of this record died mid-send (killed, or timed out): its
+            # idempotency record stays "in progress" until that invocation's deadline. Lambda
+            # does not redeliver a shard's batch while an invocation of it still runs, so the
+            # holder is gone; retrying through batch item failures would only meet the same
+            # record until the mapping's retries ran out, leaving the row with no status. So
+            # it counts as one transient attempt: deferred, and the sweeper's re-fire (a new
+            # `revision`, hence a new idempotency key) sends it. Whether the dead send reached
+            # the provider is unknowable: the window of README, "Faults".
+            interrupted = TransientError("an earlier delivery of this record stopped mid-send")
+            raise SendFailedError(interrupted, 1) from None
+        except IdempotencyPersistenceLayerError:
+            if progress.result is None:
+                raise  # nothing was sent; Lambda retries the record (step 6)
+            logger.warning("sent, but the idempotency record was not saved; finishing bookkeeping")
+            result = progress.result
+        return Sent(result, replayed=not progress.ran, latency_seconds=progress.latency_seconds)
+
+    def history_expiry(self, sent_at: datetime) -> int:
+        """The history item's TTL (epoch seconds) for a mail sent at ``sent_at``."""
+        return int((sent_at + self._retention).timestamp())
+
+    def _send(
+        self,
+        *,
+        key: dict[str, str],
+        message: Message,
+        bucket: TokenBucket,
+        deadline: Deadline,
+        budget: int,
+        prior: int,
+        progress: _Progress,
+    ) -> SendResult:
+        """Step 3, under Powertools Idempotency keyed on ``key`` (row id + content hash)."""
+        progress.ran = True
+        delivery = send_with_retries(
+            self.provider,
+            message,
+            bucket=bucket,
+            deadline=deadline,
+            clock=self._clock,
+            policy=RetryPolicy(
+                max_attempts=budget, request_timeout=self._request_timeout, rng=self._rng
+            ),
+        )
+        sent_at = self._clock.now()
+        progress.latency_seconds = delivery.latency_seconds
+        progress.result = SendResult(
+            provider=self.provider.name,
+            delivery_id=delivery.delivery_id,
+            sent_at=iso_utc(sent_at),
+            expires_at=self.history_expiry(sent_at),
+            attempts=prior + delivery.attempts,
+        )
+        return progress.result
