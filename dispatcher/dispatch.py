@@ -219,19 +219,27 @@ class Dispatcher:
             )
 
         # Step 1: validate; a malformed row is stamped failed/invalid and never reaches the API.
-        parsed = parse_message(
-            row,
-            default_from_email=self.settings.default_from_email,
-            default_from_name=self.settings.default_from_name,
-        )
-        prior = row.prior_attempts
+        now, prior = self._clock.now(), row.prior_attempts
+        schedule: FailureStamp | None = None
+        try:
+            parsed = parse_message(
+                row,
+                default_from_email=self.settings.default_from_email,
+                default_from_name=self.settings.default_from_name,
+                now=now,
+            )
+            # Step 2: a future send_after parks the row for the sweeper.
+            if isinstance(parsed, Message) and parsed.send_after and parsed.send_after > now:
+                schedule = self.policy.scheduled(parsed.send_after, prior=prior, now=now)
+        except Exception as exc:
+            # A bug met content it did not expect. Retrying the record would meet it again
+            # until the mapping gave up, leaving the row with no status: it fails, with why.
+            logger.exception("the row's content could not be handled")
+            parsed = [f"row: could not be handled ({type(exc).__name__}: {exc}); please report"]
         if isinstance(parsed, list):
-            return self._write(row, self.policy.invalid(parsed, prior=prior, now=self._clock.now()))
-
-        # Step 2: a future send_after parks the row for the sweeper.
-        now = self._clock.now()
-        if parsed.send_after is not None and parsed.send_after > now:
-            return self._write(row, self.policy.scheduled(parsed.send_after, prior=prior, now=now))
+            return self._write(row, self.policy.invalid(parsed, prior=prior, now=now))
+        if schedule is not None:
+            return self._write(row, schedule)
 
         # Steps 2 and 3: send once, under the idempotency record keyed on id + content.
         try:

@@ -9,21 +9,23 @@ row takes an idempotency record or a rate-limit slot.
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
 
-from dispatcher.row import Image, Row
+from dispatcher.row import Image, Row, string_attribute
 
 __all__ = [
     "MAX_BCC",
     "MAX_BODY_BYTES",
     "MAX_CC",
+    "MAX_SEND_AFTER",
     "Encode",
     "Message",
     "parse_message",
@@ -36,6 +38,8 @@ MAX_BCC = 10
 MAX_BODY_BYTES = 1_000_000
 MAX_SUBJECT_CHARS = 998  # RFC 5322's line limit
 MAX_INSERT_CODES = 50
+#: How far ahead ``send_after`` may lie: a row is a queue entry, not a calendar.
+MAX_SEND_AFTER = timedelta(days=366)
 _INSERT_CODE_KEY = re.compile(r"^[A-Za-z0-9_]{1,64}$")
 _HEADER_FIELDS = ("to", "subject", "from", "from_name", "reply_to")
 
@@ -76,8 +80,12 @@ def parse_message(
     *,
     default_from_email: str,
     default_from_name: str = "",
+    now: datetime | None = None,
 ) -> Message | list[str]:
     """Validate a send-table row's request attributes.
+
+    ``now`` bounds ``send_after`` (at most :data:`MAX_SEND_AFTER` ahead); default: the time
+    of the call.
 
     Returns
     -------
@@ -85,7 +93,7 @@ def parse_message(
         The message, or every problem found, each naming its attribute (``"to: missing"``).
     """
     image = row.image
-    p = _Problems()
+    p = _Problems(now or datetime.now(UTC))
     to = p.address("to", p.string(image, "to", required=True))
     subject = p.string(image, "subject", required=True)
     if subject is not None and not subject.strip():
@@ -117,9 +125,10 @@ def parse_message(
     p.number(image, "revision")
 
     for name in _HEADER_FIELDS:
-        value = image.get(name, {}).get("S")
-        if isinstance(value, str) and ("\r" in value or "\n" in value):
-            p.add(name, "contains a line break (CR/LF), which would inject mail headers")
+        value = string_attribute(image, name)
+        problem = _header_problem(value) if value is not None else None
+        if problem is not None:
+            p.add(name, problem)
     if encode is Encode.ISO_2022_JP:
         for name, value in (
             ("subject", subject),
@@ -155,7 +164,8 @@ def parse_message(
 class _Problems:
     """Collects readable problems while reading attributes, so one pass reports them all."""
 
-    def __init__(self) -> None:
+    def __init__(self, now: datetime) -> None:
+        self.now = now
         self.problems: list[str] = []
         self._names: set[str] = set()
 
@@ -184,8 +194,8 @@ class _Problems:
     def address(self, name: str, value: str | None) -> str | None:
         if value is None:
             return None
-        if "\r" in value or "\n" in value:
-            return None  # reported once, as header injection, by the caller
+        if _header_problem(value) is not None:
+            return None  # reported once, by the header check, with the character named
         try:
             return validate_email(value, check_deliverability=False).normalized
         except EmailNotValidError as exc:
@@ -208,8 +218,8 @@ class _Problems:
             label = f"{name}[{index}]"
             if not isinstance(value, str):
                 self.add(name, f"{label} must be a string (S), got {_type_name(item)}")
-            elif "\r" in value or "\n" in value:
-                self.add(name, f"{label} contains a line break (CR/LF)")
+            elif (problem := _header_problem(value)) is not None:
+                self.add(name, f"{label} {problem}")
             elif (address := self.address(name, value)) is not None:
                 out.append(address)
         return tuple(out)
@@ -270,6 +280,18 @@ class _Problems:
         if moment.tzinfo is None:
             self.add(name, f"{_clip(raw)!r} has no UTC offset (write e.g. 2026-01-31T09:00+09:00)")
             return None
+        try:
+            moment = moment.astimezone(UTC)
+        except OverflowError:  # e.g. 9999-12-31T23:59:59-14:00 lies past the year 9999 in UTC
+            self.add(name, f"{_clip(raw)!r} is out of range")
+            return None
+        if moment > self.now + MAX_SEND_AFTER:
+            self.add(
+                name,
+                f"{_clip(raw)!r} is more than {MAX_SEND_AFTER.days} days ahead; "
+                "a row cannot wait longer",
+            )
+            return None
         return moment
 
     def number(self, image: Image, name: str) -> None:
@@ -280,6 +302,37 @@ class _Problems:
             Decimal(str(raw)) if isinstance(raw, str) else Decimal("x")
         except InvalidOperation:
             self.add(name, f"must be a number (N), got {_type_name(image[name])}")
+
+
+#: Characters no header field may carry: C0 controls but TAB (CR and LF are header
+#: injection), DEL, C1 controls (NEL among them), and Unicode's line and paragraph separators.
+_HEADER_CONTROLS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029]")
+#: Bidirectional embeddings, overrides and isolates: a display name or subject that carries
+#: one can show its text in another order than it is (the "RLO" phishing trick).
+_BIDI_CONTROLS = re.compile("[\u202a-\u202e\u2066-\u2069]")
+_CONTROL_NAMES = {0x00: "NUL", 0x7F: "DEL", 0x85: "NEL", 0x2028: "LINE SEPARATOR"}
+
+
+def _header_problem(value: str) -> str | None:
+    """Why ``value`` cannot go into a mail header, naming the character; None if it can."""
+    if "\r" in value or "\n" in value:
+        return "contains a line break (CR/LF), which would inject mail headers"
+    if (found := _HEADER_CONTROLS.search(value)) is not None:
+        return (
+            f"contains {_describe(found.group())}, a control character mail headers may not carry"
+        )
+    if (found := _BIDI_CONTROLS.search(value)) is not None:
+        return (
+            f"contains {_describe(found.group())}, a bidirectional control that can make text "
+            "read in another order than it is written; remove it"
+        )
+    return None
+
+
+def _describe(char: str) -> str:
+    code = ord(char)
+    name = _CONTROL_NAMES.get(code) or unicodedata.name(char, "")
+    return f"U+{code:04X}" + (f" ({name})" if name else "")
 
 
 def _typed(value: Any, type_tag: str) -> Any:

@@ -99,6 +99,18 @@ MALFORMED: list[tuple[str, dict[str, Any], str]] = [
     ),
     ("send-after-impossible-date", {"send_after": S("2026-13-45T09:00:00+09:00")}, "send_after"),
     ("body-10mb", {"text": S("x" * 10_000_000)}, "text/html"),
+    # A valid-looking time that overflows once converted to UTC, and one too far ahead.
+    ("send-after-overflows-utc", {"send_after": S("9999-12-31T23:59:59-14:00")}, "send_after"),
+    ("send-after-years-ahead", {"send_after": S("2099-01-01T00:00:00+00:00")}, "send_after"),
+    # Controls that RFC 5322 keeps out of header fields, and a bidi override.
+    ("subject-nul", {"subject": S("Hi\x00there")}, "subject"),
+    ("subject-line-separator", {"subject": S("Hi\u2028Bcc: x@example.com")}, "subject"),
+    ("subject-nel", {"subject": S("Hi\x85there")}, "subject"),
+    ("subject-escape", {"subject": S("Hi\x1b[31m")}, "subject"),
+    ("from-name-nul", {"from_name": S("Shop\x00")}, "from_name"),
+    ("from-name-bidi-override", {"from_name": S("Bank \u202egnp.exe")}, "from_name"),
+    ("to-nul", {"to": S("a\x00@example.com")}, "to"),
+    ("cc-item-nel", {"cc": {"L": [S("b@example.com\x85")]}}, "cc"),
 ]
 
 

@@ -13,14 +13,16 @@ import json
 import tempfile
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.table import Table
 
+from dispatcher.clock import iso_utc
 from dispatcher.local.sandbox import Faults, Sandbox
-from dispatcher.row import plain
+from dispatcher.row import plain, string_attribute
 
 if TYPE_CHECKING:
     from dispatcher.local.stack import LocalStack
@@ -119,15 +121,29 @@ def _settle(stack: LocalStack) -> None:
 
 
 def _sample_rows(events_dir: Path) -> list[dict[str, Any]]:
-    """The rows the sample events were made from: each INSERT's NewImage, in order."""
+    """The rows the sample events were made from: each INSERT's NewImage, in order.
+
+    A valid ``send_after`` is moved to a week from now, so the scheduled sample stays
+    scheduled however long after the events were written the demo runs.
+    """
     rows: dict[str, dict[str, Any]] = {}
+    week_ahead = iso_utc(datetime.now(UTC) + timedelta(days=7))
     for name in DEMO_EVENTS:
         event = json.loads((events_dir / name).read_text(encoding="utf-8"))
         for record in event["Records"]:
             if record["eventName"] == "INSERT":
-                image = record["dynamodb"]["NewImage"]
+                image = dict(record["dynamodb"]["NewImage"])
+                if _is_iso(string_attribute(image, "send_after")):
+                    image["send_after"] = {"S": week_ahead}
                 rows.setdefault(image["id"]["S"], image)
     return [*rows.values(), _FLAKY_ROW]
+
+
+def _is_iso(value: str | None) -> bool:
+    try:
+        return value is not None and datetime.fromisoformat(value).tzinfo is not None
+    except ValueError:
+        return False
 
 
 def _print_mails(out: Console, sandbox: Sandbox) -> None:

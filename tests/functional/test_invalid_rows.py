@@ -70,3 +70,42 @@ def _storable(raw: dict[str, Any]) -> bool:
     except UnicodeEncodeError:
         return False
     return size < 400_000  # DynamoDB's item size limit
+
+
+def test_the_far_send_after_of_the_report_fails_invalid_instead_of_retrying(
+    dispatcher, table, stream_record, blastengine, invoke
+) -> None:
+    # GIVEN the row that overflowed when converted to UTC and was retried until the mapping
+    # gave up, leaving it with no status
+    raw = table.put(row("ovf-1", send_after="9999-12-31T23:59:59-14:00"))
+
+    response = invoke(dispatcher, stream_record("INSERT", raw_new=raw))
+
+    # THEN it is no batch item failure: it is failed, with the reason
+    assert failed_ids(response) == []
+    current = table.get("ovf-1")
+    assert (attr(current, "status"), attr(current, "error_kind")) == ("failed", "invalid")
+    assert "send_after:" in attr(current, "last_error")
+    assert blastengine.route.call_count == 0
+
+
+def test_an_exception_on_a_rows_content_ends_in_a_stamp_not_a_retry(
+    dispatcher, table, stream_record, blastengine, invoke, monkeypatch
+) -> None:
+    # GIVEN a parser bug that some content triggers
+    import dispatcher.dispatch as dispatch_module
+
+    def broken_parser(*_: Any, **__: Any) -> Any:
+        raise OverflowError("date value out of range")
+
+    monkeypatch.setattr(dispatch_module, "parse_message", broken_parser)
+    raw = table.put(row("bug-1"))
+
+    response = invoke(dispatcher, stream_record("INSERT", raw_new=raw))
+
+    # THEN the row says what happened, and Lambda is not asked to retry it
+    assert failed_ids(response) == []
+    current = table.get("bug-1")
+    assert attr(current, "status") == "failed"
+    assert "OverflowError: date value out of range" in attr(current, "last_error")
+    assert blastengine.route.call_count == 0

@@ -115,3 +115,66 @@ def test_a_row_with_reply_to_is_refused_when_parsed_not_by_the_provider() -> Non
     # THEN it is a problem of the row, found before any idempotency record or rate slot
     assert isinstance(problems, list)
     assert any(p.startswith("reply_to:") and "Reply-To" in p for p in problems)
+
+
+NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("send_after", "problem"),
+    [
+        ("9999-12-31T23:59:59-14:00", "out of range"),
+        ("0001-01-01T00:00:00+14:00", "out of range"),
+        ("2028-01-01T00:00:00+00:00", "more than 366 days ahead"),
+    ],
+)
+def test_a_send_after_outside_the_sane_range_is_invalid(send_after: str, problem: str) -> None:
+    raw = image(row("r1", send_after=send_after))
+
+    problems = parse_message(Row.from_image("r1", raw), **DEFAULTS, now=NOW)
+
+    assert isinstance(problems, list)
+    assert any(p.startswith("send_after:") and problem in p for p in problems), problems
+
+
+def test_a_send_after_within_a_year_is_kept_in_utc() -> None:
+    raw = image(row("r1", send_after="2027-06-01T09:00:00+09:00"))
+
+    message = parse_message(Row.from_image("r1", raw), **DEFAULTS, now=NOW)
+
+    assert isinstance(message, Message)
+    assert message.send_after == datetime(2027, 6, 1, 0, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("attribute", "value", "named"),
+    [
+        ("subject", "Hi\x00there", "U+0000 (NUL)"),
+        ("subject", "Hi\u2028there", "U+2028 (LINE SEPARATOR)"),
+        ("subject", "Hi\x85there", "U+0085 (NEL)"),
+        ("from_name", "Shop\x7f", "U+007F (DEL)"),
+        ("from_name", "Bank \u202egnp.exe", "U+202E (RIGHT-TO-LEFT OVERRIDE)"),
+        ("subject", "\u2066isolated\u2069", "U+2066 (LEFT-TO-RIGHT ISOLATE)"),
+    ],
+)
+def test_header_controls_are_refused_with_the_character_named(
+    attribute: str, value: str, named: str
+) -> None:
+    raw = image(row("r1", **{attribute: value}))
+
+    problems = parse_message(Row.from_image("r1", raw), **DEFAULTS)
+
+    assert isinstance(problems, list)
+    [problem] = [p for p in problems if p.startswith(f"{attribute}:")]
+    assert named in problem
+
+
+def test_a_tab_and_right_to_left_text_stay_allowed_in_headers() -> None:
+    # Hebrew and Arabic need no override characters: the bidi algorithm orders them
+    raw = image(
+        row(
+            "r1", subject="Order\t#7 \u05e9\u05dc\u05d5\u05dd", from_name="\u0645\u062a\u062c\u0631"
+        )
+    )
+
+    assert isinstance(parse_message(Row.from_image("r1", raw), **DEFAULTS), Message)
