@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
+from dispatcher.clock import iso_utc
 from dispatcher.row import Row, string_attribute
 from dispatcher.store import (
     Store,
     StoreError,
     StoreUnavailableError,
+    as_read,
     conditionally,
     row_key,
 )
@@ -106,16 +109,16 @@ class Admin:
 
     def refire(self, row: Row) -> bool:
         """Re-send a row as it was read; False if it changed or went away since."""
-        return self.store.refire(row)
+        return self.store.refire(row, now=iso_utc(datetime.now(UTC)))
 
-    def delete_row(self, row_id: str) -> bool:
-        """Cancel a row; False if there was none."""
+    def cancel(self, row: Row) -> bool:
+        """Delete a row as it was read (same ``status`` and ``retry_at``); False if it changed
+        or went away since: sent, re-stamped by the dispatcher, or edited."""
         return conditionally(
             self._client.delete_item,
             TableName=self.store.send_table,
-            Key=row_key(row_id),
-            ConditionExpression="attribute_exists(#id)",
-            ExpressionAttributeNames={"#id": "id"},
+            Key=row_key(row.id),
+            **as_read(row),
         )
 
     def _get_rows(self, ids: list[str]) -> Iterator[Row]:

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import signal
 import sys
 import threading
 import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -25,7 +26,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from dispatcher.row import plain
+from dispatcher.row import ErrorKind, plain
 from dispatcher.settings import SettingsError
 
 app = typer.Typer(
@@ -204,7 +205,8 @@ def dev(
 
                 show_dev_demo(stack, err)
             while not stop.wait(0.5):  # wake now and then: signal handlers run between waits
-                pass
+                if stack.failure is not None:
+                    raise CommandError(f"the local stack stopped: {stack.failure}")
         except OSError as exc:
             raise CommandError(f"cannot start the local stack: {exc}") from None
         finally:
@@ -458,6 +460,9 @@ def retry(
             raise CommandError("give row ids or --all-failed (one of the two)")
         if kind is not None and not all_failed:
             raise CommandError("--kind goes with --all-failed")
+        kinds = [k.value for k in ErrorKind]
+        if kind is not None and kind not in kinds:
+            raise CommandError(f"--kind must be one of {', '.join(kinds)}, not {kind!r}")
         admin = _target(ctx).admin
         if all_failed:
             err.print("[dim](a paginated Scan of the send table for failed rows)[/]")
@@ -477,22 +482,67 @@ def retry(
         typer.echo(json.dumps({"results": results}))
     else:
         for result in results:
-            out.print(f"{result['id']}: {result['result']}")
+            if result["result"] != "not found":
+                out.print(f"{result['id']}: {result['result']}")
         if not results:
             out.print("nothing to retry")
-    if any(r["result"] == "not found" for r in results):
-        raise typer.Exit(1)
+    missing = [r["id"] for r in results if r["result"] == "not found"]
+    if missing:
+        _fail(f"no row with id {', '.join(repr(i) for i in missing)}")
 
 
 @app.command()
 def cancel(
     ctx: typer.Context,
     row_id: Annotated[str, typer.Argument(metavar="ID", help="The row to delete.")],
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Delete a pending row too (one with no status yet), although the dispatcher "
+            "may be sending it at this moment.",
+        ),
+    ] = False,
 ) -> None:
-    """Delete a row that is waiting (failed, deferred or scheduled), so it is never sent."""
+    """Delete a row that is waiting (failed, deferred or scheduled), so it is never sent.
+
+    The delete is conditional on the row as it was read: a row the dispatcher re-stamped or
+    someone edited meanwhile is left alone. If its mail went out anyway (its send was already
+    under way), the command says so and exits 1.
+    """
+    from dispatcher.clock import iso_utc
+
     with _errors_as_exit():
-        if not _target(ctx).admin.delete_row(row_id):
+        admin = _target(ctx).admin
+        row = admin.get_row(row_id)
+        if row is None:
             raise CommandError(f"no row with id {row_id!r}")
+        if row.in_flight and not force:
+            why = "pending" if row.status is None else f"re-fired at {row.fired_at}"
+            raise CommandError(
+                f"{row_id} is {why}: the dispatcher may be sending it right now, so "
+                "cancelling cannot promise it is not sent. `dispatcher show` tells what "
+                "happened; --force deletes it anyway"
+            )
+        read_at = iso_utc(datetime.now(UTC) - timedelta(seconds=1))
+        if not admin.cancel(row):
+            raise CommandError(
+                f"{row_id} changed since it was read (sent, or re-stamped); not cancelled"
+            )
+        sent = admin.history(row_id, since=read_at)
+    if sent:
+        delivery = plain(sent[-1]).get("delivery_id", "?")
+        out.print(
+            f"{row_id}: deleted, but it was already being sent: the history has it as "
+            f"delivery {delivery}"
+        )
+        raise typer.Exit(1)
+    if row.in_flight:
+        out.print(
+            f"{row_id}: deleted; its send may have been under way, so it may still go out "
+            f"(`dispatcher history --id {row_id}` in a few seconds tells)"
+        )
+        return
     out.print(f"cancelled {row_id}")
 
 
@@ -581,6 +631,14 @@ def _errors_as_exit() -> Iterator[None]:
         yield
     except (CommandError, SettingsError, TargetError, StoreError) as exc:
         _fail(str(exc))
+    except (typer.Exit, typer.Abort, KeyboardInterrupt):
+        raise
+    except Exception as exc:
+        # Still one line (a table the CLI cannot read, an answer it did not expect); the
+        # traceback is there for whoever asks.
+        if os.environ.get("DISPATCHER_DEBUG"):
+            raise
+        _fail(f"unexpected {type(exc).__name__}: {exc} (DISPATCHER_DEBUG=1 shows the traceback)")
 
 
 def _fail(message: str) -> None:

@@ -70,7 +70,7 @@ class Sweeper:
                 ):
                     result.truncated = True
                     return result
-                if self._store.refire(row, lease_until=lease_until):
+                if self._store.refire(row, now=due_by, lease_until=lease_until):
                     result.fired.append(row.id)
                 else:
                     result.moved.append(row.id)

@@ -57,7 +57,16 @@ REQUEST_ATTRIBUTES = frozenset(
     }
 )
 BOOKKEEPING_ATTRIBUTES = frozenset(
-    {"status", "attempts", "last_error", "error_kind", "http_status", "failed_at", "retry_at"}
+    {
+        "status",
+        "attempts",
+        "last_error",
+        "error_kind",
+        "http_status",
+        "failed_at",
+        "retry_at",
+        "fired_at",
+    }
 )
 
 
@@ -96,6 +105,9 @@ class Row:
     status: str | None = None
     attempts: int = 0
     retry_at: str | None = None
+    #: When the sweeper or a person last re-fired the row; cleared by the next stamp. While
+    #: set, the dispatcher may be sending the row.
+    fired_at: str | None = None
 
     @classmethod
     def from_image(cls, row_id: str, image: Image) -> Row:
@@ -105,6 +117,7 @@ class Row:
             status=string_attribute(image, "status"),
             attempts=_count(image.get("attempts")),
             retry_at=string_attribute(image, "retry_at"),
+            fired_at=string_attribute(image, "fired_at"),
         )
 
     @classmethod
@@ -121,6 +134,12 @@ class Row:
     @property
     def content_hash(self) -> str:
         return content_hash(self.image)
+
+    @property
+    def in_flight(self) -> bool:
+        """The dispatcher may be on this row now: it has no status yet, or was re-fired and
+        not stamped since."""
+        return self.status is None or self.fired_at is not None
 
     @property
     def prior_attempts(self) -> int:
@@ -153,7 +172,11 @@ def content_hash(image: Image) -> str:
 
 
 def plain(item: Image) -> dict[str, Any]:
-    """An item as plain JSON-able values, for people and scripts (numbers as int/float)."""
+    """An item as plain JSON-able values, for people and scripts (numbers as int/float).
+
+    An attribute that is not a well-formed wire value is shown as it is, never raised on:
+    the CLI and the console must render any row they find.
+    """
     from boto3.dynamodb.types import TypeDeserializer
 
     deserializer = TypeDeserializer()
@@ -167,7 +190,21 @@ def plain(item: Image) -> dict[str, Any]:
             return [simple(v) for v in value]
         return value
 
-    return {k: simple(deserializer.deserialize(v)) for k, v in item.items()}
+    def one(value: Any) -> Any:
+        try:
+            return simple(deserializer.deserialize(value))
+        except (TypeError, ValueError, AttributeError, KeyError):
+            return value if _json_able(value) else repr(value)
+
+    return {k: one(v) for k, v in item.items()}
+
+
+def _json_able(value: Any) -> bool:
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError):
+        return False
+    return True
 
 
 def _count(value: Any) -> int:

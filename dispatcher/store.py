@@ -44,6 +44,7 @@ __all__ = [
     "Store",
     "StoreError",
     "StoreUnavailableError",
+    "as_read",
     "conditionally",
     "row_key",
     "translated",
@@ -157,6 +158,7 @@ class Store:
             "failed_at": {"S": stamp.stamped_at} if stamp.error_kind else None,
             # Only rows waiting for a time carry retry_at: it keys the sweeper's sparse index.
             "retry_at": {"S": stamp.retry_at} if stamp.retry_at else None,
+            "fired_at": None,  # the re-fire, if any, has been dealt with
         }
         condition = _content_condition(row)
         names, values = (
@@ -205,37 +207,32 @@ class Store:
                     if row is not None:
                         yield row
 
-    def refire(self, row: Row, *, lease_until: str | None = None) -> bool:
+    def refire(self, row: Row, *, now: str, lease_until: str | None = None) -> bool:
         """Bump ``revision`` so the stream sends the row again; False if it moved meanwhile.
 
         The one way anything re-fires a row (the sweeper, the CLI, the console). Conditional
         on the row still existing with the ``status`` and ``retry_at`` it was read with: two
         sweepers never both fire it, and a row a person edited (or the dispatcher re-stamped)
         is left to its own record. ``lease_until`` moves ``retry_at`` on, so that the next
-        sweep does not fire the row again while the dispatcher is still on it.
+        sweep does not fire the row again while the dispatcher is still on it; ``fired_at``
+        = ``now`` says, until the next stamp, that the dispatcher may be sending it.
         """
-        names = {"#id": "id", "#revision": "revision"}
-        values: dict[str, Any] = {":one": {"N": "1"}}
-        parts = ["attribute_exists(#id)"]
-        for name, expected in (("status", row.status), ("retry_at", row.retry_at)):
-            names[f"#{name}"] = name
-            if expected is None:
-                parts.append(f"attribute_not_exists(#{name})")
-            else:
-                values[f":{name}"] = {"S": expected}
-                parts.append(f"#{name} = :{name}")
-        update = "ADD #revision :one"
+        condition = as_read(row)
+        condition["ExpressionAttributeNames"]["#revision"] = "revision"
+        values = condition.setdefault("ExpressionAttributeValues", {})
+        condition["ExpressionAttributeNames"]["#fired_at"] = "fired_at"
+        values[":one"] = {"N": "1"}
+        values[":now"] = {"S": now}
+        update = "ADD #revision :one SET #fired_at = :now"
         if lease_until is not None:
             values[":lease"] = {"S": lease_until}
-            update += " SET #retry_at = :lease"
+            update += ", #retry_at = :lease"
         return conditionally(
             self.client.update_item,
             TableName=self.send_table,
             Key=row_key(row.id),
             UpdateExpression=update,
-            ConditionExpression=" AND ".join(parts),
-            ExpressionAttributeNames=names,
-            ExpressionAttributeValues=values,
+            **condition,
         )
 
     def _history_update(self, entry: HistoryEntry, *, replayed: bool) -> dict[str, Any]:
@@ -289,6 +286,27 @@ def _content_condition(row: Row) -> dict[str, Any]:
         "ExpressionAttributeNames": names,
         "ExpressionAttributeValues": values,
     }
+
+
+def as_read(row: Row) -> dict[str, Any]:
+    """The condition that ``row`` still exists with the ``status`` and ``retry_at`` it was
+    read with, as a conditional write's keyword arguments (fresh dicts: callers add to them)."""
+    names = {"#id": "id", "#status": "status", "#retry_at": "retry_at"}
+    values: dict[str, Any] = {}
+    parts = ["attribute_exists(#id)"]
+    for name, expected in (("status", row.status), ("retry_at", row.retry_at)):
+        if expected is None:
+            parts.append(f"attribute_not_exists(#{name})")
+        else:
+            values[f":{name}"] = {"S": expected}
+            parts.append(f"#{name} = :{name}")
+    condition: dict[str, Any] = {
+        "ConditionExpression": " AND ".join(parts),
+        "ExpressionAttributeNames": names,
+    }
+    if values:  # DynamoDB refuses an empty ExpressionAttributeValues
+        condition["ExpressionAttributeValues"] = values
+    return condition
 
 
 def conditionally(call: Callable[..., Any], **kwargs: Any) -> bool:

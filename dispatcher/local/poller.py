@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dispatcher.clock import SYSTEM_CLOCK, Clock
-from dispatcher.local.stream import lambda_record
+from dispatcher.local.stream import UnreadableRecords, lambda_record
 from dispatcher.observability import logger as _log
 
 if TYPE_CHECKING:
@@ -289,6 +289,10 @@ class ShardConsumer:
                 self._retry = _RetryState()
 
 
+#: Polls that may fail in a row before the poller gives up (about a minute of retries).
+MAX_FAILED_POLLS = 20
+
+
 class StreamPoller:
     """Reads every shard of a stream and feeds each shard's :class:`ShardConsumer`."""
 
@@ -313,6 +317,8 @@ class StreamPoller:
         self._iterators: dict[str, str | None] = {}
         self._parents: dict[str, str | None] = {}
         self.consumers: dict[str, ShardConsumer] = {}
+        self._unreadable = UnreadableRecords()
+        self._unreadable.install(client)
 
     def poll_once(self) -> bool:
         """Read what is new and deliver every batch that is due; True if anything moved."""
@@ -341,9 +347,22 @@ class StreamPoller:
         return moved
 
     def run(self, stop: threading.Event) -> None:
-        """Poll until ``stop`` is set."""
+        """Poll until ``stop`` is set. A poll that fails (the endpoint restarting, a read
+        refused) is logged and retried with a growing pause, as Lambda's mapping retries;
+        only :data:`MAX_FAILED_POLLS` failures in a row end the run, with the last error."""
+        failures = 0
         while not stop.is_set():
-            if not self.poll_once():
+            try:
+                moved = self.poll_once()
+            except Exception:
+                failures += 1
+                if failures >= MAX_FAILED_POLLS:
+                    raise
+                _log.exception("reading the stream failed; retrying", extra={"failures": failures})
+                stop.wait(min(5.0, self._interval * 2**failures))
+                continue
+            failures = 0
+            if not moved:
                 stop.wait(self._interval)
 
     def idle(self) -> bool:
@@ -365,8 +384,34 @@ class StreamPoller:
                 StreamArn=self._arn, ShardId=shard_id, ShardIteratorType="TRIM_HORIZON"
             )["ShardIterator"]
         page = self._client.get_records(ShardIterator=iterator, Limit=1000)
+        for bad in self._unreadable.take():
+            self._report_unreadable(shard_id, bad)
         records = [lambda_record(dict(r), self._arn) for r in page.get("Records", [])]
         # A closed shard returns no next iterator once it is fully read.
         self._iterators[shard_id] = page.get("NextShardIterator") or ""
         consumer.add(records)
         return bool(records)
+
+    def _report_unreadable(self, shard_id: str, record: Any) -> None:
+        """A record no consumer could parse: named in the log and the on-failure destination,
+        then skipped, as Lambda's mapping goes on past a record it cannot deliver."""
+        stream = record.get("dynamodb", {}) if isinstance(record, dict) else {}
+        sequence = stream.get("SequenceNumber") if isinstance(stream, dict) else None
+        _log.error(
+            "unreadable stream record skipped",
+            extra={"shard_id": shard_id, "sequence_number": sequence},
+        )
+        self._on_failure(
+            {
+                "requestContext": {"condition": "UnreadableRecord", "approximateInvokeCount": 0},
+                "timestamp": datetime.now(UTC).isoformat(),
+                "DDBStreamBatchInfo": {
+                    "shardId": shard_id,
+                    "startSequenceNumber": sequence,
+                    "endSequenceNumber": sequence,
+                    "batchSize": 1,
+                    "streamArn": self._arn,
+                },
+                "keys": [stream.get("Keys")] if isinstance(stream, dict) else [],
+            }
+        )

@@ -112,6 +112,8 @@ class LocalStack:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self.function_env: dict[str, str] = {}
+        #: Why the stack stopped by itself (a thread of it died); None while it is healthy.
+        self.failure: str | None = None
         self._wrote_state = False
         self._one_function_at_a_time = threading.Lock()  # see _run_function
         self.mapping: MappingConfig | None = None
@@ -300,7 +302,20 @@ class LocalStack:
             return function(event, context)
 
     def _spawn(self, name: str, target: Any, *args: Any) -> None:
-        thread = threading.Thread(target=target, args=args, name=name, daemon=True)
+        """Run ``target`` on a thread; if it dies, the whole stack stops and says why, rather
+        than staying up half alive (a sweeper logging on with no poller sends nothing)."""
+
+        def guarded() -> None:
+            try:
+                target(*args)
+            except BaseException as exc:
+                from dispatcher.observability import logger
+
+                logger.critical(f"the {name} thread died; stopping the stack", exc_info=True)
+                self.failure = f"the {name} thread died ({type(exc).__name__}: {exc})"
+                self._stop.set()
+
+        thread = threading.Thread(target=guarded, name=name, daemon=True)
         thread.start()
         self._threads.append(thread)
 

@@ -103,6 +103,8 @@ def test_ls_shows_a_failed_row_with_its_reason_and_cancel_removes_it(
         (["history", "--since", "yesterday"], "--since wants an ISO-8601 time"),
         (["send", "--to", "nobody", "--subject", "s"], "would fail: to:"),
         (["send", "--file", "/no/such/file.json"], "not found"),
+        (["retry", "--all-failed", "--kind", "bogus"], "--kind must be one of invalid"),
+        (["retry", "no-such-row"], "no row with id 'no-such-row'"),
     ],
 )
 def test_bad_input_is_one_clear_line_and_a_non_zero_exit(
@@ -112,10 +114,56 @@ def test_bad_input_is_one_clear_line_and_a_non_zero_exit(
     assert message in line
 
 
-def test_an_unknown_retry_id_is_reported_and_exits_non_zero(stack: RunningStack) -> None:
-    result = stack.cli("retry", "no-such-row")
-    assert result.returncode == 1
-    assert "no-such-row: not found" in result.stdout
+def test_cancelling_a_row_whose_send_is_in_flight_is_refused_or_told(
+    stack: RunningStack,
+) -> None:
+    # GIVEN a row the dispatcher is sending right now (the sandbox takes 3 s to answer)
+    stack.faults(latency=3.0)
+    try:
+        stack.put({"id": "in-flight", "to": "f@example.com", "subject": "in-flight", "text": "x"})
+        wait_for(lambda: _sending(stack), what="the send to start")
+
+        # WHEN someone cancels it: refused, the row named as pending
+        refused = stack.cli("cancel", "in-flight")
+        assert "is pending: the dispatcher may be sending it" in _one_clean_error_line(refused)
+
+        # and with --force: deleted, and the command does not claim the mail is stopped
+        forced = stack.cli("cancel", "--force", "in-flight")
+        assert forced.returncode in (0, 1), forced.stderr
+        assert "cancelled in-flight" not in forced.stdout
+        assert "may still go out" in forced.stdout or "already being sent" in forced.stdout
+    finally:
+        stack.faults(latency=0.0)
+    # THEN the mail did go out, as the command said it might
+    wait_for(lambda: stack.history("in-flight"), what="the history item")
+
+
+def _sending(stack: RunningStack) -> bool:
+    """An idempotency record in progress: the provider has the request, no answer yet."""
+    items = stack.client.scan(TableName=stack.ready["idempotency_table"])["Items"]
+    return any(i.get("status", {}).get("S") == "INPROGRESS" for i in items)
+
+
+def test_a_row_with_an_empty_map_key_is_refused_and_the_stack_goes_on(
+    stack: RunningStack,
+) -> None:
+    # GIVEN the reported poison row: DynamoDB refuses it, and so does the local endpoint
+    import botocore.exceptions
+
+    poison = {
+        "id": {"S": "poison-2"},
+        "to": {"S": "a@example.com"},
+        "subject": {"S": "p"},
+        "text": {"S": "x"},
+        "insert_code": {"M": {"": {"S": "x"}}},
+    }
+    with pytest.raises(botocore.exceptions.ClientError, match="Empty attribute name"):
+        stack.client.put_item(TableName=stack.ready["send_table"], Item=poison)
+
+    # THEN nothing of it is stored, the CLI answers cleanly, and the next row is sent
+    assert "no row and no history" in _one_clean_error_line(stack.cli("show", "poison-2"))
+    stack.put({"id": "after-poison", "to": "a@example.com", "subject": "after", "text": "x"})
+    wait_for(lambda: stack.history("after-poison"), what="the next row")
 
 
 def _cli(state_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:

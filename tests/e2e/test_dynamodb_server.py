@@ -82,3 +82,40 @@ def test_a_cancelled_transaction_rolls_back_the_writes_it_had_applied(client: An
     assert client.get_item(TableName="s", Key={"id": {"S": "no"}})["Item"]["subject"]["S"] == (
         "edited"
     )
+
+
+@pytest.mark.parametrize(
+    "item",
+    [
+        {"insert_code": {"M": {"": {"S": "x"}}}},  # the reported poison row
+        {"deep": {"L": [{"M": {"a": {"M": {"": {"NULL": True}}}}}]}},
+        {"": {"S": "x"}},
+    ],
+)
+def test_an_empty_attribute_name_is_refused_as_dynamodb_refuses_it(client: Any, item) -> None:
+    with pytest.raises(ClientError) as raised:
+        client.put_item(TableName="s", Item={"id": {"S": "poison-2"}, **item})
+
+    assert raised.value.response["Error"]["Code"] == "ValidationException"
+    assert "Empty attribute name" in raised.value.response["Error"]["Message"]
+    assert "Item" not in client.get_item(TableName="s", Key={"id": {"S": "poison-2"}})
+
+
+def test_an_index_key_of_the_wrong_type_is_refused(client: Any) -> None:
+    # `status` keys the sweeper's index: DynamoDB refuses it as a number, by put or update
+    with pytest.raises(ClientError, match="Type mismatch for Index Key status"):
+        client.put_item(TableName="s", Item={"id": {"S": "n1"}, "status": {"N": "1"}})
+    client.put_item(TableName="s", Item={"id": {"S": "n2"}, "status": {"S": "failed"}})
+    with pytest.raises(ClientError, match="Type mismatch for Index Key status"):
+        client.update_item(
+            TableName="s",
+            Key={"id": {"S": "n2"}},
+            UpdateExpression="SET #a = :a, #s = :s",
+            ExpressionAttributeNames={"#a": "attempts", "#s": "status"},
+            ExpressionAttributeValues={":a": {"N": "1"}, ":s": {"N": "7"}},
+        )
+
+    assert client.get_item(TableName="s", Key={"id": {"S": "n2"}})["Item"]["status"] == {
+        "S": "failed"
+    }
+    assert "Item" not in client.get_item(TableName="s", Key={"id": {"S": "n1"}})

@@ -92,7 +92,10 @@ def test_a_row_is_fired_once_however_many_sweepers_find_it(table, store) -> None
     [found_again] = list(store.due_rows("deferred", NOW))
 
     # WHEN both try to fire it
-    fired = [store.refire(found, lease_until=FUTURE), store.refire(found_again, lease_until=FUTURE)]
+    fired = [
+        store.refire(found, now=NOW, lease_until=FUTURE),
+        store.refire(found_again, now=NOW, lease_until=FUTURE),
+    ]
 
     # THEN exactly one succeeds
     assert fired == [True, False]
@@ -123,7 +126,7 @@ def test_a_row_edited_since_it_was_found_is_left_to_its_own_modify(table, store)
     [found] = list(store.due_rows("deferred", NOW))
     table.update("r1", subject="Edited by a person", retry_at="2026-11-24T09:30:00.000Z")
 
-    assert store.refire(found, lease_until=FUTURE) is False
+    assert store.refire(found, now=NOW, lease_until=FUTURE) is False
     assert "revision" not in table.get("r1")
 
 

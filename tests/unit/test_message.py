@@ -178,3 +178,21 @@ def test_a_tab_and_right_to_left_text_stay_allowed_in_headers() -> None:
     )
 
     assert isinstance(parse_message(Row.from_image("r1", raw), **DEFAULTS), Message)
+
+
+def test_any_item_renders_for_people_even_a_mangled_one() -> None:
+    from dispatcher.row import plain
+
+    mangled = {
+        "id": {"S": "poison-2"},
+        "insert_code": {"M": {"S": "x"}},  # as moto once handed it back
+        "revision": {"N": "2"},
+        "odd": {"X": b"\x00"},
+    }
+
+    shown = plain(mangled)
+
+    assert shown["id"] == "poison-2"
+    assert shown["revision"] == 2
+    assert shown["insert_code"] == {"M": {"S": "x"}}
+    assert isinstance(shown["odd"], str)

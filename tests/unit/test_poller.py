@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import random
+import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -315,3 +317,54 @@ def test_a_child_shard_is_read_only_after_its_parent() -> None:
         poller.poll_once()
 
     assert function.batches == [[0, 1], [10, 11]]
+
+
+class _FlakyStreams(FakeStreams):
+    """Fails the first ``failures`` reads, as an endpoint restarting would."""
+
+    def __init__(self, shards: dict[str, dict[str, Any]], failures: int) -> None:
+        super().__init__(shards)
+        self.failures = failures
+
+    def get_records(self, ShardIterator: str, Limit: int) -> dict[str, Any]:
+        if self.failures:
+            self.failures -= 1
+            raise ConnectionError("endpoint restarting")
+        return super().get_records(ShardIterator, Limit)
+
+
+def test_a_failed_read_is_retried_and_the_poller_goes_on() -> None:
+    streams = _FlakyStreams({"s": {"parent": None, "records": [rec(0)], "closed": False}}, 3)
+    function = Function()
+    poller = StreamPoller(
+        streams,
+        "arn:stream",
+        MappingConfig(batch_size=10),
+        function,
+        [].append,
+        poll_interval=0.001,
+    )
+    stop = threading.Event()
+    thread = threading.Thread(target=poller.run, args=(stop,))
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not function.batches and time.monotonic() < deadline:
+        time.sleep(0.01)
+    stop.set()
+    thread.join(timeout=5)
+
+    assert function.batches == [[0]]
+    assert streams.failures == 0
+
+
+def test_a_poller_that_cannot_read_at_all_gives_up_with_the_error(monkeypatch) -> None:
+    import dispatcher.local.poller as poller_module
+
+    monkeypatch.setattr(poller_module, "MAX_FAILED_POLLS", 3)
+    streams = _FlakyStreams({"s": {"parent": None, "records": [], "closed": False}}, 99)
+    poller = StreamPoller(
+        streams, "arn:stream", MappingConfig(), Function(), [].append, poll_interval=0.001
+    )
+
+    with pytest.raises(ConnectionError, match="restarting"):
+        poller.run(threading.Event())
