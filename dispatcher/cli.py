@@ -125,7 +125,7 @@ def dev(
         typer.Option(
             "--demo",
             help="Insert sample rows (one invalid, one the sandbox fails) and show "
-            "what happened to them.",
+            "what happened to them (from empty tables, as with --fresh).",
         ),
     ] = False,
     crash_rate: Annotated[
@@ -158,6 +158,14 @@ def dev(
         ),
     ] = 0.0,
     seed: Annotated[int | None, typer.Option(help="Seed for the injected faults.")] = None,
+    fresh: Annotated[
+        bool,
+        typer.Option(
+            "--fresh",
+            help="Start with empty tables, discarding the rows and history the state "
+            "directory kept from the last run.",
+        ),
+    ] = False,
 ) -> None:
     """Start the local stack in the foreground: DynamoDB with streams, the sandbox, the
     stream poller and the sweeper. Prints one JSON "ready" line on stdout, then logs on
@@ -187,6 +195,7 @@ def dev(
         kill_rate=kill_rate,
         dynamodb_fault_rate=dynamodb_fault_rate,
         seed=seed,
+        fresh=fresh or demo,  # the demo's story starts from empty tables
     )
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):

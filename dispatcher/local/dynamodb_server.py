@@ -24,6 +24,9 @@ from dispatcher.local.dynamodb_rules import DynamoDBRules
 __all__ = ["DynamoDBServer"]
 
 
+_WRITES = (".PutItem", ".UpdateItem", ".DeleteItem", ".TransactWriteItems", ".BatchWriteItem")
+
+
 class _OneAtATime:
     """Serves one request at a time, after refusing what DynamoDB would refuse."""
 
@@ -31,6 +34,8 @@ class _OneAtATime:
         self._app = app
         self._lock = threading.Lock()
         self._rules = DynamoDBRules()
+        #: Write requests passed to moto so far: what tells the stack a save is due.
+        self.writes = 0
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
         refusal = self._refusal(environ)
@@ -47,6 +52,8 @@ class _OneAtATime:
             )
             return [body]
         with self._lock:
+            if environ.get("HTTP_X_AMZ_TARGET", "").endswith(_WRITES):
+                self.writes += 1
             return list(self._app(environ, start_response))
 
     def _refusal(self, environ: dict[str, Any]) -> str | None:
@@ -82,10 +89,15 @@ class DynamoDBServer(BackgroundServer):
                 pass  # one line per DynamoDB call drowns the dispatcher's own logs
 
         moto_transactions.install()
-        app = _OneAtATime(DomainDispatcherApplication(create_backend_app))
+        self._app = app = _OneAtATime(DomainDispatcherApplication(create_backend_app))
         self._server: BaseWSGIServer = make_server(
             host, port, app, threaded=True, request_handler=QuietHandler
         )
+
+    @property
+    def writes(self) -> int:
+        """How many write requests the endpoint has applied (or refused by condition)."""
+        return self._app.writes
 
     @property
     def endpoint_url(self) -> str:

@@ -17,6 +17,7 @@ stop.
 
 from __future__ import annotations
 
+import fcntl
 import functools
 import json
 import os
@@ -25,20 +26,20 @@ import threading
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from dispatcher.dispatch import Dispatcher
 from dispatcher.functions import LambdaFunction, dispatch_function, sweep_function
 from dispatcher.local.chaos import throttle_some_calls
 from dispatcher.local.context import LocalContext
 from dispatcher.local.dynamodb_server import DynamoDBServer
+from dispatcher.local.persistence import SAVE_INTERVAL_SECONDS, SNAPSHOT_FILE, TableSnapshots
 from dispatcher.local.poller import FileFailureDestination, MappingConfig, StreamPoller
 from dispatcher.local.sandbox import Faults, Sandbox
 from dispatcher.local.tables import (
     HISTORY_TABLE,
     IDEMPOTENCY_TABLE,
     SEND_TABLE,
-    create_tables,
     load_template,
 )
 from dispatcher.local.worker import FunctionWorker
@@ -49,6 +50,7 @@ from dispatcher.targets import default_state_dir
 __all__ = ["STATE_FILE", "LocalStack", "ReadyInfo", "StackOptions", "default_state_dir"]
 
 STATE_FILE = "local.json"
+LOCK_FILE = "lock"
 TABLE_NAMES = {
     SEND_TABLE: "mail-dispatcher-send",
     HISTORY_TABLE: "mail-dispatcher-history",
@@ -72,6 +74,7 @@ class StackOptions:
     kill_rate: float = 0.0  # share of invocations killed mid-batch (function in its own process)
     dynamodb_fault_rate: float = 0.0  # share of the handler's DynamoDB calls throttled
     seed: int | None = None
+    fresh: bool = False  # start with empty tables, discarding what the state dir kept
 
 
 @dataclass(frozen=True)
@@ -114,16 +117,24 @@ class LocalStack:
         self.function_env: dict[str, str] = {}
         #: Why the stack stopped by itself (a thread of it died); None while it is healthy.
         self.failure: str | None = None
+        self.snapshots: TableSnapshots | None = None
+        self._lock_file: IO[bytes] | None = None
         self._wrote_state = False
         self._one_function_at_a_time = threading.Lock()  # see _run_function
         self.mapping: MappingConfig | None = None
         self.worker: FunctionWorker | None = None
 
     def start(self) -> ReadyInfo:
-        _refuse_if_running(self.options.state_dir / STATE_FILE)
+        state_dir = self.options.state_dir
+        self._lock_state_dir()
         self.dynamodb = DynamoDBServer(port=self.options.port).start()
         endpoint = self.dynamodb.endpoint_url
-        streams = create_tables(self.client("dynamodb"), TABLE_NAMES)
+        self.snapshots = TableSnapshots(
+            state_dir / SNAPSHOT_FILE, self.client("dynamodb"), TABLE_NAMES
+        )
+        if self.options.fresh:
+            self.snapshots.discard()
+        streams = self.snapshots.create_and_restore()
 
         if self.options.provider_url:
             provider_url = self.options.provider_url
@@ -156,8 +167,6 @@ class LocalStack:
         }
         settings = Settings.from_env({**os.environ, **self.function_env})
 
-        state_dir = self.options.state_dir
-        state_dir.mkdir(parents=True, exist_ok=True)
         on_failure = FileFailureDestination(state_dir / "on-failure.jsonl")
         self.info = ReadyInfo(
             endpoint_url=endpoint,
@@ -189,6 +198,7 @@ class LocalStack:
         )
         self._spawn("poller", self.poller.run, self._stop)
         self._spawn("sweeper", self._sweep_forever, sweep, timeouts["SweeperFunction"])
+        self._spawn("snapshots", self._save_while_running)
         state = {**asdict(self.info), "pid": os.getpid()}
         (state_dir / STATE_FILE).write_text(json.dumps(state, indent=2))
         self._wrote_state = True
@@ -243,6 +253,9 @@ class LocalStack:
         for thread in self._threads:
             thread.join(timeout=30)
         self._threads.clear()
+        if self.snapshots is not None and self.dynamodb is not None:
+            self._save()  # a clean stop keeps every last write
+        self.snapshots = None
         if self.worker is not None:
             self.worker.stop()
             self.worker = None
@@ -255,6 +268,9 @@ class LocalStack:
         if self._wrote_state:
             (self.options.state_dir / STATE_FILE).unlink(missing_ok=True)
             self._wrote_state = False
+        if self._lock_file is not None:
+            self._lock_file.close()  # releases the lock
+            self._lock_file = None
 
     def wait_idle(self, timeout: float = 30.0) -> bool:
         """Wait until the poller has delivered everything it has read, for a second on end
@@ -282,6 +298,40 @@ class LocalStack:
 
     def __exit__(self, *_: object) -> None:
         self.stop()
+
+    def _lock_state_dir(self) -> None:
+        """One stack per state directory, for the stack's whole life: an exclusive lock the
+        operating system releases when the process ends, however it ends."""
+        state_dir = self.options.state_dir
+        state_dir.mkdir(parents=True, exist_ok=True)
+        handle = (state_dir / LOCK_FILE).open("a+b")
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            raise OSError(
+                f"a local stack is already running on {state_dir}; stop it first "
+                "or use another --state-dir"
+            ) from None
+        self._lock_file = handle
+
+    def _save_while_running(self) -> None:
+        saved = -1
+        while not self._stop.wait(SAVE_INTERVAL_SECONDS):
+            assert self.dynamodb is not None
+            writes = self.dynamodb.writes
+            if writes != saved:
+                self._save()
+                saved = writes
+
+    def _save(self) -> None:
+        from dispatcher.observability import logger
+
+        assert self.snapshots is not None
+        try:
+            self.snapshots.save()
+        except Exception:
+            logger.exception("saving the local tables failed; the next save retries")
 
     def _sweep_forever(self, sweep: LambdaFunction, timeout: float) -> None:
         from dispatcher.observability import logger
@@ -318,25 +368,6 @@ class LocalStack:
         thread = threading.Thread(target=guarded, name=name, daemon=True)
         thread.start()
         self._threads.append(thread)
-
-
-def _refuse_if_running(path: Path) -> None:
-    """One local stack per state directory: the CLI could not tell two apart."""
-    try:
-        pid = int(json.loads(path.read_text()).get("pid", 0))
-    except (OSError, ValueError, AttributeError):
-        return
-    if pid and pid != os.getpid():
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return  # a stack that died without cleaning up
-        except PermissionError:
-            pass
-        raise OSError(
-            f"a local stack is already running (pid {pid}, {path}); stop it first "
-            "or use another --state-dir"
-        )
 
 
 def _client(service: str, endpoint: str) -> Any:

@@ -21,6 +21,7 @@ __all__ = [
     "TEMPLATE_PATH",
     "TableDefinition",
     "create_tables",
+    "enable_streams",
     "load_template",
     "table_definitions",
 ]
@@ -72,7 +73,7 @@ class TableDefinition:
     stream_view_type: str | None
     ttl_attribute: str | None
 
-    def create_table_args(self, table_name: str) -> dict[str, Any]:
+    def create_table_args(self, table_name: str, *, stream: bool = True) -> dict[str, Any]:
         args: dict[str, Any] = {
             "TableName": table_name,
             "KeySchema": self.key_schema,
@@ -81,7 +82,7 @@ class TableDefinition:
         }
         if self.global_secondary_indexes:
             args["GlobalSecondaryIndexes"] = self.global_secondary_indexes
-        if self.stream_view_type:
+        if self.stream_view_type and stream:
             args["StreamSpecification"] = {
                 "StreamEnabled": True,
                 "StreamViewType": self.stream_view_type,
@@ -114,19 +115,23 @@ def create_tables(
     names: Mapping[str, str],
     *,
     template: Mapping[str, Any] | None = None,
+    streams: bool = True,
 ) -> dict[str, str]:
     """Create the template's tables under ``names`` (logical id -> table name).
 
-    Returns the stream ARN of each table that has one, by logical id.
+    Returns the stream ARN of each table that has one, by logical id. With ``streams=False``
+    none is enabled yet (:func:`enable_streams` does it later: a restore writes first).
     """
     definitions = table_definitions(template)
-    streams: dict[str, str] = {}
+    arns: dict[str, str] = {}
     for logical_id, table_name in names.items():
         definition = definitions[logical_id]
-        description = client.create_table(**definition.create_table_args(table_name))
+        description = client.create_table(
+            **definition.create_table_args(table_name, stream=streams)
+        )
         arn = description["TableDescription"].get("LatestStreamArn")
         if arn:
-            streams[logical_id] = arn
+            arns[logical_id] = arn
         if definition.ttl_attribute:
             client.update_time_to_live(
                 TableName=table_name,
@@ -135,4 +140,24 @@ def create_tables(
                     "Enabled": True,
                 },
             )
-    return streams
+    return arns
+
+
+def enable_streams(
+    client: DynamoDBClient,
+    names: Mapping[str, str],
+    *,
+    template: Mapping[str, Any] | None = None,
+) -> dict[str, str]:
+    """Turn on the template's streams of tables created with ``streams=False``; their ARNs."""
+    definitions = table_definitions(template)
+    arns: dict[str, str] = {}
+    for logical_id, table_name in names.items():
+        view = definitions[logical_id].stream_view_type
+        if view:
+            description = client.update_table(
+                TableName=table_name,
+                StreamSpecification={"StreamEnabled": True, "StreamViewType": view},  # type: ignore[typeddict-item]
+            )
+            arns[logical_id] = description["TableDescription"]["LatestStreamArn"]
+    return arns
