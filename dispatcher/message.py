@@ -19,29 +19,37 @@ from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
 
+from dispatcher.html_text import html_to_text
 from dispatcher.row import Image, Row, string_attribute
 
 __all__ = [
     "MAX_BCC",
-    "MAX_BODY_BYTES",
     "MAX_CC",
+    "MAX_HTML_BYTES",
     "MAX_SEND_AFTER",
+    "MAX_TEXT_BYTES",
     "Encode",
     "Message",
     "parse_message",
 ]
 
-# Limits of blastengine's transaction API: cc and bcc hold 10 addresses each, and one delivery
-# is 1 MB by default. Checked here so a row over them fails `invalid` without an API call.
+# Limits of blastengine's transaction API (../shared/BLASTENGINE.md, from its API reference),
+# checked here so a row over them fails `invalid` before any idempotency record, rate-limit
+# slot or API call. Sizes are bytes as sent, in the row's encoding; "KB" read as 1,000 bytes,
+# the reading that never passes a part the API would refuse.
 MAX_CC = 10
 MAX_BCC = 10
-MAX_BODY_BYTES = 1_000_000
-MAX_SUBJECT_CHARS = 998  # RFC 5322's line limit
+MAX_SUBJECT_CHARS = 256
+MAX_TEXT_BYTES = 30_000
+MAX_HTML_BYTES = 70_000
+MAX_NAME_CHARS = 50  # from_name, reply_to_name
+ADDRESS_CHARS = (6, 254)
+MAX_UNSUBSCRIBE_CHARS = 450
 MAX_INSERT_CODES = 50
 #: How far ahead ``send_after`` may lie: a row is a queue entry, not a calendar.
 MAX_SEND_AFTER = timedelta(days=366)
-_INSERT_CODE_KEY = re.compile(r"^[A-Za-z0-9_]{1,64}$")
-_HEADER_FIELDS = ("to", "subject", "from", "from_name", "reply_to")
+_INSERT_CODE_KEY = re.compile(r"^[A-Za-z0-9]+$")
+_HEADER_FIELDS = ("to", "subject", "from", "from_name", "reply_to", "reply_to_name")
 
 
 class Encode(StrEnum):
@@ -60,11 +68,14 @@ class Message:
     subject: str
     from_email: str
     from_name: str
-    text: str | None = None
+    text: str  # the plain part the API requires: the row's, or derived from its html
     html: str | None = None
     cc: tuple[str, ...] = ()
     bcc: tuple[str, ...] = ()
     reply_to: str | None = None
+    reply_to_name: str = ""
+    list_unsubscribe_url: str | None = None
+    list_unsubscribe_mailto: str | None = None
     encode: Encode = Encode.UTF_8
     insert_code: Mapping[str, str] = field(default_factory=dict)
     send_after: datetime | None = None
@@ -106,17 +117,17 @@ def parse_message(
         p.add("text/html", "missing: the row needs a text or an html body")
     elif not (text or html) and not p.has("text", "html"):
         p.add("text/html", "the body is empty")
-    body_bytes = sum(len(_utf8(s)) for s in (text, html) if s)
-    if body_bytes > MAX_BODY_BYTES:
-        p.add("text/html", f"body is {body_bytes} bytes, over the limit of {MAX_BODY_BYTES}")
+    elif not text and html and not p.has("html"):
+        text = _derived_text(p, html)
 
     from_email = p.address("from", p.string(image, "from")) if "from" in image else None
-    from_name = p.string(image, "from_name")
+    from_name = p.name(image, "from_name")
     reply_to = p.address("reply_to", p.string(image, "reply_to")) if "reply_to" in image else None
-    if reply_to is not None:
-        # Checked here, not in the provider client, so the row takes no idempotency record
-        # and no rate-limit slot for a request the provider could not express.
-        p.add("reply_to", "blastengine's transaction API has no Reply-To field; remove it")
+    reply_to_name = p.name(image, "reply_to_name")
+    if reply_to_name is not None and reply_to is None and not p.has("reply_to"):
+        p.add("reply_to_name", "needs a reply_to address")
+    unsubscribe_url = p.unsubscribe(image, "list_unsubscribe_url", ("http://", "https://"))
+    unsubscribe_mailto = p.unsubscribe(image, "list_unsubscribe_mailto", ("mailto:",))
     cc = p.address_list(image, "cc", MAX_CC)
     bcc = p.address_list(image, "bcc", MAX_BCC)
     encode = p.encode(image)
@@ -129,15 +140,16 @@ def parse_message(
         problem = _header_problem(value) if value is not None else None
         if problem is not None:
             p.add(name, problem)
-    if encode is Encode.ISO_2022_JP:
-        for name, value in (
-            ("subject", subject),
-            ("from_name", from_name),
-            ("text", text),
-            ("html", html),
-        ):
-            if value and not _encodable(value, "iso2022_jp"):
-                p.add(name, "has characters that ISO-2022-JP cannot encode")
+    codec = "iso2022_jp" if encode is Encode.ISO_2022_JP else "utf-8"
+    parts = (("subject", subject), ("from_name", from_name), ("text", text), ("html", html))
+    for name, value in parts:
+        if value and codec != "utf-8" and not p.has(name) and not _encodable(value, codec):
+            p.add(name, "has characters that ISO-2022-JP cannot encode")
+    for name, value, limit in (("text", text, MAX_TEXT_BYTES), ("html", html, MAX_HTML_BYTES)):
+        size = _encoded_size(value, codec) if value and not p.has(name) else None
+        if size is not None and size > limit:
+            what = "is" if name in image else "(the plain text derived from html) is"
+            p.add(name, f"{what} {size:,} bytes as sent, over the API's limit of {limit:,}")
 
     if p.problems:
         return p.problems
@@ -149,11 +161,14 @@ def parse_message(
         subject=subject,
         from_email=from_email or default_from_email,
         from_name=from_name if from_name is not None else default_from_name,
-        text=text or None,
+        text=text or "",
         html=html or None,
         cc=cc,
         bcc=bcc,
         reply_to=reply_to,
+        reply_to_name=reply_to_name or "",
+        list_unsubscribe_url=unsubscribe_url,
+        list_unsubscribe_mailto=unsubscribe_mailto,
         encode=encode or Encode.UTF_8,
         insert_code=insert_code,
         send_after=send_after,
@@ -177,6 +192,30 @@ class _Problems:
     def has(self, *names: str) -> bool:
         return any(n in self._names for n in names)
 
+    def name(self, image: Image, name: str) -> str | None:
+        value = self.string(image, name)
+        if value is not None and len(value) > MAX_NAME_CHARS:
+            self.add(name, f"is {len(value)} characters, over the API's limit of {MAX_NAME_CHARS}")
+            return None
+        return value
+
+    def unsubscribe(self, image: Image, name: str, schemes: tuple[str, ...]) -> str | None:
+        value = self.string(image, name)
+        if value is None:
+            return None
+        if not value.lower().startswith(schemes) or len(value) <= len(schemes[0]) or " " in value:
+            self.add(name, f"{_clip(value)!r} must be a {' or '.join(schemes)} URI")
+            return None
+        if len(value) > MAX_UNSUBSCRIBE_CHARS:
+            self.add(
+                name, f"is {len(value)} characters, over the API's limit of {MAX_UNSUBSCRIBE_CHARS}"
+            )
+            return None
+        if _header_problem(value) is not None:
+            self.add(name, "contains a control character or line break")
+            return None
+        return value
+
     def string(self, image: Image, name: str, *, required: bool = False) -> str | None:
         if name not in image:
             if required:
@@ -197,10 +236,17 @@ class _Problems:
         if _header_problem(value) is not None:
             return None  # reported once, by the header check, with the character named
         try:
-            return validate_email(value, check_deliverability=False).normalized
+            address = validate_email(value, check_deliverability=False).normalized
         except EmailNotValidError as exc:
             self.add(name, f"{_clip(value)!r} is not a valid address ({exc})")
             return None
+        low, high = ADDRESS_CHARS
+        if not low <= len(address) <= high:
+            self.add(
+                name, f"{_clip(value)!r} is {len(address)} characters; the API takes {low}-{high}"
+            )
+            return None
+        return address
 
     def address_list(self, image: Image, name: str, limit: int) -> tuple[str, ...]:
         if name not in image:
@@ -256,7 +302,9 @@ class _Problems:
             if not _INSERT_CODE_KEY.match(str(key)):
                 self.add(
                     "insert_code",
-                    f"key {_clip(str(key))!r} must be 1-64 letters, digits or underscores",
+                    f"key {_clip(str(key))!r} may hold only ASCII letters and digits "
+                    "(blastengine refuses '_' and anything else in a key): rename it, "
+                    "e.g. 'firstname', and its placeholder to __firstname__",
                 )
             elif not isinstance(value, str):
                 self.add(
@@ -348,8 +396,20 @@ def _type_name(value: Any) -> str:
     return type(value).__name__
 
 
-def _utf8(value: str) -> bytes:
-    return value.encode("utf-8", errors="surrogatepass")
+def _derived_text(p: _Problems, html: str) -> str | None:
+    """The plain part for a row with only html (the API requires one)."""
+    text = html_to_text(html)
+    if not text.strip():
+        p.add("html", "has no readable text for the plain-text part the API requires; add `text`")
+        return None
+    return text
+
+
+def _encoded_size(value: str, codec: str) -> int | None:
+    try:
+        return len(value.encode(codec))
+    except UnicodeEncodeError:
+        return None
 
 
 def _is_utf8(value: str) -> bool:

@@ -138,13 +138,17 @@ def send_with_retries(
         attempts += 1
         started = clock.monotonic()
         try:
-            delivery_id = provider.send(message, timeout=max(timeout, MIN_REQUEST_SECONDS))
+            accepted = provider.send(message, timeout=max(timeout, MIN_REQUEST_SECONDS))
         except RateLimitedError as exc:
             bucket.pause(
                 exc.retry_after if exc.retry_after is not None else DEFAULT_429_PAUSE_SECONDS
             )
             raise
-        return delivery_id, clock.monotonic() - started
+        if accepted.remaining == 0 and accepted.window_resets_in:
+            # The account's window is spent (by us or any other sender of it): the next
+            # request would be a 429, so wait for the refill instead of asking for one.
+            bucket.pause(accepted.window_resets_in)
+        return accepted.delivery_id, clock.monotonic() - started
 
     retrying = Retrying(
         retry=retry_if_exception(_should_retry),

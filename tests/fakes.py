@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from dispatcher.message import Message
+from dispatcher.providers.base import Accepted
 
 EPOCH = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
 
@@ -78,7 +79,7 @@ class FakeProvider:
         self.in_flight = 0
         self.max_in_flight = 0
 
-    def send(self, message: Message, *, timeout: float) -> str | None:
+    def send(self, message: Message, *, timeout: float) -> Accepted:
         with self._lock:
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
@@ -86,7 +87,7 @@ class FakeProvider:
             self._clock.sleep(self._latency)
             with self._lock:
                 self.sent.append(message)
-                return str(len(self.sent))
+                return Accepted(str(len(self.sent)))
         finally:
             with self._lock:
                 self.in_flight -= 1

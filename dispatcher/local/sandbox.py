@@ -22,6 +22,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from dispatcher.local._server import BackgroundServer
+from dispatcher.local.sandbox_rules import validate_transaction
 from dispatcher.providers.blastengine import TRANSACTION_PATH, bearer_token
 
 __all__ = ["Faults", "Sandbox", "SentMail"]
@@ -39,6 +40,11 @@ class _QuietServer(ThreadingHTTPServer):
 
 
 API_PREFIX = "/api/v1"
+#: blastengine's rate-limit headers, on every answer.
+RATE_REMAINING = "X-RateLimit-Remaining"
+RATE_RESETS_IN = "X-Rate-Limit-Retry-After-Seconds"
+#: X-RateLimit-Remaining when no rate limit is set: plenty, as on an idle account.
+UNLIMITED_REMAINING = 500
 
 
 @dataclass(frozen=True)
@@ -208,59 +214,71 @@ class Sandbox(BackgroundServer):
     def _transaction(
         self, authorization: str, body: Any
     ) -> tuple[int, dict[str, Any], dict[str, str]]:
+        """One request to the transaction API; every answer carries the rate-limit headers,
+        as blastengine's do."""
         state = self._state
         with state.lock:
             state.requests += 1
             faults = state.faults
             roll = state.rng.random()
-            over_limit = self._over_rate_limit(faults.rate_limit)
+            over_limit, window = self._take_rate_slot(faults.rate_limit)
+        status, payload = self._answer(authorization, body, faults, roll, over_limit)
+        if status == 429:
+            window = {RATE_REMAINING: "0", RATE_RESETS_IN: f"{faults.retry_after:g}"}
+            if not over_limit:  # an injected 429 says so in Retry-After too, as a proxy would
+                window["Retry-After"] = f"{faults.retry_after:g}"
+        return status, payload, window
+
+    def _answer(
+        self, authorization: str, body: Any, faults: Faults, roll: float, over_limit: bool
+    ) -> tuple[int, dict[str, Any]]:
+        state = self._state
         if faults.latency:
             time.sleep(faults.latency)
         if authorization != f"Bearer {self._token}":
-            return 401, {"error_messages": {"Authorization": ["invalid bearer token"]}}, {}
+            return 401, {"error_messages": {"Authorization": ["invalid bearer token"]}}
         if over_limit or roll < faults.rate_limited:
-            return (
-                429,
-                {"error_messages": {"rate": ["too many requests"]}},
-                {"Retry-After": f"{faults.retry_after:g}"},
-            )
+            return 429, {"error_messages": {"rate": ["too many requests"]}}
         failing = faults.rate_limited + faults.server_error
         if roll < failing or (isinstance(body, dict) and body.get("to") in faults.fail_to):
-            return 500, {"error_messages": {"server": ["internal error (injected)"]}}, {}
+            return 500, {"error_messages": {"server": ["internal error (injected)"]}}
         if roll < failing + faults.timeout:
             time.sleep(faults.hang_seconds)  # the client has given up by now
-            return 504, {"error_messages": {"gateway": ["timed out (injected)"]}}, {}
-        problems = _validate(body)
+            return 504, {"error_messages": {"gateway": ["timed out (injected)"]}}
+        problems = validate_transaction(body)
         if problems:
-            return 400, {"error_messages": problems}, {}
+            return 400, {"error_messages": problems}
         with state.lock:
             delivery_id = state.next_id
             state.next_id += 1
             state.mails.append(SentMail(delivery_id, datetime.now(UTC).isoformat(), body))
-        to = body.get("to") if isinstance(body, dict) else None
-        with state.lock:
+            to = body.get("to")
             hang_once = to in faults.hang_once_to and to not in state.hung
-            state.hung.add(to) if hang_once else None
+            if hang_once:
+                state.hung.add(to)
         if hang_once or roll < failing + faults.timeout + faults.accepted_timeout:
             time.sleep(faults.hang_seconds)  # accepted, but the answer comes too late
-        return 201, {"delivery_id": delivery_id}, {}
+        return 201, {"delivery_id": delivery_id}
 
-    def _over_rate_limit(self, limit: float) -> bool:
+    def _take_rate_slot(self, limit: float) -> tuple[bool, dict[str, str]]:
         """Like a real API gateway: a token bucket of ``limit`` tokens refilled at ``limit``
         per second, so a steady ``limit`` requests/second always passes and a burst beyond
-        one second's worth is refused."""
+        one second's worth is refused. Returns whether this request is over the limit, and
+        the rate-limit headers: the requests left, and the seconds until the next one is."""
         if limit <= 0:
-            return False
+            return False, {RATE_REMAINING: str(UNLIMITED_REMAINING), RATE_RESETS_IN: "60"}
         state, now = self._state, time.monotonic()
         if state.tokens is None or state.refilled_at is None:
             state.tokens, state.refilled_at = limit, now
         state.tokens = min(limit, state.tokens + (now - state.refilled_at) * limit)
         state.refilled_at = now
-        if state.tokens < 1:
+        over = state.tokens < 1
+        if over:
             state.refused += 1
-            return True
-        state.tokens -= 1
-        return False
+        else:
+            state.tokens -= 1
+        next_in = 0.0 if state.tokens >= 1 else (1 - state.tokens) / limit
+        return over, {RATE_REMAINING: str(int(state.tokens)), RATE_RESETS_IN: f"{next_in:.3f}"}
 
     @property
     def refused(self) -> int:
@@ -276,24 +294,3 @@ class Sandbox(BackgroundServer):
                 f"subject={p.get('subject')!r}"
             )
         return "\n".join(lines) + "\n"
-
-
-def _validate(body: Any) -> dict[str, list[str]]:
-    """The checks blastengine makes on a transaction request, in its error shape."""
-    if not isinstance(body, dict):
-        return {"body": ["must be a JSON object"]}
-    problems: dict[str, list[str]] = {}
-    sender = body.get("from")
-    if not isinstance(sender, dict) or not sender.get("email"):
-        problems["from"] = ["from.email is required"]
-    for name in ("to", "subject"):
-        if not isinstance(body.get(name), str) or not body.get(name):
-            problems[name] = [f"{name} is required"]
-    if not body.get("text_part") and not body.get("html_part"):
-        problems["text_part"] = ["text_part or html_part is required"]
-    for name in ("cc", "bcc"):
-        if name in body and (not isinstance(body[name], list) or len(body[name]) > 10):
-            problems[name] = [f"{name} must be a list of at most 10 addresses"]
-    if body.get("encode", "UTF-8") not in ("UTF-8", "ISO-2022-JP"):
-        problems["encode"] = ["encode must be UTF-8 or ISO-2022-JP"]
-    return problems

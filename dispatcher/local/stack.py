@@ -140,16 +140,18 @@ class LocalStack:
             provider_url = self.options.provider_url
             credentials: dict[str, str] = {}  # the user's BLASTENGINE_* environment
         else:
+            # The sandbox logs in as blastengine does: with the credentials in the
+            # environment when both are set, else with its own fixed ones (README).
+            env_id = os.environ.get("BLASTENGINE_LOGIN_ID")
+            env_key = os.environ.get("BLASTENGINE_API_KEY")
+            login_id, api_key = (
+                (env_id, env_key) if env_id and env_key else (SANDBOX_LOGIN_ID, SANDBOX_API_KEY)
+            )
             self.sandbox = Sandbox(
-                login_id=SANDBOX_LOGIN_ID,
-                api_key=SANDBOX_API_KEY,
-                faults=self.options.sandbox_faults,
+                login_id=login_id, api_key=api_key, faults=self.options.sandbox_faults
             ).start()
             provider_url = self.sandbox.base_url
-            credentials = {
-                "BLASTENGINE_LOGIN_ID": SANDBOX_LOGIN_ID,
-                "BLASTENGINE_API_KEY": SANDBOX_API_KEY,
-            }
+            credentials = {"BLASTENGINE_LOGIN_ID": login_id, "BLASTENGINE_API_KEY": api_key}
         # What the function's environment would be in Lambda: the user's own settings
         # (RATE_LIMIT_RPS, ...) where given, this stack's endpoint, tables and provider.
         self.function_env = {

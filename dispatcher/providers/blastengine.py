@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from dispatcher.message import Message
-from dispatcher.providers._http import parse_retry_after
+from dispatcher.providers._http import parse_rate_window, parse_retry_after
+from dispatcher.providers.base import Accepted
 from dispatcher.providers.errors import (
     ProviderError,
     TransientError,
@@ -41,14 +42,30 @@ def bearer_token(login_id: str, api_key: str) -> str:
 def build_request(message: Message) -> TransactionRequest:
     """The JSON body for one message, which :func:`~dispatcher.message.parse_message` has
     already held to everything the API accepts."""
+    sender: dict[str, str] = {"email": message.from_email}
+    if message.from_name:
+        sender["name"] = message.from_name
     body: dict[str, Any] = {
-        "from": {"email": message.from_email, "name": message.from_name},
+        "from": sender,
         "to": message.to,
         "subject": message.subject,
         "encode": message.encode.value,
+        "text_part": message.text,
     }
-    if message.text:
-        body["text_part"] = message.text
+    if message.reply_to:
+        body["reply_to"] = {"email": message.reply_to}
+        if message.reply_to_name:
+            body["reply_to"]["name"] = message.reply_to_name
+    unsubscribe = {
+        k: v
+        for k, v in (
+            ("url", message.list_unsubscribe_url),
+            ("mailto", message.list_unsubscribe_mailto),
+        )
+        if v
+    }
+    if unsubscribe:
+        body["list_unsubscribe"] = unsubscribe
     if message.html:
         body["html_part"] = message.html
     if message.cc:
@@ -112,7 +129,7 @@ class BlastengineClient:
             headers={"User-Agent": USER_AGENT},
         )
 
-    def send(self, message: Message, *, timeout: float) -> str | None:
+    def send(self, message: Message, *, timeout: float) -> Accepted:
         body = build_request(message)
         creds = self._credentials()
         headers = {"Authorization": f"Bearer {bearer_token(creds.login_id, creds.api_key)}"}
@@ -125,22 +142,29 @@ class BlastengineClient:
         except httpx.HTTPError as exc:
             # Deliberately `from None`: httpx errors carry the request, and with it the token.
             raise TransientError(f"cannot reach blastengine ({type(exc).__name__})") from None
-        return self._delivery_id(response)
+        return self._delivery_id(response)  # or raises the answer's error
 
     def close(self) -> None:
         self._http.close()
 
-    def _delivery_id(self, response: httpx.Response) -> str | None:
+    def _delivery_id(self, response: httpx.Response) -> Accepted:
         payload = _json(response)
+        remaining, resets_in = parse_rate_window(response.headers)
         if response.is_success:
             delivery_id = payload.get("delivery_id") if isinstance(payload, dict) else None
             # Accepted is accepted: never resend because the body was unexpected.
-            return str(delivery_id) if delivery_id is not None else None
+            return Accepted(
+                str(delivery_id) if delivery_id is not None else None,
+                remaining=remaining,
+                window_resets_in=resets_in,
+            )
         detail = describe_errors(payload) or response.reason_phrase
+        # A 429 waits for the window to refill: blastengine says when in its own header, a
+        # proxy in front of it may say so in Retry-After; the longer of the two holds.
+        header = parse_retry_after(response.headers.get("Retry-After"))
+        known = [w for w in (resets_in, header) if w is not None]
         error: ProviderError = error_for_status(
-            response.status_code,
-            detail,
-            retry_after=parse_retry_after(response.headers.get("Retry-After")),
+            response.status_code, detail, retry_after=max(known) if known else None
         )
         raise error
 

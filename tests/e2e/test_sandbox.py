@@ -77,3 +77,23 @@ def test_the_rate_limit_refuses_requests_above_it() -> None:
     assert codes[:5] == [201] * 5  # one second's worth of burst
     assert 429 in codes[5:]
     assert sandbox.refused >= 1
+
+
+def test_every_answer_carries_blastengines_rate_limit_headers() -> None:
+    with Sandbox(login_id="me", api_key="key", faults=Faults(rate_limit=2)) as sandbox:
+        headers = {"Authorization": f"Bearer {bearer_token('me', 'key')}"}
+        body = {
+            "from": {"email": "shop@example.com"},
+            "to": "alice@example.com",
+            "subject": "s",
+            "text_part": "t",
+        }
+        url = sandbox.base_url + "/deliveries/transaction"
+        answers = [httpx.post(url, json=body, headers=headers, timeout=5) for _ in range(3)]
+
+    assert [a.status_code for a in answers] == [201, 201, 429]
+    for answer in answers:
+        assert "X-RateLimit-Remaining" in answer.headers
+        assert "X-Rate-Limit-Retry-After-Seconds" in answer.headers
+    assert answers[1].headers["X-RateLimit-Remaining"] == "0"
+    assert float(answers[2].headers["X-Rate-Limit-Retry-After-Seconds"]) > 0

@@ -29,6 +29,7 @@ def _seed(table, event) -> None:
         ("remove.json", []),
         ("invalid-row.json", []),
         ("mixed-batch.json", ["goro@example.com", "nana@example.com"]),
+        ("list-unsubscribe.json", ["shiro@example.com"]),
     ],
 )
 def test_each_sample_event(name, sent_to, dispatcher, table, blastengine, invoke) -> None:
@@ -59,6 +60,24 @@ def test_the_mixed_batch_leaves_the_bad_and_the_scheduled_rows_visible(
     ]  # the edited content, not the draft
 
 
+def test_the_newsletter_goes_with_reply_to_list_unsubscribe_and_a_text_part(
+    dispatcher, table, blastengine, invoke
+) -> None:
+    event = load_event("list-unsubscribe.json")
+    _seed(table, event)
+
+    invoke(dispatcher, *event["Records"])
+
+    [payload] = blastengine.payloads
+    assert payload["reply_to"] == {"email": "news-replies@example.com", "name": "Example News"}
+    assert payload["list_unsubscribe"] == {
+        "url": "https://example.com/unsubscribe?u=shiro-0012",
+        "mailto": "mailto:unsubscribe@example.com?subject=unsubscribe-shiro-0012",
+    }
+    assert payload["text_part"].startswith("December news\n\nHello __name__, here is what")
+    assert "Read it online (https://example.com/news/12)" in payload["text_part"]
+
+
 def test_every_event_file_is_covered() -> None:
     covered = {
         "insert.json",
@@ -68,6 +87,7 @@ def test_every_event_file_is_covered() -> None:
         "remove.json",
         "invalid-row.json",
         "mixed-batch.json",
+        "list-unsubscribe.json",
     }
     assert {p.name for p in EVENTS.glob("*.json")} == covered
 

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import httpx
 import pytest
@@ -54,7 +55,7 @@ def test_bearer_token_matches_blastengines_documented_example() -> None:
 def test_send_posts_the_wire_format_and_returns_the_delivery_id(client: BlastengineClient) -> None:
     route = respx.post(URL).mock(return_value=httpx.Response(201, json={"delivery_id": 42}))
 
-    assert client.send(MESSAGE, timeout=5) == "42"
+    assert client.send(MESSAGE, timeout=5).delivery_id == "42"
 
     request = route.calls.last.request
     assert request.headers["Authorization"] == f"Bearer {bearer_token(LOGIN_ID, API_KEY)}"
@@ -154,7 +155,7 @@ def test_transport_failures_are_transient_and_never_leak_httpx(
 @respx.mock
 def test_2xx_without_a_delivery_id_is_still_a_success(client: BlastengineClient) -> None:
     respx.post(URL).mock(return_value=httpx.Response(201, text="ok"))
-    assert client.send(MESSAGE, timeout=5) is None
+    assert client.send(MESSAGE, timeout=5).delivery_id is None
 
 
 @respx.mock
@@ -171,3 +172,55 @@ def test_the_api_key_and_token_never_appear_in_an_error(client: BlastengineClien
         text = f"{raised.value!r} {raised.value!s} {raised.value.__cause__!r}"
         assert API_KEY not in text
         assert token not in text
+
+
+@respx.mock
+def test_reply_to_and_list_unsubscribe_go_as_the_api_names_them(client: BlastengineClient) -> None:
+    route = respx.post(URL).mock(return_value=httpx.Response(201, json={"delivery_id": 3}))
+    message = replace(
+        PLAIN,
+        reply_to="help@example.com",
+        reply_to_name="Support",
+        list_unsubscribe_url="https://example.com/u",
+        list_unsubscribe_mailto="mailto:u@example.com",
+    )
+
+    client.send(message, timeout=5)
+
+    body = json.loads(route.calls.last.request.content)
+    assert body["from"] == {"email": "f@example.com"}  # an empty name is left out
+    assert body["reply_to"] == {"email": "help@example.com", "name": "Support"}
+    assert body["list_unsubscribe"] == {
+        "url": "https://example.com/u",
+        "mailto": "mailto:u@example.com",
+    }
+
+
+@respx.mock
+@pytest.mark.parametrize(
+    ("headers", "seconds"),
+    [
+        ({"X-Rate-Limit-Retry-After-Seconds": "42"}, 42.0),
+        ({"X-Rate-Limit-Retry-After-Seconds": "42", "Retry-After": "50"}, 50.0),
+        ({"Retry-After": "3"}, 3.0),
+    ],
+)
+def test_a_429_waits_as_blastengines_own_header_says(
+    client: BlastengineClient, headers: dict[str, str], seconds: float
+) -> None:
+    respx.post(URL).mock(return_value=httpx.Response(429, headers=headers))
+
+    with pytest.raises(RateLimitedError) as raised:
+        client.send(MESSAGE, timeout=5)
+
+    assert raised.value.retry_after == seconds
+
+
+@respx.mock
+def test_an_answer_reports_the_rate_window(client: BlastengineClient) -> None:
+    headers = {"X-RateLimit-Remaining": "0", "X-Rate-Limit-Retry-After-Seconds": "12"}
+    respx.post(URL).mock(return_value=httpx.Response(201, json={"delivery_id": 9}, headers=headers))
+
+    accepted = client.send(MESSAGE, timeout=5)
+
+    assert (accepted.delivery_id, accepted.remaining, accepted.window_resets_in) == ("9", 0, 12.0)

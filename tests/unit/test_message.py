@@ -105,16 +105,83 @@ def test_content_hash_ignores_set_member_order() -> None:
     assert content_hash(a) == content_hash(b)
 
 
-def test_a_row_with_reply_to_is_refused_when_parsed_not_by_the_provider() -> None:
-    # GIVEN a row the transaction API could not express (it has no Reply-To field)
-    raw = image(row("r1", reply_to="help@example.com"))
+def test_reply_to_and_list_unsubscribe_are_kept_for_the_api() -> None:
+    raw = image(
+        row(
+            "r1",
+            reply_to="Help@Example.com",
+            reply_to_name="Support",
+            list_unsubscribe_url="https://example.com/unsubscribe?u=7",
+            list_unsubscribe_mailto="mailto:unsubscribe@example.com?subject=u7",
+        )
+    )
 
-    # WHEN it is parsed
+    message = parse_message(Row.from_image("r1", raw), **DEFAULTS)
+
+    assert isinstance(message, Message)
+    assert (message.reply_to, message.reply_to_name) == ("Help@example.com", "Support")
+    assert message.list_unsubscribe_url == "https://example.com/unsubscribe?u=7"
+    assert message.list_unsubscribe_mailto == "mailto:unsubscribe@example.com?subject=u7"
+
+
+def test_a_row_with_only_html_gets_a_readable_text_part() -> None:
+    html = '<p>Hello <b>Hanako</b>,</p><p>your <a href="https://shop.example/o/7">order</a></p>'
+    raw = image(row("r1", text=None, html=html))
+
+    message = parse_message(Row.from_image("r1", raw), **DEFAULTS)
+
+    assert isinstance(message, Message)
+    assert message.text == "Hello Hanako,\n\nyour order (https://shop.example/o/7)"
+    assert message.html == html
+
+
+def test_a_rows_own_text_is_kept_beside_its_html() -> None:
+    raw = image(row("r1", text="Plain words", html="<p>Rich words</p>"))
+
+    message = parse_message(Row.from_image("r1", raw), **DEFAULTS)
+
+    assert isinstance(message, Message)
+    assert message.text == "Plain words"
+
+
+def test_an_insert_code_key_with_an_underscore_says_what_the_provider_accepts() -> None:
+    raw = image(row("r1", insert_code={"first_name": "Hanako"}))
+
     problems = parse_message(Row.from_image("r1", raw), **DEFAULTS)
 
-    # THEN it is a problem of the row, found before any idempotency record or rate slot
     assert isinstance(problems, list)
-    assert any(p.startswith("reply_to:") and "Reply-To" in p for p in problems)
+    [problem] = problems
+    assert "'first_name' may hold only ASCII letters and digits" in problem
+    assert "__firstname__" in problem
+
+
+@pytest.mark.parametrize(
+    ("values", "ok"),
+    [
+        ({"subject": "s" * 256}, True),
+        ({"subject": "s" * 257}, False),
+        ({"text": "t" * 30_000}, True),
+        ({"text": "t" * 30_001}, False),
+        ({"from_name": "n" * 50}, True),
+        ({"from_name": "n" * 51}, False),
+        ({"to": "ab@c.d"}, True),
+        ({"to": "a@b.c"}, False),
+    ],
+)
+def test_the_apis_limits_hold_at_their_edges(values: dict, ok: bool) -> None:
+    parsed = parse_message(Row.from_image("r1", image(row("r1", **values))), **DEFAULTS)
+    assert isinstance(parsed, Message) is ok, parsed
+
+
+def test_sizes_are_counted_as_sent_in_the_rows_encoding() -> None:
+    # 10,001 hiragana are 30,003 bytes in UTF-8 but 20,008 in ISO-2022-JP
+    text = "\u3042" * 10_001
+    as_utf8 = parse_message(Row.from_image("r1", image(row("r1", text=text))), **DEFAULTS)
+    as_jis = parse_message(
+        Row.from_image("r1", image(row("r1", text=text, encode="ISO-2022-JP"))), **DEFAULTS
+    )
+    assert isinstance(as_utf8, list)
+    assert isinstance(as_jis, Message)
 
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)

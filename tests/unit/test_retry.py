@@ -6,6 +6,7 @@ import pytest
 
 from dispatcher.clock import Deadline
 from dispatcher.message import Message
+from dispatcher.providers.base import Accepted
 from dispatcher.providers.errors import (
     ConfigError,
     ProviderError,
@@ -40,13 +41,13 @@ class ScriptedProvider:
         self.latency = latency
         self.calls: list[float] = []
 
-    def send(self, message: Message, *, timeout: float) -> str | None:
+    def send(self, message: Message, *, timeout: float) -> Accepted:
         self.calls.append(self.clock.monotonic())
         self.clock.advance(self.latency)
         outcome = self.outcomes.pop(0)
         if isinstance(outcome, Exception):
             raise outcome
-        return outcome
+        return outcome if isinstance(outcome, Accepted) else Accepted(outcome)
 
 
 def _send(
@@ -156,3 +157,29 @@ def test_full_jitter_stays_within_the_exponential_ceiling() -> None:
         assert min(samples) >= 0
         assert max(samples) <= ceiling
         assert max(samples) > ceiling / 2  # it does use the range
+
+
+def test_a_spent_rate_window_pauses_the_bucket_before_any_429() -> None:
+    # GIVEN the provider accepts a mail and says the account's window is spent for 4 s
+    clock = FakeClock()
+    bucket = TokenBucket(rate=1000, clock=clock)
+    provider = ScriptedProvider(clock, Accepted("d-1", remaining=0, window_resets_in=4.0))
+
+    _send(provider, clock, bucket=bucket)
+
+    # THEN the next request waits for the refill instead of meeting a 429
+    before = clock.monotonic()
+    bucket.acquire()
+    assert clock.monotonic() - before == pytest.approx(4.0, abs=0.01)
+
+
+def test_a_window_with_requests_left_does_not_slow_anything() -> None:
+    clock = FakeClock()
+    bucket = TokenBucket(rate=1000, clock=clock)
+    provider = ScriptedProvider(clock, Accepted("d-1", remaining=3, window_resets_in=4.0))
+
+    _send(provider, clock, bucket=bucket)
+
+    before = clock.monotonic()
+    bucket.acquire()
+    assert clock.monotonic() - before < 0.01
