@@ -309,6 +309,17 @@ def send(
     send_after: Annotated[
         str | None, typer.Option(help="ISO-8601 time with offset; not sent before then.")
     ] = None,
+    reply_to: Annotated[str | None, typer.Option(help="Reply-To address.")] = None,
+    unsubscribe_url: Annotated[
+        str | None, typer.Option(help="List-Unsubscribe URL (http or https).")
+    ] = None,
+    attach: Annotated[
+        list[Path] | None,
+        typer.Option(
+            help="A file to attach (repeatable): uploaded to the stack's attachments bucket "
+            "under ID/NAME and named in the row."
+        ),
+    ] = None,
     file: Annotated[
         Path | None, typer.Option(help="A JSON object with the row's attributes.")
     ] = None,
@@ -340,10 +351,16 @@ def send(
                         "encode": encode,
                         "insert_code": codes or None,
                         "send_after": send_after,
+                        "reply_to": reply_to,
+                        "list_unsubscribe_url": unsubscribe_url,
                     }.items()
                     if v is not None
                 }
             ]
+        if attach:
+            if len(rows) != 1:
+                raise CommandError("--attach goes with a single row, not --file/--jsonl")
+            rows[0] = _attach(ctx, {"id": str(uuid.uuid4()), **rows[0]}, attach)
         items = [
             _checked_item(row, label=f"row {n}" if len(rows) > 1 else "the row")
             for n, row in enumerate(rows, 1)
@@ -611,14 +628,19 @@ def sandbox(ctx: typer.Context, as_json: JsonOption = False) -> None:
     if as_json:
         typer.echo(json.dumps({"mails": mails}))
         return
-    table = Table("delivery", "received", "to", "subject")
+    table = Table("delivery", "received", "to", "subject", "attachments")
     for mail in mails:
         payload = mail["payload"]
+        files = ", ".join(
+            f"{f['filename']} ({f['size']} B, {f['content_type']})"
+            for f in mail.get("attachments", [])
+        )
         table.add_row(
             str(mail["delivery_id"]),
             mail["received_at"][:19],
             str(payload.get("to")),
             _clip(str(payload.get("subject", "")), 50),
+            files,
         )
     out.print(table)
 
@@ -633,12 +655,16 @@ def _target(ctx: typer.Context) -> Any:
 @contextlib.contextmanager
 def _errors_as_exit() -> Iterator[None]:
     """At the command edge: a domain error is one stderr line and exit status 2."""
+    from dispatcher.attachments import AttachmentsUnavailableError
+    from dispatcher.providers.errors import ProviderError
     from dispatcher.store import StoreError
     from dispatcher.targets import TargetError
 
     try:
         yield
     except (CommandError, SettingsError, TargetError, StoreError) as exc:
+        _fail(str(exc))
+    except (AttachmentsUnavailableError, ProviderError) as exc:
         _fail(str(exc))
     except (typer.Exit, typer.Abort, KeyboardInterrupt):
         raise
@@ -714,6 +740,22 @@ def _checked_item(row: Any, *, label: str) -> dict[str, Any]:
     if isinstance(parsed, list):
         raise CommandError(f"{label} ({row['id']}) would fail: " + "; ".join(parsed))
     return item
+
+
+def _attach(ctx: typer.Context, row: dict[str, Any], files: list[Path]) -> dict[str, Any]:
+    """Upload ``files`` to the stack's attachments bucket and name them in ``row``."""
+    for path in files:
+        if not path.is_file():
+            raise CommandError(f"--attach: no such file: {path}")
+    attachments = _target(ctx).attachments
+    if attachments is None or not attachments.bucket:
+        raise CommandError("this stack has no attachments bucket")
+    named = []
+    for path in files:
+        key = f"{row['id']}/{path.name}"
+        attachments.upload(path, key)
+        named.append({"key": key, "filename": path.name})
+    return {**row, "attachments": named}
 
 
 def _seed_rows(admin: Any, event: dict[str, Any]) -> None:

@@ -27,6 +27,7 @@ from aws_lambda_powertools.utilities.batch.types import PartialItemFailureRespon
 from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
 from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
 
+from dispatcher.attachments import Attachments
 from dispatcher.clock import SYSTEM_CLOCK, Clock, Deadline, remaining_time
 from dispatcher.credentials import credentials_loader
 from dispatcher.failure_policy import FailurePolicy, FailureStamp
@@ -47,6 +48,7 @@ from dispatcher.triage import Reason, triage
 if TYPE_CHECKING:
     import httpx
     from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_s3 import S3Client
 
 __all__ = ["BOOKKEEPING_RESERVE_SECONDS", "Dispatcher"]
 
@@ -75,12 +77,16 @@ class Dispatcher:
         settings: Settings,
         store: Store,
         sender: OnceSender,
+        attachments: Attachments | None = None,
         clock: Clock = SYSTEM_CLOCK,
         rng: random.Random | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
         self.sender = sender
+        self.attachments = attachments or Attachments(
+            bucket=settings.attachments_bucket, max_total_bytes=settings.attachments_max_bytes
+        )
         self.policy = FailurePolicy.from_settings(settings)
         self._clock = clock
         self._rng = rng or random.Random()  # noqa: S311  (jitter, not security)
@@ -100,6 +106,7 @@ class Dispatcher:
         *,
         dynamodb_client: DynamoDBClient | None = None,
         http_client: httpx.Client | None = None,
+        s3_client: S3Client | None = None,
         provider: MailProvider | None = None,
         clock: Clock = SYSTEM_CLOCK,
         rng: random.Random | None = None,
@@ -110,11 +117,17 @@ class Dispatcher:
 
         client = dynamodb_client or boto3.client("dynamodb")
         rng = rng or random.Random()  # noqa: S311  (jitter, not security)
+        attachments = Attachments(
+            bucket=settings.attachments_bucket,
+            max_total_bytes=settings.attachments_max_bytes,
+            s3_client=s3_client,
+        )
         provider = provider or BlastengineClient(
             base_url=settings.blastengine_base_url,
             credentials=credentials_loader(settings),
             http_client=http_client,
             max_connections=settings.send_concurrency,
+            open_attachment=attachments.open,
         )
         sender = OnceSender(
             provider=provider,
@@ -132,7 +145,14 @@ class Dispatcher:
             history_table=settings.history_table_name,
             boto3_client=client,
         )
-        return cls(settings=settings, store=store, sender=sender, clock=clock, rng=rng)
+        return cls(
+            settings=settings,
+            store=store,
+            sender=sender,
+            attachments=attachments,
+            clock=clock,
+            rng=rng,
+        )
 
     def handle_batch(self, event: dict[str, Any], context: Any) -> PartialItemFailureResponse:
         """Process one stream batch and return Lambda's partial batch response."""
@@ -240,6 +260,14 @@ class Dispatcher:
             return self._write(row, self.policy.invalid(parsed, prior=prior, now=now))
         if schedule is not None:
             return self._write(row, schedule)
+        # Still step 1: the attachments exist and fit (an S3 lookup, so outside the parser).
+        try:
+            resolved = self.attachments.resolve(parsed)
+        except ProviderError as exc:  # no bucket, or no permission on it: `config`
+            return self._write(row, self._after_error(exc, prior, 0))
+        if isinstance(resolved, list):
+            return self._write(row, self.policy.invalid(resolved, prior=prior, now=now))
+        parsed = resolved
 
         # Steps 2 and 3: send once, under the idempotency record keyed on id + content.
         try:

@@ -28,6 +28,7 @@ __all__ = [
     "MAX_HTML_BYTES",
     "MAX_SEND_AFTER",
     "MAX_TEXT_BYTES",
+    "Attachment",
     "Encode",
     "Message",
     "parse_message",
@@ -46,6 +47,17 @@ MAX_NAME_CHARS = 50  # from_name, reply_to_name
 ADDRESS_CHARS = (6, 254)
 MAX_UNSUBSCRIBE_CHARS = 450
 MAX_INSERT_CODES = 50
+MAX_ATTACHMENTS = 100
+#: Extensions blastengine refuses in an attachment's name (BLASTENGINE.md, third-party source).
+REFUSED_EXTENSIONS = frozenset(
+    {
+        ".ade", ".adp", ".apk", ".appx", ".appxbundle", ".bat", ".bz2", ".cab", ".chm", ".cmd",
+        ".com", ".cpl", ".dll", ".dmg", ".ex", ".ex_", ".exe", ".gz", ".hta", ".ins", ".isp",
+        ".iso", ".jar", ".js", ".jse", ".lib", ".lnk", ".mde", ".msc", ".msi", ".msix",
+        ".msixbundle", ".msp", ".mst", ".nsh", ".pif", ".ps1", ".scr", ".sct", ".shb", ".sys",
+        ".tgz", ".vb", ".vbe", ".vbs", ".vxd", ".wsc", ".wsf", ".wsh", ".zip",
+    }
+)  # fmt: skip
 #: How far ahead ``send_after`` may lie: a row is a queue entry, not a calendar.
 MAX_SEND_AFTER = timedelta(days=366)
 _INSERT_CODE_KEY = re.compile(r"^[A-Za-z0-9]+$")
@@ -57,6 +69,18 @@ class Encode(StrEnum):
 
     UTF_8 = "UTF-8"
     ISO_2022_JP = "ISO-2022-JP"
+
+
+@dataclass(frozen=True)
+class Attachment:
+    """A file a row names in the attachments bucket; ``size`` and ``etag`` are known once the
+    object has been looked up (:mod:`dispatcher.attachments`), just before the send."""
+
+    key: str
+    filename: str
+    size: int | None = None
+    etag: str | None = None
+    content_type: str = "application/octet-stream"
 
 
 @dataclass(frozen=True)
@@ -78,6 +102,7 @@ class Message:
     list_unsubscribe_mailto: str | None = None
     encode: Encode = Encode.UTF_8
     insert_code: Mapping[str, str] = field(default_factory=dict)
+    attachments: tuple[Attachment, ...] = ()
     send_after: datetime | None = None
     content_hash: str = ""
 
@@ -132,6 +157,7 @@ def parse_message(
     bcc = p.address_list(image, "bcc", MAX_BCC)
     encode = p.encode(image)
     insert_code = p.insert_code(image)
+    attachments = p.attachments(image)
     send_after = p.timestamp(image, "send_after")
     p.number(image, "revision")
 
@@ -171,6 +197,7 @@ def parse_message(
         list_unsubscribe_mailto=unsubscribe_mailto,
         encode=encode or Encode.UTF_8,
         insert_code=insert_code,
+        attachments=attachments,
         send_after=send_after,
         content_hash=row.content_hash,
     )
@@ -316,6 +343,35 @@ class _Problems:
                 out[key] = value
         return out
 
+    def attachments(self, image: Image) -> tuple[Attachment, ...]:
+        if "attachments" not in image:
+            return ()
+        items = _typed(image["attachments"], "L")
+        if not isinstance(items, list):
+            got = _type_name(image["attachments"])
+            self.add("attachments", f"must be a list of maps (L of M), got {got}")
+            return ()
+        if len(items) > MAX_ATTACHMENTS:
+            self.add("attachments", f"has {len(items)} files, over the API's {MAX_ATTACHMENTS}")
+            return ()
+        out: list[Attachment] = []
+        for index, item in enumerate(items):
+            label = f"attachments[{index}]"
+            entry = _typed(item, "M")
+            key = _typed(entry.get("key"), "S") if isinstance(entry, dict) else None
+            if not isinstance(key, str) or not key.strip():
+                self.add("attachments", f"{label} needs a key (S): the object's key in the bucket")
+                continue
+            raw_name = entry.get("filename") if isinstance(entry, dict) else None
+            filename = _typed(raw_name, "S") if raw_name is not None else key.rsplit("/", 1)[-1]
+            problem = _filename_problem(filename)
+            if problem is not None:
+                self.add("attachments", f"{label} {problem}")
+                continue
+            assert isinstance(filename, str)
+            out.append(Attachment(key=key, filename=filename))
+        return tuple(out)
+
     def timestamp(self, image: Image, name: str) -> datetime | None:
         raw = self.string(image, name)
         if raw is None:
@@ -394,6 +450,19 @@ def _type_name(value: Any) -> str:
     if isinstance(value, dict) and len(value) == 1:
         return str(next(iter(value)))
     return type(value).__name__
+
+
+def _filename_problem(filename: Any) -> str | None:
+    if not isinstance(filename, str) or not filename.strip():
+        return "needs a filename (S), or a key whose last segment can be one"
+    if "/" in filename or "\\" in filename or len(filename) > 255:
+        return f"filename {_clip(filename)!r} must be one name of at most 255 characters"
+    if _header_problem(filename) is not None:
+        return f"filename {_clip(filename)!r} contains a control character"
+    suffix = "." + filename.rsplit(".", 1)[-1].lower() if "." in filename else ""
+    if suffix in REFUSED_EXTENSIONS:
+        return f"filename {_clip(filename)!r}: blastengine refuses {suffix} files"
+    return None
 
 
 def _derived_text(p: _Problems, html: str) -> str | None:

@@ -55,6 +55,7 @@ REQUEST_ATTRIBUTES = frozenset(
         "list_unsubscribe_mailto",
         "encode",
         "insert_code",
+        "attachments",
         "send_after",
         "revision",
     }

@@ -60,6 +60,8 @@ class Settings:
     history_retention_days: int = 90
     deferral_base_seconds: float = 30.0
     idempotency_expiry_seconds: int = 2 * _STREAM_RETENTION_SECONDS
+    attachments_bucket: str | None = None
+    attachments_max_bytes: int = 1_000_000
 
     def __post_init__(self) -> None:
         _positive("RATE_LIMIT_RPS", self.rate_limit_rps)
@@ -69,6 +71,7 @@ class Settings:
         _positive("REQUEST_TIMEOUT_SECONDS", self.request_timeout_seconds)
         _positive("HISTORY_RETENTION_DAYS", self.history_retention_days)
         _positive("DEFERRAL_BASE_SECONDS", self.deferral_base_seconds)
+        _positive("ATTACHMENTS_MAX_BYTES", self.attachments_max_bytes)
         if self.idempotency_expiry_seconds <= _STREAM_RETENTION_SECONDS:
             raise SettingsError(
                 "IDEMPOTENCY_EXPIRY_SECONDS must exceed the stream's 24-hour retention "
@@ -148,4 +151,5 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "history_retention_days": _number(int),
     "deferral_base_seconds": _number(float),
     "idempotency_expiry_seconds": _number(int),
+    "attachments_max_bytes": _number(int),
 }

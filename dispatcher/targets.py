@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from dispatcher.admin import Admin
+from dispatcher.attachments import Attachments
 from dispatcher.store import Store
 
 __all__ = ["Target", "TargetError", "default_state_dir", "deployed_stack", "local_stack"]
@@ -36,6 +37,7 @@ class Target:
     name: str
     admin: Admin
     sandbox_url: str | None = None
+    attachments: Attachments | None = None
 
 
 def _client(service: str, endpoint_url: str | None = None, region: str | None = None) -> Any:
@@ -71,7 +73,17 @@ def local_stack(state_dir: Path) -> Target:
     store = Store(
         send_table=info["send_table"], history_table=info["history_table"], boto3_client=client
     )
-    return Target(f"local stack at {info['endpoint_url']}", Admin(store), info.get("sandbox_url"))
+    attachments = Attachments(
+        bucket=info.get("attachments_bucket"),
+        max_total_bytes=1,  # the CLI only uploads; the function checks sizes
+        s3_client=_client("s3", info["endpoint_url"], info["region"]),
+    )
+    return Target(
+        f"local stack at {info['endpoint_url']}",
+        Admin(store),
+        info.get("sandbox_url"),
+        attachments,
+    )
 
 
 def deployed_stack(name: str) -> Target:
@@ -96,4 +108,6 @@ def deployed_stack(name: str) -> Target:
         history_table=outputs["HistoryTableName"],
         boto3_client=_client("dynamodb"),
     )
-    return Target(f"stack {name}", Admin(store))
+    bucket = outputs.get("AttachmentsBucketName")
+    attachments = Attachments(bucket=bucket, max_total_bytes=1) if bucket else None
+    return Target(f"stack {name}", Admin(store), attachments=attachments)

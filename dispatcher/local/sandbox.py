@@ -11,6 +11,8 @@ It binds loopback only, runs in a daemon thread and stops with :meth:`Sandbox.st
 
 from __future__ import annotations
 
+import email.parser
+import email.policy
 import json
 import random
 import threading
@@ -61,6 +63,7 @@ class Faults:
     hang_once_to: tuple[str, ...] = ()  # recipients whose first mail is accepted, answered late
     rate_limit: float = 0.0  # requests/second accepted before answering 429; 0: no limit
     fail_to: tuple[str, ...] = ()  # recipients always answered 500 (for demos)
+    attachment_limit: int = 1_000_000  # bytes of attachments per mail (the contract's)
     seed: int | None = None
 
     @classmethod
@@ -75,11 +78,12 @@ class Faults:
 
 @dataclass(frozen=True)
 class SentMail:
-    """One mail the sandbox accepted."""
+    """One mail the sandbox accepted; ``attachments`` as received (name, size, type)."""
 
     delivery_id: int
     received_at: str
     payload: dict[str, Any]
+    attachments: tuple[dict[str, Any], ...] = ()
 
 
 @dataclass
@@ -174,8 +178,11 @@ class Sandbox(BackgroundServer):
                     sandbox.set_faults(Faults.from_json(body, state.faults))
                     self._json(HTTPStatus.OK, asdict(state.faults))
                 elif self.path == API_PREFIX + TRANSACTION_PATH:
+                    files: list[dict[str, Any]] = []
+                    if isinstance(body, _Multipart):
+                        body, files = body.data, body.files
                     status, payload, headers = sandbox._transaction(
-                        self.headers.get("Authorization", ""), body
+                        self.headers.get("Authorization", ""), body, files
                     )
                     self._json(status, payload, headers)
                 else:
@@ -184,6 +191,9 @@ class Sandbox(BackgroundServer):
             def _body(self) -> Any:
                 length = int(self.headers.get("Content-Length") or 0)
                 raw = self.rfile.read(length) if length else b""
+                content_type = self.headers.get("Content-Type", "")
+                if content_type.startswith("multipart/form-data"):
+                    return _Multipart.parse(content_type, raw)
                 try:
                     return json.loads(raw or b"null")
                 except ValueError:
@@ -212,7 +222,7 @@ class Sandbox(BackgroundServer):
         return Handler
 
     def _transaction(
-        self, authorization: str, body: Any
+        self, authorization: str, body: Any, files: list[dict[str, Any]] | None = None
     ) -> tuple[int, dict[str, Any], dict[str, str]]:
         """One request to the transaction API; every answer carries the rate-limit headers,
         as blastengine's do."""
@@ -222,7 +232,7 @@ class Sandbox(BackgroundServer):
             faults = state.faults
             roll = state.rng.random()
             over_limit, window = self._take_rate_slot(faults.rate_limit)
-        status, payload = self._answer(authorization, body, faults, roll, over_limit)
+        status, payload = self._answer(authorization, body, files or [], faults, roll, over_limit)
         if status == 429:
             window = {RATE_REMAINING: "0", RATE_RESETS_IN: f"{faults.retry_after:g}"}
             if not over_limit:  # an injected 429 says so in Retry-After too, as a proxy would
@@ -230,7 +240,13 @@ class Sandbox(BackgroundServer):
         return status, payload, window
 
     def _answer(
-        self, authorization: str, body: Any, faults: Faults, roll: float, over_limit: bool
+        self,
+        authorization: str,
+        body: Any,
+        files: list[dict[str, Any]],
+        faults: Faults,
+        roll: float,
+        over_limit: bool,
     ) -> tuple[int, dict[str, Any]]:
         state = self._state
         if faults.latency:
@@ -245,13 +261,14 @@ class Sandbox(BackgroundServer):
         if roll < failing + faults.timeout:
             time.sleep(faults.hang_seconds)  # the client has given up by now
             return 504, {"error_messages": {"gateway": ["timed out (injected)"]}}
-        problems = validate_transaction(body)
+        problems = validate_transaction(body, files, attachment_limit=faults.attachment_limit)
         if problems:
             return 400, {"error_messages": problems}
         with state.lock:
             delivery_id = state.next_id
             state.next_id += 1
-            state.mails.append(SentMail(delivery_id, datetime.now(UTC).isoformat(), body))
+            received = datetime.now(UTC).isoformat()
+            state.mails.append(SentMail(delivery_id, received, body, tuple(files)))
             to = body.get("to")
             hang_once = to in faults.hang_once_to and to not in state.hung
             if hang_once:
@@ -294,3 +311,37 @@ class Sandbox(BackgroundServer):
                 f"subject={p.get('subject')!r}"
             )
         return "\n".join(lines) + "\n"
+
+
+@dataclass(frozen=True)
+class _Multipart:
+    """A ``multipart/form-data`` request: the JSON of its ``data`` part, and its files."""
+
+    data: Any
+    files: list[dict[str, Any]]
+
+    @classmethod
+    def parse(cls, content_type: str, raw: bytes) -> _Multipart:
+        document = email.parser.BytesParser(policy=email.policy.default).parsebytes(
+            f"Content-Type: {content_type}\r\n\r\n".encode() + raw
+        )
+        data: Any = None
+        files: list[dict[str, Any]] = []
+        for part in document.iter_parts() if document.is_multipart() else ():
+            name = part.get_param("name", header="content-disposition")
+            payload = part.get_payload(decode=True)
+            payload = payload if isinstance(payload, bytes) else b""
+            if name == "data":
+                try:
+                    data = json.loads(payload)
+                except ValueError:
+                    data = None
+            elif name == "file":
+                files.append(
+                    {
+                        "filename": part.get_filename() or "",
+                        "size": len(payload),
+                        "content_type": part.get_content_type(),
+                    }
+                )
+        return cls(data, files)

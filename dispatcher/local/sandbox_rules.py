@@ -25,12 +25,29 @@ _INSERT_CODES = 50
 _INSERT_KEY = re.compile(r"^(__[A-Za-z0-9]+__|%%[A-Za-z0-9]+%%)$")
 _UNSUBSCRIBE_CHARS = 450
 _ENCODINGS = {"UTF-8": "utf-8", "ISO-2022-JP": "iso2022_jp"}
+_FILES = 100
+_REFUSED_EXTENSIONS = frozenset(
+    {
+        ".ade", ".adp", ".apk", ".appx", ".appxbundle", ".bat", ".bz2", ".cab", ".chm", ".cmd",
+        ".com", ".cpl", ".dll", ".dmg", ".ex", ".ex_", ".exe", ".gz", ".hta", ".ins", ".isp",
+        ".iso", ".jar", ".js", ".jse", ".lib", ".lnk", ".mde", ".msc", ".msi", ".msix",
+        ".msixbundle", ".msp", ".mst", ".nsh", ".pif", ".ps1", ".scr", ".sct", ".shb", ".sys",
+        ".tgz", ".vb", ".vbe", ".vbs", ".vxd", ".wsc", ".wsf", ".wsh", ".zip",
+    }
+)  # fmt: skip
 
 
-def validate_transaction(body: Any) -> dict[str, list[str]]:
-    """The checks blastengine makes on a transaction request, in its error shape."""
+def validate_transaction(
+    body: Any, files: list[dict[str, Any]] | None = None, *, attachment_limit: int = 1_000_000
+) -> dict[str, list[str]]:
+    """The checks blastengine makes on a transaction request, in its error shape.
+
+    ``files`` are a multipart request's attachments (``filename``, ``size``); their limits
+    are from a third-party article (BLASTENGINE.md): 100 files, ``attachment_limit`` bytes in
+    all (1 MB by default, the contract's), and a list of refused extensions.
+    """
     if not isinstance(body, dict):
-        return {"body": ["must be a JSON object"]}
+        return {"data" if files is not None else "body": ["must be a JSON object"]}
     problems: dict[str, list[str]] = {}
 
     def refuse(name: str, message: str) -> None:
@@ -128,4 +145,15 @@ def validate_transaction(body: Any) -> dict[str, list[str]]:
                         f"list_unsubscribe.{name}",
                         f"must be at most {_UNSUBSCRIBE_CHARS} characters",
                     )
+    for n, attached in enumerate(files or []):
+        filename = str(attached.get("filename", ""))
+        suffix = "." + filename.rsplit(".", 1)[-1].lower() if "." in filename else ""
+        if not filename:
+            refuse(f"file[{n}]", "needs a filename")
+        elif suffix in _REFUSED_EXTENSIONS:
+            refuse(f"file[{n}]", f"{suffix} files are not accepted")
+    if files and len(files) > _FILES:
+        refuse("file", f"at most {_FILES} files")
+    if files and sum(int(f.get("size", 0)) for f in files) > attachment_limit:
+        refuse("file", f"at most {attachment_limit} bytes in all")
     return problems

@@ -40,6 +40,7 @@ from dispatcher.local.tables import (
     HISTORY_TABLE,
     IDEMPOTENCY_TABLE,
     SEND_TABLE,
+    create_bucket,
     load_template,
 )
 from dispatcher.local.worker import FunctionWorker
@@ -56,6 +57,8 @@ TABLE_NAMES = {
     HISTORY_TABLE: "mail-dispatcher-history",
     IDEMPOTENCY_TABLE: "mail-dispatcher-idempotency",
 }
+#: The template's AttachmentsBucket, as the local endpoint's S3 serves it.
+ATTACHMENTS_BUCKET = "mail-dispatcher-attachments"
 SANDBOX_LOGIN_ID = "sandbox"
 SANDBOX_API_KEY = "sandbox-api-key"  # the sandbox's own credentials, not a real account
 _REGION = "us-east-1"
@@ -90,6 +93,7 @@ class ReadyInfo:
     sandbox_url: str | None
     on_failure_file: str
     stream_arn: str
+    attachments_bucket: str
 
     def ready_line(self) -> str:
         keys = (
@@ -99,6 +103,7 @@ class ReadyInfo:
             "history_table",
             "idempotency_table",
             "provider_url",
+            "attachments_bucket",
         )
         return json.dumps({"event": "ready", **{k: getattr(self, k) for k in keys}})
 
@@ -135,6 +140,7 @@ class LocalStack:
         if self.options.fresh:
             self.snapshots.discard()
         streams = self.snapshots.create_and_restore()
+        create_bucket(self.client("s3"), ATTACHMENTS_BUCKET)
 
         if self.options.provider_url:
             provider_url = self.options.provider_url
@@ -164,6 +170,7 @@ class LocalStack:
             "IDEMPOTENCY_TABLE_NAME": TABLE_NAMES[IDEMPOTENCY_TABLE],
             "BLASTENGINE_BASE_URL": provider_url,
             "DEFAULT_FROM_EMAIL": os.environ.get("DEFAULT_FROM_EMAIL") or "noreply@example.com",
+            "ATTACHMENTS_BUCKET": ATTACHMENTS_BUCKET,
             "POWERTOOLS_METRICS_DISABLED": os.environ.get("POWERTOOLS_METRICS_DISABLED") or "true",
             **credentials,
         }
@@ -180,6 +187,7 @@ class LocalStack:
             sandbox_url=self.sandbox.base_url if self.sandbox else None,
             on_failure_file=str(on_failure.path.resolve()),
             stream_arn=streams[SEND_TABLE],
+            attachments_bucket=ATTACHMENTS_BUCKET,
         )
 
         template = load_template()
@@ -246,7 +254,9 @@ class LocalStack:
                 self.options.dynamodb_fault_rate,
                 random.Random(self.options.seed),  # noqa: S311  (fault injection)
             )
-        dispatcher = Dispatcher.from_settings(settings, dynamodb_client=client)
+        dispatcher = Dispatcher.from_settings(
+            settings, dynamodb_client=client, s3_client=self.client("s3")
+        )
         return dispatch_function(dispatcher, publish_metrics=False)
 
     def stop(self) -> None:

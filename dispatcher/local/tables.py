@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 __all__ = [
     "TEMPLATE_PATH",
     "TableDefinition",
+    "create_bucket",
     "create_tables",
     "enable_streams",
     "load_template",
@@ -161,3 +162,20 @@ def enable_streams(
             )
             arns[logical_id] = description["TableDescription"]["LatestStreamArn"]
     return arns
+
+
+def create_bucket(client: Any, name: str, *, template: Mapping[str, Any] | None = None) -> None:
+    """Create the template's attachments bucket under ``name``, with its encryption and its
+    public access block (what an S3 endpoint without IAM can hold of it)."""
+    document = template if template is not None else load_template()
+    props = document["Resources"]["AttachmentsBucket"]["Properties"]
+    client.create_bucket(Bucket=name)
+    # CloudFormation's ServerSideEncryptionByDefault is the S3 API's ApplyServerSide...
+    rules = [
+        {"ApplyServerSideEncryptionByDefault": rule["ServerSideEncryptionByDefault"]}
+        for rule in props["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+    ]
+    client.put_bucket_encryption(Bucket=name, ServerSideEncryptionConfiguration={"Rules": rules})
+    client.put_public_access_block(
+        Bucket=name, PublicAccessBlockConfiguration=props["PublicAccessBlockConfiguration"]
+    )

@@ -192,3 +192,43 @@ def test_an_unreachable_endpoint_is_one_clear_line(tmp_path: Path) -> None:
     )
     line = _one_clean_error_line(_cli(tmp_path, "ls"))
     assert "DynamoDB unreachable" in line
+
+
+def test_send_attach_uploads_the_file_and_the_sandbox_receives_it(
+    stack: RunningStack, tmp_path: Path
+) -> None:
+    # GIVEN a local file
+    invoice = tmp_path / "invoice-7.pdf"
+    invoice.write_bytes(b"%PDF-1.7 " + b"x" * 2000)
+
+    sent = stack.cli(
+        "send", "--id", "cli-attach", "--to", "att@example.com", "--subject", "cli-attach",
+        "--text", "Your invoice", "--attach", str(invoice),
+    )  # fmt: skip
+
+    # THEN the mail arrives with it, as blastengine's multipart shape
+    assert sent.returncode == 0, sent.stderr
+    wait_for(lambda: stack.history("cli-attach"), what="the send")
+    [mail] = [m for m in json.loads(stack.cli("sandbox", "--json").stdout)["mails"]
+              if m["payload"]["subject"] == "cli-attach"]  # fmt: skip
+    assert mail["attachments"] == [
+        {"filename": "invoice-7.pdf", "size": 2009, "content_type": "application/pdf"}
+    ]
+    assert stack.ready["attachments_bucket"] == "mail-dispatcher-attachments"
+
+
+def test_attach_of_a_missing_file_is_one_clean_line(stack: RunningStack) -> None:
+    line = _one_clean_error_line(
+        stack.cli(
+            "send",
+            "--to",
+            "a@example.com",
+            "--subject",
+            "s",
+            "--text",
+            "t",
+            "--attach",
+            "/no/such/file.pdf",
+        )
+    )
+    assert "no such file" in line

@@ -88,6 +88,7 @@ def test_every_event_file_is_covered() -> None:
         "invalid-row.json",
         "mixed-batch.json",
         "list-unsubscribe.json",
+        "attachment.json",  # tests/functional/test_attachments.py
     }
     assert {p.name for p in EVENTS.glob("*.json")} == covered
 

@@ -100,3 +100,25 @@ def test_lambda_requirements_are_the_projects_own_dependencies() -> None:
     assert set(lambda_reqs) <= set(project)
     names = {re.split(r"[\[<>=]", r)[0] for r in set(project) - set(lambda_reqs)}
     assert names == {"typer", "rich"}  # the CLI's, not the functions'
+
+
+def test_the_attachments_bucket_is_private_encrypted_expiring_and_read_only_to_the_function() -> (
+    None
+):
+    props = RESOURCES["AttachmentsBucket"]["Properties"]
+    assert props["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+    assert all(props["PublicAccessBlockConfiguration"].values())
+    [rule] = props["LifecycleConfiguration"]["Rules"]
+    assert rule["Status"] == "Enabled"
+    assert rule["ExpirationInDays"]
+    s3 = [
+        s
+        for s in RESOURCES["DispatcherFunction"]["Properties"]["Policies"][0]["Statement"]
+        if any(str(a).startswith("s3:") for a in s["Action"])
+    ]
+    assert [(s["Action"], s["Resource"]) for s in s3] == [
+        (["s3:GetObject"], {"Fn::Sub": "${AttachmentsBucket.Arn}/*"})
+    ]
+    env = TEMPLATE["Globals"]["Function"]["Environment"]["Variables"]
+    assert env["ATTACHMENTS_BUCKET"] == {"Ref": "AttachmentsBucket"}
+    assert "AttachmentsBucketName" in TEMPLATE["Outputs"]
