@@ -39,6 +39,13 @@ out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+LiveOption = Annotated[
+    bool,
+    typer.Option(
+        "--live",
+        help="Also ask blastengine (GET /deliveries/ID) how each sent mail's delivery stands.",
+    ),
+]
 
 
 class CommandError(Exception):
@@ -431,6 +438,7 @@ def list_rows(
 def show(
     ctx: typer.Context,
     row_id: Annotated[str, typer.Argument(metavar="ID", help="The row's id.")],
+    live: LiveOption = False,
     as_json: JsonOption = False,
 ) -> None:
     """Show one row, its last error and its history."""
@@ -440,10 +448,14 @@ def show(
         history = admin.history(row_id)
         if row is None and not history:
             raise CommandError(f"no row and no history for id {row_id!r}")
+        plain_history = [plain(h) for h in history]
+        deliveries = _deliveries(ctx, plain_history) if live else {}
     plain_row = plain(row.image) if row else None
-    plain_history = [plain(h) for h in history]
     if as_json:
-        typer.echo(json.dumps({"row": plain_row, "history": plain_history}, default=str))
+        document = {"row": plain_row, "history": plain_history}
+        if live:
+            document["deliveries"] = deliveries
+        typer.echo(json.dumps(document, default=str))
         return
     if plain_row is None:
         out.print(f"{row_id}: not in the send table (sent, or cancelled)")
@@ -462,6 +474,9 @@ def show(
             f"({item.get('attempts')} attempt(s))",
             markup=False,
         )
+        detail = deliveries.get(str(item.get("delivery_id")))
+        if detail is not None:
+            out.print(f"    blastengine now: {_delivery_line(detail)}", markup=False)
 
 
 @app.command()
@@ -580,6 +595,7 @@ def history(
         str | None, typer.Option(help="Only mail sent at or after this ISO-8601 time.")
     ] = None,
     limit: Annotated[int, typer.Option(help="Items to show at most.", min=1)] = 50,
+    live: LiveOption = False,
     as_json: JsonOption = False,
 ) -> None:
     """What was sent: the history table."""
@@ -591,10 +607,16 @@ def history(
         else:
             err.print("[dim](a paginated Scan of the history table; --id makes it a Query)[/]")
             items_iter = admin.scan_history(since=since_utc)
+        if live and row_id is None:
+            raise CommandError("--live goes with --id (one row's deliveries, not the table's)")
         items, more = _take(items_iter, limit)
-    plain_items = sorted((plain(i) for i in items), key=lambda i: str(i.get("sent_at")))
+        plain_items = sorted((plain(i) for i in items), key=lambda i: str(i.get("sent_at")))
+        deliveries = _deliveries(ctx, plain_items) if live else {}
     if as_json:
-        typer.echo(json.dumps({"history": plain_items, "truncated": more}, default=str))
+        document: dict[str, Any] = {"history": plain_items, "truncated": more}
+        if live:
+            document["deliveries"] = deliveries
+        typer.echo(json.dumps(document, default=str))
         return
     table = Table("sent at", "id", "to", "subject", "delivery", "attempts")
     for item in plain_items:
@@ -603,7 +625,12 @@ def history(
             str(item.get("id")),
             str(item.get("to")),
             _clip(str(item.get("subject", "")), 40),
-            str(item.get("delivery_id", "")),
+            str(item.get("delivery_id", ""))
+            + (
+                f" ({_delivery_line(deliveries[str(item.get('delivery_id'))])})"
+                if str(item.get("delivery_id")) in deliveries
+                else ""
+            ),
             str(item.get("attempts", "")),
         )
     out.print(table)
@@ -756,6 +783,29 @@ def _attach(ctx: typer.Context, row: dict[str, Any], files: list[Path]) -> dict[
         attachments.upload(path, key)
         named.append({"key": key, "filename": path.name})
     return {**row, "attachments": named}
+
+
+def _deliveries(ctx: typer.Context, history: list[dict[str, Any]]) -> dict[str, Any]:
+    """blastengine's current detail of each history item's delivery, by delivery id."""
+    provider = _target(ctx).provider()
+    return {
+        str(item["delivery_id"]): provider.delivery(str(item["delivery_id"]))
+        for item in history
+        if item.get("delivery_id") is not None
+    }
+
+
+def _delivery_line(detail: dict[str, Any]) -> str:
+    counts = ", ".join(
+        f"{detail.get(key, 0)} {label}"
+        for key, label in (
+            ("sent_count", "sent"),
+            ("hard_error_count", "hard error"),
+            ("soft_error_count", "soft error"),
+            ("drop_count", "dropped"),
+        )
+    )
+    return f"{detail.get('status', '?')} ({counts})"
 
 
 def _seed_rows(admin: Any, event: dict[str, Any]) -> None:

@@ -15,7 +15,12 @@ from typing import Any
 from dispatcher.providers.errors import ConfigError, TransientError
 from dispatcher.settings import Settings
 
-__all__ = ["CREDENTIALS_CACHE_SECONDS", "Credentials", "credentials_loader"]
+__all__ = [
+    "CREDENTIALS_CACHE_SECONDS",
+    "Credentials",
+    "credentials_loader",
+    "parameter_loader",
+]
 
 #: How long a fetched secret is reused; a rotated key is picked up within this time.
 CREDENTIALS_CACHE_SECONDS = 300
@@ -58,6 +63,14 @@ def credentials_loader(
         return lambda: static
     name = settings.blastengine_credentials_parameter
     assert name is not None  # Settings guarantees one source or the other
+    return parameter_loader(name, fetch=fetch)
+
+
+def parameter_loader(
+    name: str, *, fetch: Callable[[str], Any] | None = None
+) -> Callable[[], Credentials]:
+    """Credentials from the SSM SecureString (or Secrets Manager secret) ``name``, cached;
+    the CLI's ``--live`` uses it with the operator's own AWS credentials."""
     fetcher = fetch or _powertools_fetch
 
     def load() -> Credentials:

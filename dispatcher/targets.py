@@ -10,15 +10,23 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from dispatcher.admin import Admin
 from dispatcher.attachments import Attachments
+from dispatcher.credentials import Credentials, parameter_loader
+from dispatcher.providers.blastengine import BlastengineClient
+from dispatcher.settings import DEFAULT_BLASTENGINE_BASE_URL
 from dispatcher.store import Store
 
 __all__ = ["Target", "TargetError", "default_state_dir", "deployed_stack", "local_stack"]
+
+
+#: Where `dispatcher deploy`'s README step 1 puts the credentials (template default).
+DEFAULT_PARAMETER = "/mail-dispatcher/blastengine"
 
 
 def default_state_dir() -> Path:
@@ -38,6 +46,28 @@ class Target:
     admin: Admin
     sandbox_url: str | None = None
     attachments: Attachments | None = None
+    provider_url: str = DEFAULT_BLASTENGINE_BASE_URL
+
+    def provider(self) -> BlastengineClient:
+        """A blastengine client for lookups: the local stack's sandbox (its credentials),
+        or, for a deployed stack, blastengine itself with the credentials parameter read
+        with your own AWS credentials (``BLASTENGINE_CREDENTIALS_PARAMETER``, default
+        ``/mail-dispatcher/blastengine``)."""
+        login_id = os.environ.get("BLASTENGINE_LOGIN_ID")
+        api_key = os.environ.get("BLASTENGINE_API_KEY")
+        if login_id and api_key:
+            static = Credentials(login_id, api_key)
+            credentials: Callable[[], Credentials] = lambda: static  # noqa: E731
+        elif self.sandbox_url is not None:
+            from dispatcher.local.sandbox import SANDBOX_API_KEY, SANDBOX_LOGIN_ID
+
+            local = Credentials(SANDBOX_LOGIN_ID, SANDBOX_API_KEY)
+            credentials = lambda: local  # noqa: E731
+        else:
+            credentials = parameter_loader(
+                os.environ.get("BLASTENGINE_CREDENTIALS_PARAMETER") or DEFAULT_PARAMETER
+            )
+        return BlastengineClient(base_url=self.provider_url, credentials=credentials)
 
 
 def _client(service: str, endpoint_url: str | None = None, region: str | None = None) -> Any:
@@ -83,6 +113,7 @@ def local_stack(state_dir: Path) -> Target:
         Admin(store),
         info.get("sandbox_url"),
         attachments,
+        info.get("provider_url") or DEFAULT_BLASTENGINE_BASE_URL,
     )
 
 
@@ -110,4 +141,9 @@ def deployed_stack(name: str) -> Target:
     )
     bucket = outputs.get("AttachmentsBucketName")
     attachments = Attachments(bucket=bucket, max_total_bytes=1) if bucket else None
-    return Target(f"stack {name}", Admin(store), attachments=attachments)
+    return Target(
+        f"stack {name}",
+        Admin(store),
+        attachments=attachments,
+        provider_url=os.environ.get("BLASTENGINE_BASE_URL") or DEFAULT_BLASTENGINE_BASE_URL,
+    )

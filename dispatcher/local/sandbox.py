@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 from dispatcher.local._server import BackgroundServer
 from dispatcher.local.sandbox_rules import validate_transaction
@@ -42,6 +43,9 @@ class _QuietServer(ThreadingHTTPServer):
 
 
 API_PREFIX = "/api/v1"
+#: The sandbox's own credentials (README), used when the environment sets none.
+SANDBOX_LOGIN_ID = "sandbox"
+SANDBOX_API_KEY = "sandbox-api-key"  # not a real account's key
 #: blastengine's rate-limit headers, on every answer.
 RATE_REMAINING = "X-RateLimit-Remaining"
 RATE_RESETS_IN = "X-Rate-Limit-Retry-After-Seconds"
@@ -158,10 +162,17 @@ class Sandbox(BackgroundServer):
                 pass  # quiet: the dispatcher's own logs tell the story
 
             def do_GET(self) -> None:
-                if self.path.rstrip("/") == "/sandbox/mails":
+                url = urlsplit(self.path)
+                if url.path.rstrip("/") == "/sandbox/mails":
                     self._json(HTTPStatus.OK, {"mails": [asdict(m) for m in sandbox.mails]})
-                elif self.path in ("/", "/sandbox"):
+                elif url.path in ("/", "/sandbox"):
                     self._text(HTTPStatus.OK, sandbox._page())
+                elif url.path.startswith(API_PREFIX + "/"):
+                    authorization = self.headers.get("Authorization", "")
+                    status, payload = sandbox._lookup(
+                        authorization, url.path.removeprefix(API_PREFIX), parse_qs(url.query)
+                    )
+                    self._json(status, payload)
                 else:
                     self._json(HTTPStatus.NOT_FOUND, {"error_messages": {"path": ["not found"]}})
 
@@ -277,6 +288,22 @@ class Sandbox(BackgroundServer):
             time.sleep(faults.hang_seconds)  # accepted, but the answer comes too late
         return 201, {"delivery_id": delivery_id}
 
+    def _lookup(
+        self, authorization: str, path: str, query: dict[str, list[str]]
+    ) -> tuple[int, dict[str, Any]]:
+        """``GET /deliveries/{id}`` and ``GET /logs/mails/results``, from the mail kept."""
+        if authorization != f"Bearer {self._token}":
+            return 401, {"error_messages": {"Authorization": ["invalid bearer token"]}}
+        if path.startswith("/deliveries/"):
+            wanted = path.removeprefix("/deliveries/")
+            for mail in self.mails:
+                if str(mail.delivery_id) == wanted:
+                    return 200, _delivery(mail)
+            return 404, {"error_messages": {"delivery_id": ["not found"]}}
+        if path == "/logs/mails/results":
+            return _results(self.mails, query)
+        return 404, {"error_messages": {"path": ["not found"]}}
+
     def _take_rate_slot(self, limit: float) -> tuple[bool, dict[str, str]]:
         """Like a real API gateway: a token bucket of ``limit`` tokens refilled at ``limit``
         per second, so a steady ``limit`` requests/second always passes and a burst beyond
@@ -345,3 +372,98 @@ class _Multipart:
                     }
                 )
         return cls(data, files)
+
+
+#: The recipient results a kept mail has (bounces are reported as they arrive, issue 13).
+RESULT_STATUSES = ("SENT", "RETRY", "HARDERROR", "SOFTERROR", "DROP")
+
+
+def _delivery(mail: SentMail) -> dict[str, Any]:
+    """A delivery's detail in blastengine's shape (the fields its SDK reads)."""
+    p = mail.payload
+    recipients = 1 + len(p.get("cc", [])) + len(p.get("bcc", []))
+    sender = p.get("from", {})
+    return {
+        "delivery_id": mail.delivery_id,
+        "delivery_type": "TRANSACTION",
+        "status": "SENT",
+        "from": {"email": sender.get("email"), "name": sender.get("name", "")},
+        "subject": p.get("subject"),
+        "text_part": p.get("text_part"),
+        "html_part": p.get("html_part"),
+        "total_count": recipients,
+        "sent_count": recipients,
+        "drop_count": 0,
+        "hard_error_count": 0,
+        "soft_error_count": 0,
+        "open_count": 0,
+        "delivery_time": mail.received_at,
+        "reservation_time": None,
+        "created_time": mail.received_at,
+        "updated_time": mail.received_at,
+    }
+
+
+def _results(mails: list[SentMail], query: dict[str, list[str]]) -> tuple[int, dict[str, Any]]:
+    """``GET /logs/mails/results``: one result per recipient, oldest first, filtered by
+    ``delivery_id``, ``email``, ``status[]``, ``delivery_start``/``delivery_end``, paged by
+    ``count`` (1-1000) after ``anchor`` (the last ``maillog_id`` seen)."""
+
+    def first(name: str) -> str | None:
+        values = query.get(name)
+        return values[0] if values else None
+
+    problems: dict[str, list[str]] = {}
+    try:
+        count = int(first("count") or 100)
+        anchor = int(first("anchor") or 0)
+        if not 1 <= count <= 1000:
+            raise ValueError
+    except ValueError:
+        problems["count"] = ["must be a number from 1 to 1000 (anchor: a maillog_id)"]
+        count, anchor = 100, 0
+    window = []
+    for name in ("delivery_start", "delivery_end"):
+        raw = first(name)
+        try:
+            moment = datetime.fromisoformat(raw) if raw else None
+            if moment is not None and moment.tzinfo is None:
+                raise ValueError
+        except ValueError:
+            problems[name] = ["must be ISO-8601 with an offset"]
+            moment = None
+        window.append(moment)
+    statuses = set(query.get("status[]", []) or query.get("status", []))
+    if statuses - set(RESULT_STATUSES):
+        problems["status"] = [f"must be among {', '.join(RESULT_STATUSES)}"]
+    if problems:
+        return 400, {"error_messages": problems}
+    results = []
+    serial = 0
+    for mail in mails:
+        p = mail.payload
+        for address in (p.get("to"), *p.get("cc", []), *p.get("bcc", [])):
+            serial += 1
+            result = {
+                "maillog_id": serial,
+                "delivery_id": mail.delivery_id,
+                "delivery_type": "TRANSACTION",
+                "email": address,
+                "status": "SENT",
+                "delivery_time": mail.received_at,
+                "created_time": mail.received_at,
+                "updated_time": mail.received_at,
+                "last_response_code": "250",
+                "last_response_message": "OK (sandbox)",
+            }
+            sent = datetime.fromisoformat(mail.received_at)
+            if (
+                serial > anchor
+                and (first("delivery_id") in (None, str(mail.delivery_id)))
+                and (first("email") in (None, address))
+                and (not statuses or result["status"] in statuses)
+                and (window[0] is None or sent >= window[0])
+                and (window[1] is None or sent <= window[1])
+            ):
+                results.append(result)
+    return 200, {"data": results[:count]}

@@ -35,7 +35,7 @@ from dispatcher.local.context import LocalContext
 from dispatcher.local.dynamodb_server import DynamoDBServer
 from dispatcher.local.persistence import SAVE_INTERVAL_SECONDS, SNAPSHOT_FILE, TableSnapshots
 from dispatcher.local.poller import FileFailureDestination, MappingConfig, StreamPoller
-from dispatcher.local.sandbox import Faults, Sandbox
+from dispatcher.local.sandbox import SANDBOX_API_KEY, SANDBOX_LOGIN_ID, Faults, Sandbox
 from dispatcher.local.tables import (
     HISTORY_TABLE,
     IDEMPOTENCY_TABLE,
@@ -59,8 +59,7 @@ TABLE_NAMES = {
 }
 #: The template's AttachmentsBucket, as the local endpoint's S3 serves it.
 ATTACHMENTS_BUCKET = "mail-dispatcher-attachments"
-SANDBOX_LOGIN_ID = "sandbox"
-SANDBOX_API_KEY = "sandbox-api-key"  # the sandbox's own credentials, not a real account
+
 _REGION = "us-east-1"
 
 

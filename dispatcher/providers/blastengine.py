@@ -173,6 +173,22 @@ class BlastengineClient:
             raise ConfigError("attachments: this client was built without an attachment store")
         return self._open_attachment(attachment)
 
+    def delivery(self, delivery_id: str, *, timeout: float = 10.0) -> dict[str, Any]:
+        """``GET /deliveries/{id}``: one delivery's status and counts, as blastengine has them
+        now (the history item alone cannot say whether the mail arrived)."""
+        creds = self._credentials()
+        headers = {"Authorization": f"Bearer {bearer_token(creds.login_id, creds.api_key)}"}
+        url = self._url.removesuffix(TRANSACTION_PATH) + f"/deliveries/{delivery_id}"
+        try:
+            response = self._http.get(url, headers=headers, timeout=timeout)
+        except httpx.HTTPError as exc:
+            raise TransientError(f"cannot reach blastengine ({type(exc).__name__})") from None
+        payload = _json(response)
+        if response.is_success and isinstance(payload, dict):
+            return payload
+        detail = describe_errors(payload) or response.reason_phrase
+        raise error_for_status(response.status_code, detail)
+
     def close(self) -> None:
         self._http.close()
 

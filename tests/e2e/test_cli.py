@@ -232,3 +232,21 @@ def test_attach_of_a_missing_file_is_one_clean_line(stack: RunningStack) -> None
         )
     )
     assert "no such file" in line
+
+
+def test_show_and_history_live_ask_the_provider_how_the_delivery_stands(
+    stack: RunningStack,
+) -> None:
+    stack.put({"id": "cli-live", "to": "l@example.com", "subject": "cli-live", "text": "x",
+               "cc": ["m@example.com"]})  # fmt: skip
+    [item] = wait_for(lambda: stack.history("cli-live"), what="the send")
+    delivery_id = item["delivery_id"]["S"]
+
+    show = stack.cli("show", "cli-live", "--live")
+    history = stack.cli("history", "--id", "cli-live", "--live", "--json")
+
+    assert show.returncode == 0, show.stderr
+    assert "blastengine now: SENT (2 sent, 0 hard error, 0 soft error, 0 dropped)" in show.stdout
+    detail = json.loads(history.stdout)["deliveries"][delivery_id]
+    assert (detail["status"], detail["total_count"]) == ("SENT", 2)
+    assert "--live goes with --id" in _one_clean_error_line(stack.cli("history", "--live"))

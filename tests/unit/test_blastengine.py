@@ -224,3 +224,18 @@ def test_an_answer_reports_the_rate_window(client: BlastengineClient) -> None:
     accepted = client.send(MESSAGE, timeout=5)
 
     assert (accepted.delivery_id, accepted.remaining, accepted.window_resets_in) == ("9", 0, 12.0)
+
+
+@respx.mock
+def test_a_delivery_is_looked_up_with_the_same_token(client: BlastengineClient) -> None:
+    route = respx.get(BASE_URL + "/deliveries/42").mock(
+        return_value=httpx.Response(200, json={"delivery_id": 42, "status": "SENT"})
+    )
+    respx.get(BASE_URL + "/deliveries/43").mock(
+        return_value=httpx.Response(404, json={"error_messages": {"delivery_id": ["not found"]}})
+    )
+
+    assert client.delivery("42")["status"] == "SENT"
+    assert route.calls.last.request.headers["Authorization"].startswith("Bearer ")
+    with pytest.raises(RejectedError, match="delivery_id: not found"):
+        client.delivery("43")
