@@ -23,6 +23,7 @@ import json
 import os
 import random
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -327,13 +328,19 @@ class LocalStack:
         self._lock_file = handle
 
     def _save_while_running(self) -> None:
-        saved = -1
-        while not self._stop.wait(SAVE_INTERVAL_SECONDS):
+        """Save when the endpoint took writes since the last save. A save reads every table
+        through the endpoint, which serves one request at a time, so under load the pause
+        between saves grows to five times the last save's length: saving never takes more
+        than a sixth of the endpoint's time, whatever the tables' size."""
+        saved, pause = -1, SAVE_INTERVAL_SECONDS
+        while not self._stop.wait(pause):
             assert self.dynamodb is not None
             writes = self.dynamodb.writes
             if writes != saved:
+                started = time.monotonic()
                 self._save()
                 saved = writes
+                pause = max(SAVE_INTERVAL_SECONDS, 5 * (time.monotonic() - started))
 
     def _save(self) -> None:
         from dispatcher.observability import logger
