@@ -17,7 +17,7 @@ import sys
 import threading
 import uuid
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
@@ -638,6 +638,73 @@ def history(
         out.print(f"(first {limit} items; use --limit for more)")
 
 
+suppressed_app = typer.Typer(
+    help="The suppression list: addresses no mail goes to (hard bounces, blastengine's stop "
+    "list, or added here). Without a subcommand: list them.",
+    invoke_without_command=True,
+)
+app.add_typer(suppressed_app, name="suppressed")
+
+
+@suppressed_app.callback()
+def suppressed_list(ctx: typer.Context, as_json: JsonOption = False) -> None:
+    """List the suppressed addresses and why each is."""
+    if ctx.invoked_subcommand is not None:
+        return
+    with _errors_as_exit():
+        entries = sorted(_suppressions(ctx).all(), key=lambda e: e.address)
+    if as_json:
+        typer.echo(json.dumps({"suppressed": [asdict(e) for e in entries]}))
+        return
+    table = Table("address", "why", "delivery")
+    for entry in entries:
+        table.add_row(entry.address, entry.describe(), entry.delivery_id or "")
+    out.print(table)
+    if not entries:
+        out.print("no address is suppressed")
+
+
+@suppressed_app.command("add")
+def suppressed_add(
+    ctx: typer.Context,
+    address: Annotated[str, typer.Argument(help="The address to send no more mail to.")],
+    note: Annotated[str | None, typer.Option(help="Why (kept with the entry).")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Suppress an address by hand: rows to it fail `suppressed` until it is removed."""
+    from email_validator import EmailNotValidError, validate_email
+
+    from dispatcher.clock import iso_utc
+    from dispatcher.suppression import Suppression, normalise
+
+    with _errors_as_exit():
+        try:
+            validate_email(address, check_deliverability=False)
+        except EmailNotValidError as exc:
+            raise CommandError(f"{address!r} is not an address: {exc}") from None
+        entry = Suppression(
+            address=normalise(address),
+            reason="OPERATOR",
+            added_at=iso_utc(datetime.now(UTC)),
+            message=note,
+        )
+        _suppressions(ctx).add(entry)
+    typer.echo(json.dumps({"added": asdict(entry)}) if as_json else f"suppressed {entry.address}")
+
+
+@suppressed_app.command("remove")
+def suppressed_remove(
+    ctx: typer.Context,
+    address: Annotated[str, typer.Argument(help="The address to send mail to again.")],
+    as_json: JsonOption = False,
+) -> None:
+    """Lift an address's suppression (edit or re-fire its failed rows to send them)."""
+    with _errors_as_exit():
+        if not _suppressions(ctx).remove(address):
+            raise CommandError(f"{address!r} is not suppressed")
+    typer.echo(json.dumps({"removed": address}) if as_json else f"no longer suppressed: {address}")
+
+
 @app.command()
 def sandbox(ctx: typer.Context, as_json: JsonOption = False) -> None:
     """What the local sandbox received (the mail it accepted)."""
@@ -677,6 +744,13 @@ def sandbox(ctx: typer.Context, as_json: JsonOption = False) -> None:
 
 def _target(ctx: typer.Context) -> Any:
     return ctx.find_root().obj.target()
+
+
+def _suppressions(ctx: typer.Context) -> Any:
+    suppressions = _target(ctx).suppressions
+    if suppressions is None:
+        raise CommandError("this stack has no suppression table")
+    return suppressions
 
 
 @contextlib.contextmanager

@@ -43,6 +43,7 @@ from dispatcher.row import Row, RowStatus, string_attribute
 from dispatcher.send_once import OnceSender, Sent
 from dispatcher.settings import Settings
 from dispatcher.store import HistoryEntry, Store
+from dispatcher.suppression import SuppressionList, without_suppressed
 from dispatcher.triage import Reason, triage
 
 if TYPE_CHECKING:
@@ -78,12 +79,14 @@ class Dispatcher:
         store: Store,
         sender: OnceSender,
         attachments: Attachments | None = None,
+        suppressions: SuppressionList | None = None,
         clock: Clock = SYSTEM_CLOCK,
         rng: random.Random | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
         self.sender = sender
+        self.suppressions = suppressions
         self.attachments = attachments or Attachments(
             bucket=settings.attachments_bucket, max_total_bytes=settings.attachments_max_bytes
         )
@@ -145,11 +148,17 @@ class Dispatcher:
             history_table=settings.history_table_name,
             boto3_client=client,
         )
+        suppressions = (
+            SuppressionList(table=settings.suppression_table_name, boto3_client=client)
+            if settings.suppression_table_name
+            else None
+        )
         return cls(
             settings=settings,
             store=store,
             sender=sender,
             attachments=attachments,
+            suppressions=suppressions,
             clock=clock,
             rng=rng,
         )
@@ -268,6 +277,13 @@ class Dispatcher:
         if isinstance(resolved, list):
             return self._write(row, self.policy.invalid(resolved, prior=prior, now=now))
         parsed = resolved
+        # Still step 1: no mail to an address that bounced for good.
+        if self.suppressions is not None:
+            found = self.suppressions.find(parsed.recipients)
+            sendable = without_suppressed(parsed, found)
+            if isinstance(sendable, str):
+                return self._write(row, self.policy.suppressed(sendable, prior=prior, now=now))
+            parsed = sendable
 
         # Steps 2 and 3: send once, under the idempotency record keyed on id + content.
         try:
@@ -297,6 +313,7 @@ class Dispatcher:
             expires_at=result.get("expires_at") or self.sender.history_expiry(self._clock.now()),
             cc_count=len(message.cc),
             bcc_count=len(message.bcc),
+            left_out=message.left_out,
         )
         deleted = self.store.record_sent(entry, row, replayed=sent.replayed)
         kept = "" if deleted else "; the row changed meanwhile and was kept"

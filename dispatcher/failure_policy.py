@@ -117,6 +117,16 @@ class FailurePolicy:
             error_kind=ErrorKind.INVALID,
         )
 
+    def suppressed(self, reason: str, *, prior: int, now: datetime) -> FailureStamp:
+        """A row whose ``to`` is on the suppression list: failed, no attempt counted."""
+        return FailureStamp(
+            RowStatus.FAILED,
+            prior,
+            iso_utc(now),
+            last_error=reason,
+            error_kind=ErrorKind.SUPPRESSED,
+        )
+
     def scheduled(self, send_after: datetime, *, prior: int, now: datetime) -> FailureStamp:
         """A row whose ``send_after`` lies ahead: parked for the sweeper until then."""
         return FailureStamp(RowStatus.SCHEDULED, prior, iso_utc(now), retry_at=iso_utc(send_after))

@@ -103,6 +103,8 @@ class Message:
     encode: Encode = Encode.UTF_8
     insert_code: Mapping[str, str] = field(default_factory=dict)
     attachments: tuple[Attachment, ...] = ()
+    #: cc/bcc addresses the suppression list kept out of this send.
+    left_out: tuple[str, ...] = ()
     send_after: datetime | None = None
     content_hash: str = ""
 

@@ -82,6 +82,7 @@ class ErrorKind(StrEnum):
     TRANSIENT = "transient"
     RATE_LIMITED = "rate_limited"
     CONFIG = "config"
+    SUPPRESSED = "suppressed"
 
 
 class RowStatus(StrEnum):

@@ -60,6 +60,7 @@ class Settings:
     history_retention_days: int = 90
     deferral_base_seconds: float = 30.0
     idempotency_expiry_seconds: int = 2 * _STREAM_RETENTION_SECONDS
+    suppression_table_name: str | None = None
     attachments_bucket: str | None = None
     attachments_max_bytes: int = 1_000_000
 

@@ -84,6 +84,8 @@ class HistoryEntry:
     expires_at: int
     cc_count: int = 0
     bcc_count: int = 0
+    #: cc/bcc addresses left out of the send because they are suppressed.
+    left_out: tuple[str, ...] = ()
 
 
 class Store:
@@ -250,6 +252,8 @@ class Store:
         }
         if entry.delivery_id is not None:
             fields["delivery_id"] = {"S": entry.delivery_id}
+        if entry.left_out:
+            fields["suppressed_recipients"] = {"L": [{"S": a} for a in entry.left_out]}
         names = {f"#h{i}": name for i, name in enumerate(fields)}
         values = {f":h{i}": value for i, value in enumerate(fields.values())}
         expression = "SET " + ", ".join(f"#h{i} = :h{i}" for i in range(len(fields)))

@@ -21,6 +21,7 @@ from dispatcher.credentials import Credentials, parameter_loader
 from dispatcher.providers.blastengine import BlastengineClient
 from dispatcher.settings import DEFAULT_BLASTENGINE_BASE_URL
 from dispatcher.store import Store
+from dispatcher.suppression import SuppressionList
 
 __all__ = ["Target", "TargetError", "default_state_dir", "deployed_stack", "local_stack"]
 
@@ -47,6 +48,7 @@ class Target:
     sandbox_url: str | None = None
     attachments: Attachments | None = None
     provider_url: str = DEFAULT_BLASTENGINE_BASE_URL
+    suppressions: SuppressionList | None = None
 
     def provider(self) -> BlastengineClient:
         """A blastengine client for lookups: the local stack's sandbox (its credentials),
@@ -114,6 +116,9 @@ def local_stack(state_dir: Path) -> Target:
         info.get("sandbox_url"),
         attachments,
         info.get("provider_url") or DEFAULT_BLASTENGINE_BASE_URL,
+        SuppressionList(table=info["suppression_table"], boto3_client=client)
+        if info.get("suppression_table")
+        else None,
     )
 
 
@@ -146,4 +151,9 @@ def deployed_stack(name: str) -> Target:
         Admin(store),
         attachments=attachments,
         provider_url=os.environ.get("BLASTENGINE_BASE_URL") or DEFAULT_BLASTENGINE_BASE_URL,
+        suppressions=SuppressionList(
+            table=outputs["SuppressionTableName"], boto3_client=store.client
+        )
+        if outputs.get("SuppressionTableName")
+        else None,
     )

@@ -14,14 +14,25 @@ import pytest
 from hypothesis import HealthCheck, settings
 from moto import mock_aws
 
-from dispatcher.local.tables import HISTORY_TABLE, IDEMPOTENCY_TABLE, SEND_TABLE, create_tables
+from dispatcher.local.tables import (
+    HISTORY_TABLE,
+    IDEMPOTENCY_TABLE,
+    SEND_TABLE,
+    SUPPRESSION_TABLE,
+    create_tables,
+)
 
 # Shared, noisy machines: judge properties, not how fast examples are generated.
 settings.register_profile("default", deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile("default")
 
 EVENTS = Path(__file__).resolve().parents[1] / "events"
-TABLE_NAMES = {SEND_TABLE: "send", HISTORY_TABLE: "history", IDEMPOTENCY_TABLE: "idempotency"}
+TABLE_NAMES = {
+    SEND_TABLE: "send",
+    HISTORY_TABLE: "history",
+    IDEMPOTENCY_TABLE: "idempotency",
+    SUPPRESSION_TABLE: "suppression",
+}
 LOGIN_ID = "test-login"
 API_KEY = "sk-test-DO-NOT-LOG-7f3a9c"
 BASE_URL = "https://blastengine.test/api/v1"
@@ -73,6 +84,7 @@ def settings_kwargs() -> dict[str, Any]:
         "send_table_name": TABLE_NAMES[SEND_TABLE],
         "history_table_name": TABLE_NAMES[HISTORY_TABLE],
         "idempotency_table_name": TABLE_NAMES[IDEMPOTENCY_TABLE],
+        "suppression_table_name": TABLE_NAMES[SUPPRESSION_TABLE],
         "default_from_email": "noreply@example.com",
         "default_from_name": "Example",
         "blastengine_base_url": BASE_URL,

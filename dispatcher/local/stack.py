@@ -41,6 +41,7 @@ from dispatcher.local.tables import (
     HISTORY_TABLE,
     IDEMPOTENCY_TABLE,
     SEND_TABLE,
+    SUPPRESSION_TABLE,
     create_bucket,
     load_template,
 )
@@ -57,6 +58,7 @@ TABLE_NAMES = {
     SEND_TABLE: "mail-dispatcher-send",
     HISTORY_TABLE: "mail-dispatcher-history",
     IDEMPOTENCY_TABLE: "mail-dispatcher-idempotency",
+    SUPPRESSION_TABLE: "mail-dispatcher-suppression",
 }
 #: The template's AttachmentsBucket, as the local endpoint's S3 serves it.
 ATTACHMENTS_BUCKET = "mail-dispatcher-attachments"
@@ -94,6 +96,7 @@ class ReadyInfo:
     on_failure_file: str
     stream_arn: str
     attachments_bucket: str
+    suppression_table: str
 
     def ready_line(self) -> str:
         keys = (
@@ -168,6 +171,7 @@ class LocalStack:
             "SEND_TABLE_NAME": TABLE_NAMES[SEND_TABLE],
             "HISTORY_TABLE_NAME": TABLE_NAMES[HISTORY_TABLE],
             "IDEMPOTENCY_TABLE_NAME": TABLE_NAMES[IDEMPOTENCY_TABLE],
+            "SUPPRESSION_TABLE_NAME": TABLE_NAMES[SUPPRESSION_TABLE],
             "BLASTENGINE_BASE_URL": provider_url,
             "DEFAULT_FROM_EMAIL": os.environ.get("DEFAULT_FROM_EMAIL") or "noreply@example.com",
             "ATTACHMENTS_BUCKET": ATTACHMENTS_BUCKET,
@@ -188,6 +192,7 @@ class LocalStack:
             on_failure_file=str(on_failure.path.resolve()),
             stream_arn=streams[SEND_TABLE],
             attachments_bucket=ATTACHMENTS_BUCKET,
+            suppression_table=TABLE_NAMES[SUPPRESSION_TABLE],
         )
 
         template = load_template()

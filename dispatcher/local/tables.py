@@ -33,6 +33,7 @@ TEMPLATE_PATH = Path(__file__).resolve().parents[2] / "template.yaml"
 SEND_TABLE = "SendTable"
 HISTORY_TABLE = "HistoryTable"
 IDEMPOTENCY_TABLE = "IdempotencyTable"
+SUPPRESSION_TABLE = "SuppressionTable"
 
 
 class _CloudFormationLoader(yaml.SafeLoader):

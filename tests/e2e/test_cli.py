@@ -250,3 +250,22 @@ def test_show_and_history_live_ask_the_provider_how_the_delivery_stands(
     detail = json.loads(history.stdout)["deliveries"][delivery_id]
     assert (detail["status"], detail["total_count"]) == ("SENT", 2)
     assert "--live goes with --id" in _one_clean_error_line(stack.cli("history", "--live"))
+
+
+def test_suppressed_add_list_remove_and_a_row_to_it_fails(stack: RunningStack) -> None:
+    added = stack.cli("suppressed", "add", "Blocked@Example.com", "--note", "asked to stop")
+    assert added.returncode == 0, added.stderr
+    listed = json.loads(stack.cli("suppressed", "--json").stdout)["suppressed"]
+    assert [(e["address"], e["reason"]) for e in listed] == [("blocked@example.com", "OPERATOR")]
+
+    stack.put({"id": "cli-supp", "to": "blocked@example.com", "subject": "s", "text": "x"})
+    wait_for(lambda: (stack.row("cli-supp") or {}).get("error_kind"), what="the stamp")
+    row = stack.row("cli-supp")
+    assert row is not None
+    assert row["error_kind"] == {"S": "suppressed"}
+    assert "asked to stop" in row["last_error"]["S"]
+
+    assert stack.cli("suppressed", "remove", "blocked@example.com").returncode == 0
+    line = _one_clean_error_line(stack.cli("suppressed", "remove", "blocked@example.com"))
+    assert "is not suppressed" in line
+    assert "is not an address" in _one_clean_error_line(stack.cli("suppressed", "add", "nope"))

@@ -1,0 +1,96 @@
+"""A suppressed `to` fails the row with no API call; a suppressed cc/bcc is left out."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from dispatcher.suppression import Suppression, SuppressionList
+from tests.conftest import TABLE_NAMES, row
+from tests.functional.conftest import attr, failed_ids
+
+
+@pytest.fixture
+def suppressions(dynamodb: Any) -> SuppressionList:
+    return SuppressionList(table=TABLE_NAMES["SuppressionTable"], boto3_client=dynamodb)
+
+
+def _bounced(address: str, reason: str = "HARDERROR") -> Suppression:
+    return Suppression(
+        address=address,
+        reason=reason,
+        added_at="2026-11-30T01:00:00.000Z",
+        bounced_at="2026-11-30T10:00:00+09:00",
+        code="550",
+        message="user unknown",
+        delivery_id="1128",
+    )
+
+
+def test_a_row_to_a_suppressed_address_fails_suppressed_naming_the_bounce(
+    dispatcher, suppressions, table, stream_record, blastengine, invoke
+) -> None:
+    # GIVEN an address that hard-bounced (stored normalised), and a row to it in other case
+    suppressions.add(_bounced("dead@example.com"))
+    raw = table.put(row("s-1", to="Dead@Example.com"))
+
+    response = invoke(dispatcher, stream_record("INSERT", raw_new=raw))
+
+    # THEN the row fails `suppressed`, saying which bounce, and nothing reached the API
+    assert failed_ids(response) == []
+    current = table.get("s-1")
+    assert (attr(current, "status"), attr(current, "error_kind")) == ("failed", "suppressed")
+    assert "HARDERROR bounce at 2026-11-30T10:00:00+09:00, code 550" in attr(current, "last_error")
+    assert blastengine.route.call_count == 0
+
+
+def test_suppressed_cc_and_bcc_are_left_out_and_the_history_says_which(
+    dispatcher, suppressions, table, stream_record, blastengine, invoke
+) -> None:
+    suppressions.add(_bounced("gone@example.com", reason="DROP"))
+    suppressions.add(_bounced("old@example.com"))
+    raw = table.put(row("s-2", cc=["gone@example.com", "ok@example.com"], bcc=["old@example.com"]))
+
+    invoke(dispatcher, stream_record("INSERT", raw_new=raw))
+
+    [payload] = blastengine.payloads
+    assert payload["cc"] == ["ok@example.com"]
+    assert "bcc" not in payload
+    [history] = table.history("s-2")
+    assert [v["S"] for v in history["suppressed_recipients"]["L"]] == [
+        "gone@example.com",
+        "old@example.com",
+    ]
+
+
+def test_lifting_a_suppression_and_editing_the_row_sends_it(
+    dispatcher, suppressions, table, stream_record, blastengine, invoke
+) -> None:
+    suppressions.add(_bounced("back@example.com"))
+    raw = table.put(row("s-3", to="back@example.com"))
+    invoke(dispatcher, stream_record("INSERT", raw_new=raw))
+    stamped = table.get("s-3")
+
+    assert suppressions.remove("BACK@example.com") is True
+    assert suppressions.remove("back@example.com") is False
+    edited = table.update("s-3", revision=1)
+    invoke(dispatcher, stream_record("MODIFY", raw_new=edited, old=None) | {
+        "dynamodb": {**stream_record("MODIFY", raw_new=edited)["dynamodb"], "OldImage": stamped}
+    })  # fmt: skip
+
+    assert blastengine.route.call_count == 1
+    assert table.get("s-3") is None
+
+
+def test_every_recipient_is_checked_in_one_read(
+    dispatcher, suppressions, table, stream_record, blastengine, invoke, dynamodb
+) -> None:
+    calls: list[int] = []
+    dynamodb.meta.events.register("before-call.dynamodb.BatchGetItem", lambda **_: calls.append(1))
+    raw = table.put(row("s-4", cc=[f"c{i}@example.com" for i in range(10)]))
+
+    invoke(dispatcher, stream_record("INSERT", raw_new=raw))
+
+    assert len(calls) == 1
+    assert blastengine.route.call_count == 1
