@@ -135,6 +135,16 @@ class SuppressionList:
         with translated():
             self._client.put_item(TableName=self.table, Item=entry.item())
 
+    def add_once(self, entry: Suppression) -> bool:
+        """Put an address's suppression unless it has one: the first bounce stays the reason,
+        and a bounce reported twice changes nothing. False if it was suppressed already."""
+        return conditionally(
+            self._client.put_item,
+            TableName=self.table,
+            Item=entry.item(),
+            ConditionExpression="attribute_not_exists(address)",
+        )
+
     def remove(self, address: str) -> bool:
         """Lift an address's suppression; False if it was not suppressed."""
         return conditionally(

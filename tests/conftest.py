@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, settings
 from moto import mock_aws
 
 from dispatcher.local.tables import (
+    BOUNCE_TABLE,
     HISTORY_TABLE,
     IDEMPOTENCY_TABLE,
     SEND_TABLE,
@@ -32,6 +33,7 @@ TABLE_NAMES = {
     HISTORY_TABLE: "history",
     IDEMPOTENCY_TABLE: "idempotency",
     SUPPRESSION_TABLE: "suppression",
+    BOUNCE_TABLE: "bounces",
 }
 LOGIN_ID = "test-login"
 API_KEY = "sk-test-DO-NOT-LOG-7f3a9c"

@@ -38,6 +38,7 @@ from dispatcher.local.persistence import SAVE_INTERVAL_SECONDS, SNAPSHOT_FILE, T
 from dispatcher.local.poller import FileFailureDestination, MappingConfig, StreamPoller
 from dispatcher.local.sandbox import SANDBOX_API_KEY, SANDBOX_LOGIN_ID, Faults, Sandbox
 from dispatcher.local.tables import (
+    BOUNCE_TABLE,
     HISTORY_TABLE,
     IDEMPOTENCY_TABLE,
     SEND_TABLE,
@@ -59,6 +60,7 @@ TABLE_NAMES = {
     HISTORY_TABLE: "mail-dispatcher-history",
     IDEMPOTENCY_TABLE: "mail-dispatcher-idempotency",
     SUPPRESSION_TABLE: "mail-dispatcher-suppression",
+    BOUNCE_TABLE: "mail-dispatcher-bounces",
 }
 #: The template's AttachmentsBucket, as the local endpoint's S3 serves it.
 ATTACHMENTS_BUCKET = "mail-dispatcher-attachments"

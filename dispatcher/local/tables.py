@@ -34,6 +34,7 @@ SEND_TABLE = "SendTable"
 HISTORY_TABLE = "HistoryTable"
 IDEMPOTENCY_TABLE = "IdempotencyTable"
 SUPPRESSION_TABLE = "SuppressionTable"
+BOUNCE_TABLE = "BounceTable"
 
 
 class _CloudFormationLoader(yaml.SafeLoader):

@@ -11,6 +11,7 @@ from moto import mock_aws
 from dispatcher.local.tables import create_tables, load_template
 
 RESOURCES: dict[str, Any] = load_template()["Resources"]
+TABLES = [k for k, v in RESOURCES.items() if v["Type"] == "AWS::DynamoDB::Table"]
 
 
 @pytest.fixture(scope="module")
@@ -18,9 +19,7 @@ def created() -> dict[str, dict[str, Any]]:
     """Each template table as moto reports it after create_tables."""
     with mock_aws():
         client = boto3.client("dynamodb", region_name="us-east-1")
-        names = {
-            logical: f"t-{logical}" for logical in ("SendTable", "HistoryTable", "IdempotencyTable")
-        }
+        names = {logical: f"t-{logical}" for logical in TABLES}
         create_tables(client, names)
         out = {}
         for logical, name in names.items():
@@ -30,7 +29,7 @@ def created() -> dict[str, dict[str, Any]]:
         return out
 
 
-@pytest.mark.parametrize("logical", ["SendTable", "HistoryTable", "IdempotencyTable"])
+@pytest.mark.parametrize("logical", TABLES)
 def test_created_tables_match_the_template(logical: str, created: dict) -> None:
     props = RESOURCES[logical]["Properties"]
     table = created[logical]

@@ -1,0 +1,170 @@
+"""One path for every bounce: the bounce table, the history item, the suppression list."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from dispatcher.bounces import BadBounceError, BounceLedger, BounceType, parse_events
+from dispatcher.suppression import SuppressionList
+from tests.conftest import TABLE_NAMES
+from tests.fakes import FakeClock
+
+
+def _body(*events: dict[str, Any]) -> dict[str, Any]:
+    return {"events": [{"event": e} for e in events]}
+
+
+def _event(kind: str = "HARDERROR", address: str = "Dead@Example.com", delivery: Any = 1128):
+    return {
+        "type": kind,
+        "datetime": "2026-11-30T10:00:00+09:00",
+        "detail": {
+            "mailaddress": address,
+            "subject": "Your order",
+            "error_code": "550",
+            "error_message": "user unknown",
+            "delivery_id": delivery,
+        },
+    }
+
+
+@pytest.fixture
+def suppressions(dynamodb: Any) -> SuppressionList:
+    return SuppressionList(table=TABLE_NAMES["SuppressionTable"], boto3_client=dynamodb)
+
+
+@pytest.fixture
+def ledger(dynamodb: Any, suppressions: SuppressionList) -> BounceLedger:
+    return BounceLedger(
+        bounce_table=TABLE_NAMES["BounceTable"],
+        history_table=TABLE_NAMES["HistoryTable"],
+        suppressions=suppressions,
+        boto3_client=dynamodb,
+        clock=FakeClock(),
+    )
+
+
+def _history(dynamodb: Any, delivery_id: str = "1128", row_id: str = "order-1") -> None:
+    dynamodb.put_item(
+        TableName=TABLE_NAMES["HistoryTable"],
+        Item={
+            "id": {"S": row_id},
+            "sent_at": {"S": "2026-11-30T00:59:00.000Z"},
+            "delivery_id": {"S": delivery_id},
+            "to": {"S": "dead@example.com"},
+        },
+    )
+
+
+def _item(dynamodb: Any, row_id: str = "order-1") -> dict[str, Any]:
+    return dynamodb.get_item(
+        TableName=TABLE_NAMES["HistoryTable"],
+        Key={"id": {"S": row_id}, "sent_at": {"S": "2026-11-30T00:59:00.000Z"}},
+    )["Item"]
+
+
+def test_a_hard_bounce_reaches_the_history_item_and_the_suppression_list(
+    ledger, suppressions, dynamodb
+) -> None:
+    _history(dynamodb)
+    [event] = parse_events(_body(_event()))
+
+    applied = ledger.apply(event)
+
+    assert (applied.new, applied.joined) == (True, True)
+    item = _item(dynamodb)
+    assert item["bounce_type"] == {"S": "HARDERROR"}
+    assert item["bounced_at"] == {"S": "2026-11-30T10:00:00+09:00"}
+    assert (item["bounce_code"], item["bounce_address"]) == (
+        {"S": "550"},
+        {"S": "dead@example.com"},
+    )
+    assert item["bounced_addresses"] == {"SS": ["dead@example.com"]}
+    entry = suppressions.find(["dead@example.com"])["dead@example.com"]
+    assert (entry.reason, entry.code, entry.delivery_id) == ("HARDERROR", "550", "1128")
+
+
+def test_the_same_event_twice_changes_nothing(ledger, dynamodb) -> None:
+    _history(dynamodb)
+    [event] = parse_events(_body(_event()))
+    ledger.apply(event)
+    before = (_item(dynamodb), list(ledger.recent()), dynamodb.scan(TableName="suppression"))
+
+    again = ledger.apply(event)
+
+    assert again.new is False
+    after = (_item(dynamodb), list(ledger.recent()), dynamodb.scan(TableName="suppression"))
+    assert after[0] == before[0]
+    assert after[1] == before[1]
+    assert after[2]["Items"] == before[2]["Items"]
+
+
+def test_a_soft_error_is_recorded_and_never_suppresses(ledger, suppressions, dynamodb) -> None:
+    _history(dynamodb)
+    [event] = parse_events(_body(_event("SOFTERROR")))
+
+    ledger.apply(event)
+
+    assert _item(dynamodb)["bounce_type"] == {"S": "SOFTERROR"}
+    assert suppressions.find(["dead@example.com"]) == {}
+
+
+def test_a_drop_suppresses_like_a_hard_error(ledger, suppressions, dynamodb) -> None:
+    _history(dynamodb)
+    ledger.apply(parse_events(_body(_event("DROP")))[0])
+
+    assert suppressions.find(["dead@example.com"])["dead@example.com"].reason == "DROP"
+
+
+def test_an_orphan_is_kept_and_joined_once_its_history_item_exists(
+    ledger, suppressions, dynamodb
+) -> None:
+    # GIVEN a bounce that arrives before its history item
+    [event] = parse_events(_body(_event(delivery=77)))
+    applied = ledger.apply(event)
+    assert applied.joined is False
+    [orphan] = list(ledger.recent())
+    assert orphan["orphan"] == {"S": "1"}
+    assert "dead@example.com" in suppressions.find(["dead@example.com"])  # suppressed anyway
+
+    # WHEN the history item appears and orphans are joined
+    _history(dynamodb, delivery_id="77")
+    assert ledger.join_orphans() == 1
+
+    # THEN the history item has the bounce, and the event is an orphan no more
+    assert _item(dynamodb)["bounce_type"] == {"S": "HARDERROR"}
+    [joined] = list(ledger.recent())
+    assert "orphan" not in joined
+    assert joined["joined_to"] == {"S": "order-1"}
+    assert ledger.join_orphans() == 0
+
+
+def test_recent_filters_on_type(ledger) -> None:
+    for kind, address in (("HARDERROR", "a@example.com"), ("SOFTERROR", "b@example.com")):
+        ledger.apply(parse_events(_body(_event(kind, address)))[0])
+
+    assert [i["address"]["S"] for i in ledger.recent(kind=BounceType.SOFTERROR)] == [
+        "b@example.com"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        ("not a dict", "must be {"),
+        ({"events": []}, "no events"),
+        ({"events": [{"event": {**_event(), "type": "OPENED"}}]}, "type must be one of"),
+        ({"events": [{"event": {**_event(), "datetime": "yesterday"}}]}, "datetime"),
+        ({"events": [{"event": {**_event(), "detail": {"mailaddress": "x"}}}]}, "mailaddress"),
+        ({"events": [{"event": {**_event(), "detail": {"mailaddress": "a@b.jp"}}}]}, "delivery_id"),
+        ({"events": [{"nope": 1}]}, "no event object"),
+        ({"events": [{"event": _event()}] * 501}, "over 500"),
+    ],
+)
+def test_a_malformed_body_is_refused_without_repeating_it(body: Any, reason: str) -> None:
+    with pytest.raises(BadBounceError) as raised:
+        parse_events(body)
+    assert reason in str(raised.value)
+    assert "Dead@Example.com" not in str(raised.value)
