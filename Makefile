@@ -7,7 +7,7 @@ TOOLS := .venv-tools
 TOOLS_STAMP := $(TOOLS)/.installed
 SAM := SAM_CLI_TELEMETRY=0 AWS_DEFAULT_REGION=us-east-1 $(TOOLS)/bin/sam
 
-.PHONY: run test test-fast lint typecheck template-check bench soak clean build-DispatcherFunction build-SweeperFunction
+.PHONY: run test test-fast lint typecheck template-check bench soak clean build-DispatcherFunction build-SweeperFunction build-WebhookFunction
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -66,7 +66,7 @@ template-check: $(TOOLS_STAMP)
 LAMBDA_WHEELS ?= --platform manylinux2014_aarch64 --implementation cp --python-version 3.13 \
 	--only-binary=:all:
 RUNTIME_PYTHON ?= python3.13
-build-DispatcherFunction build-SweeperFunction:
+build-DispatcherFunction build-SweeperFunction build-WebhookFunction:
 	$(PYTHON) -m pip install --quiet --no-compile --target "$(ARTIFACTS_DIR)" \
 		-r lambda-requirements.txt $(LAMBDA_WHEELS) --upgrade
 	mkdir -p "$(ARTIFACTS_DIR)/dispatcher"

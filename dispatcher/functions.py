@@ -22,7 +22,13 @@ if TYPE_CHECKING:
     from dispatcher.dispatch import Dispatcher
     from dispatcher.refire import Sweeper
 
-__all__ = ["SWEEP_TIME_RESERVE_SECONDS", "LambdaFunction", "dispatch_function", "sweep_function"]
+__all__ = [
+    "SWEEP_TIME_RESERVE_SECONDS",
+    "LambdaFunction",
+    "dispatch_function",
+    "sweep_function",
+    "webhook_function",
+]
 
 #: The sweeper stops starting updates this close to the function's timeout.
 SWEEP_TIME_RESERVE_SECONDS = 2.0
@@ -62,6 +68,15 @@ def sweep_function(sweeper: Sweeper, *, publish_metrics: bool = True) -> LambdaF
         return asdict(result)
 
     return _decorated(sweep, publish_metrics, traced=False, cold_start_metric=False)
+
+
+def webhook_function(app: Any, *, publish_metrics: bool = True) -> LambdaFunction:
+    """The bounce webhook behind its function URL: one POST of blastengine's in, a status out."""
+
+    def receive(event: dict[str, Any], context: Any) -> Any:
+        return app.resolve(event, context)
+
+    return _decorated(receive, publish_metrics, traced=True, cold_start_metric=False)
 
 
 def _decorated(

@@ -61,6 +61,9 @@ class Settings:
     deferral_base_seconds: float = 30.0
     idempotency_expiry_seconds: int = 2 * _STREAM_RETENTION_SECONDS
     suppression_table_name: str | None = None
+    bounce_table_name: str | None = None
+    webhook_secret: str | None = field(default=None, repr=False)
+    webhook_secret_parameter: str | None = None
     attachments_bucket: str | None = None
     attachments_max_bytes: int = 1_000_000
 

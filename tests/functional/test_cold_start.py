@@ -43,3 +43,29 @@ def test_the_xray_sdk_is_imported_only_when_tracing(disabled: str, traced: bool)
     sdk_loaded, has_tracer = json.loads(out.stdout.strip().splitlines()[-1])
     assert sdk_loaded is traced
     assert has_tracer is traced
+
+
+@pytest.mark.parametrize(
+    "entry", ["dispatcher.handler", "dispatcher.sweeper", "dispatcher.webhook"]
+)
+def test_each_lambda_entry_imports_from_its_environment(entry: str) -> None:
+    env = {
+        **os.environ,
+        "SEND_TABLE_NAME": "s",
+        "HISTORY_TABLE_NAME": "h",
+        "IDEMPOTENCY_TABLE_NAME": "i",
+        "SUPPRESSION_TABLE_NAME": "x",
+        "BOUNCE_TABLE_NAME": "b",
+        "DEFAULT_FROM_EMAIL": "a@example.com",
+        "BLASTENGINE_CREDENTIALS_PARAMETER": "/mail-dispatcher/blastengine",
+        "WEBHOOK_SECRET_PARAMETER": "/mail-dispatcher/webhook-secret",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    code = f"import {entry} as m; print(callable(m.lambda_handler))"
+
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=False
+    )
+
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "True"
