@@ -124,6 +124,13 @@ def dev(
     sandbox_latency: Annotated[
         float, typer.Option(help="Seconds the sandbox takes to answer.", min=0)
     ] = 0.0,
+    sandbox_bounce: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="ADDRESS=TYPE or @DOMAIN=TYPE (HARDERROR, SOFTERROR, DROP): the sandbox "
+            "accepts such mail, then reports the bounce to the webhook (repeatable)."
+        ),
+    ] = None,
     sweep_interval: Annotated[
         float, typer.Option(help="Seconds between sweeper runs.", min=0.1)
     ] = 10.0,
@@ -184,7 +191,14 @@ def dev(
     from dispatcher.local.sandbox import Faults
     from dispatcher.local.stack import LocalStack, StackOptions
 
+    bounces: dict[str, str] = {}
+    for rule in sandbox_bounce or []:
+        where, _, kind = rule.partition("=")
+        if not where or kind not in ("HARDERROR", "SOFTERROR", "DROP"):
+            _fail(f"--sandbox-bounce wants ADDRESS=TYPE (HARDERROR, SOFTERROR, DROP), got {rule!r}")
+        bounces[where.lower()] = kind
     faults = Faults(
+        bounce=bounces,
         server_error=sandbox_fail,
         rate_limited=sandbox_429,
         rate_limit=sandbox_rps,

@@ -25,7 +25,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from dispatcher.local._server import BackgroundServer
-from dispatcher.local.sandbox_lookups import delivery_detail, mail_results
+from dispatcher.local.sandbox_lookups import bounce_events, delivery_detail, mail_results
 from dispatcher.local.sandbox_rules import validate_transaction
 from dispatcher.providers.blastengine import TRANSACTION_PATH, bearer_token
 
@@ -69,6 +69,11 @@ class Faults:
     rate_limit: float = 0.0  # requests/second accepted before answering 429; 0: no limit
     fail_to: tuple[str, ...] = ()  # recipients always answered 500 (for demos)
     attachment_limit: int = 1_000_000  # bytes of attachments per mail (the contract's)
+    #: Recipients that bounce: an address, or "@domain" for every address there, to the
+    #: bounce type (HARDERROR, SOFTERROR, DROP). Accepted, then reported by webhook.
+    bounce: dict[str, str] = field(default_factory=dict)
+    webhook: bool = True  # report bounces to the webhook (off: only /logs/mails/results has them)
+    bounce_delay: float = 0.3  # seconds between accepting a mail and reporting its bounces
     seed: int | None = None
 
     @classmethod
@@ -78,6 +83,8 @@ class Faults:
         for name in ("fail_to", "hang_once_to"):
             if name in known:
                 known[name] = tuple(known[name])
+        if "bounce" in known:
+            known["bounce"] = {str(k).lower(): str(v) for k, v in dict(known["bounce"]).items()}
         return replace(current, **known)
 
 
@@ -89,6 +96,8 @@ class SentMail:
     received_at: str
     payload: dict[str, Any]
     attachments: tuple[dict[str, Any], ...] = ()
+    #: Recipients that bounced, and how (the sandbox's Faults.bounce decided at acceptance).
+    bounces: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -131,6 +140,9 @@ class Sandbox(BackgroundServer):
         self._state = _State(faults=initial, rng=random.Random(initial.seed))  # noqa: S311
         self._server = _QuietServer((host, port), self._handler_class())
         self._server.daemon_threads = True
+        #: Where bounces are reported, as blastengine's console would be set to (the stack's
+        #: webhook URL); None reports none.
+        self.webhook_url: str | None = None
 
     @property
     def base_url(self) -> str:
@@ -276,11 +288,17 @@ class Sandbox(BackgroundServer):
         problems = validate_transaction(body, files, attachment_limit=faults.attachment_limit)
         if problems:
             return 400, {"error_messages": problems}
+        bounces = _bounces(body, faults.bounce)
         with state.lock:
             delivery_id = state.next_id
             state.next_id += 1
             received = datetime.now(UTC).isoformat()
-            state.mails.append(SentMail(delivery_id, received, body, tuple(files)))
+            mail = SentMail(delivery_id, received, body, tuple(files), bounces)
+            state.mails.append(mail)
+        if bounces and faults.webhook and self.webhook_url:
+            timer = threading.Timer(faults.bounce_delay, self._report, args=(mail,))
+            timer.daemon = True
+            timer.start()
             to = body.get("to")
             hang_once = to in faults.hang_once_to and to not in state.hung
             if hang_once:
@@ -288,6 +306,21 @@ class Sandbox(BackgroundServer):
         if hang_once or roll < failing + faults.timeout + faults.accepted_timeout:
             time.sleep(faults.hang_seconds)  # accepted, but the answer comes too late
         return 201, {"delivery_id": delivery_id}
+
+    def _report(self, mail: SentMail) -> None:
+        """POST the mail's bounces to the webhook, in blastengine's shape; retried a few
+        times as blastengine retries a webhook that failed."""
+        import httpx
+
+        body = {"events": bounce_events(mail)}
+        for attempt in range(5):
+            try:
+                answer = httpx.post(str(self.webhook_url), json=body, timeout=10)
+                if answer.status_code < 500:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2 * 2**attempt)
 
     def _lookup(
         self, authorization: str, path: str, query: dict[str, list[str]]
@@ -373,3 +406,18 @@ class _Multipart:
                     }
                 )
         return cls(data, files)
+
+
+def _bounces(body: Any, rules: dict[str, str]) -> dict[str, str]:
+    """Which recipients of an accepted mail bounce, by the rules (address or @domain)."""
+    if not rules or not isinstance(body, dict):
+        return {}
+    out = {}
+    for address in (body.get("to"), *body.get("cc", []), *body.get("bcc", [])):
+        if not isinstance(address, str):
+            continue
+        lowered = address.lower()
+        kind = rules.get(lowered) or rules.get("@" + lowered.rsplit("@", 1)[-1])
+        if kind:
+            out[address] = kind
+    return out

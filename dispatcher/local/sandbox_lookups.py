@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from dispatcher.local.sandbox import SentMail
 
-__all__ = ["RESULT_STATUSES", "delivery_detail", "mail_results"]
+__all__ = ["RESULT_STATUSES", "bounce_events", "delivery_detail", "mail_results"]
 
 
 #: The recipient results a kept mail has (bounces are reported as they arrive, issue 13).
@@ -20,6 +20,7 @@ def delivery_detail(mail: SentMail) -> dict[str, Any]:
     """A delivery's detail in blastengine's shape (the fields its SDK reads)."""
     p = mail.payload
     recipients = 1 + len(p.get("cc", [])) + len(p.get("bcc", []))
+    kinds = list(mail.bounces.values())
     sender = p.get("from", {})
     return {
         "delivery_id": mail.delivery_id,
@@ -30,10 +31,10 @@ def delivery_detail(mail: SentMail) -> dict[str, Any]:
         "text_part": p.get("text_part"),
         "html_part": p.get("html_part"),
         "total_count": recipients,
-        "sent_count": recipients,
-        "drop_count": 0,
-        "hard_error_count": 0,
-        "soft_error_count": 0,
+        "sent_count": recipients - len(kinds),
+        "drop_count": kinds.count("DROP"),
+        "hard_error_count": kinds.count("HARDERROR"),
+        "soft_error_count": kinds.count("SOFTERROR"),
         "open_count": 0,
         "delivery_time": mail.received_at,
         "reservation_time": None,
@@ -87,12 +88,14 @@ def mail_results(mails: list[SentMail], query: dict[str, list[str]]) -> tuple[in
                 "delivery_id": mail.delivery_id,
                 "delivery_type": "TRANSACTION",
                 "email": address,
-                "status": "SENT",
+                "status": mail.bounces.get(address, "SENT"),
                 "delivery_time": mail.received_at,
                 "created_time": mail.received_at,
                 "updated_time": mail.received_at,
-                "last_response_code": "250",
-                "last_response_message": "OK (sandbox)",
+                "last_response_code": "550" if address in mail.bounces else "250",
+                "last_response_message": (
+                    "user unknown (sandbox)" if address in mail.bounces else "OK (sandbox)"
+                ),
             }
             sent = datetime.fromisoformat(mail.received_at)
             if (
@@ -105,3 +108,26 @@ def mail_results(mails: list[SentMail], query: dict[str, list[str]]) -> tuple[in
             ):
                 results.append(result)
     return 200, {"data": results[:count]}
+
+
+def bounce_events(mail: SentMail) -> list[dict[str, Any]]:
+    """A mail's bounces as blastengine's webhook carries them (``BLASTENGINE.md``)."""
+    at = datetime.fromisoformat(mail.received_at).isoformat(timespec="seconds")
+    return [
+        {
+            "event": {
+                "type": kind,
+                "datetime": at,
+                "detail": {
+                    "mailaddress": address,
+                    "subject": mail.payload.get("subject", ""),
+                    "error_code": "550" if kind != "SOFTERROR" else "452",
+                    "error_message": "user unknown (sandbox)"
+                    if kind != "SOFTERROR"
+                    else "mailbox full (sandbox)",
+                    "delivery_id": mail.delivery_id,
+                },
+            }
+        }
+        for address, kind in mail.bounces.items()
+    ]

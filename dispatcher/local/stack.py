@@ -22,18 +22,26 @@ import functools
 import json
 import os
 import random
+import secrets
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any
 
+from dispatcher.bounce_webhook import receiver_from_settings
 from dispatcher.dispatch import Dispatcher
-from dispatcher.functions import LambdaFunction, dispatch_function, sweep_function
+from dispatcher.functions import (
+    LambdaFunction,
+    dispatch_function,
+    sweep_function,
+    webhook_function,
+)
 from dispatcher.local.chaos import throttle_some_calls
 from dispatcher.local.context import LocalContext
 from dispatcher.local.dynamodb_server import DynamoDBServer
+from dispatcher.local.function_url import FunctionUrlServer
 from dispatcher.local.persistence import SAVE_INTERVAL_SECONDS, SNAPSHOT_FILE, TableSnapshots
 from dispatcher.local.poller import FileFailureDestination, MappingConfig, StreamPoller
 from dispatcher.local.sandbox import SANDBOX_API_KEY, SANDBOX_LOGIN_ID, Faults, Sandbox
@@ -99,6 +107,7 @@ class ReadyInfo:
     stream_arn: str
     attachments_bucket: str
     suppression_table: str
+    webhook_url: str = ""
 
     def ready_line(self) -> str:
         keys = (
@@ -109,6 +118,7 @@ class ReadyInfo:
             "idempotency_table",
             "provider_url",
             "attachments_bucket",
+            "webhook_url",
         )
         return json.dumps({"event": "ready", **{k: getattr(self, k) for k in keys}})
 
@@ -128,6 +138,7 @@ class LocalStack:
         #: Why the stack stopped by itself (a thread of it died); None while it is healthy.
         self.failure: str | None = None
         self.snapshots: TableSnapshots | None = None
+        self.webhook: FunctionUrlServer | None = None
         self._lock_file: IO[bytes] | None = None
         self._wrote_state = False
         self._one_function_at_a_time = threading.Lock()  # see _run_function
@@ -174,6 +185,9 @@ class LocalStack:
             "HISTORY_TABLE_NAME": TABLE_NAMES[HISTORY_TABLE],
             "IDEMPOTENCY_TABLE_NAME": TABLE_NAMES[IDEMPOTENCY_TABLE],
             "SUPPRESSION_TABLE_NAME": TABLE_NAMES[SUPPRESSION_TABLE],
+            "BOUNCE_TABLE_NAME": TABLE_NAMES[BOUNCE_TABLE],
+            # A fresh secret per run unless you pin one: the URL is the webhook's only key.
+            "WEBHOOK_SECRET": os.environ.get("WEBHOOK_SECRET") or secrets.token_urlsafe(32),
             "BLASTENGINE_BASE_URL": provider_url,
             "DEFAULT_FROM_EMAIL": os.environ.get("DEFAULT_FROM_EMAIL") or "noreply@example.com",
             "ATTACHMENTS_BUCKET": ATTACHMENTS_BUCKET,
@@ -205,6 +219,20 @@ class LocalStack:
             Sweeper.from_settings(settings, dynamodb_client=self.client("dynamodb")),
             publish_metrics=False,
         )
+
+        self.webhook = FunctionUrlServer(
+            webhook_function(
+                receiver_from_settings(settings, dynamodb_client=self.client("dynamodb")),
+                publish_metrics=False,
+            ),
+            function_name="WebhookFunction",
+            timeout=timeouts["WebhookFunction"],
+            run=self._run_function,
+        ).start()
+        webhook_url = f"{self.webhook.url}hooks/{self.function_env['WEBHOOK_SECRET']}"
+        self.info = replace(self.info, webhook_url=webhook_url)
+        if self.sandbox is not None:
+            self.sandbox.webhook_url = webhook_url  # it reports bounces as blastengine would
 
         self.poller = StreamPoller(
             self.client("dynamodbstreams"),
@@ -278,6 +306,9 @@ class LocalStack:
         if self.worker is not None:
             self.worker.stop()
             self.worker = None
+        if self.webhook is not None:
+            self.webhook.stop()
+            self.webhook = None
         if self.sandbox is not None:
             self.sandbox.stop()
             self.sandbox = None
@@ -411,7 +442,7 @@ def _function_timeouts(template: dict[str, Any]) -> dict[str, float]:
     """Each function's Timeout from the template (or Globals), for the local contexts."""
     default = float(template.get("Globals", {}).get("Function", {}).get("Timeout", 3))
     out = {}
-    for name in ("DispatcherFunction", "SweeperFunction"):
+    for name in ("DispatcherFunction", "SweeperFunction", "WebhookFunction"):
         props = template["Resources"][name]["Properties"]
         out[name] = float(props.get("Timeout", default))
     return out

@@ -1,0 +1,109 @@
+"""A function URL on loopback: HTTP requests in, the webhook function's answers out.
+
+Lambda turns each request to a function URL into a payload-2.0 event and the function's
+``{statusCode, headers, body}`` back into the HTTP answer; this does the same for the local
+stack's webhook function, so blastengine's sandbox (or curl) posts to it as it would to AWS.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import urlsplit
+
+from dispatcher.local._server import BackgroundServer
+from dispatcher.local.context import LocalContext
+
+__all__ = ["FunctionUrlServer"]
+
+#: Lambda refuses a function URL request body over 6 MB before the function sees it.
+MAX_REQUEST_BYTES = 6 * 1024 * 1024
+
+
+class FunctionUrlServer(BackgroundServer):
+    """Serves one function at ``http://127.0.0.1:PORT/``, one invocation at a time."""
+
+    name = "function-url"
+
+    def __init__(
+        self,
+        function: Callable[[dict[str, Any], Any], Any],
+        *,
+        function_name: str,
+        timeout: float,
+        run: Callable[..., Any] | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+    ) -> None:
+        self._function = function
+        self._name = function_name
+        self._timeout = timeout
+        self._run = run or (lambda f, event, context: f(event, context))
+        self._lock = threading.Lock()
+        self._server = ThreadingHTTPServer((host, port), self._handler_class())
+        self._server.daemon_threads = True
+
+    @property
+    def url(self) -> str:
+        host, port = self._host_port
+        return f"http://{host}:{port}/"
+
+    def invoke(self, method: str, target: str, headers: dict[str, str], body: bytes) -> Any:
+        url = urlsplit(target)
+        event = {
+            "version": "2.0",
+            "rawPath": url.path,
+            "rawQueryString": url.query,
+            "headers": {k.lower(): v for k, v in headers.items()},
+            "requestContext": {
+                "http": {"method": method, "path": url.path, "sourceIp": "127.0.0.1"},
+                "stage": "$default",
+            },
+            "body": body.decode("utf-8", errors="replace"),
+            "isBase64Encoded": False,
+        }
+        context = LocalContext(self._name, self._timeout)
+        with self._lock:
+            return self._run(self._function, event, context)
+
+    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: Any) -> None:
+                pass  # the path holds the secret: never log it
+
+            def _any(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                if length > MAX_REQUEST_BYTES:
+                    self._send(413, {"message": "Request Entity Too Large"})
+                    return
+                body = self.rfile.read(length) if length else b""
+                try:
+                    answer = server.invoke(self.command, self.path, dict(self.headers), body)
+                except Exception:
+                    # Lambda answers a function error with a 502 and no detail.
+                    self._send(502, {"message": "Internal Server Error"})
+                    return
+                self._send(
+                    int(answer.get("statusCode", 200)),
+                    answer.get("body", ""),
+                    answer.get("headers") or {},
+                )
+
+            do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _any
+
+            def _send(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
+                data = (body if isinstance(body, str) else json.dumps(body)).encode()
+                self.send_response(status)
+                for name, value in (headers or {"Content-Type": "application/json"}).items():
+                    if name.lower() != "content-length":
+                        self.send_header(name, value)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        return Handler

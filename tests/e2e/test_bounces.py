@@ -1,0 +1,98 @@
+"""The bounce loop on the local stack: the sandbox reports bounces to the webhook as
+blastengine would, and they reach the history, the suppression list and the next row."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.e2e.conftest import RunningStack, start_stack, stop_stack, wait_for
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
+    running = start_stack(
+        tmp_path_factory.mktemp("bounces"),
+        "--sandbox-bounce", "dead@bounce.example=HARDERROR",
+        "--sandbox-bounce", "@dropped.example=DROP",
+        "--sandbox-bounce", "full@bounce.example=SOFTERROR",
+    )  # fmt: skip
+    try:
+        yield running
+    finally:
+        stop_stack(running.process)
+
+
+def _suppressed(stack: RunningStack) -> dict[str, Any]:
+    items = stack.client.scan(TableName="mail-dispatcher-suppression")["Items"]
+    return {i["address"]["S"]: i for i in items}
+
+
+def _send(stack: RunningStack, row_id: str, to: str) -> None:
+    stack.put({"id": row_id, "to": to, "subject": row_id, "text": "x"})
+
+
+@pytest.mark.parametrize(
+    ("to", "kind"), [("dead@bounce.example", "HARDERROR"), ("someone@dropped.example", "DROP")]
+)
+def test_a_bounce_reaches_the_history_and_the_next_row_fails_with_no_api_call(
+    stack: RunningStack, to: str, kind: str
+) -> None:
+    # GIVEN a mail the provider accepts, then reports as bounced
+    first = f"first-{kind}"
+    _send(stack, first, to)
+    wait_for(lambda: (stack.history(first) or [{}])[0].get("bounce_type"), what="the bounce")
+
+    # THEN the history item has it, and the address is suppressed with it
+    [item] = stack.history(first)
+    assert item["bounce_type"] == {"S": kind}
+    assert item["bounce_address"] == {"S": to}
+    assert _suppressed(stack)[to]["reason"] == {"S": kind}
+
+    # AND the next row to it fails `suppressed`, the provider never asked
+    requests = len(stack.mails())
+    second = f"second-{kind}"
+    _send(stack, second, to)
+    wait_for(lambda: (stack.row(second) or {}).get("error_kind"), what="the stamp")
+    assert stack.row(second)["error_kind"] == {"S": "suppressed"}
+    assert kind in stack.row(second)["last_error"]["S"]
+    assert len(stack.mails()) == requests
+
+
+def test_a_soft_error_is_recorded_only(stack: RunningStack) -> None:
+    _send(stack, "soft-1", "full@bounce.example")
+    wait_for(lambda: (stack.history("soft-1") or [{}])[0].get("bounce_type"), what="the bounce")
+
+    assert stack.history("soft-1")[0]["bounce_type"] == {"S": "SOFTERROR"}
+    assert "full@bounce.example" not in _suppressed(stack)
+
+
+def test_the_webhook_refuses_what_is_not_blastengines_and_a_repeat_changes_nothing(
+    stack: RunningStack,
+) -> None:
+    url = stack.ready["webhook_url"]
+    event = {
+        "event": {
+            "type": "HARDERROR",
+            "datetime": "2026-11-30T10:00:00+09:00",
+            "detail": {"mailaddress": "orphan@example.com", "delivery_id": 999999},
+        }
+    }
+    bounces_before = stack.client.scan(TableName="mail-dispatcher-bounces")["Items"]
+
+    wrong = httpx.post(url.rsplit("/", 1)[0] + "/not-the-secret", json={"events": [event]})
+    bad = httpx.post(url, content=b"not json")
+    unknown = httpx.post(url, json={"events": [{"event": {**event["event"], "type": "OPEN"}}]})
+
+    assert (wrong.status_code, bad.status_code, unknown.status_code) == (404, 400, 400)
+    assert stack.client.scan(TableName="mail-dispatcher-bounces")["Items"] == bounces_before
+
+    # an orphan (no such delivery) is kept, and posting it again changes nothing
+    assert httpx.post(url, json={"events": [event]}).status_code == 200
+    kept = stack.client.scan(TableName="mail-dispatcher-bounces")["Items"]
+    assert httpx.post(url, json={"events": [event]}).status_code == 200
+    assert stack.client.scan(TableName="mail-dispatcher-bounces")["Items"] == kept
+    assert len(kept) == len(bounces_before) + 1
