@@ -488,6 +488,12 @@ def show(
             f"({item.get('attempts')} attempt(s))",
             markup=False,
         )
+        if item.get("bounce_type"):
+            out.print(
+                f"    bounced: {item['bounce_type']} at {item.get('bounced_at')} "
+                f"({item.get('bounce_address')}, code {item.get('bounce_code', '?')})",
+                markup=False,
+            )
         detail = deliveries.get(str(item.get("delivery_id")))
         if detail is not None:
             out.print(f"    blastengine now: {_delivery_line(detail)}", markup=False)
@@ -632,7 +638,7 @@ def history(
             document["deliveries"] = deliveries
         typer.echo(json.dumps(document, default=str))
         return
-    table = Table("sent at", "id", "to", "subject", "delivery", "attempts")
+    table = Table("sent at", "id", "to", "subject", "delivery", "attempts", "bounce")
     for item in plain_items:
         table.add_row(
             str(item.get("sent_at")),
@@ -646,6 +652,9 @@ def history(
                 else ""
             ),
             str(item.get("attempts", "")),
+            f"{item['bounce_type']} {item.get('bounce_address', '')}"
+            if item.get("bounce_type")
+            else "",
         )
     out.print(table)
     if more:
@@ -720,6 +729,94 @@ def suppressed_remove(
 
 
 @app.command()
+def bounces(
+    ctx: typer.Context,
+    since: Annotated[
+        str | None, typer.Option(help="Only bounces received this long ago or later: 30m, 2h, 7d.")
+    ] = None,
+    kind: Annotated[
+        str | None, typer.Option("--type", help="HARDERROR, SOFTERROR or DROP.")
+    ] = None,
+    limit: Annotated[int, typer.Option(help="Bounces to show at most.", min=1)] = 100,
+    as_json: JsonOption = False,
+) -> None:
+    """Recent bounces blastengine reported, joined to their history item or still orphans
+    (their delivery has no history item yet)."""
+    from dispatcher.bounces import BounceType
+    from dispatcher.clock import iso_utc
+
+    with _errors_as_exit():
+        try:
+            wanted = BounceType(kind) if kind is not None else None
+        except ValueError:
+            raise CommandError("--type must be HARDERROR, SOFTERROR or DROP") from None
+        cutoff = iso_utc(datetime.now(UTC) - _duration(since, "--since")) if since else None
+        err.print("[dim](a paginated Scan of the bounce table)[/]")
+        items, more = _take(_target(ctx).ledger().recent(since=cutoff, kind=wanted), limit)
+    rows = sorted((plain(i) for i in items), key=lambda i: str(i.get("received_at")))
+    if as_json:
+        typer.echo(json.dumps({"bounces": rows, "truncated": more}, default=str))
+        return
+    table = Table("received", "type", "address", "delivery", "code", "history row")
+    for bounce in rows:
+        table.add_row(
+            str(bounce.get("received_at", ""))[:19],
+            str(bounce.get("type")),
+            str(bounce.get("address")),
+            str(bounce.get("delivery_id")),
+            str(bounce.get("code", "")),
+            str(bounce.get("joined_to", "(orphan)")),
+        )
+    out.print(table)
+    if more:
+        out.print(f"(first {limit}; use --limit for more)")
+
+
+@app.command()
+def reconcile(
+    ctx: typer.Context,
+    since: Annotated[
+        str, typer.Option(help="How far back to read blastengine's delivery logs: 30m, 2h, 1d.")
+    ] = "2h",
+    as_json: JsonOption = False,
+) -> None:
+    """Catch up bounces whose webhook never came, from blastengine's delivery logs, through
+    the webhook's own idempotent path; then join orphan bounces to their history."""
+    from dispatcher.reconcile import Reconciler
+
+    with _errors_as_exit():
+        until = datetime.now(UTC)
+        target = _target(ctx)
+        reconciler = Reconciler(
+            provider=target.provider(),
+            ledger=target.ledger(),
+            boto3_client=target.admin.store.client,
+        )
+        result = reconciler.catch_up(until - _duration(since, "--since"), until)
+    if as_json:
+        typer.echo(json.dumps(asdict(result)))
+        return
+    out.print(
+        f"{result.results} bounce result(s) read, {result.applied} new to the history, "
+        f"{result.joined_orphans} orphan(s) joined"
+        + (" (stopped at the page limit: run it again)" if result.truncated else "")
+    )
+
+
+@app.command("webhook-url")
+def webhook_url(ctx: typer.Context) -> None:
+    """The bounce webhook's full URL, secret included, to paste into blastengine's console."""
+    with _errors_as_exit():
+        target = _target(ctx)
+        url = target.webhook_url
+        if not url:
+            raise CommandError("this stack has no bounce webhook")
+        if url.endswith("/hooks/"):  # a deployed stack's output stops before the secret
+            url += _webhook_secret()
+    typer.echo(url)
+
+
+@app.command()
 def sandbox(ctx: typer.Context, as_json: JsonOption = False) -> None:
     """What the local sandbox received (the mail it accepted)."""
     import httpx
@@ -754,6 +851,27 @@ def sandbox(ctx: typer.Context, as_json: JsonOption = False) -> None:
 
 
 # ----------------------------------------------------------------------------- helpers
+
+
+def _duration(value: str, option: str) -> timedelta:
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    number, unit = value[:-1], value[-1:].lower()
+    if unit not in units or not number.isdigit() or int(number) <= 0:
+        raise CommandError(f"{option} wants a duration such as 30m, 2h or 7d, got {value!r}")
+    return timedelta(seconds=int(number) * units[unit])
+
+
+def _webhook_secret() -> str:
+    """The deployed webhook's secret, from SSM with your own AWS credentials."""
+    import boto3
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    name = os.environ.get("WEBHOOK_SECRET_PARAMETER") or "/mail-dispatcher/webhook-secret"
+    try:
+        response = boto3.client("ssm").get_parameter(Name=name, WithDecryption=True)
+    except (ClientError, BotoCoreError) as exc:
+        raise CommandError(f"cannot read the webhook secret {name!r}: {exc}") from None
+    return str(response["Parameter"]["Value"])
 
 
 def _target(ctx: typer.Context) -> Any:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import asdict
+from datetime import timedelta
 from functools import wraps
 from typing import TYPE_CHECKING, Any, cast
 
@@ -20,6 +21,7 @@ from dispatcher.observability import logger, metrics, traced_handler
 
 if TYPE_CHECKING:
     from dispatcher.dispatch import Dispatcher
+    from dispatcher.reconcile import Reconciler
     from dispatcher.refire import Sweeper
 
 __all__ = [
@@ -32,6 +34,9 @@ __all__ = [
 
 #: The sweeper stops starting updates this close to the function's timeout.
 SWEEP_TIME_RESERVE_SECONDS = 2.0
+#: How far back each scheduled catch-up reads the delivery logs: twice its hourly schedule,
+#: so one failed run loses nothing.
+RECONCILE_WINDOW = timedelta(hours=2)
 
 LambdaFunction = Callable[[dict[str, Any], Any], Any]
 
@@ -49,23 +54,39 @@ def dispatch_function(dispatcher: Dispatcher, *, publish_metrics: bool = True) -
     return _decorated(handle, publish_metrics, traced=True, cold_start_metric=True)
 
 
-def sweep_function(sweeper: Sweeper, *, publish_metrics: bool = True) -> LambdaFunction:
-    """The scheduled function: re-fires the rows whose wait is over."""
+def sweep_function(
+    sweeper: Sweeper,
+    *,
+    reconciler: Reconciler | None = None,
+    publish_metrics: bool = True,
+) -> LambdaFunction:
+    """The scheduled function: re-fires the rows whose wait is over; on its slower schedule
+    (``{"task": "reconcile"}``) it catches bounces up from the delivery logs instead."""
 
     def sweep(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        if isinstance(event, dict) and event.get("task") == "reconcile":
+            if reconciler is None:
+                return {"reconciled": False, "reason": "no bounce table configured"}
+            now = SYSTEM_CLOCK.now()
+            caught = reconciler.catch_up(now - RECONCILE_WINDOW, now)
+            metrics.add_metric(name="BouncesCaughtUp", unit=MetricUnit.Count, value=caught.applied)
+            logger.info("bounces caught up", extra=asdict(caught))
+            return asdict(caught)
         deadline = Deadline.from_context(context, SYSTEM_CLOCK, reserve=SWEEP_TIME_RESERVE_SECONDS)
         result = sweeper.sweep(deadline)
         metrics.add_metric(name="SweptRefired", unit=MetricUnit.Count, value=len(result.fired))
         metrics.add_metric(name="SweptMoved", unit=MetricUnit.Count, value=len(result.moved))
+        joined = reconciler.join_orphans() if reconciler is not None else 0
         logger.info(
             "sweep done",
             extra={
                 "fired": len(result.fired),
                 "moved": len(result.moved),
                 "truncated": result.truncated,
+                "orphans_joined": joined,
             },
         )
-        return asdict(result)
+        return {**asdict(result), "orphans_joined": joined}
 
     return _decorated(sweep, publish_metrics, traced=False, cold_start_metric=False)
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from dispatcher.admin import Admin
 from dispatcher.attachments import Attachments
+from dispatcher.bounces import BounceLedger
 from dispatcher.credentials import Credentials, parameter_loader
 from dispatcher.providers.blastengine import BlastengineClient
 from dispatcher.settings import DEFAULT_BLASTENGINE_BASE_URL
@@ -49,6 +50,19 @@ class Target:
     attachments: Attachments | None = None
     provider_url: str = DEFAULT_BLASTENGINE_BASE_URL
     suppressions: SuppressionList | None = None
+    bounce_table: str | None = None
+    webhook_url: str | None = None
+
+    def ledger(self) -> BounceLedger:
+        """The bounce path over this stack's tables, as the webhook uses it."""
+        if self.suppressions is None or self.bounce_table is None:
+            raise TargetError("this stack has no bounce or suppression table")
+        return BounceLedger(
+            bounce_table=self.bounce_table,
+            history_table=self.admin.store.history_table,
+            suppressions=self.suppressions,
+            boto3_client=self.admin.store.client,
+        )
 
     def provider(self) -> BlastengineClient:
         """A blastengine client for lookups: the local stack's sandbox (its credentials),
@@ -119,6 +133,8 @@ def local_stack(state_dir: Path) -> Target:
         SuppressionList(table=info["suppression_table"], boto3_client=client)
         if info.get("suppression_table")
         else None,
+        info.get("bounce_table"),
+        info.get("webhook_url"),
     )
 
 
@@ -156,4 +172,6 @@ def deployed_stack(name: str) -> Target:
         )
         if outputs.get("SuppressionTableName")
         else None,
+        bounce_table=outputs.get("BounceTableName"),
+        webhook_url=outputs.get("BounceWebhookUrl"),
     )

@@ -295,14 +295,14 @@ class Sandbox(BackgroundServer):
             received = datetime.now(UTC).isoformat()
             mail = SentMail(delivery_id, received, body, tuple(files), bounces)
             state.mails.append(mail)
-        if bounces and faults.webhook and self.webhook_url:
-            timer = threading.Timer(faults.bounce_delay, self._report, args=(mail,))
-            timer.daemon = True
-            timer.start()
             to = body.get("to")
             hang_once = to in faults.hang_once_to and to not in state.hung
             if hang_once:
                 state.hung.add(to)
+        if bounces and faults.webhook and self.webhook_url:
+            timer = threading.Timer(faults.bounce_delay, self._report, args=(mail,))
+            timer.daemon = True
+            timer.start()
         if hang_once or roll < failing + faults.timeout + faults.accepted_timeout:
             time.sleep(faults.hang_seconds)  # accepted, but the answer comes too late
         return 201, {"delivery_id": delivery_id}

@@ -55,6 +55,7 @@ from dispatcher.local.tables import (
     load_template,
 )
 from dispatcher.local.worker import FunctionWorker
+from dispatcher.reconcile import Reconciler
 from dispatcher.refire import Sweeper
 from dispatcher.settings import Settings
 from dispatcher.targets import default_state_dir
@@ -62,6 +63,8 @@ from dispatcher.targets import default_state_dir
 __all__ = ["STATE_FILE", "LocalStack", "ReadyInfo", "StackOptions", "default_state_dir"]
 
 STATE_FILE = "local.json"
+#: Sweeps between two catch-ups from the sandbox's delivery logs.
+RECONCILE_EVERY = 60
 LOCK_FILE = "lock"
 TABLE_NAMES = {
     SEND_TABLE: "mail-dispatcher-send",
@@ -107,6 +110,7 @@ class ReadyInfo:
     stream_arn: str
     attachments_bucket: str
     suppression_table: str
+    bounce_table: str
     webhook_url: str = ""
 
     def ready_line(self) -> str:
@@ -209,6 +213,7 @@ class LocalStack:
             stream_arn=streams[SEND_TABLE],
             attachments_bucket=ATTACHMENTS_BUCKET,
             suppression_table=TABLE_NAMES[SUPPRESSION_TABLE],
+            bounce_table=TABLE_NAMES[BOUNCE_TABLE],
         )
 
         template = load_template()
@@ -217,6 +222,7 @@ class LocalStack:
         invoke = self._dispatch_invoker(settings, timeouts["DispatcherFunction"])
         sweep = sweep_function(
             Sweeper.from_settings(settings, dynamodb_client=self.client("dynamodb")),
+            reconciler=Reconciler.from_settings(settings, dynamodb_client=self.client("dynamodb")),
             publish_metrics=False,
         )
 
@@ -392,9 +398,13 @@ class LocalStack:
     def _sweep_forever(self, sweep: LambdaFunction, timeout: float) -> None:
         from dispatcher.observability import logger
 
+        runs = 0
         while not self._stop.wait(self.options.sweep_interval):
+            runs += 1
+            # The deployed sweeper catches bounces up hourly; here every sixtieth run.
+            event = {"task": "reconcile"} if runs % RECONCILE_EVERY == 0 else {}
             try:
-                self._run_function(sweep, {}, LocalContext("SweeperFunction", timeout))
+                self._run_function(sweep, event, LocalContext("SweeperFunction", timeout))
             except Exception:
                 logger.exception("sweeper run failed; the next one retries")
 

@@ -176,15 +176,34 @@ class BlastengineClient:
     def delivery(self, delivery_id: str, *, timeout: float = 10.0) -> dict[str, Any]:
         """``GET /deliveries/{id}``: one delivery's status and counts, as blastengine has them
         now (the history item alone cannot say whether the mail arrived)."""
+        payload = self._get(f"/deliveries/{delivery_id}", None, timeout)
+        if not isinstance(payload, dict):
+            raise TransientError("blastengine answered a delivery lookup with no object")
+        return payload
+
+    def mail_results(
+        self, params: list[tuple[str, str]], *, timeout: float = 30.0
+    ) -> list[dict[str, Any]]:
+        """One page of ``GET /logs/mails/results`` (per-recipient results), filtered by
+        ``params`` (``delivery_start``, ``status[]``, ``count``, ``anchor``...)."""
+        payload = self._get("/logs/mails/results", params, timeout)
+        data = payload.get("data") if isinstance(payload, dict) else None
+        if not isinstance(data, list):
+            raise TransientError("blastengine answered the results lookup with no data list")
+        return [r for r in data if isinstance(r, dict)]
+
+    def _get(self, path: str, params: list[tuple[str, str]] | None, timeout: float) -> Any:
         creds = self._credentials()
         headers = {"Authorization": f"Bearer {bearer_token(creds.login_id, creds.api_key)}"}
-        url = self._url.removesuffix(TRANSACTION_PATH) + f"/deliveries/{delivery_id}"
+        url = self._url.removesuffix(TRANSACTION_PATH) + path
         try:
-            response = self._http.get(url, headers=headers, timeout=timeout)
+            response = self._http.get(
+                url, params=tuple(params or ()), headers=headers, timeout=timeout
+            )
         except httpx.HTTPError as exc:
             raise TransientError(f"cannot reach blastengine ({type(exc).__name__})") from None
         payload = _json(response)
-        if response.is_success and isinstance(payload, dict):
+        if response.is_success:
             return payload
         detail = describe_errors(payload) or response.reason_phrase
         raise error_for_status(response.status_code, detail)

@@ -3,6 +3,7 @@ blastengine would, and they reach the history, the suppression list and the next
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -96,3 +97,33 @@ def test_the_webhook_refuses_what_is_not_blastengines_and_a_repeat_changes_nothi
     assert httpx.post(url, json={"events": [event]}).status_code == 200
     assert stack.client.scan(TableName="mail-dispatcher-bounces")["Items"] == kept
     assert len(kept) == len(bounces_before) + 1
+
+
+def test_reconcile_recovers_bounces_whose_webhook_never_came(stack: RunningStack) -> None:
+    # GIVEN a bounce the sandbox reports only in its delivery logs (the webhook is off)
+    stack.faults(bounce={"lost@bounce.example": "HARDERROR"}, webhook=False)
+    try:
+        _send(stack, "lost-1", "lost@bounce.example")
+        wait_for(lambda: stack.history("lost-1"), what="the send")
+        assert "bounce_type" not in stack.history("lost-1")[0]
+
+        # WHEN the delivery logs are caught up
+        run = stack.cli("reconcile", "--since", "1h", "--json")
+    finally:
+        stack.faults(webhook=True)
+
+    # THEN the bounce reaches the history and the suppression list, as by webhook
+    assert run.returncode == 0, run.stderr
+    assert json.loads(run.stdout)["applied"] >= 1, run.stdout
+    assert stack.history("lost-1")[0]["bounce_type"] == {"S": "HARDERROR"}
+    assert "lost@bounce.example" in _suppressed(stack)
+    # and a second catch-up finds nothing new
+    assert json.loads(stack.cli("reconcile", "--since", "1h", "--json").stdout)["applied"] == 0
+
+
+def test_bounces_lists_them_and_webhook_url_prints_the_ready_lines(stack: RunningStack) -> None:
+    listed = json.loads(stack.cli("bounces", "--type", "HARDERROR", "--json").stdout)["bounces"]
+    assert listed
+    assert {b["type"] for b in listed} == {"HARDERROR"}
+    assert stack.cli("webhook-url").stdout.strip() == stack.ready["webhook_url"]
+    assert "--since wants a duration" in stack.cli("bounces", "--since", "soon").stderr

@@ -44,8 +44,11 @@ def test_the_stream_trigger_is_bounded_and_never_sees_our_deletes() -> None:
 def test_the_sweeper_runs_on_a_schedule() -> None:
     function = RESOURCES["SweeperFunction"]["Properties"]
     assert function["Handler"] == "dispatcher.sweeper.lambda_handler"
-    [event] = function["Events"].values()
-    assert event["Type"] in ("Schedule", "ScheduleV2")
+    events = function["Events"]
+    assert {e["Type"] for e in events.values()} == {"ScheduleV2"}
+    # every minute the sweep; hourly the bounce catch-up, told apart by its input
+    assert json.loads(events["Reconcile"]["Properties"]["Input"]) == {"task": "reconcile"}
+    assert "Input" not in events["Sweep"]["Properties"]
 
 
 def _statements() -> list[dict[str, Any]]:
