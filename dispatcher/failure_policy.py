@@ -109,23 +109,11 @@ class FailurePolicy:
 
     def invalid(self, problems: list[str], *, prior: int, now: datetime) -> FailureStamp:
         """A row the provider could never accept: failed at once, no attempt counted."""
-        return FailureStamp(
-            RowStatus.FAILED,
-            prior,
-            iso_utc(now),
-            last_error="; ".join(problems),
-            error_kind=ErrorKind.INVALID,
-        )
+        return _failed(ErrorKind.INVALID, "; ".join(problems), attempts=prior, now=now)
 
     def suppressed(self, reason: str, *, prior: int, now: datetime) -> FailureStamp:
         """A row whose ``to`` is on the suppression list: failed, no attempt counted."""
-        return FailureStamp(
-            RowStatus.FAILED,
-            prior,
-            iso_utc(now),
-            last_error=reason,
-            error_kind=ErrorKind.SUPPRESSED,
-        )
+        return _failed(ErrorKind.SUPPRESSED, reason, attempts=prior, now=now)
 
     def scheduled(self, send_after: datetime, *, prior: int, now: datetime) -> FailureStamp:
         """A row whose ``send_after`` lies ahead: parked for the sweeper until then."""
@@ -166,11 +154,17 @@ class FailurePolicy:
         reason = error.message
         if isinstance(error, TransientError):
             reason = f"gave up after {total} attempts: {reason}"
-        return FailureStamp(
-            RowStatus.FAILED,
-            total,
-            iso_utc(now),
-            last_error=reason,
-            error_kind=error.kind,
-            http_status=error.http_status,
-        )
+        return _failed(error.kind, reason, attempts=total, now=now, http_status=error.http_status)
+
+
+def _failed(
+    kind: ErrorKind, reason: str, *, attempts: int, now: datetime, http_status: int | None = None
+) -> FailureStamp:
+    return FailureStamp(
+        RowStatus.FAILED,
+        attempts,
+        iso_utc(now),
+        last_error=reason,
+        error_kind=kind,
+        http_status=http_status,
+    )
