@@ -81,6 +81,7 @@ class Stack:
                 str(latency),
                 "--sweep-interval",
                 "1",
+                "--no-persist",  # the bench measures the dispatcher, not the table saves
             ],
             stdout=subprocess.PIPE,
             stderr=(workdir / "dev.log").open("w"),

@@ -180,6 +180,14 @@ def dev(
             "directory kept from the last run.",
         ),
     ] = False,
+    persist: Annotated[
+        bool,
+        typer.Option(
+            "--persist/--no-persist",
+            help="Keep the tables in the state directory across restarts (--no-persist: in "
+            "memory only, for throwaway runs and load tests).",
+        ),
+    ] = True,
 ) -> None:
     """Start the local stack in the foreground: DynamoDB with streams, the sandbox, the
     stream poller and the sweeper. Prints one JSON "ready" line on stdout, then logs on
@@ -217,6 +225,7 @@ def dev(
         dynamodb_fault_rate=dynamodb_fault_rate,
         seed=seed,
         fresh=fresh or demo,  # the demo's story starts from empty tables
+        persist=persist,
     )
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):

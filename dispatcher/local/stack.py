@@ -93,6 +93,7 @@ class StackOptions:
     dynamodb_fault_rate: float = 0.0  # share of the handler's DynamoDB calls throttled
     seed: int | None = None
     fresh: bool = False  # start with empty tables, discarding what the state dir kept
+    persist: bool = True  # keep the tables across restarts (off: in memory only)
 
 
 @dataclass(frozen=True)
@@ -157,7 +158,7 @@ class LocalStack:
         self.snapshots = TableSnapshots(
             state_dir / SNAPSHOT_FILE, self.client("dynamodb"), TABLE_NAMES
         )
-        if self.options.fresh:
+        if self.options.fresh or not self.options.persist:
             self.snapshots.discard()
         streams = self.snapshots.create_and_restore()
         create_bucket(self.client("s3"), ATTACHMENTS_BUCKET)
@@ -249,7 +250,8 @@ class LocalStack:
         )
         self._spawn("poller", self.poller.run, self._stop)
         self._spawn("sweeper", self._sweep_forever, sweep, timeouts["SweeperFunction"])
-        self._spawn("snapshots", self._save_while_running)
+        if self.options.persist:
+            self._spawn("snapshots", self._save_while_running)
         state = {**asdict(self.info), "pid": os.getpid()}
         (state_dir / STATE_FILE).write_text(json.dumps(state, indent=2))
         self._wrote_state = True
@@ -306,7 +308,7 @@ class LocalStack:
         for thread in self._threads:
             thread.join(timeout=30)
         self._threads.clear()
-        if self.snapshots is not None and self.dynamodb is not None:
+        if self.snapshots is not None and self.dynamodb is not None and self.options.persist:
             self._save()  # a clean stop keeps every last write
         self.snapshots = None
         if self.worker is not None:

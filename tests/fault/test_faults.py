@@ -84,8 +84,8 @@ def _log_records(stack: RunningStack) -> list[dict[str, Any]]:
 
 def test_thousands_of_rows_under_30_percent_provider_faults(tmp_path: Path) -> None:
     # GIVEN a sandbox answering 10% 429, 10% 500 and 10% hanging past the request timeout
-    rows = int(os.environ.get("FAULT_ROWS", "2000"))
-    stack = start_stack(tmp_path, "--seed", "11", env=FAST)
+    rows = int(os.environ.get("FAULT_ROWS", "1000"))
+    stack = start_stack(tmp_path, "--seed", "11", "--no-persist", env=FAST)
     try:
         stack.faults(
             rate_limited=0.10,
@@ -121,7 +121,9 @@ def test_thousands_of_rows_under_30_percent_provider_faults(tmp_path: Path) -> N
 
 def test_dynamodb_throttling_and_transaction_conflicts_lose_nothing(tmp_path: Path) -> None:
     # GIVEN 3% of the function's DynamoDB calls throttled or conflicting
-    stack = start_stack(tmp_path, "--dynamodb-fault-rate", "0.03", "--seed", "5", env=FAST)
+    stack = start_stack(
+        tmp_path, "--dynamodb-fault-rate", "0.03", "--seed", "5", "--no-persist", env=FAST
+    )
     try:
         ids = [f"throttle-{i:04}" for i in range(300)]
         _insert(stack, [_row(i) for i in ids])
@@ -156,6 +158,7 @@ def _run_under_kills(tmp_path: Path, concurrency: int) -> tuple[Counter[str], Co
         "0.5",
         "--seed",
         "7",
+        "--no-persist",
         env={**FAST, "SEND_CONCURRENCY": str(concurrency), "MAX_ATTEMPTS": "4"},
     )
     try:
@@ -228,7 +231,7 @@ def test_an_accepted_mail_answered_after_the_timeout_is_sent_twice(tmp_path: Pat
     """The window no client can close alone: the provider accepted the mail, but its answer
     came after REQUEST_TIMEOUT_SECONDS. The dispatcher cannot tell this from a lost request,
     retries, and the recipient gets the mail twice. README, "Faults", says so."""
-    stack = start_stack(tmp_path, env=FAST)
+    stack = start_stack(tmp_path, "--no-persist", env=FAST)
     try:
         stack.faults(hang_once_to=["slow@example.com"], hang_seconds=1.5)
         stack.put(_row("slow-1", to="slow@example.com"))
@@ -244,7 +247,7 @@ def test_an_accepted_mail_answered_after_the_timeout_is_sent_twice(tmp_path: Pat
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    running = start_stack(tmp_path_factory.mktemp("fault"), env=FAST)
+    running = start_stack(tmp_path_factory.mktemp("fault"), "--no-persist", env=FAST)
     try:
         yield running
     finally:
