@@ -578,7 +578,7 @@ def cancel(
 
     The delete is conditional on the row as it was read: a row the dispatcher re-stamped or
     someone edited meanwhile is left alone. If its mail went out anyway (its send was already
-    under way), the command says so and exits 1.
+    under way), the command says so as an error (exit 2).
     """
     from dispatcher.clock import iso_utc
 
@@ -602,11 +602,10 @@ def cancel(
         sent = admin.history(row_id, since=read_at)
     if sent:
         delivery = plain(sent[-1]).get("delivery_id", "?")
-        out.print(
-            f"{row_id}: deleted, but it was already being sent: the history has it as "
+        _fail(
+            f"{row_id} was deleted, but it was already being sent: the history has it as "
             f"delivery {delivery}"
         )
-        raise typer.Exit(1)
     if row.in_flight:
         out.print(
             f"{row_id}: deleted; its send may have been under way, so it may still go out "
