@@ -255,8 +255,10 @@ class Sandbox(BackgroundServer):
             state.requests += 1
             faults = state.faults
             roll = state.rng.random()
-            over_limit, window = self._take_rate_slot(faults.rate_limit)
+            over_limit = self._take_rate_slot(faults.rate_limit)
         status, payload = self._answer(authorization, body, files or [], faults, roll, over_limit)
+        with state.lock:  # the window as it stands when the answer leaves, as an API's does
+            window = self._window(faults.rate_limit)
         if status == 429:
             window = {RATE_REMAINING: "0", RATE_RESETS_IN: f"{faults.retry_after:g}"}
             if not over_limit:  # an injected 429 says so in Retry-After too, as a proxy would
@@ -338,25 +340,36 @@ class Sandbox(BackgroundServer):
             return mail_results(self.mails, query)
         return 404, {"error_messages": {"path": ["not found"]}}
 
-    def _take_rate_slot(self, limit: float) -> tuple[bool, dict[str, str]]:
+    def _take_rate_slot(self, limit: float) -> bool:
         """Like a real API gateway: a token bucket of ``limit`` tokens refilled at ``limit``
         per second, so a steady ``limit`` requests/second always passes and a burst beyond
-        one second's worth is refused. Returns whether this request is over the limit, and
-        the rate-limit headers: the requests left, and the seconds until the next one is."""
+        one second's worth is refused. True if this request is over the limit."""
         if limit <= 0:
-            return False, {RATE_REMAINING: str(UNLIMITED_REMAINING), RATE_RESETS_IN: "60"}
+            return False
+        state = self._state
+        self._refill(limit)
+        assert state.tokens is not None
+        if state.tokens < 1:
+            state.refused += 1
+            return True
+        state.tokens -= 1
+        return False
+
+    def _window(self, limit: float) -> dict[str, str]:
+        """The rate-limit headers: the requests left now, and the seconds until the next."""
+        if limit <= 0:
+            return {RATE_REMAINING: str(UNLIMITED_REMAINING), RATE_RESETS_IN: "60"}
+        self._refill(limit)
+        tokens = self._state.tokens or 0.0
+        next_in = 0.0 if tokens >= 1 else (1 - tokens) / limit
+        return {RATE_REMAINING: str(int(tokens)), RATE_RESETS_IN: f"{next_in:.3f}"}
+
+    def _refill(self, limit: float) -> None:
         state, now = self._state, time.monotonic()
         if state.tokens is None or state.refilled_at is None:
             state.tokens, state.refilled_at = limit, now
         state.tokens = min(limit, state.tokens + (now - state.refilled_at) * limit)
         state.refilled_at = now
-        over = state.tokens < 1
-        if over:
-            state.refused += 1
-        else:
-            state.tokens -= 1
-        next_in = 0.0 if state.tokens >= 1 else (1 - state.tokens) / limit
-        return over, {RATE_REMAINING: str(int(state.tokens)), RATE_RESETS_IN: f"{next_in:.3f}"}
 
     @property
     def refused(self) -> int:
