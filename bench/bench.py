@@ -118,6 +118,7 @@ class Bench:
             "SendTable": f"bench-{name}-send",
             "HistoryTable": f"bench-{name}-history",
             "IdempotencyTable": f"bench-{name}-idempotency",
+            "SuppressionTable": f"bench-{name}-suppression",
         }
         create_tables(stack.client, self.names)
         settings = Settings.from_env(
@@ -125,6 +126,8 @@ class Bench:
             send_table_name=self.names["SendTable"],
             history_table_name=self.names["HistoryTable"],
             idempotency_table_name=self.names["IdempotencyTable"],
+            # As deployed: every recipient is looked up in the suppression list first.
+            suppression_table_name=self.names["SuppressionTable"],
             default_from_email="bench@example.com",
             blastengine_base_url=stack.ready["provider_url"],
             blastengine_login_id=SANDBOX_LOGIN_ID,
