@@ -180,6 +180,13 @@ def dev(
             "directory kept from the last run.",
         ),
     ] = False,
+    log_format: Annotated[
+        str | None,
+        typer.Option(
+            help="json (one JSON line per record, as in Lambda) or human (one short line per "
+            "event, idle sweeps left out); default: human when stderr is a terminal."
+        ),
+    ] = None,
     persist: Annotated[
         bool,
         typer.Option(
@@ -194,10 +201,18 @@ def dev(
     stderr; Ctrl-C (or SIGTERM) stops everything."""
     # Everything after the ready line goes to stderr, Powertools' loggers included: they
     # bind the stream current when they are created, so redirect before importing them.
+    if log_format not in (None, "json", "human"):
+        _fail(f"--log-format must be json or human, not {log_format!r}")
     real_stdout = sys.stdout
     sys.stdout = sys.stderr
     from dispatcher.local.sandbox import Faults
     from dispatcher.local.stack import LocalStack, StackOptions
+
+    if (log_format or ("human" if sys.stderr.isatty() else "json")) == "human":
+        from dispatcher.local.terminal import use_human_logs
+        from dispatcher.observability import logger
+
+        use_human_logs(logger, colour=err.is_terminal and not err.no_color)
 
     bounces: dict[str, str] = {}
     for rule in sandbox_bounce or []:

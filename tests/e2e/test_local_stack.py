@@ -181,3 +181,26 @@ def test_provider_url_sends_to_an_external_blastengine_compatible_api(tmp_path: 
             assert external.mails[0].payload["subject"] == "e2e-external"
         finally:
             stop_stack(running.process)
+
+
+def test_human_log_format_is_short_lines_and_a_bad_one_is_refused(tmp_path) -> None:
+    import subprocess as sp
+
+    from tests.e2e.conftest import DISPATCHER, start_stack, stop_stack, wait_for
+
+    stack = start_stack(tmp_path, "--log-format", "human")
+    try:
+        stack.put({"id": "human-1", "to": "h@example.com", "subject": "h", "text": "x"})
+        wait_for(lambda: stack.history("human-1"), what="the send")
+        wait_for(lambda: "human-1" in stack.log.read_text(), what="the log line")
+    finally:
+        stop_stack(stack.process)
+    lines = [line for line in stack.log.read_text().splitlines() if "human-1" in line]
+    assert any(" sent " in line and "sent as delivery" in line for line in lines)
+    assert not any(line.startswith("{") for line in stack.log.read_text().splitlines())
+    assert "sweep done" not in stack.log.read_text()  # idle sweeps say nothing
+
+    bad = sp.run([*DISPATCHER, "--state-dir", str(tmp_path / "b"), "dev", "--log-format", "xml"],
+                 capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+    assert bad.returncode == 2
+    assert "--log-format must be json or human" in bad.stderr
