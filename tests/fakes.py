@@ -117,3 +117,30 @@ class SerializedClient:
                 return attribute(*args, **kwargs)
 
         return call
+
+
+def move_row(client: Any, row_id: str, subject: str) -> None:
+    """The dispatcher's move in miniature: history item updated, row deleted on condition that
+    its subject is still ``subject``; tables `h` (id, sent_at) and `s` (id)."""
+    client.transact_write_items(
+        TransactItems=[
+            {
+                "Update": {
+                    "TableName": "h",
+                    "Key": {"id": {"S": row_id}, "sent_at": {"S": "t"}},
+                    "UpdateExpression": "SET #s = :s",
+                    "ExpressionAttributeNames": {"#s": "s"},
+                    "ExpressionAttributeValues": {":s": {"S": subject}},
+                }
+            },
+            {
+                "Delete": {
+                    "TableName": "s",
+                    "Key": {"id": {"S": row_id}},
+                    "ConditionExpression": "#sub = :sub",
+                    "ExpressionAttributeNames": {"#sub": "subject"},
+                    "ExpressionAttributeValues": {":sub": {"S": subject}},
+                }
+            },
+        ]
+    )

@@ -11,6 +11,7 @@ from botocore.exceptions import ClientError
 
 from dispatcher.local.dynamodb_server import DynamoDBServer
 from dispatcher.local.tables import create_tables
+from tests.fakes import move_row
 
 
 @pytest.fixture(scope="module")
@@ -30,35 +31,10 @@ def client() -> Iterator[Any]:
         server.stop()
 
 
-def _move(client: Any, row_id: str, subject: str) -> None:
-    client.transact_write_items(
-        TransactItems=[
-            {
-                "Update": {
-                    "TableName": "h",
-                    "Key": {"id": {"S": row_id}, "sent_at": {"S": "t"}},
-                    "UpdateExpression": "SET #s = :s",
-                    "ExpressionAttributeNames": {"#s": "s"},
-                    "ExpressionAttributeValues": {":s": {"S": subject}},
-                }
-            },
-            {
-                "Delete": {
-                    "TableName": "s",
-                    "Key": {"id": {"S": row_id}},
-                    "ConditionExpression": "#sub = :sub",
-                    "ExpressionAttributeNames": {"#sub": "subject"},
-                    "ExpressionAttributeValues": {":sub": {"S": subject}},
-                }
-            },
-        ]
-    )
-
-
 def test_a_transaction_applies_all_its_writes(client: Any) -> None:
     client.put_item(TableName="s", Item={"id": {"S": "ok"}, "subject": {"S": "A"}})
 
-    _move(client, "ok", "A")
+    move_row(client, "ok", "A")
 
     assert "Item" not in client.get_item(TableName="s", Key={"id": {"S": "ok"}})
     assert client.get_item(TableName="h", Key={"id": {"S": "ok"}, "sent_at": {"S": "t"}})["Item"]
@@ -73,7 +49,7 @@ def test_a_cancelled_transaction_rolls_back_the_writes_it_had_applied(client: An
     )
 
     with pytest.raises(ClientError) as raised:
-        _move(client, "no", "original")
+        move_row(client, "no", "original")
 
     # THEN nothing of it remains
     assert raised.value.response["Error"]["Code"] == "TransactionCanceledException"

@@ -21,6 +21,7 @@ from moto.dynamodb.models.table import Table
 
 from dispatcher.local import moto_transactions
 from dispatcher.local.tables import create_tables
+from tests.fakes import move_row
 
 NAMES = {"SendTable": "s", "HistoryTable": "h", "IdempotencyTable": "i"}
 
@@ -47,31 +48,6 @@ def table_copies(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return copies
 
 
-def _move(client: Any, row_id: str, subject: str) -> None:
-    client.transact_write_items(
-        TransactItems=[
-            {
-                "Update": {
-                    "TableName": "h",
-                    "Key": {"id": {"S": row_id}, "sent_at": {"S": "t"}},
-                    "UpdateExpression": "SET #s = :s",
-                    "ExpressionAttributeNames": {"#s": "s"},
-                    "ExpressionAttributeValues": {":s": {"S": subject}},
-                }
-            },
-            {
-                "Delete": {
-                    "TableName": "s",
-                    "Key": {"id": {"S": row_id}},
-                    "ConditionExpression": "#sub = :sub",
-                    "ExpressionAttributeNames": {"#sub": "subject"},
-                    "ExpressionAttributeValues": {":sub": {"S": subject}},
-                }
-            },
-        ]
-    )
-
-
 def _original() -> Any:
     method = models.DynamoDBBackend.transact_write_items
     return getattr(method, "__wrapped__", method)
@@ -95,7 +71,7 @@ def test_unadapted_moto_copies_every_table_a_transaction_names(
     monkeypatch.setattr(models.DynamoDBBackend, "transact_write_items", _original())
     client.put_item(TableName="s", Item={"id": {"S": "r"}, "subject": {"S": "A"}})
 
-    _move(client, "r", "A")
+    move_row(client, "r", "A")
 
     # THEN it copied both tables whole: what the adapter exists to avoid
     assert sorted(table_copies) == ["h", "s"]
@@ -105,7 +81,7 @@ def test_adapted_transactions_copy_no_table(client: Any, table_copies: list[str]
     moto_transactions.install()
     client.put_item(TableName="s", Item={"id": {"S": "r"}, "subject": {"S": "A"}})
 
-    _move(client, "r", "A")
+    move_row(client, "r", "A")
 
     assert table_copies == []
     assert "Item" not in client.get_item(TableName="s", Key={"id": {"S": "r"}})
@@ -122,9 +98,9 @@ def test_an_adapted_cancelled_transaction_restores_what_it_had_written(client: A
     client.put_item(TableName="s", Item={"id": {"S": "new"}, "subject": {"S": "x"}})
 
     with pytest.raises(ClientError) as raised:
-        _move(client, "no", "original")
+        move_row(client, "no", "original")
     with pytest.raises(ClientError):
-        _move(client, "absent", "x")  # an item that did not exist is removed again
+        move_row(client, "absent", "x")  # an item that did not exist is removed again
 
     # THEN nothing of either remains, and DynamoDB's error and reasons are intact
     assert raised.value.response["Error"]["Code"] == "TransactionCanceledException"

@@ -159,27 +159,18 @@ def test_full_jitter_stays_within_the_exponential_ceiling() -> None:
         assert max(samples) > ceiling / 2  # it does use the range
 
 
-def test_a_spent_rate_window_pauses_the_bucket_before_any_429() -> None:
-    # GIVEN the provider accepts a mail and says the account's window is spent for 4 s
+@pytest.mark.parametrize(("remaining", "waited"), [(0, 4.0), (3, 0.0)])
+def test_a_spent_rate_window_pauses_the_bucket_before_any_429(
+    remaining: int, waited: float
+) -> None:
+    # GIVEN the provider accepts a mail and says what is left of the account's window
     clock = FakeClock()
     bucket = TokenBucket(rate=1000, clock=clock)
-    provider = ScriptedProvider(clock, Accepted("d-1", remaining=0, window_resets_in=4.0))
+    provider = ScriptedProvider(clock, Accepted("d-1", remaining=remaining, window_resets_in=4.0))
 
     _send(provider, clock, bucket=bucket)
 
-    # THEN the next request waits for the refill instead of meeting a 429
+    # THEN a spent window makes the next request wait for the refill, not meet a 429
     before = clock.monotonic()
     bucket.acquire()
-    assert clock.monotonic() - before == pytest.approx(4.0, abs=0.01)
-
-
-def test_a_window_with_requests_left_does_not_slow_anything() -> None:
-    clock = FakeClock()
-    bucket = TokenBucket(rate=1000, clock=clock)
-    provider = ScriptedProvider(clock, Accepted("d-1", remaining=3, window_resets_in=4.0))
-
-    _send(provider, clock, bucket=bucket)
-
-    before = clock.monotonic()
-    bucket.acquire()
-    assert clock.monotonic() - before < 0.01
+    assert clock.monotonic() - before == pytest.approx(waited, abs=0.01)
