@@ -8,28 +8,24 @@ DynamoDB failure through :func:`~dispatcher.store.translated`.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
 from dispatcher.clock import iso_utc
-from dispatcher.row import Row, string_attribute
+from dispatcher.row import Row
 from dispatcher.store import (
+    BATCH_GET_LIMIT,
     Store,
     StoreError,
-    StoreUnavailableError,
     as_read,
+    batch_get,
     conditionally,
     row_key,
 )
 from dispatcher.store import translated as _translated
 
 __all__ = ["Admin", "RowExistsError"]
-
-#: BatchGetItem's own limit on keys per request, and how often unprocessed keys are asked again.
-BATCH_GET_LIMIT = 100
-BATCH_GET_ATTEMPTS = 5
 
 
 class RowExistsError(StoreError):
@@ -123,26 +119,11 @@ class Admin:
 
     def _get_rows(self, ids: list[str]) -> Iterator[Row]:
         """Rows by id, in the order given; rows gone meanwhile are left out."""
-        table = self.store.send_table
         found: dict[str, Row] = {}
-        request: Any = {table: {"Keys": [row_key(i) for i in ids], "ConsistentRead": True}}
-        for attempt in range(BATCH_GET_ATTEMPTS):
-            if attempt:
-                time.sleep(min(1.0, 0.05 * 2**attempt))  # DynamoDB asks for a backoff
-            with _translated():
-                response = self._client.batch_get_item(RequestItems=request)
-            for item in response.get("Responses", {}).get(table, []):
-                row_id = string_attribute(item, "id")
-                if row_id is not None:
-                    found[row_id] = Row.from_image(row_id, item)
-            request = response.get("UnprocessedKeys") or {}
-            if not request:
-                break
-        else:
-            raise StoreUnavailableError(
-                f"DynamoDB left {len(request[table]['Keys'])} of {len(ids)} rows "
-                f"unread after {BATCH_GET_ATTEMPTS} attempts (throttled); try again"
-            )
+        for item in batch_get(self._client, self.store.send_table, [row_key(i) for i in ids]):
+            row = Row.from_item(item)
+            if row is not None:
+                found[row.id] = row
         return (found[i] for i in ids if i in found)
 
     def _scan(

@@ -16,6 +16,7 @@ builds on this module and is not shipped in the Lambda package.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -45,6 +46,7 @@ __all__ = [
     "StoreError",
     "StoreUnavailableError",
     "as_read",
+    "batch_get",
     "conditionally",
     "row_key",
     "translated",
@@ -311,6 +313,34 @@ def as_read(row: Row) -> dict[str, Any]:
     if values:  # DynamoDB refuses an empty ExpressionAttributeValues
         condition["ExpressionAttributeValues"] = values
     return condition
+
+
+#: BatchGetItem's own limit on keys per request, and how often unprocessed keys are asked again.
+BATCH_GET_LIMIT = 100
+BATCH_GET_ATTEMPTS = 5
+
+
+def batch_get(
+    client: DynamoDBClient, table: str, keys: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """The items of ``keys`` (at most :data:`BATCH_GET_LIMIT`), read consistently; keys with
+    no item are left out. Keys DynamoDB leaves unprocessed are asked again with a backoff;
+    still unprocessed after :data:`BATCH_GET_ATTEMPTS`, it is :class:`StoreUnavailableError`."""
+    items: list[dict[str, Any]] = []
+    request: Any = {table: {"Keys": keys, "ConsistentRead": True}}
+    for attempt in range(BATCH_GET_ATTEMPTS):
+        if attempt:
+            time.sleep(min(1.0, 0.05 * 2**attempt))  # DynamoDB asks for a backoff
+        with translated():
+            response = client.batch_get_item(RequestItems=request)
+        items.extend(response.get("Responses", {}).get(table, []))
+        request = response.get("UnprocessedKeys") or {}
+        if not request:
+            return items
+    raise StoreUnavailableError(
+        f"DynamoDB left {len(request[table]['Keys'])} of {len(keys)} keys of {table} unread "
+        f"after {BATCH_GET_ATTEMPTS} attempts (throttled); try again"
+    )
 
 
 def conditionally(call: Callable[..., Any], **kwargs: Any) -> bool:

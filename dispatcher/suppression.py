@@ -12,20 +12,17 @@ case-sensitive, but no mailbox provider of note treats ``Hanako@`` and ``hanako@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from dispatcher.message import Message
-from dispatcher.store import StoreUnavailableError, conditionally, translated
+from dispatcher.store import batch_get, conditionally, translated
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
 __all__ = ["Suppression", "SuppressionList", "normalise", "without_suppressed"]
-
-_BATCH_GET_ATTEMPTS = 5
 
 
 def normalise(address: str) -> str:
@@ -113,22 +110,9 @@ class SuppressionList:
         wanted = sorted({normalise(a) for a in addresses})
         if not wanted:
             return {}
-        found: dict[str, Suppression] = {}
-        request: Any = {
-            self.table: {"Keys": [{"address": {"S": a}} for a in wanted], "ConsistentRead": True}
-        }
-        for attempt in range(_BATCH_GET_ATTEMPTS):
-            if attempt:
-                time.sleep(min(1.0, 0.05 * 2**attempt))  # DynamoDB asks for a backoff
-            with translated():
-                response = self._client.batch_get_item(RequestItems=request)
-            for item in response.get("Responses", {}).get(self.table, []):
-                entry = Suppression.from_item(item)
-                found[entry.address] = entry
-            request = response.get("UnprocessedKeys") or {}
-            if not request:
-                return found
-        raise StoreUnavailableError("DynamoDB left suppression lookups unprocessed; retry")
+        keys = [{"address": {"S": a}} for a in wanted]
+        entries = (Suppression.from_item(i) for i in batch_get(self._client, self.table, keys))
+        return {entry.address: entry for entry in entries}
 
     def add(self, entry: Suppression) -> None:
         """Put (or replace) an address's suppression."""
