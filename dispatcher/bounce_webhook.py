@@ -25,7 +25,6 @@ from aws_lambda_powertools.metrics import MetricUnit
 from dispatcher.bounces import BadBounceError, BounceLedger, parse_events
 from dispatcher.observability import logger, metrics
 from dispatcher.settings import Settings, SettingsError
-from dispatcher.suppression import SuppressionList
 
 __all__ = ["MAX_BODY_BYTES", "receiver_from_settings", "secret_loader", "webhook_app"]
 
@@ -103,15 +102,5 @@ def secret_loader(settings: Settings) -> Callable[[], str]:
 
 def receiver_from_settings(settings: Settings, *, dynamodb_client: Any = None) -> Any:
     """The webhook's resolver over the stack's tables, as the Lambda entry builds it."""
-    import boto3
-
-    if not (settings.bounce_table_name and settings.suppression_table_name):
-        raise SettingsError("BOUNCE_TABLE_NAME and SUPPRESSION_TABLE_NAME are required")
-    client = dynamodb_client or boto3.client("dynamodb")
-    ledger = BounceLedger(
-        bounce_table=settings.bounce_table_name,
-        history_table=settings.history_table_name,
-        suppressions=SuppressionList(table=settings.suppression_table_name, boto3_client=client),
-        boto3_client=client,
-    )
+    ledger = BounceLedger.from_settings(settings, dynamodb_client=dynamodb_client)
     return webhook_app(ledger, secret_loader(settings))

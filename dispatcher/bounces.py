@@ -24,6 +24,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from dispatcher.clock import SYSTEM_CLOCK, Clock, iso_utc
+from dispatcher.settings import Settings, SettingsError
 from dispatcher.store import conditionally, translated
 from dispatcher.suppression import Suppression, SuppressionList, normalise
 
@@ -167,6 +168,39 @@ class BounceLedger:
         self._client = boto3_client
         self._clock = clock
 
+    @classmethod
+    def from_settings(cls, settings: Settings, *, dynamodb_client: Any = None) -> BounceLedger:
+        """The ledger over the stack's tables, as the webhook and the catch-up build it.
+
+        Raises
+        ------
+        SettingsError
+            Without ``BOUNCE_TABLE_NAME`` and ``SUPPRESSION_TABLE_NAME``.
+        """
+        import boto3
+
+        if not (settings.bounce_table_name and settings.suppression_table_name):
+            raise SettingsError("BOUNCE_TABLE_NAME and SUPPRESSION_TABLE_NAME are required")
+        client = dynamodb_client or boto3.client("dynamodb")
+        return cls(
+            bounce_table=settings.bounce_table_name,
+            history_table=settings.history_table_name,
+            suppressions=SuppressionList(
+                table=settings.suppression_table_name, boto3_client=client
+            ),
+            boto3_client=client,
+        )
+
+    def deliveries(self, delivery_id: str) -> list[dict[str, Any]]:
+        """The history items of one provider delivery (the ``by-delivery-id`` index)."""
+        with translated():
+            return self._client.query(
+                TableName=self.history_table,
+                IndexName=DELIVERY_INDEX,
+                KeyConditionExpression="delivery_id = :d",
+                ExpressionAttributeValues={":d": {"S": delivery_id}},
+            ).get("Items", [])
+
     def apply(self, event: BounceEvent) -> Applied:
         """Record one event, idempotently; raises a store error for the caller to retry."""
         new = conditionally(
@@ -213,13 +247,7 @@ class BounceLedger:
                 yield from page.get("Items", [])
 
     def _join(self, event: BounceEvent) -> bool:
-        with translated():
-            found = self._client.query(
-                TableName=self.history_table,
-                IndexName=DELIVERY_INDEX,
-                KeyConditionExpression="delivery_id = :d",
-                ExpressionAttributeValues={":d": {"S": event.delivery_id}},
-            ).get("Items", [])
+        found = self.deliveries(event.delivery_id)
         if not found:
             return False
         fields = {

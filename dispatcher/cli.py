@@ -810,11 +810,7 @@ def reconcile(
     with _errors_as_exit():
         until = datetime.now(UTC)
         target = _target(ctx)
-        reconciler = Reconciler(
-            provider=target.provider(),
-            ledger=target.ledger(),
-            boto3_client=target.admin.store.client,
-        )
+        reconciler = Reconciler(provider=target.provider(), ledger=target.ledger())
         result = reconciler.catch_up(until - _duration(since, "--since"), until)
     if as_json:
         typer.echo(json.dumps(asdict(result)))

@@ -14,14 +14,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from dispatcher.bounces import DELIVERY_INDEX, BounceEvent, BounceLedger, BounceType
+from dispatcher.bounces import BounceEvent, BounceLedger, BounceType
 from dispatcher.settings import Settings
-from dispatcher.store import translated
 from dispatcher.suppression import normalise
 
 if TYPE_CHECKING:
-    from mypy_boto3_dynamodb import DynamoDBClient
-
     from dispatcher.providers.blastengine import BlastengineClient
 
 __all__ = ["PAGE_SIZE", "ReconcileResult", "Reconciler"]
@@ -45,41 +42,23 @@ class ReconcileResult:
 class Reconciler:
     """Reads bounce results from the provider and applies the missing ones."""
 
+    def __init__(self, *, provider: BlastengineClient, ledger: BounceLedger) -> None:
+        self._provider = provider
+        self._ledger = ledger
+
     @classmethod
     def from_settings(cls, settings: Settings, *, dynamodb_client: Any = None) -> Reconciler | None:
         """Built as the sweeper's Lambda entry builds it; None without a bounce table."""
-        import boto3
-
         from dispatcher.credentials import credentials_loader
         from dispatcher.providers.blastengine import BlastengineClient
-        from dispatcher.suppression import SuppressionList
 
         if not (settings.bounce_table_name and settings.suppression_table_name):
             return None
-        client = dynamodb_client or boto3.client("dynamodb")
-        ledger = BounceLedger(
-            bounce_table=settings.bounce_table_name,
-            history_table=settings.history_table_name,
-            suppressions=SuppressionList(
-                table=settings.suppression_table_name, boto3_client=client
-            ),
-            boto3_client=client,
-        )
+        ledger = BounceLedger.from_settings(settings, dynamodb_client=dynamodb_client)
         provider = BlastengineClient(
             base_url=settings.blastengine_base_url, credentials=credentials_loader(settings)
         )
-        return cls(provider=provider, ledger=ledger, boto3_client=client)
-
-    def __init__(
-        self,
-        *,
-        provider: BlastengineClient,
-        ledger: BounceLedger,
-        boto3_client: DynamoDBClient,
-    ) -> None:
-        self._provider = provider
-        self._ledger = ledger
-        self._client = boto3_client
+        return cls(provider=provider, ledger=ledger)
 
     def catch_up(self, since: datetime, until: datetime) -> ReconcileResult:
         result = ReconcileResult()
@@ -118,15 +97,9 @@ class Reconciler:
 
     def _recorded(self, event: BounceEvent) -> bool:
         """True if the history already has this address's bounce for this delivery."""
-        with translated():
-            items = self._client.query(
-                TableName=self._ledger.history_table,
-                IndexName=DELIVERY_INDEX,
-                KeyConditionExpression="delivery_id = :d",
-                ExpressionAttributeValues={":d": {"S": event.delivery_id}},
-            ).get("Items", [])
         return any(
-            event.address in item.get("bounced_addresses", {}).get("SS", []) for item in items
+            event.address in item.get("bounced_addresses", {}).get("SS", [])
+            for item in self._ledger.deliveries(event.delivery_id)
         )
 
 
