@@ -78,7 +78,7 @@ class Dispatcher:
         settings: Settings,
         store: Store,
         sender: OnceSender,
-        attachments: Attachments | None = None,
+        attachments: Attachments,
         suppressions: SuppressionList | None = None,
         clock: Clock = SYSTEM_CLOCK,
         rng: random.Random | None = None,
@@ -87,9 +87,7 @@ class Dispatcher:
         self.store = store
         self.sender = sender
         self.suppressions = suppressions
-        self.attachments = attachments or Attachments(
-            bucket=settings.attachments_bucket, max_total_bytes=settings.attachments_max_bytes
-        )
+        self.attachments = attachments
         self.policy = FailurePolicy.from_settings(settings)
         self._clock = clock
         self._rng = rng or random.Random()  # noqa: S311  (jitter, not security)

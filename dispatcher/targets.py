@@ -27,7 +27,7 @@ from dispatcher.suppression import SuppressionList
 __all__ = ["Target", "TargetError", "default_state_dir", "deployed_stack", "local_stack"]
 
 
-#: Where `dispatcher deploy`'s README step 1 puts the credentials (template default).
+#: Where README "Deploy to AWS", step 1, puts the credentials (the template's default).
 DEFAULT_PARAMETER = "/mail-dispatcher/blastengine"
 
 

@@ -155,9 +155,10 @@ class LocalStack:
         self._lock_state_dir()
         self.dynamodb = DynamoDBServer(port=self.options.port).start()
         endpoint = self.dynamodb.endpoint_url
-        self.snapshots = TableSnapshots(
-            state_dir / SNAPSHOT_FILE, self.client("dynamodb"), TABLE_NAMES
-        )
+        # One client for the stack's own use (saves, sweeps, catch-ups, the webhook): boto3
+        # clients are thread-safe. The dispatcher gets its own, which chaos may throttle.
+        tables = self.client("dynamodb")
+        self.snapshots = TableSnapshots(state_dir / SNAPSHOT_FILE, tables, TABLE_NAMES)
         if self.options.fresh or not self.options.persist:
             self.snapshots.discard()
         streams = self.snapshots.create_and_restore()
@@ -222,14 +223,14 @@ class LocalStack:
         self.mapping = MappingConfig.from_template(template)
         invoke = self._dispatch_invoker(settings, timeouts["DispatcherFunction"])
         sweep = sweep_function(
-            Sweeper.from_settings(settings, dynamodb_client=self.client("dynamodb")),
-            reconciler=Reconciler.from_settings(settings, dynamodb_client=self.client("dynamodb")),
+            Sweeper.from_settings(settings, dynamodb_client=tables),
+            reconciler=Reconciler.from_settings(settings, dynamodb_client=tables),
             publish_metrics=False,
         )
 
         self.webhook = FunctionUrlServer(
             webhook_function(
-                receiver_from_settings(settings, dynamodb_client=self.client("dynamodb")),
+                receiver_from_settings(settings, dynamodb_client=tables),
                 publish_metrics=False,
             ),
             function_name="WebhookFunction",

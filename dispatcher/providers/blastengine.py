@@ -139,8 +139,7 @@ class BlastengineClient:
 
     def send(self, message: Message, *, timeout: float) -> Accepted:
         body = build_request(message)
-        creds = self._credentials()
-        headers = {"Authorization": f"Bearer {bearer_token(creds.login_id, creds.api_key)}"}
+        headers = self._authorization()
         streams: list[BinaryIO] = []
         try:
             if message.attachments:
@@ -168,6 +167,10 @@ class BlastengineClient:
                 stream.close()
         return self._delivery_id(response)  # or raises the answer's error
 
+    def _authorization(self) -> dict[str, str]:
+        creds = self._credentials()
+        return {"Authorization": f"Bearer {bearer_token(creds.login_id, creds.api_key)}"}
+
     def _open(self, attachment: Attachment) -> BinaryIO:
         if self._open_attachment is None:
             raise ConfigError("attachments: this client was built without an attachment store")
@@ -193,8 +196,7 @@ class BlastengineClient:
         return [r for r in data if isinstance(r, dict)]
 
     def _get(self, path: str, params: list[tuple[str, str]] | None, timeout: float) -> Any:
-        creds = self._credentials()
-        headers = {"Authorization": f"Bearer {bearer_token(creds.login_id, creds.api_key)}"}
+        headers = self._authorization()
         url = self._url.removesuffix(TRANSACTION_PATH) + path
         try:
             response = self._http.get(
