@@ -22,6 +22,7 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
     IdempotencyAlreadyInProgressError,
     IdempotencyPersistenceLayerError,
 )
+from tenacity import RetryError, Retrying, stop_after_attempt, wait_exponential_jitter
 
 from dispatcher.clock import Clock, Deadline, iso_utc
 from dispatcher.message import Message
@@ -35,6 +36,10 @@ __all__ = ["IDEMPOTENCY_KEY_PREFIX", "OnceSender", "SendResult", "Sent"]
 
 #: Stable idempotency key prefix, so a refactor of the code does not reset every key.
 IDEMPOTENCY_KEY_PREFIX = "dispatcher.send"
+
+#: How often the result of a send is offered to the idempotency store in all (Powertools'
+#: own save, then ours), with a backoff: DynamoDB throttles in bursts.
+SAVE_ATTEMPTS = 5
 
 
 class SendResult(TypedDict):
@@ -86,6 +91,7 @@ class OnceSender:
         self._retention = timedelta(days=history_retention_days)
         self._clock = clock
         self._rng = rng
+        self._persistence = persistence_store
         self._config = IdempotencyConfig(
             expires_after_seconds=expires_after_seconds, raise_on_no_idempotency_key=True
         )
@@ -119,9 +125,10 @@ class OnceSender:
             delivery of the same record died mid-send.
         """
         progress = _Progress()
+        key = {"id": message.id, "content_hash": message.content_hash}
         try:
             result: SendResult = self._send_once(
-                key={"id": message.id, "content_hash": message.content_hash},
+                key=key,
                 message=message,
                 bucket=bucket,
                 deadline=deadline,
@@ -143,9 +150,27 @@ class OnceSender:
         except IdempotencyPersistenceLayerError:
             if progress.result is None:
                 raise  # nothing was sent; Lambda retries the record (step 6)
-            logger.warning("sent, but the idempotency record was not saved; finishing bookkeeping")
             result = progress.result
+            self._keep(key, result, deadline)
         return Sent(result, replayed=not progress.ran, latency_seconds=progress.latency_seconds)
+
+    def _keep(self, key: dict[str, str], result: SendResult, deadline: Deadline) -> None:
+        """Save the result Powertools could not. Left "in progress", the record would turn a
+        redelivery (after bookkeeping failed too) into "stopped mid-send", and the sweeper's
+        re-fire would send the mail a second time; saved, the redelivery replays it."""
+        retrying = Retrying(
+            stop=stop_after_attempt(SAVE_ATTEMPTS - 1),
+            wait=wait_exponential_jitter(multiplier=0.05, max=1.0),
+            sleep=self._clock.sleep,
+        )
+        try:
+            for attempt in retrying:
+                with attempt:
+                    if deadline.remaining() <= 0:
+                        break
+                    self._persistence.save_success(data=key, result=dict(result))
+        except RetryError:
+            logger.warning("sent, but the idempotency record was not saved; finishing bookkeeping")
 
     def history_expiry(self, sent_at: datetime) -> int:
         """The history item's TTL (epoch seconds) for a mail sent at ``sent_at``."""

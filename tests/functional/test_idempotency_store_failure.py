@@ -37,3 +37,44 @@ def test_sent_but_idempotency_save_failed_still_moves_the_row_and_never_resends(
     assert blastengine.route.call_count == 1
     assert table.get("r1") is None
     assert len(table.history("r1")) == 1
+
+
+def test_sent_then_both_saves_failed_is_replayed_not_resent_on_redelivery(
+    dispatcher, dynamodb, table, stream_record, blastengine, invoke
+) -> None:
+    # GIVEN after the send, Powertools' save of the idempotency record fails, one retry of
+    # it fails too, and the history transaction is throttled
+    record = stream_record("INSERT", raw_new=table.put(row("r1")))
+    saves: list[int] = []
+    transactions: list[int] = []
+
+    def fail_saves(params: dict[str, Any], **_: Any) -> None:
+        if params["TableName"] == "idempotency" and len(saves) < 2:
+            saves.append(1)
+            raise ClientError(
+                {"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "x"}},
+                "UpdateItem",
+            )
+
+    def fail_transaction(**_: Any) -> None:
+        if not transactions:
+            transactions.append(1)
+            raise ClientError(
+                {"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "x"}},
+                "TransactWriteItems",
+            )
+
+    dynamodb.meta.events.register("before-parameter-build.dynamodb.UpdateItem", fail_saves)
+    dynamodb.meta.events.register("before-call.dynamodb.TransactWriteItems", fail_transaction)
+
+    # WHEN the record is processed (and left for retry), then redelivered
+    first = invoke(dispatcher, record)
+    second = invoke(dispatcher, record)
+
+    # THEN the redelivery replayed the saved result: one mail, the row moved to history
+    assert (len(saves), len(transactions)) == (2, 1)
+    assert len(failed_ids(first)) == 1
+    assert failed_ids(second) == []
+    assert blastengine.route.call_count == 1
+    assert table.get("r1") is None
+    assert len(table.history("r1")) == 1
