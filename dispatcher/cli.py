@@ -187,6 +187,33 @@ def dev(
             "event, idle sweeps left out); default: human when stderr is a terminal."
         ),
     ] = None,
+    shards: Annotated[
+        int,
+        typer.Option(
+            help="Run the send table's stream as N shards (a table with N partitions): N "
+            "concurrent invocations, all under the one account limit (RATE_LIMIT_RPS).",
+            min=1,
+            max=64,
+        ),
+    ] = 1,
+    parallelization_factor: Annotated[
+        int | None,
+        typer.Option(
+            help="Concurrent batches per shard instead of the template's "
+            "StreamParallelizationFactor.",
+            min=1,
+            max=10,
+        ),
+    ] = None,
+    batching_window: Annotated[
+        float | None,
+        typer.Option(
+            help="Seconds a batch may wait to fill instead of the template's "
+            "StreamBatchingWindowSeconds.",
+            min=0,
+            max=300,
+        ),
+    ] = None,
     persist: Annotated[
         bool,
         typer.Option(
@@ -241,6 +268,15 @@ def dev(
         seed=seed,
         fresh=fresh or demo,  # the demo's story starts from empty tables
         persist=persist,
+        shards=shards,
+        mapping_overrides={
+            name: value
+            for name, value in (
+                ("parallelization_factor", parallelization_factor),
+                ("batching_window", batching_window),
+            )
+            if value is not None
+        },
     )
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):

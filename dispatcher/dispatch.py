@@ -37,11 +37,12 @@ from dispatcher.outcome import Outcome, RecordResult, emit_metrics
 from dispatcher.providers.base import MailProvider
 from dispatcher.providers.blastengine import BlastengineClient
 from dispatcher.providers.errors import ProviderError
-from dispatcher.ratelimit import TokenBucket
+from dispatcher.ratelimit import RequestSlots, TokenBucket
 from dispatcher.retry import SendFailedError
 from dispatcher.row import Row, RowStatus, string_attribute
 from dispatcher.send_once import OnceSender, Sent
 from dispatcher.settings import Settings
+from dispatcher.shared_limit import LimitTable, SharedBucket
 from dispatcher.store import HistoryEntry, Store
 from dispatcher.suppression import SuppressionList, without_suppressed
 from dispatcher.triage import Reason, triage
@@ -60,7 +61,7 @@ BOOKKEEPING_RESERVE_SECONDS = 3.0
 @dataclass
 class _Invocation:
     deadline: Deadline
-    bucket: TokenBucket
+    bucket: RequestSlots
     locks: dict[str, asyncio.Lock] = field(default_factory=dict)
     results: list[RecordResult] = field(default_factory=list)
 
@@ -80,10 +81,12 @@ class Dispatcher:
         sender: OnceSender,
         attachments: Attachments,
         suppressions: SuppressionList | None = None,
+        limit: LimitTable | None = None,
         clock: Clock = SYSTEM_CLOCK,
         rng: random.Random | None = None,
     ) -> None:
         self.settings = settings
+        self.limit = limit
         self.store = store
         self.sender = sender
         self.suppressions = suppressions
@@ -151,12 +154,18 @@ class Dispatcher:
             if settings.suppression_table_name
             else None
         )
+        limit = (
+            LimitTable(client, settings.rate_limit_table_name, key=provider.name)
+            if settings.rate_limit_table_name
+            else None
+        )
         return cls(
             settings=settings,
             store=store,
             sender=sender,
             attachments=attachments,
             suppressions=suppressions,
+            limit=limit,
             clock=clock,
             rng=rng,
         )
@@ -168,7 +177,7 @@ class Dispatcher:
             deadline=Deadline.from_context(
                 remaining_time(context), self._clock, reserve=BOOKKEEPING_RESERVE_SECONDS
             ),
-            bucket=TokenBucket(rate=self.settings.rate_limit_rps, clock=self._clock),
+            bucket=self._bucket(),
         )
 
         async def record_handler(record: DynamoDBRecord) -> str:
@@ -192,14 +201,25 @@ class Dispatcher:
             invocation.results.append(result)
             return result.outcome.value
 
-        response = async_process_partial_response(
-            event=event,
-            record_handler=record_handler,
-            processor=self._processor,
-            context=context,
-        )
+        try:
+            response = async_process_partial_response(
+                event=event,
+                record_handler=record_handler,
+                processor=self._processor,
+                context=context,
+            )
+        finally:
+            invocation.bucket.release()
         self.last_results = invocation.results
         return response
+
+    def _bucket(self) -> RequestSlots:
+        """The account's limit shared with every invocation when a limit table is set;
+        without one (tests, one-off runs), a budget of this invocation's own."""
+        rate, clock = self.settings.rate_limit_rps, self._clock
+        if self.limit is None:
+            return TokenBucket(rate=rate, clock=clock)
+        return SharedBucket(table=self.limit, rate=rate, clock=clock)
 
     def process_record(self, record: DynamoDBRecord, invocation: _Invocation) -> RecordResult:
         """Run one record end to end; raises only for infrastructure errors (to be retried)."""

@@ -9,14 +9,29 @@ its ``Retry-After``, since every other request would be refused too.
 from __future__ import annotations
 
 import threading
+from typing import Protocol
 
 from dispatcher.clock import Clock, Deadline
 
-__all__ = ["BucketTimeoutError", "TokenBucket"]
+__all__ = ["BucketTimeoutError", "RequestSlots", "TokenBucket"]
 
 
 class BucketTimeoutError(Exception):
     """No start slot is free before the deadline."""
+
+
+class RequestSlots(Protocol):
+    """What sending needs of a limiter: this invocation's own (:class:`TokenBucket`) or the
+    account's, shared by every invocation (:class:`~dispatcher.shared_limit.SharedBucket`)."""
+
+    @property
+    def rate(self) -> float: ...
+
+    def acquire(self, deadline: Deadline | None = None, *, reserve: float = 0.0) -> None: ...
+
+    def pause(self, seconds: float) -> None: ...
+
+    def release(self) -> None: ...
 
 
 class TokenBucket:
@@ -73,3 +88,6 @@ class TokenBucket:
             until = self._clock.monotonic() + max(0.0, seconds)
             self._paused_until = max(self._paused_until, until)
             self._next_slot = max(self._next_slot, self._paused_until)
+
+    def release(self) -> None:
+        """Nothing to give back: this bucket's slots are nobody else's."""

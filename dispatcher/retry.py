@@ -19,7 +19,7 @@ from dispatcher.clock import Clock, Deadline
 from dispatcher.message import Message
 from dispatcher.providers.base import MailProvider
 from dispatcher.providers.errors import ProviderError, RateLimitedError, TransientError
-from dispatcher.ratelimit import BucketTimeoutError, TokenBucket
+from dispatcher.ratelimit import BucketTimeoutError, RequestSlots
 
 __all__ = [
     "BACKOFF_BASE_SECONDS",
@@ -113,7 +113,7 @@ def send_with_retries(
     provider: MailProvider,
     message: Message,
     *,
-    bucket: TokenBucket,
+    bucket: RequestSlots,
     deadline: Deadline,
     clock: Clock,
     policy: RetryPolicy,

@@ -29,7 +29,7 @@ from dispatcher.message import Message
 from dispatcher.observability import logger
 from dispatcher.providers.base import MailProvider
 from dispatcher.providers.errors import TransientError
-from dispatcher.ratelimit import TokenBucket
+from dispatcher.ratelimit import RequestSlots
 from dispatcher.retry import RetryPolicy, SendFailedError, send_with_retries
 
 __all__ = ["IDEMPOTENCY_KEY_PREFIX", "OnceSender", "SendResult", "Sent"]
@@ -111,7 +111,7 @@ class OnceSender:
         self,
         message: Message,
         *,
-        bucket: TokenBucket,
+        bucket: RequestSlots,
         deadline: Deadline,
         prior: int,
         budget: int,
@@ -181,7 +181,7 @@ class OnceSender:
         *,
         key: dict[str, str],
         message: Message,
-        bucket: TokenBucket,
+        bucket: RequestSlots,
         deadline: Deadline,
         budget: int,
         prior: int,

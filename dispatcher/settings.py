@@ -53,6 +53,7 @@ class Settings:
     blastengine_api_key: str | None = field(default=None, repr=False)
     blastengine_credentials_parameter: str | None = None
     rate_limit_rps: float = 10.0
+    rate_limit_table_name: str | None = None
     send_concurrency: int = 8
     max_attempts: int = 8
     attempts_per_invocation: int = 3

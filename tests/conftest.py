@@ -18,6 +18,7 @@ from dispatcher.local.tables import (
     BOUNCE_TABLE,
     HISTORY_TABLE,
     IDEMPOTENCY_TABLE,
+    RATE_LIMIT_TABLE,
     SEND_TABLE,
     SUPPRESSION_TABLE,
     create_tables,
@@ -34,6 +35,7 @@ TABLE_NAMES = {
     IDEMPOTENCY_TABLE: "idempotency",
     SUPPRESSION_TABLE: "suppression",
     BOUNCE_TABLE: "bounces",
+    RATE_LIMIT_TABLE: "limit",
 }
 LOGIN_ID = "test-login"
 API_KEY = "sk-test-DO-NOT-LOG-7f3a9c"

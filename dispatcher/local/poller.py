@@ -17,7 +17,15 @@ batches in order. This module does the same for the local stack, with the settin
   ``MaximumRecordAgeInSeconds``, the records are handed to the on-failure destination (a
   record shaped like Lambda's, written as a JSON line) and the shard moves on;
 - **shards**: every shard is read; a child shard (after a split) only once its parent is
-  closed and fully processed.
+  closed and fully processed;
+- **parallelization**: with ``ParallelizationFactor`` F, each shard's records are spread over
+  F batchers by a hash of the partition key, each delivering its own batches in order and all
+  of them at once (so per-row-id order holds, as Lambda keeps it), each invocation in an
+  execution environment of its own (:class:`StreamPoller.run` gives every batcher a thread).
+
+The local endpoint's tables have one shard; ``shards`` N fans it out into N, the same way (by
+partition key), so that the account's shared limit meets N concurrent invocations as it does
+on a table with N partitions.
 
 No record is lost or skipped: a record leaves a shard's queue only when the function
 succeeded with it, the filter dropped it, or it went to the on-failure destination.
@@ -27,6 +35,7 @@ from __future__ import annotations
 
 import json
 import threading
+import zlib
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -66,6 +75,7 @@ class MappingConfig:
     bisect_on_error: bool = False
     report_batch_item_failures: bool = False
     filters: tuple[Mapping[str, Any], ...] = ()
+    parallelization_factor: int = 1
 
     @classmethod
     def from_template(
@@ -100,6 +110,7 @@ class MappingConfig:
             report_batch_item_failures="ReportBatchItemFailures"
             in (props.get("FunctionResponseTypes") or []),
             filters=filters,
+            parallelization_factor=int(value("ParallelizationFactor", 1)),
         )
 
 
@@ -163,6 +174,8 @@ class ShardConsumer:
     pending: deque[tuple[float, Record]] = field(default_factory=deque)  # (read at, record)
     _limit: int = 0
     _retry: _RetryState = field(default_factory=_RetryState)
+    # The reader adds while this consumer's batcher delivers: ``pending`` is shared.
+    _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
         self._limit = self.config.batch_size
@@ -170,27 +183,33 @@ class ShardConsumer:
     def add(self, records: Sequence[Record]) -> None:
         """Queue records read from the shard, dropping those the filter does not match."""
         now = self.clock.monotonic()
-        for record in records:
-            if not self.config.filters or any(
-                matches_filter(p, record) for p in self.config.filters
-            ):
-                self.pending.append((now, record))
+        filters = self.config.filters
+        kept = [
+            (now, record)
+            for record in records
+            if not filters or any(matches_filter(p, record) for p in filters)
+        ]
+        with self._lock:
+            self.pending.extend(kept)
 
     def ready(self) -> bool:
         """A batch is due: full, or its oldest record has waited the batching window."""
-        if not self.pending:
-            return False
-        if len(self.pending) >= self.config.batch_size:
-            return True
-        return self.clock.monotonic() - self.pending[0][0] >= self.config.batching_window
+        with self._lock:
+            if not self.pending:
+                return False
+            if len(self.pending) >= self.config.batch_size:
+                return True
+            return self.clock.monotonic() - self.pending[0][0] >= self.config.batching_window
 
     def run_once(self) -> bool:
-        """Deliver one batch if one is due; returns whether the function was invoked."""
+        """Deliver one batch if one is due; returns whether the function was invoked.
+        One caller at a time (the consumer's batcher): batches of a consumer are in order."""
         self._expire_old_records()
         if not self.ready():
             return False
-        size = min(self.config.batch_size, self._limit, len(self.pending))
-        batch = [record for _, record in islice(self.pending, size)]
+        with self._lock:
+            size = min(self.config.batch_size, self._limit, len(self.pending))
+            batch = [record for _, record in islice(self.pending, size)]
         try:
             response = self.invoke({"Records": batch})
             failed = self._failed_index(response, batch)
@@ -245,11 +264,12 @@ class ShardConsumer:
             return
         now = self.clock.now().timestamp()
         expired = []
-        for _, record in self.pending:
-            created = record["dynamodb"].get("ApproximateCreationDateTime", now)
-            if now - float(created) <= self.config.maximum_record_age:
-                break
-            expired.append(record)
+        with self._lock:
+            for _, record in self.pending:
+                created = record["dynamodb"].get("ApproximateCreationDateTime", now)
+                if now - float(created) <= self.config.maximum_record_age:
+                    break
+                expired.append(record)
         if expired:
             self._give_up(expired, "RecordAgeExceeded", self._retry.attempts)
 
@@ -280,11 +300,12 @@ class ShardConsumer:
         self._checkpoint(len(records))
 
     def _checkpoint(self, count: int) -> None:
-        for _ in range(count):
-            self.pending.popleft()
+        with self._lock:
+            for _ in range(count):
+                self.pending.popleft()
+            head = self.pending[0][1]["dynamodb"]["SequenceNumber"] if self.pending else None
         if count:
             self._limit = self.config.batch_size
-            head = self.pending[0][1]["dynamodb"]["SequenceNumber"] if self.pending else None
             if head != self._retry.head:
                 self._retry = _RetryState()
 
@@ -294,7 +315,8 @@ MAX_FAILED_POLLS = 20
 
 
 class StreamPoller:
-    """Reads every shard of a stream and feeds each shard's :class:`ShardConsumer`."""
+    """Reads every shard of a stream and feeds each shard's :class:`ShardConsumer` (one per
+    virtual shard and parallel batcher)."""
 
     def __init__(
         self,
@@ -306,7 +328,10 @@ class StreamPoller:
         *,
         clock: Clock = SYSTEM_CLOCK,
         poll_interval: float = 0.1,
+        shards: int = 1,
     ) -> None:
+        if shards < 1 or config.parallelization_factor < 1:
+            raise ValueError("shards and the parallelization factor must be at least 1")
         self._client = client
         self._arn = stream_arn
         self._config = config
@@ -314,68 +339,112 @@ class StreamPoller:
         self._on_failure = on_failure
         self._clock = clock
         self._interval = poll_interval
+        self._fan_out = shards * config.parallelization_factor
         self._iterators: dict[str, str | None] = {}
         self._parents: dict[str, str | None] = {}
+        self._lanes: dict[str, list[ShardConsumer]] = {}  # a stream shard's consumers
         self.consumers: dict[str, ShardConsumer] = {}
         self._unreadable = UnreadableRecords()
         self._unreadable.install(client)
 
     def poll_once(self) -> bool:
-        """Read what is new and deliver every batch that is due; True if anything moved."""
+        """Read what is new and deliver every batch that is due, one after the other; True if
+        anything moved. (:meth:`run` delivers concurrently instead.)"""
+        moved = self.read_once()
+        for consumer in self.consumers.values():
+            while consumer.run_once():
+                moved = True
+        return moved
+
+    def read_once(self) -> bool:
+        """Read what is new from every shard whose parent is done; True if anything was."""
         moved = False
         for shard in self._client.describe_stream(StreamArn=self._arn)["StreamDescription"].get(
             "Shards", []
         ):
             shard_id = shard["ShardId"]
-            if shard_id not in self.consumers:
-                self.consumers[shard_id] = ShardConsumer(
-                    shard_id,
-                    self._arn,
-                    self._config,
-                    self._invoke,
-                    self._on_failure,
-                    clock=self._clock,
-                )
-                self._parents[shard_id] = shard.get("ParentShardId")
-                self._iterators[shard_id] = None
-        for shard_id, consumer in self.consumers.items():
-            if not self._parent_done(shard_id):
-                continue  # a child shard waits for its parent: order across a split
-            moved |= self._read(shard_id, consumer)
-            while consumer.run_once():
-                moved = True
+            if shard_id not in self._lanes:
+                self._add_shard(shard_id, shard.get("ParentShardId"))
+        for shard_id in list(self._lanes):
+            if self._parent_done(shard_id):  # a child waits for its parent: order across a split
+                moved |= self._read(shard_id)
         return moved
 
     def run(self, stop: threading.Event) -> None:
-        """Poll until ``stop`` is set. A poll that fails (the endpoint restarting, a read
-        refused) is logged and retried with a growing pause, as Lambda's mapping retries;
-        only :data:`MAX_FAILED_POLLS` failures in a row end the run, with the last error."""
+        """Poll until ``stop`` is set, each consumer delivering on a thread of its own (its
+        own execution environment), as Lambda runs a shard's batchers at once. A poll that
+        fails (the endpoint restarting, a read refused) is logged and retried with a growing
+        pause, as Lambda's mapping retries; only :data:`MAX_FAILED_POLLS` failures in a row
+        end the run, with the last error. A batcher that dies ends it too."""
+        batchers: dict[str, threading.Thread] = {}
+        died: list[BaseException] = []
         failures = 0
-        while not stop.is_set():
-            try:
-                moved = self.poll_once()
-            except Exception:
-                failures += 1
-                if failures >= MAX_FAILED_POLLS:
-                    raise
-                _log.exception("reading the stream failed; retrying", extra={"failures": failures})
-                stop.wait(min(5.0, self._interval * 2**failures))
-                continue
-            failures = 0
-            if not moved:
-                stop.wait(self._interval)
+        try:
+            while not stop.is_set():
+                if died:
+                    raise died[0]
+                try:
+                    moved = self.read_once()
+                except Exception:
+                    failures += 1
+                    if failures >= MAX_FAILED_POLLS:
+                        raise
+                    _log.exception(
+                        "reading the stream failed; retrying", extra={"failures": failures}
+                    )
+                    stop.wait(min(5.0, self._interval * 2**failures))
+                    continue
+                failures = 0
+                for name, consumer in self.consumers.items():
+                    if name not in batchers:
+                        batchers[name] = threading.Thread(
+                            target=self._deliver_forever,
+                            args=(consumer, stop, died),
+                            name=f"batcher {name}",
+                            daemon=True,
+                        )
+                        batchers[name].start()
+                if not moved:
+                    stop.wait(self._interval)
+        finally:
+            stop.set()
+            for thread in batchers.values():
+                thread.join(timeout=60)
+
+    def _deliver_forever(
+        self, consumer: ShardConsumer, stop: threading.Event, died: list[BaseException]
+    ) -> None:
+        try:
+            while not stop.is_set():
+                if not consumer.run_once():
+                    stop.wait(min(self._interval, 0.02))
+        except BaseException as exc:
+            died.append(exc)
 
     def idle(self) -> bool:
         """Nothing read and not yet delivered."""
         return all(not c.pending for c in self.consumers.values())
 
+    def _add_shard(self, shard_id: str, parent: str | None) -> None:
+        lanes = []
+        for lane in range(self._fan_out):
+            name = shard_id if self._fan_out == 1 else f"{shard_id}#{lane}"
+            consumer = ShardConsumer(
+                name, self._arn, self._config, self._invoke, self._on_failure, clock=self._clock
+            )
+            self.consumers[name] = consumer
+            lanes.append(consumer)
+        self._lanes[shard_id] = lanes
+        self._parents[shard_id] = parent
+        self._iterators[shard_id] = None
+
     def _parent_done(self, shard_id: str) -> bool:
         parent = self._parents.get(shard_id)
-        if parent is None or parent not in self.consumers:
+        if parent is None or parent not in self._lanes:
             return True
-        return self._iterators.get(parent) == "" and not self.consumers[parent].pending
+        return self._iterators.get(parent) == "" and not any(c.pending for c in self._lanes[parent])
 
-    def _read(self, shard_id: str, consumer: ShardConsumer) -> bool:
+    def _read(self, shard_id: str) -> bool:
         iterator = self._iterators[shard_id]
         if iterator == "":  # closed and fully read
             return False
@@ -389,7 +458,15 @@ class StreamPoller:
         records = [lambda_record(dict(r), self._arn) for r in page.get("Records", [])]
         # A closed shard returns no next iterator once it is fully read.
         self._iterators[shard_id] = page.get("NextShardIterator") or ""
-        consumer.add(records)
+        lanes = self._lanes[shard_id]
+        if len(lanes) == 1:
+            lanes[0].add(records)
+        else:
+            spread: list[list[Record]] = [[] for _ in lanes]
+            for record in records:
+                spread[_partition(record, len(lanes))].append(record)
+            for consumer, share in zip(lanes, spread, strict=True):
+                consumer.add(share)
         return bool(records)
 
     def _report_unreadable(self, shard_id: str, record: Any) -> None:
@@ -415,3 +492,9 @@ class StreamPoller:
                 "keys": [stream.get("Keys")] if isinstance(stream, dict) else [],
             }
         )
+
+
+def _partition(record: Record, lanes: int) -> int:
+    """Which lane a record's partition key hashes to: the same key, always the same lane."""
+    keys = json.dumps(record.get("dynamodb", {}).get("Keys"), sort_keys=True)
+    return zlib.crc32(keys.encode()) % lanes

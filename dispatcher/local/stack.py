@@ -3,8 +3,10 @@
 - a DynamoDB endpoint with streams (moto's server) and the three tables from ``template.yaml``;
 - the blastengine sandbox (or an external blastengine-compatible API);
 - the poller: the stream's event source mapping, invoking the dispatcher function with the
-  mapping's semantics (in this process, or with ``kill_rate`` in a process of its own that
-  chaos can kill: :mod:`.worker`);
+  mapping's semantics, over ``shards`` virtual shards and the template's
+  ``ParallelizationFactor``, each concurrent invocation in an execution environment of its
+  own (in this process, or with ``kill_rate`` in a process of its own that chaos can kill:
+  :mod:`.worker`); every environment shares the account's one rate limit;
 - the sweeper function on a timer.
 
 Both functions are composed exactly as the Lambda entry modules compose them
@@ -49,6 +51,7 @@ from dispatcher.local.tables import (
     BOUNCE_TABLE,
     HISTORY_TABLE,
     IDEMPOTENCY_TABLE,
+    RATE_LIMIT_TABLE,
     SEND_TABLE,
     SUPPRESSION_TABLE,
     create_bucket,
@@ -72,6 +75,7 @@ TABLE_NAMES = {
     IDEMPOTENCY_TABLE: "mail-dispatcher-idempotency",
     SUPPRESSION_TABLE: "mail-dispatcher-suppression",
     BOUNCE_TABLE: "mail-dispatcher-bounces",
+    RATE_LIMIT_TABLE: "mail-dispatcher-rate-limit",
 }
 #: The template's AttachmentsBucket, as the local endpoint's S3 serves it.
 ATTACHMENTS_BUCKET = "mail-dispatcher-attachments"
@@ -94,6 +98,10 @@ class StackOptions:
     seed: int | None = None
     fresh: bool = False  # start with empty tables, discarding what the state dir kept
     persist: bool = True  # keep the tables across restarts (off: in memory only)
+    shards: int = 1  # the send table's stream fanned out as a table with this many partitions
+    #: The mapping's settings instead of the template's defaults, as `sam deploy
+    #: --parameter-overrides` would set them (``batching_window``, ``parallelization_factor``).
+    mapping_overrides: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -113,6 +121,9 @@ class ReadyInfo:
     suppression_table: str
     bounce_table: str
     webhook_url: str = ""
+    #: What another process needs to run the function against this stack (``dispatcher
+    #: invoke``, a second shard): the function's environment, secrets the user gave left out.
+    env: dict[str, str] = field(default_factory=dict)
 
     def ready_line(self) -> str:
         keys = (
@@ -124,6 +135,7 @@ class ReadyInfo:
             "provider_url",
             "attachments_bucket",
             "webhook_url",
+            "env",
         )
         return json.dumps({"event": "ready", **{k: getattr(self, k) for k in keys}})
 
@@ -146,9 +158,8 @@ class LocalStack:
         self.webhook: FunctionUrlServer | None = None
         self._lock_file: IO[bytes] | None = None
         self._wrote_state = False
-        self._one_function_at_a_time = threading.Lock()  # see _run_function
         self.mapping: MappingConfig | None = None
-        self.worker: FunctionWorker | None = None
+        self.workers: list[FunctionWorker] = []
 
     def start(self) -> ReadyInfo:
         state_dir = self.options.state_dir
@@ -192,6 +203,7 @@ class LocalStack:
             "IDEMPOTENCY_TABLE_NAME": TABLE_NAMES[IDEMPOTENCY_TABLE],
             "SUPPRESSION_TABLE_NAME": TABLE_NAMES[SUPPRESSION_TABLE],
             "BOUNCE_TABLE_NAME": TABLE_NAMES[BOUNCE_TABLE],
+            "RATE_LIMIT_TABLE_NAME": TABLE_NAMES[RATE_LIMIT_TABLE],
             # A fresh secret per run unless you pin one: the URL is the webhook's only key.
             "WEBHOOK_SECRET": os.environ.get("WEBHOOK_SECRET") or secrets.token_urlsafe(32),
             "BLASTENGINE_BASE_URL": provider_url,
@@ -216,11 +228,14 @@ class LocalStack:
             attachments_bucket=ATTACHMENTS_BUCKET,
             suppression_table=TABLE_NAMES[SUPPRESSION_TABLE],
             bounce_table=TABLE_NAMES[BOUNCE_TABLE],
+            env=self._shareable_env(),
         )
 
         template = load_template()
         timeouts = _function_timeouts(template)
-        self.mapping = MappingConfig.from_template(template)
+        self.mapping = replace(
+            MappingConfig.from_template(template), **self.options.mapping_overrides
+        )
         invoke = self._dispatch_invoker(settings, timeouts["DispatcherFunction"])
         sweep = sweep_function(
             Sweeper.from_settings(settings, dynamodb_client=tables),
@@ -248,6 +263,7 @@ class LocalStack:
             self.mapping,
             invoke,
             on_failure,
+            shards=self.options.shards,
         )
         self._spawn("poller", self.poller.run, self._stop)
         self._spawn("sweeper", self._sweep_forever, sweep, timeouts["SweeperFunction"])
@@ -264,22 +280,31 @@ class LocalStack:
         """How the poller invokes the dispatcher: in this process, or (``kill_rate``) in a
         process of its own that chaos can kill and that starts cold again."""
         chaos = random.Random(self.options.seed)  # noqa: S311  (fault injection, not security)
-        run: Callable[[dict[str, Any]], Any]
-        if self.options.kill_rate:
-            self.worker = FunctionWorker(
-                environ={**os.environ, **self.function_env},
-                kill_rate=self.options.kill_rate,
-                seed=self.options.seed,
-                dynamodb_fault_rate=self.options.dynamodb_fault_rate,
-            )
-            run = functools.partial(self.worker.invoke, timeout=timeout)
-        else:
-            function = self._dispatch_function(settings)
-            run = functools.partial(self._invoke_here, function, timeout)
+        chaos_lock = threading.Lock()
+
+        def environment() -> Callable[[dict[str, Any]], Any]:
+            """A new execution environment (cold): what a concurrent invocation runs in."""
+            number = len(self.workers)
+            if self.options.kill_rate:
+                seed = None if self.options.seed is None else self.options.seed + number
+                worker = FunctionWorker(
+                    environ={**os.environ, **self.function_env},
+                    kill_rate=self.options.kill_rate,
+                    seed=seed,
+                    dynamodb_fault_rate=self.options.dynamodb_fault_rate,
+                )
+                self.workers.append(worker)
+                return functools.partial(worker.invoke, timeout=timeout)
+            function = self._dispatch_function(settings, number)
+            return functools.partial(self._invoke_here, function, timeout)
+
+        environments = EnvironmentPool(environment)
 
         def invoke(event: dict[str, Any]) -> Any:
-            response = run(event)
-            if chaos.random() < self.options.crash_rate:
+            response = environments.invoke(event)
+            with chaos_lock:
+                crash = chaos.random() < self.options.crash_rate
+            if crash:
                 # The worst moment to die: the batch's work is done, its response is lost,
                 # and Lambda redelivers all of it.
                 raise RuntimeError("injected crash after the handler ran (--crash-rate)")
@@ -290,13 +315,14 @@ class LocalStack:
     def _invoke_here(self, function: LambdaFunction, timeout: float, event: dict[str, Any]) -> Any:
         return self._run_function(function, event, LocalContext("DispatcherFunction", timeout))
 
-    def _dispatch_function(self, settings: Settings) -> LambdaFunction:
+    def _dispatch_function(self, settings: Settings, number: int) -> LambdaFunction:
         client = self.client("dynamodb")
         if self.options.dynamodb_fault_rate:
+            seed = None if self.options.seed is None else self.options.seed + number
             throttle_some_calls(
                 client,
                 self.options.dynamodb_fault_rate,
-                random.Random(self.options.seed),  # noqa: S311  (fault injection)
+                random.Random(seed),  # noqa: S311  (fault injection)
             )
         dispatcher = Dispatcher.from_settings(
             settings, dynamodb_client=client, s3_client=self.client("s3")
@@ -312,9 +338,9 @@ class LocalStack:
         if self.snapshots is not None and self.dynamodb is not None and self.options.persist:
             self._save()  # a clean stop keeps every last write
         self.snapshots = None
-        if self.worker is not None:
-            self.worker.stop()
-            self.worker = None
+        for worker in self.workers:
+            worker.stop()
+        self.workers.clear()
         if self.webhook is not None:
             self.webhook.stop()
             self.webhook = None
@@ -414,11 +440,20 @@ class LocalStack:
     def _run_function(
         self, function: LambdaFunction, event: dict[str, Any], context: LocalContext
     ) -> Any:
-        """Invoke a function. Lambda runs each function in its own sandbox; here they share
-        one process and one stderr, so invocations take turns (their log lines would
-        interleave)."""
-        with self._one_function_at_a_time:
-            return function(event, context)
+        """Invoke a function. Lambda runs each invocation in a sandbox of its own; here
+        concurrent ones share one process, and so Powertools' logger: a log line's
+        ``function_request_id`` may name another invocation running at the same moment."""
+        return function(event, context)
+
+    def _shareable_env(self) -> dict[str, str]:
+        """The function's environment without what the user gave as a secret: the sandbox's
+        own fixed credentials are no secret, theirs for a real API (or AWS) are."""
+        secret = {"WEBHOOK_SECRET"}
+        if self.sandbox is None or self.function_env.get("BLASTENGINE_API_KEY") != SANDBOX_API_KEY:
+            secret.add("BLASTENGINE_API_KEY")
+        shared = {k: v for k, v in self.function_env.items() if k not in secret}
+        # The local endpoint takes any credentials: never pass on the user's own AWS ones.
+        return {**shared, "AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local"}
 
     def _spawn(self, name: str, target: Any, *args: Any) -> None:
         """Run ``target`` on a thread; if it dies, the whole stack stops and says why, rather
@@ -437,6 +472,25 @@ class LocalStack:
         thread = threading.Thread(target=guarded, name=name, daemon=True)
         thread.start()
         self._threads.append(thread)
+
+
+class EnvironmentPool:
+    """Lambda's execution environments: an invocation takes a free warm one, or starts a new
+    (cold) one when every environment is busy, so concurrent batches never share one."""
+
+    def __init__(self, start: Callable[[], Callable[[dict[str, Any]], Any]]) -> None:
+        self._start = start
+        self._free: list[Callable[[dict[str, Any]], Any]] = []
+        self._lock = threading.Lock()
+
+    def invoke(self, event: dict[str, Any]) -> Any:
+        with self._lock:
+            run = self._free.pop() if self._free else self._start()
+        try:
+            return run(event)
+        finally:
+            with self._lock:
+                self._free.append(run)
 
 
 def _client(service: str, endpoint: str) -> Any:

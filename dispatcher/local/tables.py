@@ -35,6 +35,7 @@ HISTORY_TABLE = "HistoryTable"
 IDEMPOTENCY_TABLE = "IdempotencyTable"
 SUPPRESSION_TABLE = "SuppressionTable"
 BOUNCE_TABLE = "BounceTable"
+RATE_LIMIT_TABLE = "RateLimitTable"
 
 
 class _CloudFormationLoader(yaml.SafeLoader):

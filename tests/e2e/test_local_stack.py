@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import socket
+import subprocess
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -20,6 +23,50 @@ def test_the_ready_line_names_everything(stack: RunningStack) -> None:
     assert stack.ready["endpoint_url"].startswith("http://127.0.0.1:")
     assert stack.ready["provider_url"].startswith("http://127.0.0.1:")
     assert {"region", "send_table", "history_table", "idempotency_table"} <= set(stack.ready)
+
+
+def test_the_ready_lines_env_runs_the_function_from_another_process(
+    stack: RunningStack, tmp_path: Path
+) -> None:
+    # GIVEN a row the stack's own poller will also see
+    env = stack.ready["env"]
+    assert env["RATE_LIMIT_TABLE_NAME"]
+    assert "WEBHOOK_SECRET" not in env
+    stack.put(_row("e2e-env", "e2e-env"))
+    event = {
+        "Records": [
+            {
+                "eventID": "1",
+                "eventName": "INSERT",
+                "eventSource": "aws:dynamodb",
+                "dynamodb": {
+                    "Keys": {"id": {"S": "e2e-env"}},
+                    "NewImage": {
+                        "id": {"S": "e2e-env"},
+                        "to": {"S": "someone@example.com"},
+                        "subject": {"S": "e2e-env"},
+                        "text": {"S": "Hi"},
+                    },
+                    "SequenceNumber": "1",
+                    "StreamViewType": "NEW_AND_OLD_IMAGES",
+                },
+            }
+        ]
+    }
+    (tmp_path / "event.json").write_text(json.dumps(event))
+
+    # WHEN another process runs the Lambda handler with nothing but that environment
+    subprocess.run(
+        [sys.executable, "-m", "dispatcher.cli", "invoke", str(tmp_path / "event.json")],
+        env={"PATH": os.environ["PATH"], **env},
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+
+    # THEN, racing the stack's own invocation of the same record, it was sent once
+    wait_for(lambda: stack.history("e2e-env"), what="the history item")
+    assert len(stack.mails("e2e-env")) == 1
 
 
 def test_an_inserted_row_is_sent_moved_to_history_and_deleted(stack: RunningStack) -> None:

@@ -119,10 +119,22 @@ def test_thousands_of_rows_under_30_percent_provider_faults(tmp_path: Path) -> N
         stop_stack(stack.process)
 
 
-def test_dynamodb_throttling_and_transaction_conflicts_lose_nothing(tmp_path: Path) -> None:
-    # GIVEN 3% of the function's DynamoDB calls throttled or conflicting
+@pytest.mark.parametrize("shards", [1, 4])
+def test_dynamodb_throttling_and_transaction_conflicts_lose_nothing(
+    tmp_path: Path, shards: int
+) -> None:
+    # GIVEN 3% of the function's DynamoDB calls (the shared limit's too) throttled or
+    # conflicting, on one shard or on four sharing the account's limit
     stack = start_stack(
-        tmp_path, "--dynamodb-fault-rate", "0.03", "--seed", "5", "--no-persist", env=FAST
+        tmp_path,
+        "--dynamodb-fault-rate",
+        "0.03",
+        "--seed",
+        "5",
+        "--no-persist",
+        "--shards",
+        str(shards),
+        env=FAST,
     )
     try:
         ids = [f"throttle-{i:04}" for i in range(300)]
