@@ -177,7 +177,7 @@ class Dispatcher:
             deadline=Deadline.from_context(
                 remaining_time(context), self._clock, reserve=BOOKKEEPING_RESERVE_SECONDS
             ),
-            bucket=self._bucket(),
+            bucket=self._bucket(expected=len(event.get("Records") or [])),
         )
 
         async def record_handler(record: DynamoDBRecord) -> str:
@@ -213,13 +213,13 @@ class Dispatcher:
         self.last_results = invocation.results
         return response
 
-    def _bucket(self) -> RequestSlots:
+    def _bucket(self, *, expected: int) -> RequestSlots:
         """The account's limit shared with every invocation when a limit table is set;
         without one (tests, one-off runs), a budget of this invocation's own."""
         rate, clock = self.settings.rate_limit_rps, self._clock
         if self.limit is None:
             return TokenBucket(rate=rate, clock=clock)
-        return SharedBucket(table=self.limit, rate=rate, clock=clock)
+        return SharedBucket(table=self.limit, rate=rate, clock=clock, expected=expected)
 
     def process_record(self, record: DynamoDBRecord, invocation: _Invocation) -> RecordResult:
         """Run one record end to end; raises only for infrastructure errors (to be retried)."""

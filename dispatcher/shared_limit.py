@@ -10,13 +10,16 @@ them, and spends the grant from memory. Slots are instants, not tokens: a grant 
 simply passes, so an invocation that dies holding one costs the account at most that grant's
 span of time and leaves nothing to clean up.
 
-Costs, per grant: one conditional ``UpdateItem`` when the account is idle or behind, two when
-another invocation holds later slots (the first answer carries the item, so no read is
-needed). Grants grow with the number of sends waiting, up to :data:`GRANT_SECONDS` of the
-limit, so the limiter adds a fraction of a write per mail. When the limit table cannot be
-reached (throttled, an outage), the invocation paces itself alone at ``R`` for
-:data:`FALLBACK_SECONDS` before it asks again: the provider's own ``X-RateLimit-Remaining``
-and 429 pauses (:mod:`dispatcher.retry`) remain the backstop.
+Costs, per grant: one conditional ``UpdateItem``, idle or busy (an atomic addition when other
+invocations hold later slots, so they never conflict); two when the account changed between
+idle and busy since the invocation last looked (the refused write returns the item, so no
+read is needed). A grant covers the sends the invocation still expects (its batch's
+records), up to :data:`GRANT_SECONDS` of the limit, so the limiter adds a fraction of a write
+per mail; what is left of the last grant when the invocation ends is given back if nobody
+leased after it. When the limit table cannot be reached (throttled, an outage), the
+invocation paces itself alone at ``R`` for :data:`FALLBACK_SECONDS` before it asks again:
+the provider's own ``X-RateLimit-Remaining`` and 429 pauses (:mod:`dispatcher.retry`)
+remain the backstop.
 """
 
 from __future__ import annotations
@@ -55,43 +58,63 @@ class LimitTable:
         self._client = client
         self._table = table
         self._key = {"name": {"S": key}}
+        self._last_seen = float("-inf")  # the account's next free slot, as last seen
 
     def lease(self, slots: int, interval: float, now: float, latest: float) -> float | None:
         """Take ``slots`` consecutive slots; returns the first one's time, or None when the
         account's next free slot is later than ``latest`` (nothing is taken then).
 
-        Raises ``ClientError``/``BotoCoreError`` when the table fails, or when contention
-        outlasts :data:`LEASE_ATTEMPTS`."""
-        start = now  # idle or behind: the grant starts now
-        condition = "attribute_not_exists(next_slot) OR next_slot <= :now"
-        values: dict[str, Any] = {":now": {"N": _number(now)}}
+        Two writes serve every case without a read. Idle (the next free slot has passed):
+        set it to ``now`` plus the grant, on condition that it has passed. Busy: add the
+        grant to it, on condition that it is still ahead (and not past ``latest``); an
+        addition never loses to another invocation's, so a busy account has no contention.
+        Each lease tries first the one that fitted last time.
+
+        Raises ``ClientError``/``BotoCoreError`` when the table fails, or when the account
+        flips between idle and busy for :data:`LEASE_ATTEMPTS` tries."""
+        span = slots * interval
+        busy = self._last_seen > now
         for _ in range(LEASE_ATTEMPTS):
             try:
-                self._client.update_item(
-                    TableName=self._table,
-                    Key=self._key,
-                    UpdateExpression="SET next_slot = :end",
-                    ConditionExpression=condition,
-                    ExpressionAttributeValues={
-                        **values,
-                        ":end": {"N": _number(start + slots * interval)},
-                    },
-                    ReturnValuesOnConditionCheckFailure="ALL_OLD",
-                )
-                return start
+                if busy:
+                    answer = self._client.update_item(
+                        TableName=self._table,
+                        Key=self._key,
+                        UpdateExpression="SET next_slot = next_slot + :span",
+                        ConditionExpression="next_slot > :now AND next_slot <= :latest",
+                        ExpressionAttributeValues={
+                            ":span": {"N": _number(span)},
+                            ":now": {"N": _number(now)},
+                            ":latest": {"N": _number(latest)},
+                        },
+                        ReturnValues="UPDATED_NEW",
+                        ReturnValuesOnConditionCheckFailure="ALL_OLD",
+                    )
+                    end = float(answer["Attributes"]["next_slot"]["N"])
+                else:
+                    end = now + span
+                    self._client.update_item(
+                        TableName=self._table,
+                        Key=self._key,
+                        UpdateExpression="SET next_slot = :end",
+                        ConditionExpression="attribute_not_exists(next_slot) OR next_slot <= :now",
+                        ExpressionAttributeValues={
+                            ":now": {"N": _number(now)},
+                            ":end": {"N": _number(end)},
+                        },
+                        ReturnValuesOnConditionCheckFailure="ALL_OLD",
+                    )
+                self._last_seen = end
+                return end - span
             except ClientError as exc:
                 if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
                     raise
                 old: dict[str, Any] = exc.response.get("Item", {})  # type: ignore[assignment]
                 held = old.get("next_slot", {}).get("N")
-            if held is None:  # the item went away meanwhile: start over from idle
-                start, condition = now, "attribute_not_exists(next_slot) OR next_slot <= :now"
-                values = {":now": {"N": _number(now)}}
-                continue
-            start = max(now, float(held))
-            if start > latest:
+            self._last_seen = float(held) if held is not None else float("-inf")
+            if self._last_seen > latest:
                 return None
-            condition, values = "next_slot = :held", {":held": {"N": held}}
+            busy = self._last_seen > now
         raise ClientError(
             {"Error": {"Code": "LeaseContention", "Message": f"{LEASE_ATTEMPTS} leases lost"}},
             "UpdateItem",
@@ -131,9 +154,12 @@ class SharedBucket:
     """A :class:`~dispatcher.ratelimit.TokenBucket` whose slots come from the account's
     shared limit (:class:`LimitTable`); thread-safe, one per invocation."""
 
-    def __init__(self, *, table: LimitTable, rate: float, clock: Clock) -> None:
+    def __init__(self, *, table: LimitTable, rate: float, clock: Clock, expected: int = 1) -> None:
+        """``expected``: how many requests the invocation means to make (its records); it
+        sizes the grants, so a small batch does not hold slots it will never use."""
         if rate <= 0:
             raise ValueError("rate must be positive")
+        self._expected = expected
         self._table = table
         self._interval = 1.0 / rate
         self._clock = clock
@@ -201,7 +227,7 @@ class SharedBucket:
             self._slots.popleft()  # passed while nobody asked: spent on nothing
         if not self._slots:
             latest = now + (deadline.remaining() - reserve if deadline else 900.0)
-            wanted = max(1, min(self._max_grant, self._waiting))
+            wanted = max(1, min(self._max_grant, max(self._expected, self._waiting)))
             try:
                 first = self._table.lease(wanted, self._interval, now, latest)
             except (ClientError, BotoCoreError) as exc:
@@ -222,6 +248,7 @@ class SharedBucket:
                 f"next request slot is {slot - now:.2f}s away, past the deadline"
             )
         self._slots.popleft()
+        self._expected -= 1
         return max(slot, self._paused_until)
 
     def _wall(self) -> float:

@@ -176,6 +176,7 @@ class ShardConsumer:
     _retry: _RetryState = field(default_factory=_RetryState)
     # The reader adds while this consumer's batcher delivers: ``pending`` is shared.
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _arrived: threading.Event = field(default_factory=threading.Event)
 
     def __post_init__(self) -> None:
         self._limit = self.config.batch_size
@@ -191,6 +192,21 @@ class ShardConsumer:
         ]
         with self._lock:
             self.pending.extend(kept)
+        if kept:
+            self._arrived.set()
+
+    def wait_until_due(self, longest: float) -> None:
+        """Sleep until a batch may be due: records arrive, or the oldest one's batching
+        window ends; at most ``longest`` seconds."""
+        with self._lock:
+            head = self.pending[0][0] if self.pending else None
+            self._arrived.clear()
+        if head is None:
+            self._arrived.wait(longest)
+            return
+        due_in = head + self.config.batching_window - self.clock.monotonic()
+        if due_in > 0:
+            self._arrived.wait(min(longest, due_in))
 
     def ready(self) -> bool:
         """A batch is due: full, or its oldest record has waited the batching window."""
@@ -417,7 +433,7 @@ class StreamPoller:
         try:
             while not stop.is_set():
                 if not consumer.run_once():
-                    stop.wait(min(self._interval, 0.02))
+                    consumer.wait_until_due(self._interval)
         except BaseException as exc:
             died.append(exc)
 

@@ -2,9 +2,10 @@
 
 Same path, bearer token, request and response bodies as blastengine's transaction API; it
 keeps every accepted mail and lists them (``GET /sandbox/mails`` as JSON, ``GET /`` as a plain
-page). It can be told to misbehave for a share of requests (429 with ``Retry-After``, 500, or
-a slow answer), at start-up or at run time with ``POST /sandbox/faults``, so retries and
-failed rows can be watched happening.
+page) and counts requests, and those refused over its rate limit (``GET /sandbox/stats``). It
+can be told to misbehave for a share of requests (429 with ``Retry-After``, 500, or a slow
+answer), at start-up or at run time with ``POST /sandbox/faults``, so retries and failed rows
+can be watched happening.
 
 It binds loopback only, runs in a daemon thread and stops with :meth:`Sandbox.stop`.
 """
@@ -170,6 +171,10 @@ class Sandbox(BackgroundServer):
 
         class Handler(BaseHTTPRequestHandler):
             server_version = "blastengine-sandbox/1"
+            # Keep-alive, as the real API's: every answer has its Content-Length. (HTTP/1.0
+            # would cost a new connection, and a new server thread, per request.)
+            protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # headers and body are two writes: no 40 ms stall
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass  # quiet: the dispatcher's own logs tell the story
@@ -178,6 +183,11 @@ class Sandbox(BackgroundServer):
                 url = urlsplit(self.path)
                 if url.path.rstrip("/") == "/sandbox/mails":
                     self._json(HTTPStatus.OK, {"mails": [asdict(m) for m in sandbox.mails]})
+                elif url.path.rstrip("/") == "/sandbox/stats":
+                    self._json(
+                        HTTPStatus.OK,
+                        {"requests": sandbox.requests, "over_limit": sandbox.refused},
+                    )
                 elif url.path in ("/", "/sandbox"):
                     self._text(HTTPStatus.OK, sandbox._page())
                 elif url.path.startswith(API_PREFIX + "/"):
