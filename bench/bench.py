@@ -303,18 +303,16 @@ def shared_limit(stack: Stack, rate: float, rows: int, counts: tuple[int, ...]) 
         streams = [bench.records(f"{prefix}{k}-", per_shard) for k in range(shards)]
         dispatchers = [bench.shard() for _ in range(shards)]
         before = stack.stats()
-        # Powertools prints metrics once 100 pile up, disabled or not; the shards add at once.
-        quiet = contextlib.redirect_stdout(io.StringIO())
-        quiet.__enter__()
         threads = [
             threading.Thread(target=bench.handle, args=(streams[k], dispatchers[k]))
             for k in range(shards)
         ]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        quiet.__exit__(None, None, None)
+        # Powertools prints metrics once 100 pile up, disabled or not; the shards add at once.
+        with contextlib.redirect_stdout(io.StringIO()):
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
         after = stack.stats()
         mails = stack.mails(prefix)
         subjects = [m["payload"]["subject"] for m in mails]

@@ -77,31 +77,20 @@ class LimitTable:
         for _ in range(LEASE_ATTEMPTS):
             try:
                 if busy:
-                    answer = self._client.update_item(
-                        TableName=self._table,
-                        Key=self._key,
-                        UpdateExpression="SET next_slot = next_slot + :span",
-                        ConditionExpression="next_slot > :now AND next_slot <= :latest",
-                        ExpressionAttributeValues={
-                            ":span": {"N": _number(span)},
-                            ":now": {"N": _number(now)},
-                            ":latest": {"N": _number(latest)},
-                        },
+                    answer = self._update(
+                        "SET next_slot = next_slot + :span",
+                        "next_slot > :now AND next_slot <= :latest",
+                        {":span": span, ":now": now, ":latest": latest},
                         ReturnValues="UPDATED_NEW",
                         ReturnValuesOnConditionCheckFailure="ALL_OLD",
                     )
                     end = float(answer["Attributes"]["next_slot"]["N"])
                 else:
                     end = now + span
-                    self._client.update_item(
-                        TableName=self._table,
-                        Key=self._key,
-                        UpdateExpression="SET next_slot = :end",
-                        ConditionExpression="attribute_not_exists(next_slot) OR next_slot <= :now",
-                        ExpressionAttributeValues={
-                            ":now": {"N": _number(now)},
-                            ":end": {"N": _number(end)},
-                        },
+                    self._update(
+                        "SET next_slot = :end",
+                        "attribute_not_exists(next_slot) OR next_slot <= :now",
+                        {":now": now, ":end": end},
                         ReturnValuesOnConditionCheckFailure="ALL_OLD",
                     )
                 self._last_seen = end
@@ -120,34 +109,36 @@ class LimitTable:
             "UpdateItem",
         )
 
-    def give_back(self, end: float, first_unused: float) -> bool:
+    def give_back(self, end: float, first_unused: float) -> None:
         """Return the unused tail of the last grant, if nobody leased after it."""
-        try:
-            self._client.update_item(
-                TableName=self._table,
-                Key=self._key,
-                UpdateExpression="SET next_slot = :first",
-                ConditionExpression="next_slot = :end",
-                ExpressionAttributeValues={
-                    ":first": {"N": _number(first_unused)},
-                    ":end": {"N": _number(end)},
-                },
+        # Leased past, or the table failed: the slots simply pass.
+        with contextlib.suppress(ClientError, BotoCoreError):
+            self._update(
+                "SET next_slot = :first", "next_slot = :end", {":first": first_unused, ":end": end}
             )
-        except ClientError:
-            return False  # leased past, or the table failed: the slots simply pass
-        return True
 
     def push(self, until: float) -> None:
         """No slot before ``until`` for anyone (the provider said to wait)."""
         # Already later, or the table failed: each sender's own 429 pauses it anyway.
         with contextlib.suppress(ClientError, BotoCoreError):
-            self._client.update_item(
-                TableName=self._table,
-                Key=self._key,
-                UpdateExpression="SET next_slot = :until",
-                ConditionExpression="attribute_not_exists(next_slot) OR next_slot < :until",
-                ExpressionAttributeValues={":until": {"N": _number(until)}},
+            self._update(
+                "SET next_slot = :until",
+                "attribute_not_exists(next_slot) OR next_slot < :until",
+                {":until": until},
             )
+
+    def _update(
+        self, expression: str, condition: str, times: dict[str, float], **extra: Any
+    ) -> Any:
+        """One conditional write of the limit item; ``times`` are epoch seconds."""
+        return self._client.update_item(
+            TableName=self._table,
+            Key=self._key,
+            UpdateExpression=expression,
+            ConditionExpression=condition,
+            ExpressionAttributeValues={name: {"N": _number(t)} for name, t in times.items()},
+            **extra,
+        )
 
 
 class SharedBucket:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import fcntl
 import functools
+import itertools
 import json
 import os
 import random
@@ -281,10 +282,12 @@ class LocalStack:
         process of its own that chaos can kill and that starts cold again."""
         chaos = random.Random(self.options.seed)  # noqa: S311  (fault injection, not security)
         chaos_lock = threading.Lock()
+        started = itertools.count()
 
         def environment() -> Callable[[dict[str, Any]], Any]:
-            """A new execution environment (cold): what a concurrent invocation runs in."""
-            number = len(self.workers)
+            """A new execution environment (cold): what a concurrent invocation runs in. Each
+            draws its own faults (the seed plus its number), as separate sandboxes would."""
+            number = next(started)
             if self.options.kill_rate:
                 seed = None if self.options.seed is None else self.options.seed + number
                 worker = FunctionWorker(
