@@ -5,9 +5,10 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TOOLS := .venv-tools
 TOOLS_STAMP := $(TOOLS)/.installed
+BROWSER := /usr/bin/chromium
 SAM := SAM_CLI_TELEMETRY=0 AWS_DEFAULT_REGION=us-east-1 $(TOOLS)/bin/sam
 
-.PHONY: run test test-fast lint typecheck template-check bench soak clean build-DispatcherFunction build-SweeperFunction build-WebhookFunction
+.PHONY: run test test-fast screenshots lint typecheck template-check bench soak clean build-DispatcherFunction build-SweeperFunction build-WebhookFunction
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,8 +27,9 @@ $(TOOLS_STAMP): tools-requirements.txt
 run: $(STAMP)
 	@$(BIN)/dispatcher dev --demo
 
-## test: lint, type-check, check the template, then the whole test suite
-test: lint typecheck template-check
+## test: lint, type-check, check the template, then the whole test suite (the console's
+## browser tests in Debian's chromium, installed here when missing: apt needs root)
+test: lint typecheck template-check $(BROWSER)
 	$(BIN)/pytest
 
 ## test-fast: lint, type-check, the unit and functional tiers (under a minute); no servers
@@ -41,6 +43,20 @@ bench: $(STAMP)
 ## soak: the fault suite's big run at 10,000 rows (28 minutes on a 2-core machine)
 soak: $(STAMP)
 	FAULT_ROWS=10000 $(BIN)/pytest tests/fault -k thousands
+
+$(BROWSER):
+	@if [ "$$(id -u)" != 0 ]; then \
+		echo "the console's browser tests need Debian's chromium: run" \
+			"'sudo apt-get install -y chromium chromium-driver' (or make test as root)" >&2; \
+		exit 1; \
+	fi
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver >/dev/null \
+		|| (apt-get update -q >/dev/null && \
+			DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver >/dev/null)
+
+## screenshots: refresh the README's console screenshots from the browser tests
+screenshots: $(STAMP) $(BROWSER)
+	UPDATE_SCREENSHOTS=1 $(BIN)/pytest tests/e2e/test_console_browser.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -71,7 +87,8 @@ build-DispatcherFunction build-SweeperFunction build-WebhookFunction:
 		-r lambda-requirements.txt $(LAMBDA_WHEELS) --upgrade
 	mkdir -p "$(ARTIFACTS_DIR)/dispatcher"
 	cp -r dispatcher/. "$(ARTIFACTS_DIR)/dispatcher/"
-	rm -rf "$(ARTIFACTS_DIR)/dispatcher/local" "$(ARTIFACTS_DIR)/dispatcher/cli.py" \
+	rm -rf "$(ARTIFACTS_DIR)/dispatcher/local" "$(ARTIFACTS_DIR)/dispatcher/console" \
+		"$(ARTIFACTS_DIR)/dispatcher/cli.py" \
 		"$(ARTIFACTS_DIR)/dispatcher/admin.py" "$(ARTIFACTS_DIR)/dispatcher/targets.py"
 	find "$(ARTIFACTS_DIR)" -name __pycache__ -prune -exec rm -rf {} +
 	@if $(RUNTIME_PYTHON) -c pass 2>/dev/null; then \

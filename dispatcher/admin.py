@@ -8,28 +8,95 @@ DynamoDB failure through :func:`~dispatcher.store.translated`.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import base64
+import binascii
+import json
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from dispatcher.clock import iso_utc
-from dispatcher.row import Row
+from dispatcher.row import REQUEST_ATTRIBUTES, AttributeValue, Row
 from dispatcher.store import (
     BATCH_GET_LIMIT,
+    STAMPED_INDEX,
+    WAITING_INDEX,
     Store,
     StoreError,
     as_read,
     batch_get,
     conditionally,
     row_key,
+    unchanged,
 )
 from dispatcher.store import translated as _translated
 
-__all__ = ["Admin", "RowExistsError"]
+__all__ = [
+    "LISTABLE_STATUSES",
+    "Admin",
+    "BadPageTokenError",
+    "Page",
+    "QueueCounts",
+    "RowExistsError",
+    "SentCounts",
+]
+
+#: What a list of the send table can be narrowed to; "pending" is a row with no status yet.
+LISTABLE_STATUSES = ("failed", "deferred", "scheduled", "pending")
+#: DynamoDB calls one page view may make while a filter throws items away: a page view's
+#: cost stays bounded, and the page says where to go on.
+MAX_CALLS_PER_PAGE = 10
+#: Pages of the send table (1 MB each) the pending count reads before it says "at least".
+MAX_COUNT_PAGES = 20
 
 
 class RowExistsError(StoreError):
     """A row with this id is already in the send table."""
+
+
+class BadPageTokenError(ValueError):
+    """A page token that this module did not make (edited, or from another list)."""
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of items, the token of the next one, and how it was read (for the reader:
+    an index Query costs what it returns, a Scan what the table holds)."""
+
+    items: list[dict[str, Any]]
+    next_token: str | None
+    source: str
+
+
+@dataclass(frozen=True)
+class QueueCounts:
+    """What is in the send table, by status; failed rows by ``error_kind`` too."""
+
+    failed: Counter[str] = field(default_factory=Counter)
+    deferred: int = 0
+    scheduled: int = 0
+    pending: int = 0
+    #: True if the pending count stopped at :data:`MAX_COUNT_PAGES` (it is at least that).
+    pending_capped: bool = False
+    oldest_failed_at: str | None = None
+    oldest_deferred_at: str | None = None
+
+
+@dataclass(frozen=True)
+class SentCounts:
+    """History items sent since a time, and how many of them bounced."""
+
+    since: str
+    sent: int
+    bounced: int
+    #: True if the count stopped at :data:`MAX_COUNT_PAGES` of the history table.
+    capped: bool = False
+
+    @property
+    def bounce_share(self) -> float:
+        return self.bounced / self.sent if self.sent else 0.0
 
 
 class Admin:
@@ -117,6 +184,283 @@ class Admin:
             **as_read(row),
         )
 
+    def edit(self, row: Row, request: dict[str, AttributeValue]) -> bool:
+        """Replace the row's request attributes with ``request``, if the row is still exactly
+        as it was read (:func:`~dispatcher.store.unchanged`); False if it changed or went
+        away. Bookkeeping stays: the changed request attributes are what makes the stream's
+        MODIFY a send (``DESIGN.md``, triage)."""
+        unknown = set(request) - REQUEST_ATTRIBUTES
+        if unknown:
+            raise ValueError(f"not request attributes: {', '.join(sorted(unknown))}")
+        condition = unchanged(row)
+        names = condition["ExpressionAttributeNames"]
+        values = condition.setdefault("ExpressionAttributeValues", {})
+        sets, removes = [], []
+        for index, name in enumerate(sorted(REQUEST_ATTRIBUTES)):
+            if name in request:
+                names[f"#e{index}"] = name
+                values[f":e{index}"] = request[name]
+                sets.append(f"#e{index} = :e{index}")
+            elif name in row.image:
+                names[f"#e{index}"] = name
+                removes.append(f"#e{index}")
+        update = " ".join(
+            part
+            for part in (
+                "SET " + ", ".join(sets) if sets else "",
+                "REMOVE " + ", ".join(removes) if removes else "",
+            )
+            if part
+        )
+        if not update:
+            raise ValueError("an edit must leave the row some request attributes")
+        return conditionally(
+            self._client.update_item,
+            TableName=self.store.send_table,
+            Key=row_key(row.id),
+            UpdateExpression=update,
+            **condition,
+        )
+
+    def page_rows(
+        self,
+        *,
+        status: str | None = None,
+        error_kind: str | None = None,
+        recipient: str | None = None,
+        token: str | None = None,
+        limit: int = 50,
+    ) -> Page:
+        """One page of the send table: failed and deferred rows newest first from their sparse
+        index, scheduled ones soonest first from theirs, pending rows (no status) and all rows
+        from a Scan, the one list no index serves. ``recipient`` matches part of ``to``."""
+        if status is not None and status not in LISTABLE_STATUSES:
+            raise ValueError(f"status must be one of {', '.join(LISTABLE_STATUSES)}")
+        filters: list[tuple[str, str, str]] = []
+        if error_kind:
+            filters.append(("error_kind", "=", error_kind))
+        if recipient:
+            filters.append(("to", "contains", recipient))
+        query: dict[str, Any] = {"TableName": self.store.send_table}
+        if status in ("failed", "deferred"):
+            query.update(
+                IndexName=STAMPED_INDEX,
+                KeyConditionExpression="#status = :status",
+                ScanIndexForward=False,
+            )
+            return self._page(
+                self._client.query, query, filters, {":status": status}, token, limit,
+                source=f"Query of the index {STAMPED_INDEX}, newest first",
+                key=("id", "status", "failed_at"),
+            )  # fmt: skip
+        if status == "scheduled":
+            query.update(IndexName=WAITING_INDEX, KeyConditionExpression="#status = :status")
+            # The index holds keys only: filter and fill in from the rows themselves.
+            keys = self._page(
+                self._client.query, query, [], {":status": status}, token, limit,
+                source=f"Query of the index {WAITING_INDEX}, soonest first",
+                key=("id", "status", "retry_at"),
+            )  # fmt: skip
+            rows = [r.image for r in self._get_rows([i["id"]["S"] for i in keys.items])]
+            kept = [dict(r) for r in rows if _matches(r, filters)]
+            return Page(kept, keys.next_token, keys.source)
+        if status == "pending":
+            filters.append(("status", "absent", ""))
+        return self._page(
+            self._client.scan, query, filters, {}, token, limit,
+            source="Scan of the send table (no index holds every row), in table order",
+            key=("id",),
+        )  # fmt: skip
+
+    def page_history(
+        self,
+        *,
+        row_id: str | None = None,
+        recipient: str | None = None,
+        since: str | None = None,
+        until: str | None = None,
+        token: str | None = None,
+        limit: int = 50,
+    ) -> Page:
+        """One page of the history: one id's items from a Query (newest first), anyone's from
+        a Scan of the history table; ``since``/``until`` bound ``sent_at``."""
+        filters: list[tuple[str, str, str]] = []
+        if recipient:
+            filters.append(("to", "contains", recipient))
+        if row_id is None:
+            if since:
+                filters.append(("sent_at", ">=", since))
+            if until:
+                filters.append(("sent_at", "<", until))
+        query: dict[str, Any] = {"TableName": self.store.history_table}
+        key = ("id", "sent_at")
+        if row_id is not None:
+            condition, values = "#id = :id", {":id": row_id}
+            if since and until:
+                condition += " AND #sent_at BETWEEN :since AND :until"
+                values.update({":since": since, ":until": until})
+            elif since:
+                condition += " AND #sent_at >= :since"
+                values[":since"] = since
+            elif until:
+                condition += " AND #sent_at < :until"
+                values[":until"] = until
+            query.update(KeyConditionExpression=condition, ScanIndexForward=False)
+            return self._page(
+                self._client.query, query, filters, values, token, limit,
+                source="Query of the history by id, newest first", key=key,
+            )  # fmt: skip
+        return self._page(
+            self._client.scan, query, filters, {}, token, limit,
+            source="Scan of the history table (no index orders it by time), in table order",
+            key=key,
+        )  # fmt: skip
+
+    def counts(self) -> QueueCounts:
+        """The send table by status: failed and deferred rows from their index (which carries
+        ``error_kind``), scheduled ones counted on theirs, pending ones by a counting Scan
+        (stopped at :data:`MAX_COUNT_PAGES`: a healthy queue has few)."""
+        failed: Counter[str] = Counter()
+        deferred = 0
+        oldest: dict[str, str | None] = {"failed": None, "deferred": None}
+        for status in ("failed", "deferred"):
+            for item in self._query_all(
+                IndexName=STAMPED_INDEX,
+                KeyConditionExpression="#status = :status",
+                ExpressionAttributeNames={"#status": "status", "#kind": "error_kind"},
+                ExpressionAttributeValues={":status": {"S": status}},
+                ProjectionExpression="#kind, failed_at",
+            ):
+                if oldest[status] is None:  # ascending failed_at: the first is the oldest
+                    oldest[status] = item.get("failed_at", {}).get("S")
+                if status == "failed":
+                    failed[item.get("error_kind", {}).get("S", "unknown")] += 1
+                else:
+                    deferred += 1
+        scheduled = sum(
+            page.get("Count", 0)
+            for page in self._pages(
+                self._client.query,
+                TableName=self.store.send_table,
+                IndexName=WAITING_INDEX,
+                KeyConditionExpression="#status = :status",
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues={":status": {"S": "scheduled"}},
+                Select="COUNT",
+            )
+        )
+        pending, capped = self._count(
+            self._client.scan,
+            TableName=self.store.send_table,
+            FilterExpression="attribute_not_exists(#status)",
+            ExpressionAttributeNames={"#status": "status"},
+            Select="COUNT",
+        )
+        return QueueCounts(
+            failed, deferred, scheduled, pending, capped, oldest["failed"], oldest["deferred"]
+        )
+
+    def sent_since(self, since: datetime) -> SentCounts:
+        """History items sent at or after ``since`` and how many bounced: a filtered Scan of
+        the history table (stopped at :data:`MAX_COUNT_PAGES`), so callers should cache it."""
+        stamp = iso_utc(since)
+        sent, capped = self._count(
+            self._client.scan,
+            TableName=self.store.history_table,
+            FilterExpression="#sent_at >= :since",
+            ExpressionAttributeNames={"#sent_at": "sent_at"},
+            ExpressionAttributeValues={":since": {"S": stamp}},
+            Select="COUNT",
+        )
+        bounced, bounced_capped = self._count(
+            self._client.scan,
+            TableName=self.store.history_table,
+            FilterExpression="#sent_at >= :since AND attribute_exists(#bounce)",
+            ExpressionAttributeNames={"#sent_at": "sent_at", "#bounce": "bounce_type"},
+            ExpressionAttributeValues={":since": {"S": stamp}},
+            Select="COUNT",
+        )
+        return SentCounts(stamp, sent, bounced, capped or bounced_capped)
+
+    def _page(
+        self,
+        call: Callable[..., Any],
+        request: dict[str, Any],
+        filters: list[tuple[str, str, str]],
+        key_values: dict[str, str],
+        token: str | None,
+        limit: int,
+        *,
+        source: str,
+        key: tuple[str, ...],
+    ) -> Page:
+        """Up to ``limit`` items from ``call`` (Query or Scan), filtered on ``(attribute,
+        operator, value)``; the next page's token is the last item's key, so a page that
+        stops inside a DynamoDB page loses nothing."""
+        request = {**request, "Limit": limit}
+        names = {"#status": "status", "#id": "id", "#sent_at": "sent_at"}
+        values = {name: {"S": value} for name, value in key_values.items()}
+        expression = []
+        for index, (attribute, operator, value) in enumerate(filters):
+            names[f"#f{index}"] = attribute
+            if operator == "absent":
+                expression.append(f"attribute_not_exists(#f{index})")
+                continue
+            values[f":f{index}"] = {"S": value}
+            expression.append(
+                f"contains(#f{index}, :f{index})"
+                if operator == "contains"
+                else f"#f{index} {operator} :f{index}"
+            )
+        if expression:
+            request["FilterExpression"] = " AND ".join(expression)
+        used = " ".join(
+            str(request.get(k, "")) for k in ("KeyConditionExpression", "FilterExpression")
+        )
+        request["ExpressionAttributeNames"] = {n: a for n, a in names.items() if n in used}
+        if values:
+            request["ExpressionAttributeValues"] = values
+        if not request["ExpressionAttributeNames"]:
+            del request["ExpressionAttributeNames"]
+        start = _decode_token(token, key) if token else None
+        items: list[dict[str, Any]] = []
+        for _ in range(MAX_CALLS_PER_PAGE):
+            with _translated():
+                page = call(**request, **({"ExclusiveStartKey": start} if start else {}))
+            found = page.get("Items", [])
+            for position, item in enumerate(found):
+                items.append(item)
+                if len(items) == limit:
+                    more = position < len(found) - 1 or "LastEvaluatedKey" in page
+                    last = {name: item[name] for name in key if name in item}
+                    return Page(items, _encode_token(last) if more else None, source)
+            start = page.get("LastEvaluatedKey")
+            if not start:
+                return Page(items, None, source)
+        return Page(items, _encode_token(start) if start else None, source)
+
+    def _pages(self, call: Callable[..., Any], **request: Any) -> Iterator[dict[str, Any]]:
+        start = None
+        while True:
+            with _translated():
+                page = call(**request, **({"ExclusiveStartKey": start} if start else {}))
+            yield page
+            start = page.get("LastEvaluatedKey")
+            if not start:
+                return
+
+    def _query_all(self, **request: Any) -> Iterator[dict[str, Any]]:
+        for page in self._pages(self._client.query, TableName=self.store.send_table, **request):
+            yield from page.get("Items", [])
+
+    def _count(self, call: Callable[..., Any], **request: Any) -> tuple[int, bool]:
+        total = 0
+        for number, page in enumerate(self._pages(call, **request), start=1):
+            total += page.get("Count", 0)
+            if number == MAX_COUNT_PAGES and "LastEvaluatedKey" in page:
+                return total, True
+        return total, False
+
     def _get_rows(self, ids: list[str]) -> Iterator[Row]:
         """Rows by id, in the order given; rows gone meanwhile are left out."""
         found: dict[str, Row] = {}
@@ -141,3 +485,38 @@ class Admin:
         with _translated():
             for page in self._client.get_paginator("scan").paginate(**kwargs):
                 yield from page.get("Items", [])
+
+
+def _matches(item: Mapping[str, Any], filters: list[tuple[str, str, str]]) -> bool:
+    """The page filters of :meth:`Admin.page_rows`, applied to an item already read."""
+    for attribute, operator, value in filters:
+        actual = item.get(attribute, {}).get("S")
+        if operator == "absent":
+            if attribute in item:
+                return False
+        elif actual is None or (value not in actual if operator == "contains" else actual != value):
+            return False
+    return True
+
+
+def _encode_token(key: dict[str, Any]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(key, separators=(",", ":")).encode()).decode()
+
+
+def _decode_token(token: str, names: tuple[str, ...]) -> dict[str, Any]:
+    """A page token back into an ExclusiveStartKey: string attributes of ``names`` only."""
+    try:
+        key = json.loads(base64.urlsafe_b64decode(token.encode("ascii")))
+    except (ValueError, binascii.Error, UnicodeError):
+        raise BadPageTokenError("this page token is not one the console made") from None
+    if not (
+        isinstance(key, dict)
+        and key
+        and set(key) <= set(names)
+        and all(
+            isinstance(v, dict) and set(v) == {"S"} and isinstance(v["S"], str)
+            for v in key.values()
+        )
+    ):
+        raise BadPageTokenError("this page token does not belong to this list")
+    return key

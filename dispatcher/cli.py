@@ -17,7 +17,7 @@ import sys
 import threading
 import uuid
 from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
@@ -214,6 +214,17 @@ def dev(
             max=300,
         ),
     ] = None,
+    console: Annotated[
+        bool,
+        typer.Option(
+            "--console/--no-console",
+            help="Serve the web console on 127.0.0.1 (its URL, with its token, is the ready "
+            'line\'s "console_url").',
+        ),
+    ] = True,
+    console_port: Annotated[
+        int, typer.Option(help="The console's port (0: a free one).", min=0, max=65535)
+    ] = 0,
     persist: Annotated[
         bool,
         typer.Option(
@@ -282,18 +293,24 @@ def dev(
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
     stack = LocalStack(options)
+    web: Any = None
     with _errors_as_exit():
         try:
             info = stack.start()
+            if console:
+                web = _console_server(stack, console_port)
+                info = replace(info, console_url=web.url)
             print(info.ready_line(), file=real_stdout, flush=True)
             err.print(
                 f"local stack up: DynamoDB at {info.endpoint_url}, mail to "
                 f"{info.provider_url}. Ctrl-C stops it."
             )
+            if web is not None:
+                err.print(f"console: {web.url}", markup=False)
             if demo:
                 from dispatcher.local.demo import show_dev_demo
 
-                show_dev_demo(stack, err)
+                show_dev_demo(stack, err, console_url=web.url if web else None)
             while not stop.wait(0.5):  # wake now and then: signal handlers run between waits
                 if stack.failure is not None:
                     raise CommandError(f"the local stack stopped: {stack.failure}")
@@ -301,8 +318,70 @@ def dev(
             raise CommandError(f"cannot start the local stack: {exc}") from None
         finally:
             err.print("stopping the local stack")
+            if web is not None:
+                web.stop()
             stack.stop()
             sys.stdout = real_stdout
+
+
+def _console_server(stack: Any, port: int) -> Any:
+    """The console over the running local stack's tables, started."""
+    from dispatcher.admin import Admin
+    from dispatcher.console import ConsoleServer
+    from dispatcher.store import Store
+
+    info = stack.info
+    store = Store(
+        send_table=info.send_table,
+        history_table=info.history_table,
+        boto3_client=stack.client("dynamodb"),
+    )
+    return ConsoleServer(
+        Admin(store),
+        port=port,
+        default_from_email=stack.function_env["DEFAULT_FROM_EMAIL"],
+        target=f"local stack at {info.endpoint_url}",
+    ).start()
+
+
+@app.command("console")
+def console_command(
+    ctx: typer.Context,
+    host: Annotated[
+        str,
+        typer.Option(
+            help="Address to listen on. Loopback by default: anything else lets other "
+            "machines reach it (the token still guards it, over plain HTTP)."
+        ),
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port (0: a free one).", min=0, max=65535)] = 0,
+) -> None:
+    """Serve the web console for the stack (the local one, or --stack NAME with your own AWS
+    credentials) until Ctrl-C. Prints the URL to open: it carries the console's token."""
+    from dispatcher.console import ConsoleServer
+
+    with _errors_as_exit():
+        target = _target(ctx)
+        try:
+            web = ConsoleServer(
+                target.admin,
+                host=host,
+                port=port,
+                default_from_email=os.environ.get("DEFAULT_FROM_EMAIL") or "noreply@example.com",
+                target=target.name,
+            ).start()
+        except OSError as exc:
+            raise CommandError(f"cannot serve the console on {host}:{port}: {exc}") from None
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    typer.echo(web.url)
+    err.print(f"console for {target.name}; Ctrl-C stops it", markup=False)
+    try:
+        while not stop.wait(0.5):
+            pass
+    finally:
+        web.stop()
 
 
 @app.command()

@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "LAST_ERROR_MAX_CHARS",
+    "STAMPED_INDEX",
     "WAITING_INDEX",
     "HistoryEntry",
     "RowChangedError",
@@ -50,6 +51,7 @@ __all__ = [
     "conditionally",
     "row_key",
     "translated",
+    "unchanged",
 ]
 
 #: ``last_error`` is for people reading a console; a provider's whole answer is not.
@@ -57,6 +59,9 @@ LAST_ERROR_MAX_CHARS = 1000
 #: The send table's sparse index of rows waiting for a time (``template.yaml``): only rows
 #: carrying ``retry_at`` (deferred and scheduled ones) are in it.
 WAITING_INDEX = "waiting-by-retry-at"
+#: The send table's sparse index of rows stamped with a reason (failed and deferred ones, by
+#: ``failed_at``), for operators' lists: the function never reads it.
+STAMPED_INDEX = "stamped-by-failed-at"
 
 
 class StoreError(Exception):
@@ -310,6 +315,25 @@ def as_read(row: Row) -> dict[str, Any]:
         "ConditionExpression": " AND ".join(parts),
         "ExpressionAttributeNames": names,
     }
+    if values:  # DynamoDB refuses an empty ExpressionAttributeValues
+        condition["ExpressionAttributeValues"] = values
+    return condition
+
+
+def unchanged(row: Row) -> dict[str, Any]:
+    """The condition that ``row`` is still exactly as it was read: its request attributes
+    (:func:`_content_condition`) and its ``status`` and ``retry_at`` (:func:`as_read`). What
+    a person's edit is conditioned on, so that it never overwrites a change made meanwhile."""
+    content, stamp = _content_condition(row), as_read(row)
+    condition: dict[str, Any] = {
+        "ConditionExpression": f"{content['ConditionExpression']} AND "
+        f"{stamp['ConditionExpression']}",
+        "ExpressionAttributeNames": {
+            **content["ExpressionAttributeNames"],
+            **stamp["ExpressionAttributeNames"],
+        },
+    }
+    values = {**content["ExpressionAttributeValues"], **stamp.get("ExpressionAttributeValues", {})}
     if values:  # DynamoDB refuses an empty ExpressionAttributeValues
         condition["ExpressionAttributeValues"] = values
     return condition

@@ -174,9 +174,15 @@ def _text(item: dict[str, Any], name: str) -> str:
     return str(value)
 
 
-def show_dev_demo(stack: LocalStack, out: Console, *, events_dir: Path = EVENTS_DIR) -> None:
+def show_dev_demo(
+    stack: LocalStack,
+    out: Console,
+    *,
+    events_dir: Path = EVENTS_DIR,
+    console_url: str | None = None,
+) -> None:
     """``dispatcher dev --demo``: insert the sample rows into the running stack and show the
-    outcome, then how to fix the failed row from a second terminal."""
+    outcome, then how to fix the failed row in the console or from a second terminal."""
     info = stack.info
     assert info is not None
     client = stack.client("dynamodb")
@@ -188,6 +194,13 @@ def show_dev_demo(stack: LocalStack, out: Console, *, events_dir: Path = EVENTS_
         _print_mails(out, stack.sandbox)
     out.rule("[bold]what stayed in the send table, and why")
     _print_rows(out, client, info.send_table)
+    if console_url:
+        out.print(
+            f"\nIn a browser: {console_url}\n"
+            "  Failed -> order-0008 -> Fix and re-send: correct the address, save, and the "
+            "row is sent.",
+            markup=False,
+        )
     out.print(
         "\nFrom a second terminal (.venv/bin/dispatcher ...):\n"
         "  dispatcher ls                      the rows still waiting, and why\n"

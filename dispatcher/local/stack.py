@@ -122,6 +122,8 @@ class ReadyInfo:
     suppression_table: str
     bounce_table: str
     webhook_url: str = ""
+    #: The web console's URL with its token, when ``dispatcher dev`` serves it.
+    console_url: str = ""
     #: What another process needs to run the function against this stack (``dispatcher
     #: invoke``, a second shard): the function's environment, secrets the user gave left out.
     env: dict[str, str] = field(default_factory=dict)
@@ -136,6 +138,7 @@ class ReadyInfo:
             "provider_url",
             "attachments_bucket",
             "webhook_url",
+            "console_url",
             "env",
         )
         return json.dumps({"event": "ready", **{k: getattr(self, k) for k in keys}})

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from dispatcher.local.tables import load_template
-from dispatcher.store import WAITING_INDEX
+from dispatcher.store import STAMPED_INDEX, WAITING_INDEX
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = load_template()
@@ -22,10 +22,15 @@ def _param_default(value: Any) -> Any:
     return value
 
 
-def test_the_sweepers_index_is_the_templates_sparse_index() -> None:
-    [index] = RESOURCES["SendTable"]["Properties"]["GlobalSecondaryIndexes"]
-    assert index["IndexName"] == WAITING_INDEX
-    assert [k["AttributeName"] for k in index["KeySchema"]] == ["status", "retry_at"]
+def test_the_sweepers_and_the_consoles_indexes_are_the_templates_sparse_indexes() -> None:
+    indexes = {
+        index["IndexName"]: [k["AttributeName"] for k in index["KeySchema"]]
+        for index in RESOURCES["SendTable"]["Properties"]["GlobalSecondaryIndexes"]
+    }
+    assert indexes == {
+        WAITING_INDEX: ["status", "retry_at"],
+        STAMPED_INDEX: ["status", "failed_at"],
+    }
 
 
 def test_the_stream_trigger_is_bounded_and_never_sees_our_deletes() -> None:

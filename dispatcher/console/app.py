@@ -1,0 +1,484 @@
+"""The console's pages: what each shows, which query it makes, which write it does.
+
+Every page is a function of the request that builds one dict; the dict is rendered into its
+template for a browser, or returned as it is under ``/api`` for scripts, so nothing is only
+in the HTML. Writes are POSTs, each one conditional write (or one per row for the bulk
+re-fire) on the row as the person saw it: the form carries the row's version, and a row that
+changed since is shown again, not overwritten.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from dispatcher.admin import LISTABLE_STATUSES, Admin, BadPageTokenError, Page, SentCounts
+from dispatcher.console.forms import (
+    JSON_FIELDS,
+    LIST_FIELDS,
+    TEXT_FIELDS,
+    form_values,
+    read_form,
+    row_version,
+    split_problems,
+)
+from dispatcher.console.security import PREVIEW_POLICY, Guard, TokenMiddleware
+from dispatcher.message import Message, parse_message
+from dispatcher.row import ErrorKind, Row, plain, string_attribute
+from dispatcher.store import StoreError
+
+__all__ = ["ConsoleError", "create_app"]
+
+HERE = Path(__file__).resolve().parent
+PAGE_SIZE = 50
+#: How long the overview's history counts (a Scan) are reused before they are read again.
+SENT_COUNTS_TTL = 30.0
+#: Seconds between the overview's own refreshes.
+REFRESH_SECONDS = 10
+ERROR_KINDS = tuple(k.value for k in ErrorKind)
+
+
+class ConsoleError(Exception):
+    """A request the console cannot serve, with the status and the words to answer it."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class _Context:
+    admin: Admin
+    guard: Guard
+    default_from_email: str
+    target: str
+    templates: Environment
+    sent_cache: _SentCache
+
+
+class _SentCache:
+    """The overview's sent and bounced counts, read at most every :data:`SENT_COUNTS_TTL`."""
+
+    def __init__(self, admin: Admin) -> None:
+        self._admin = admin
+        self._lock = threading.Lock()
+        self._value: tuple[float, dict[str, SentCounts]] | None = None
+
+    def get(self) -> dict[str, SentCounts]:
+        with self._lock:
+            if self._value is not None and time.monotonic() - self._value[0] < SENT_COUNTS_TTL:
+                return self._value[1]
+            now = datetime.now(UTC)
+            counts = {
+                "hour": self._admin.sent_since(now - timedelta(hours=1)),
+                "day": self._admin.sent_since(now - timedelta(days=1)),
+            }
+            self._value = (time.monotonic(), counts)
+            return counts
+
+
+def create_app(
+    admin: Admin,
+    *,
+    token: str | None = None,
+    default_from_email: str = "noreply@example.com",
+    target: str = "local stack",
+    allowed_hosts: frozenset[str] = frozenset(),
+    cookie_name: str = "dispatcher_console",
+) -> Starlette:
+    """The console as an ASGI app over ``admin``'s tables. ``token`` defaults to a new random
+    one (``app.state.guard.token``); ``allowed_hosts`` are the ``Host`` values it answers."""
+    guard = Guard(token or secrets.token_urlsafe(32), cookie_name)
+    templates = Environment(
+        loader=FileSystemLoader(HERE / "templates"),
+        autoescape=select_autoescape(default=True),
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    templates.filters["age"] = _age
+    context = _Context(admin, guard, default_from_email, target, templates, _SentCache(admin))
+
+    def page(view: Callable[[_Context, Request], Awaitable[Response | dict[str, Any]]], name: str):  # type: ignore[no-untyped-def]
+        async def endpoint(request: Request) -> Response:
+            api = request.url.path.startswith("/api/")
+            try:
+                if request.method == "POST":
+                    await _check_csrf(guard, request, api)
+                result = await view(context, request)
+            except ConsoleError as exc:
+                return _error(context, request, exc.status, str(exc), api)
+            except BadPageTokenError as exc:
+                return _error(context, request, 400, str(exc), api)
+            except StoreError as exc:
+                return _error(context, request, 503, f"DynamoDB: {exc}", api)
+            if isinstance(result, Response):
+                return result
+            if api:
+                return JSONResponse(_jsonable(result))
+            html = templates.get_template(f"{name}.html").render(
+                **result, request=request, csrf=guard.csrf_token, target=target,
+                statuses=LISTABLE_STATUSES, kinds=ERROR_KINDS, query=_query,
+            )  # fmt: skip
+            return HTMLResponse(html, status_code=result.get("status_code", 200))
+
+        return endpoint
+
+    routes: list[Route | Mount] = []
+    for path, view, name, methods in (
+        ("/", overview, "overview", ["GET"]),
+        ("/rows", rows, "rows", ["GET"]),
+        ("/rows/refire", bulk_refire, "confirm", ["GET", "POST"]),
+        ("/rows/{row_id:path}/edit", edit, "edit", ["GET", "POST"]),
+        ("/rows/{row_id:path}/refire", refire, "confirm", ["GET", "POST"]),
+        ("/rows/{row_id:path}/cancel", cancel, "confirm", ["GET", "POST"]),
+        ("/rows/{row_id:path}/preview", preview, "", ["GET"]),
+        ("/rows/{row_id:path}", row_page, "row", ["GET"]),
+        ("/history", history, "history", ["GET"]),
+    ):
+        endpoint = page(view, name)
+        routes.append(Route(path, endpoint, methods=methods))
+        api_path = "/api/overview" if path == "/" else f"/api{path}"
+        routes.append(Route(api_path, endpoint, methods=methods))
+    routes.append(Mount("/static", StaticFiles(directory=HERE / "static"), name="static"))
+    app = Starlette(routes=routes)
+    app.add_middleware(TokenMiddleware, guard=guard, allowed_hosts=allowed_hosts)
+    app.state.guard = guard
+    return app
+
+
+async def overview(ctx: _Context, request: Request) -> dict[str, Any]:
+    counts = ctx.admin.counts()
+    sent = ctx.sent_cache.get()
+    now = datetime.now(UTC)
+    return {
+        "counts": {
+            "pending": counts.pending,
+            "pending_is_at_least": counts.pending_capped,
+            "scheduled": counts.scheduled,
+            "deferred": counts.deferred,
+            "failed": sum(counts.failed.values()),
+            "failed_by_kind": dict(sorted(counts.failed.items())),
+        },
+        "oldest": {
+            "failed_at": counts.oldest_failed_at,
+            "deferred_at": counts.oldest_deferred_at,
+        },
+        "sent": {
+            window: {**asdict(value), "bounce_share": round(value.bounce_share, 4)}
+            for window, value in sent.items()
+        },
+        "refresh_seconds": REFRESH_SECONDS,
+        "as_of": now.isoformat(timespec="seconds"),
+    }
+
+
+async def rows(ctx: _Context, request: Request) -> dict[str, Any]:
+    params = request.query_params
+    status = params.get("status") or None
+    kind = params.get("kind") or None
+    search = (params.get("q") or "").strip()
+    if status is not None and status not in LISTABLE_STATUSES:
+        raise ConsoleError(400, f"status must be one of {', '.join(LISTABLE_STATUSES)}")
+    if kind is not None and kind not in ERROR_KINDS:
+        raise ConsoleError(400, f"kind must be one of {', '.join(ERROR_KINDS)}")
+    if search and "@" not in search:  # an id: one GetItem
+        row = ctx.admin.get_row(search)
+        page = Page([dict(row.image)] if row is not None else [], None, "GetItem by id")
+    else:
+        page = ctx.admin.page_rows(
+            status=status, error_kind=kind, recipient=search or None,
+            token=params.get("page") or None, limit=PAGE_SIZE,
+        )  # fmt: skip
+    return {
+        "filters": {"status": status, "kind": kind, "q": search},
+        "rows": [_row_summary(item) for item in page.items],
+        "next_page": page.next_token,
+        "source": page.source,
+    }
+
+
+async def row_page(ctx: _Context, request: Request) -> dict[str, Any]:
+    row_id = request.path_params["row_id"]
+    row = ctx.admin.get_row(row_id)
+    history_items = [plain(h) for h in ctx.admin.history(row_id)]
+    if row is None and not history_items:
+        raise ConsoleError(404, f"no row and no history for id {row_id!r}")
+    data: dict[str, Any] = {"id": row_id, "row": None, "history": history_items}
+    if row is not None:
+        attributes = plain(row.image)
+        last_error = string_attribute(row.image, "last_error") or ""
+        parsed = parse_message(row, default_from_email=ctx.default_from_email)
+        data["row"] = {
+            "attributes": attributes,
+            "status": attributes.get("status", "pending"),
+            "version": row_version(row.image),
+            "problems": [
+                {"attribute": name, "problem": problem}
+                for name, problem in split_problems(last_error)
+            ],
+            "preview": _preview(row, parsed),
+            "in_flight": row.in_flight,
+        }
+    data["done"] = request.query_params.get("done")
+    return data
+
+
+async def preview(ctx: _Context, request: Request) -> Response:
+    row = ctx.admin.get_row(request.path_params["row_id"])
+    html = string_attribute(row.image, "html") if row is not None else None
+    if html is None:
+        raise ConsoleError(404, "this row has no html body")
+    return HTMLResponse(
+        html,
+        headers={"content-security-policy": PREVIEW_POLICY, "x-frame-options": "SAMEORIGIN"},
+    )
+
+
+async def edit(ctx: _Context, request: Request) -> Response | dict[str, Any]:
+    row_id = request.path_params["row_id"]
+    row = ctx.admin.get_row(row_id)
+    if row is None:
+        raise ConsoleError(404, f"no row with id {row_id!r} (sent, or cancelled)")
+    base = {"id": row_id, "fields": _fields(), "current": plain(row.image)}
+    if request.method == "GET":
+        return {**base, "values": form_values(row.image), "version": row_version(row.image),
+                "problems": {}, "conflict": False}  # fmt: skip
+    form = await _submitted(request)
+    result, shown = read_form(form, row, default_from_email=ctx.default_from_email)
+    loaded = str(form.get("version", ""))
+    if loaded != row_version(row.image):
+        return {**base, "values": shown, "version": row_version(row.image), "problems": {},
+                "conflict": True, "status_code": 409}  # fmt: skip
+    if not result.ok:
+        return {**base, "values": shown, "version": loaded, "problems": result.problems,
+                "conflict": False, "status_code": 422}  # fmt: skip
+    if result.request == row.request:
+        raise ConsoleError(400, "nothing changed: use Re-fire to send the row again as it is")
+    if not ctx.admin.edit(row, result.request):
+        current = ctx.admin.get_row(row_id)
+        return {**base, "values": shown, "problems": {}, "conflict": True, "status_code": 409,
+                "version": row_version(current.image) if current else ""}  # fmt: skip
+    return _done(request, f"/rows/{row_id}", "saved", {"id": row_id, "result": "saved"})
+
+
+async def refire(ctx: _Context, request: Request) -> Response | dict[str, Any]:
+    return await _one_row_action(ctx, request, "refire")
+
+
+async def cancel(ctx: _Context, request: Request) -> Response | dict[str, Any]:
+    return await _one_row_action(ctx, request, "cancel")
+
+
+async def _one_row_action(
+    ctx: _Context, request: Request, action: str
+) -> Response | dict[str, Any]:
+    row_id = request.path_params["row_id"]
+    row = ctx.admin.get_row(row_id)
+    if row is None:
+        raise ConsoleError(404, f"no row with id {row_id!r} (sent, or cancelled)")
+    if request.method == "GET":
+        words = (
+            f"Re-fire {row_id}: send it again as it is now"
+            if action == "refire"
+            else f"Cancel {row_id}: delete it from the send table, so it is never sent"
+        )
+        warning = (
+            "The dispatcher may be sending this row right now: cancelling cannot promise "
+            "that it is not sent." if action == "cancel" and row.in_flight else ""
+        )  # fmt: skip
+        return {"action": f"/rows/{row_id}/{action}", "question": words, "warning": warning,
+                "version": row_version(row.image), "ids": [row_id],
+                "back": f"/rows/{row_id}"}  # fmt: skip
+    form = await _submitted(request)
+    if str(form.get("version", "")) != row_version(row.image):
+        raise ConsoleError(409, f"{row_id} changed since you opened it; look at it again")
+    done = ctx.admin.refire(row) if action == "refire" else ctx.admin.cancel(row)
+    if not done:
+        raise ConsoleError(409, f"{row_id} changed meanwhile (sent, or re-stamped); nothing done")
+    word = "refired" if action == "refire" else "cancelled"
+    where = f"/rows/{row_id}" if action == "refire" else "/rows"
+    return _done(request, where, word, {"id": row_id, "result": word})
+
+
+async def bulk_refire(ctx: _Context, request: Request) -> Response | dict[str, Any]:
+    source = request.query_params if request.method == "GET" else await _submitted(request)
+    kind = str(source.get("kind") or "")
+    if kind not in ERROR_KINDS:
+        raise ConsoleError(400, f"kind must be one of {', '.join(ERROR_KINDS)}")
+    targets = []
+    token = None
+    while True:
+        page = ctx.admin.page_rows(status="failed", error_kind=kind, token=token, limit=100)
+        targets.extend(page.items)
+        token = page.next_token
+        if token is None:
+            break
+    ids = [item["id"]["S"] for item in targets]
+    if request.method == "GET":
+        return {"action": "/rows/refire", "kind": kind, "ids": ids, "version": "",
+                "question": f"Re-fire all {len(ids)} failed rows of kind {kind}",
+                "warning": "" if ids else "There is no failed row of this kind.",
+                "back": f"/rows?status=failed&kind={kind}"}  # fmt: skip
+    results = []
+    for item in targets:
+        row = ctx.admin.get_row(item["id"]["S"])
+        fired = row is not None and row.status == "failed" and ctx.admin.refire(row)
+        results.append({"id": item["id"]["S"], "result": "re-fired" if fired else "changed"})
+    fired_count = sum(r["result"] == "re-fired" for r in results)
+    return _done(
+        request, f"/rows?status=failed&kind={kind}", f"refired-{fired_count}-of-{len(results)}",
+        {"kind": kind, "results": results},
+    )  # fmt: skip
+
+
+async def history(ctx: _Context, request: Request) -> dict[str, Any]:
+    params = request.query_params
+    row_id = (params.get("id") or "").strip() or None
+    recipient = (params.get("to") or "").strip() or None
+    since = _day(params.get("since"), "since")
+    until = _day(params.get("until"), "until", next_day=True)
+    page = ctx.admin.page_history(
+        row_id=row_id, recipient=recipient, since=since, until=until,
+        token=params.get("page") or None, limit=PAGE_SIZE,
+    )  # fmt: skip
+    return {
+        "filters": {
+            "id": row_id or "",
+            "to": recipient or "",
+            "since": params.get("since") or "",
+            "until": params.get("until") or "",
+        },
+        "items": [plain(item) for item in page.items],
+        "next_page": page.next_token,
+        "source": page.source,
+    }
+
+
+def _row_summary(item: dict[str, Any]) -> dict[str, Any]:
+    values = plain(item)
+    return {
+        "id": values.get("id"),
+        "status": values.get("status", "pending"),
+        "error_kind": values.get("error_kind"),
+        "reason": values.get("last_error"),
+        "to": values.get("to"),
+        "subject": values.get("subject"),
+        "attempts": values.get("attempts"),
+        "failed_at": values.get("failed_at"),
+        "retry_at": values.get("retry_at"),
+    }
+
+
+def _preview(row: Row, parsed: Message | list[str]) -> dict[str, Any]:
+    """The mail as it would be sent: the parser's text part (derived from the HTML where the
+    row has none) and whether there is HTML to show in the sandboxed frame."""
+    if isinstance(parsed, Message):
+        text = parsed.text
+        subject = parsed.subject
+    else:
+        text = string_attribute(row.image, "text") or ""
+        subject = string_attribute(row.image, "subject") or ""
+    return {
+        "subject": subject,
+        "text": text,
+        "has_html": string_attribute(row.image, "html") is not None,
+        "valid": isinstance(parsed, Message),
+    }
+
+
+def _fields() -> dict[str, tuple[str, ...]]:
+    return {"text": TEXT_FIELDS, "list": LIST_FIELDS, "json": JSON_FIELDS}
+
+
+async def _submitted(request: Request) -> dict[str, Any]:
+    if request.url.path.startswith("/api/") and request.headers.get("content-type", "").startswith(
+        "application/json"
+    ):
+        body = await request.json()
+        if not isinstance(body, dict):
+            raise ConsoleError(400, "the body must be a JSON object of form fields")
+        return {str(k): "" if v is None else str(v) for k, v in body.items()}
+    form = await request.form()
+    return {k: v for k, v in form.items() if isinstance(v, str)}
+
+
+async def _check_csrf(guard: Guard, request: Request, api: bool) -> None:
+    """A POST made with the cookie must carry the CSRF token (the ``csrf`` form field, or the
+    ``X-CSRF-Token`` header); one made with the bearer token cannot come from a page."""
+    if request.scope.get("console.auth") == "bearer":
+        return
+    offered = request.headers.get("x-csrf-token")
+    if offered is None and not api:
+        form = await request.form()  # Starlette keeps it: the view reads it again for free
+        field = form.get("csrf")
+        offered = field if isinstance(field, str) else None
+    if not guard.csrf_ok(offered):
+        raise ConsoleError(403, "this request is missing the console's CSRF token")
+
+
+def _done(request: Request, where: str, done: str, data: dict[str, Any]) -> Response:
+    if request.url.path.startswith("/api/"):
+        return JSONResponse(data)
+    separator = "&" if "?" in where else "?"
+    return RedirectResponse(f"{where}{separator}{urlencode({'done': done})}", status_code=303)
+
+
+def _error(ctx: _Context, request: Request, status: int, message: str, api: bool) -> Response:
+    if api:
+        return JSONResponse({"error": message}, status_code=status)
+    html = ctx.templates.get_template("error.html").render(
+        request=request, message=message, status=status, target=ctx.target, query=_query
+    )
+    return HTMLResponse(html, status_code=status)
+
+
+def _day(value: str | None, name: str, *, next_day: bool = False) -> str | None:
+    if not value:
+        return None
+    try:
+        day = datetime.strptime(value, "%Y-%m-%d").replace(tzinfo=UTC)
+    except ValueError:
+        raise ConsoleError(400, f"{name} must be a date (YYYY-MM-DD), not {value!r}") from None
+    return (day + timedelta(days=1 if next_day else 0)).strftime("%Y-%m-%d")
+
+
+def _query(**params: Any) -> str:
+    """A query string of the non-empty ``params``, for links that keep a list's filters."""
+    return urlencode({k: v for k, v in params.items() if v})
+
+
+def _age(stamp: Any) -> str:
+    if not isinstance(stamp, str) or not stamp:
+        return ""
+    try:
+        then = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    except ValueError:
+        return ""
+    seconds = (datetime.now(UTC) - then).total_seconds()
+    future = seconds < 0
+    seconds = abs(seconds)
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            amount = f"{int(seconds // size)} {unit}"
+            break
+    else:
+        amount = f"{int(seconds)} s"
+    return f"in {amount}" if future else f"{amount} ago"
+
+
+def _jsonable(data: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in data.items() if k != "status_code"}

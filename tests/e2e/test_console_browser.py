@@ -1,0 +1,262 @@
+"""The web console driven in a real browser (Debian's chromium, through Playwright), against
+the real local stack: what a person does with a failed row, and what an attacker cannot do.
+
+`make test` installs chromium; `make screenshots` also copies the pages shot here into
+`docs/`, where the README shows them.
+"""
+
+from __future__ import annotations
+
+import http.server
+import os
+import shutil
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+from tests.e2e.conftest import RunningStack, start_stack, stop_stack, wait_for
+
+CHROMIUM = "/usr/bin/chromium"
+# As the machine's own probe runs it: no sandbox as root, and none of the background
+# connections a closed network refuses.
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+DOCS = Path(__file__).resolve().parents[2] / "docs"
+
+
+@pytest.fixture(scope="module")
+def console_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
+    running = start_stack(tmp_path_factory.mktemp("console"), "--no-persist")
+    try:
+        yield running
+    finally:
+        stop_stack(running.process)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: `make test` installs it (apt, as root)")
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield launched
+        finally:
+            launched.close()
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    opened = context.new_page()
+    try:
+        yield opened
+    finally:
+        context.close()
+
+
+def _console(stack: RunningStack) -> tuple[str, str]:
+    url = stack.ready["console_url"]
+    return url.split("?", 1)[0], url
+
+
+def _shot(page: Page, tmp_path: Path, name: str) -> None:
+    path = tmp_path / name
+    page.screenshot(path=str(path), full_page=True)
+    if os.environ.get("UPDATE_SCREENSHOTS"):
+        DOCS.mkdir(exist_ok=True)
+        shutil.copy(path, DOCS / name)
+
+
+class _Tracker:
+    """A loopback HTTP server that records every path asked of it."""
+
+    def __init__(self) -> None:
+        hits: list[str] = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                hits.append(self.path)
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *_: object) -> None:
+                pass
+
+        self.hits = hits
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/"
+
+    def start(self) -> _Tracker:
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+def _failed(stack: RunningStack, row_id: str) -> None:
+    wait_for(
+        lambda: (stack.row(row_id) or {}).get("status", {}).get("S") == "failed",
+        what=f"{row_id} to fail",
+    )
+
+
+def test_a_person_fixes_a_failed_rows_address_and_it_is_sent(
+    console_stack: RunningStack, page: Page, tmp_path: Path
+) -> None:
+    stack = console_stack
+    base, url = _console(stack)
+    # GIVEN a row that failed on its address, beside one that was sent
+    stack.put({"id": "fix-0001", "to": "rokuro@", "subject": "Order confirmed",
+               "text": "Thank you.", "html": "<p>Thank you, <b>Rokuro</b>.</p>"})  # fmt: skip
+    stack.put({"id": "fine-0001", "to": "ok@example.com", "subject": "Hello", "text": "Hi."})
+    _failed(stack, "fix-0001")
+
+    # WHEN a person opens the printed URL: the token becomes a cookie and leaves the URL
+    page.goto(url)
+    assert page.url == base
+    expect(page.locator("#count-failed")).not_to_have_text("0")
+    _shot(page, tmp_path, "console-overview.png")
+
+    # and goes to the failed rows, then to the row
+    page.get_by_role("link", name="Failed", exact=True).click()
+    page.get_by_role("link", name="fix-0001").click()
+    problems = page.locator("section.problems")
+    expect(problems).to_contain_text("to")
+    expect(problems).to_contain_text("is not a valid address")
+    expect(page.locator("pre.text")).to_contain_text("Thank you.")
+    _shot(page, tmp_path, "console-failed-row.png")
+
+    # and fixes the address
+    page.get_by_role("link", name="Fix and re-send…").click()
+    page.locator("input[name=to]").fill("rokuro@example.com")
+    page.get_by_role("button", name="Save and re-send").click()
+
+    # THEN the row is sent: the page, the sandbox, the send table and the history agree
+    expect(page.locator(".flash")).to_have_text("saved")
+
+    def sent() -> bool:
+        page.reload()
+        return page.locator("tr.sent-item").count() == 1
+
+    wait_for(sent, what="the console to show fix-0001 sent")
+    expect(page.locator("p.ok")).to_contain_text("Not in the send table")
+    assert stack.row("fix-0001") is None
+    assert len(stack.history("fix-0001")) == 1
+    assert [m["payload"]["to"] for m in stack.mails("Order confirmed")] == ["rokuro@example.com"]
+
+
+def test_an_invalid_edit_is_refused_with_the_dispatchers_own_words(
+    console_stack: RunningStack, page: Page
+) -> None:
+    stack = console_stack
+    base, url = _console(stack)
+    stack.put({"id": "fix-0002", "to": "nobody@", "subject": "Hi", "text": "Hello."})
+    _failed(stack, "fix-0002")
+    page.goto(url)
+    page.goto(f"{base}rows/fix-0002/edit")
+
+    page.locator("input[name=to]").fill("still-not-an-address")
+    page.locator("textarea[name=text]").fill("")
+    page.get_by_role("button", name="Save and re-send").click()
+
+    expect(page.locator("label.invalid")).to_have_count(2)  # to, and text (no body left)
+    expect(page.locator("section.problems")).to_contain_text("is not a valid address")
+    expect(page.locator("section.problems")).to_contain_text("needs a text or an html body")
+    # nothing was saved
+    assert stack.row("fix-0002")["to"] == {"S": "nobody@"}
+
+
+def test_a_row_changed_underneath_the_form_is_not_overwritten(
+    console_stack: RunningStack, page: Page
+) -> None:
+    stack = console_stack
+    base, url = _console(stack)
+    stack.put({"id": "fix-0003", "to": "hanako@", "subject": "Invoice", "text": "Attached."})
+    _failed(stack, "fix-0003")
+    page.goto(url)
+    page.goto(f"{base}rows/fix-0003/edit")
+    page.locator("input[name=to]").fill("hanako@example.com")
+
+    # WHEN someone else changes the row before the form is saved
+    stack.update("fix-0003", "SET #s = :s", {"#s": "subject"}, {":s": {"S": "Invoice (2)"}})
+    page.get_by_role("button", name="Save and re-send").click()
+
+    # THEN the person sees the conflict, their edit kept in the form, and nothing is overwritten
+    expect(page.locator("section.conflict")).to_contain_text("changed since you opened it")
+    expect(page.locator("input[name=to]")).to_have_value("hanako@example.com")
+    row = stack.row("fix-0003")
+    assert row["subject"] == {"S": "Invoice (2)"}
+    assert row["to"] == {"S": "hanako@"}
+
+
+def test_a_hostile_row_shows_as_text_and_its_html_runs_nothing(
+    console_stack: RunningStack, page: Page
+) -> None:
+    stack = console_stack
+    base, url = _console(stack)
+    hostile = "<script>document.title='pwned'</script><img src=x onerror=alert(1)>"
+    # "remote": a server of another origin that counts what reaches it
+    tracker = _Tracker().start()
+    remote = f"{tracker.url}pixel.gif"
+    stack.put({"id": "evil-0001", "to": "nobody@", "subject": hostile, "text": "x",
+               "html": "<p id=p>hi</p><script>parent.document.title='pwned';alert(2)</script>"
+                       f"<img src='{remote}'>"})  # fmt: skip
+    _failed(stack, "evil-0001")
+    dialogs: list[str] = []
+    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+    try:
+        page.goto(url)
+        page.goto(f"{base}rows/evil-0001")
+        page.wait_for_load_state("networkidle")  # the frame's loads, had any been let out
+    finally:
+        tracker.stop()
+
+    expect(page.locator(".preview p").first).to_contain_text(hostile)  # the subject, as text
+    frame = page.frame_locator("iframe.html")
+    expect(frame.locator("#p")).to_have_text("hi")  # the HTML is shown...
+    assert page.title() == "evil-0001 · mail dispatcher"  # ...and its script did not run
+    assert dialogs == []
+    assert tracker.hits == [], "the preview loaded a remote image"
+
+
+def test_without_the_token_the_console_refuses_and_a_forged_post_is_rejected(
+    console_stack: RunningStack, browser: Browser
+) -> None:
+    stack = console_stack
+    base, url = _console(stack)
+    stranger = browser.new_context()
+    try:
+        response = stranger.new_page().goto(base)
+        assert response is not None
+        assert response.status == 401
+        wrong = stranger.new_page().goto(f"{base}?token=guess")
+        assert wrong is not None
+        assert wrong.status == 401
+    finally:
+        stranger.close()
+
+    # a POST with the cookie but without the CSRF token (what a forged form sends) is refused
+    stack.put({"id": "csrf-0001", "to": "x@", "subject": "s", "text": "t"})
+    _failed(stack, "csrf-0001")
+    token = url.split("token=", 1)[1]
+    cookie = f"dispatcher_console_{base.rstrip('/').rsplit(':', 1)[1]}"
+    with httpx.Client(base_url=base, cookies={cookie: token}) as client:
+        refused = client.post("/rows/csrf-0001/cancel", data={"version": "x"})
+        assert refused.status_code == 403
+    # and a Host that is not the console's (DNS rebinding) is refused too
+    assert httpx.get(base, headers={"Host": "attacker.example"}).status_code == 421
+    assert stack.row("csrf-0001") is not None
