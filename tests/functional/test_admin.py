@@ -127,3 +127,102 @@ def test_a_refire_of_a_row_that_is_gone_changes_nothing(store, table) -> None:
 
     assert store.refire(read) is False
     assert table.get("a") is None  # never resurrected
+
+
+def _stamped(row_id: str, when: str, **values) -> dict:
+    return row(
+        row_id, status="failed", error_kind="invalid", failed_at=when,
+        last_error="to: missing", **values,
+    )  # fmt: skip
+
+
+def test_page_rows_pages_failed_rows_newest_first_without_losing_or_repeating_one(
+    store, table
+) -> None:
+    for n in range(7):
+        table.put(_stamped(f"f{n}", f"2026-12-01T10:00:0{n}.000Z"))
+    table.put(row("k", status="failed", error_kind="config", failed_at="2026-12-01T11:00:00.000Z"))
+    table.put(row("p"))  # pending: not in the index
+
+    seen, token, pages = [], None, 0
+    while True:
+        page = store.page_rows(status="failed", error_kind="invalid", token=token, limit=3)
+        seen += [i["id"]["S"] for i in page.items]
+        pages += 1
+        token = page.next_token
+        if token is None:
+            break
+    assert seen == [f"f{n}" for n in reversed(range(7))]
+    assert pages == 3
+    assert "stamped-by-failed-at" in page.source
+
+
+def test_page_rows_of_pending_rows_is_a_scan_for_rows_without_status(store, table) -> None:
+    table.put(row("p1", to="someone@shop.example"))
+    table.put(row("p2"))
+    table.put(_stamped("f", "2026-12-01T10:00:00.000Z"))
+
+    assert {i["id"]["S"] for i in store.page_rows(status="pending").items} == {"p1", "p2"}
+    found = store.page_rows(recipient="shop.example")
+    assert [i["id"]["S"] for i in found.items] == ["p1"]
+    assert found.source.startswith("Scan")
+
+
+def test_a_page_token_that_was_not_made_here_is_refused(store) -> None:
+    from dispatcher.admin import BadPageTokenError
+
+    with pytest.raises(BadPageTokenError):
+        store.page_rows(status="failed", token="not-base64!")
+    with pytest.raises(BadPageTokenError):  # valid base64 JSON, but not a key of this list
+        store.page_rows(status="failed", token="eyJ4IjogMX0=")
+
+
+def test_counts_reads_the_indexes_and_counts_pending_rows(store, table) -> None:
+    table.put(_stamped("a", "2026-12-01T10:00:00.000Z"))
+    table.put(_stamped("b", "2026-12-01T09:00:00.000Z"))
+    table.put(row("c", status="failed", error_kind="rejected", failed_at="2026-12-01T11:00:00Z"))
+    deferred = {"failed_at": "2026-12-01T08:00:00.000Z", "retry_at": "2026-12-01T12:00:00.000Z"}
+    table.put(row("d", status="deferred", error_kind="transient", **deferred))
+    table.put(row("s", status="scheduled", retry_at="2026-12-05T00:00:00.000Z"))
+    table.put(row("p"))
+
+    counts = store.counts()
+    assert dict(counts.failed) == {"invalid": 2, "rejected": 1}
+    assert (counts.deferred, counts.scheduled, counts.pending) == (1, 1, 1)
+    assert counts.oldest_failed_at == "2026-12-01T09:00:00.000Z"
+    assert counts.oldest_deferred_at == "2026-12-01T08:00:00.000Z"
+
+
+def test_sent_since_counts_history_and_bounces(store, dynamodb) -> None:
+    from datetime import UTC, datetime
+
+    for row_id, sent_at, bounced in (
+        ("old", "2026-11-01T00:00:00.000Z", False),
+        ("a", "2026-12-01T10:00:00.000Z", False),
+        ("b", "2026-12-01T10:30:00.000Z", True),
+    ):
+        item = {"id": {"S": row_id}, "sent_at": {"S": sent_at}}
+        if bounced:
+            item["bounce_type"] = {"S": "HARDERROR"}
+        dynamodb.put_item(TableName=TABLE_NAMES["HistoryTable"], Item=item)
+
+    counts = store.sent_since(datetime(2026, 12, 1, tzinfo=UTC))
+    assert (counts.sent, counts.bounced, counts.bounce_share) == (2, 1, 0.5)
+
+
+def test_edit_replaces_the_request_only_if_the_row_is_as_read(store, table) -> None:
+    table.put(_stamped("e", "2026-12-01T10:00:00.000Z", cc=["x@example.com"]))
+    loaded = store.get_row("e")
+    assert loaded is not None
+
+    table.update("e", subject="changed by someone else")
+    assert not store.edit(loaded, {"to": {"S": "bob@example.com"}, "subject": {"S": "Hi"}})
+    assert table.get("e")["to"]["S"] == "alice@example.com"
+
+    current = store.get_row("e")
+    assert store.edit(current, {"to": {"S": "bob@example.com"}, "subject": {"S": "Hi"},
+                                "text": {"S": "Hello"}})  # fmt: skip
+    item = table.get("e")
+    assert item["to"]["S"] == "bob@example.com"
+    assert "cc" not in item  # dropped from the form, dropped from the row
+    assert item["status"]["S"] == "failed"  # bookkeeping stays; the stream's MODIFY sends it

@@ -1,0 +1,175 @@
+"""The console's pages and their JSON twins, in process over moto: what each answers, and
+what it refuses. The browser tests (tests/e2e/test_console_browser.py) drive the same pages
+in chromium against the real stack."""
+
+from __future__ import annotations
+
+import re
+import warnings
+
+import pytest
+
+with warnings.catch_warnings():
+    # Starlette's TestClient prefers httpx2 now; the httpx it runs on is the project's own.
+    warnings.simplefilter("ignore", UserWarning)  # StarletteDeprecationWarning
+    from starlette.testclient import TestClient
+
+from dispatcher.admin import Admin
+from dispatcher.console import create_app
+from dispatcher.store import Store
+from tests.conftest import TABLE_NAMES, row
+
+HOST = "127.0.0.1:8000"
+TOKEN = "t" * 43
+
+
+@pytest.fixture
+def admin(dynamodb) -> Admin:
+    return Admin(
+        Store(
+            send_table=TABLE_NAMES["SendTable"],
+            history_table=TABLE_NAMES["HistoryTable"],
+            boto3_client=dynamodb,
+        )
+    )
+
+
+@pytest.fixture
+def browser(admin) -> TestClient:
+    """A client that opened the printed URL: it holds the cookie."""
+    app = create_app(admin, token=TOKEN, allowed_hosts=frozenset({HOST}))
+    client = TestClient(app, base_url=f"http://{HOST}")
+    opened = client.get(f"/?token={TOKEN}", follow_redirects=False)
+    assert opened.status_code == 303
+    assert opened.headers["location"] == "/"
+    return client
+
+
+@pytest.fixture
+def script(admin) -> TestClient:
+    app = create_app(admin, token=TOKEN, allowed_hosts=frozenset({HOST}))
+    return TestClient(app, base_url=f"http://{HOST}", headers={"Authorization": f"Bearer {TOKEN}"})
+
+
+def _failed(table, row_id: str, **values) -> None:
+    table.put(row(row_id, status="failed", error_kind="invalid",
+                  failed_at="2026-12-01T10:00:00.000Z", last_error="to: 'x@' is not valid",
+                  **values))  # fmt: skip
+
+
+def _csrf(html: str) -> str:
+    match = re.search(r'name="csrf" value="([0-9a-f]+)"', html)
+    assert match, "the form carries no CSRF token"
+    return match.group(1)
+
+
+def _version(html: str) -> str:
+    match = re.search(r'name="version" value="([0-9a-f]*)"', html)
+    assert match
+    return match.group(1)
+
+
+def test_every_page_has_a_json_twin(script, table) -> None:
+    _failed(table, "a", to="x@")
+    overview = script.get("/api/overview").json()
+    assert overview["counts"]["failed_by_kind"] == {"invalid": 1}
+    listing = script.get("/api/rows", params={"status": "failed"}).json()
+    assert [r["id"] for r in listing["rows"]] == ["a"]
+    one = script.get("/api/rows/a").json()
+    assert one["row"]["problems"] == [{"attribute": "to", "problem": "'x@' is not valid"}]
+    assert script.get("/api/history").json()["items"] == []
+
+
+def test_pages_carry_a_strict_policy_and_values_are_escaped(browser, table) -> None:
+    _failed(table, "h", subject="<script>alert(1)</script>")
+    page = browser.get("/rows/h")
+    assert "<script>alert(1)</script>" not in page.text
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page.text
+    policy = page.headers["content-security-policy"]
+    assert "default-src 'none'" in policy
+    assert "script-src" not in policy  # none at all: default-src 'none' forbids every script
+    assert page.headers["x-frame-options"] == "DENY"
+
+
+def test_the_html_preview_is_sandboxed_and_loads_nothing_remote(browser, table) -> None:
+    _failed(table, "h", html="<p>hi</p><img src='https://tracker.example/p.gif'>")
+    preview = browser.get("/rows/h/preview")
+    policy = preview.headers["content-security-policy"]
+    assert policy.endswith("sandbox")
+    assert "img-src data:;" in policy
+    assert preview.headers["x-frame-options"] == "SAMEORIGIN"
+
+
+def test_no_token_no_console(admin) -> None:
+    app = create_app(admin, token=TOKEN, allowed_hosts=frozenset({HOST}))
+    client = TestClient(app, base_url=f"http://{HOST}")
+    assert client.get("/").status_code == 401
+    assert client.get("/api/overview").status_code == 401
+    assert client.get("/?token=wrong").status_code == 401
+    assert client.get("/", headers={"Authorization": "Bearer wrong"}).status_code == 401
+    rebinding = TestClient(app, base_url="http://attacker.example")
+    assert rebinding.get(f"/?token={TOKEN}").status_code == 421
+
+
+def test_a_post_without_the_csrf_token_is_refused(browser, table) -> None:
+    _failed(table, "c")
+    form = browser.get("/rows/c/cancel").text
+    refused = browser.post("/rows/c/cancel", data={"version": _version(form)})
+    assert refused.status_code == 403
+    assert table.get("c") is not None
+    done = browser.post(
+        "/rows/c/cancel",
+        data={"version": _version(form), "csrf": _csrf(form)},
+        follow_redirects=False,
+    )
+    assert done.status_code == 303
+    assert table.get("c") is None
+
+
+def test_an_edit_is_checked_by_the_parser_and_saved_on_the_row_as_loaded(browser, table) -> None:
+    _failed(table, "e", to="x@")
+    form = browser.get("/rows/e/edit").text
+    fields = {"csrf": _csrf(form), "version": _version(form), "subject": "Hello",
+              "text": "Hi there"}  # fmt: skip
+
+    bad = browser.post("/rows/e/edit", data={**fields, "to": "still bad"})
+    assert bad.status_code == 422
+    assert "is not a valid address" in bad.text
+    assert table.get("e")["to"]["S"] == "x@"
+
+    saved = browser.post(
+        "/rows/e/edit", data={**fields, "to": "bob@example.com"}, follow_redirects=False
+    )
+    assert saved.status_code == 303
+    assert table.get("e")["to"]["S"] == "bob@example.com"
+
+    stale = browser.post("/rows/e/edit", data={**fields, "to": "carol@example.com"})
+    assert stale.status_code == 409  # the form's version is the row before the save
+    assert "changed since you opened it" in stale.text
+    assert table.get("e")["to"]["S"] == "bob@example.com"
+
+
+def test_bulk_refire_asks_first_then_refires_each_failed_row_of_the_kind(browser, table) -> None:
+    _failed(table, "b1")
+    _failed(table, "b2")
+    table.put(row("other", status="failed", error_kind="config", failed_at="2026-12-01T10:00Z"))
+    confirm = browser.get("/rows/refire", params={"kind": "invalid"})
+    assert "Re-fire all 2 failed rows of kind invalid" in confirm.text
+
+    done = browser.post(
+        "/rows/refire", data={"kind": "invalid", "csrf": _csrf(confirm.text)},
+        follow_redirects=False,
+    )  # fmt: skip
+    assert done.status_code == 303
+    assert "refired-2-of-2" in done.headers["location"]
+    assert table.get("b1")["revision"]["N"] == "1"
+    assert "revision" not in table.get("other")
+
+
+def test_bad_filters_are_clear_errors(script) -> None:
+    answer = script.get("/api/rows", params={"status": "lost"})
+    assert answer.status_code == 400
+    assert "status must be one of" in answer.json()["error"]
+    assert script.get("/api/rows", params={"page": "garbage"}).status_code == 400
+    assert script.get("/api/history", params={"since": "yesterday"}).status_code == 400
+    assert script.get("/api/rows/nope").status_code == 404
