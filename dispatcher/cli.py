@@ -560,11 +560,13 @@ def list_rows(
                 f"--status must be failed, deferred, scheduled or pending, not {status!r}"
             )
         admin = _target(ctx).admin
-        if status in ("deferred", "scheduled"):
+        if status == "scheduled":
             rows_iter = admin.waiting_rows(status)
+        elif status in ("failed", "deferred"):
+            rows_iter = admin.stamped_rows(status)
         else:
             err.print("[dim](a paginated Scan of the send table: no index serves this)[/]")
-            rows_iter = admin.scan_rows(status="failed" if status == "failed" else None)
+            rows_iter = admin.scan_rows()
             if status == "pending":
                 rows_iter = (r for r in rows_iter if "status" not in r.image)
         rows, more = _take(rows_iter, limit)
@@ -665,8 +667,7 @@ def retry(
             raise CommandError(f"--kind must be one of {', '.join(kinds)}, not {kind!r}")
         admin = _target(ctx).admin
         if all_failed:
-            err.print("[dim](a paginated Scan of the send table for failed rows)[/]")
-            targets = [(r.id, r) for r in admin.scan_rows(status="failed", error_kind=kind)]
+            targets = [(r.id, r) for r in admin.stamped_rows("failed", error_kind=kind)]
         else:
             targets = [(i, admin.get_row(i)) for i in row_ids or []]
         results = []

@@ -9,6 +9,7 @@ changed since is shown again, not overwritten.
 
 from __future__ import annotations
 
+import re
 import secrets
 import threading
 import time
@@ -132,6 +133,7 @@ def create_app(
             html = templates.get_template(f"{name}.html").render(
                 **result, request=request, csrf=guard.csrf_token, target=target,
                 statuses=LISTABLE_STATUSES, kinds=ERROR_KINDS, query=_query,
+                flash=flash(request.query_params.get("done")),
             )  # fmt: skip
             return HTMLResponse(html, status_code=result.get("status_code", 200))
 
@@ -233,7 +235,6 @@ async def row_page(ctx: _Context, request: Request) -> dict[str, Any]:
             "preview": _preview(row, parsed),
             "in_flight": row.in_flight,
         }
-    data["done"] = request.query_params.get("done")
     return data
 
 
@@ -319,25 +320,17 @@ async def bulk_refire(ctx: _Context, request: Request) -> Response | dict[str, A
     kind = str(source.get("kind") or "")
     if kind not in ERROR_KINDS:
         raise ConsoleError(400, f"kind must be one of {', '.join(ERROR_KINDS)}")
-    targets = []
-    token = None
-    while True:
-        page = ctx.admin.page_rows(status="failed", error_kind=kind, token=token, limit=100)
-        targets.extend(page.items)
-        token = page.next_token
-        if token is None:
-            break
-    ids = [item["id"]["S"] for item in targets]
+    targets = list(ctx.admin.stamped_rows("failed", error_kind=kind))
+    ids = [row.id for row in targets]
     if request.method == "GET":
         return {"action": "/rows/refire", "kind": kind, "ids": ids, "version": "",
                 "question": f"Re-fire all {len(ids)} failed rows of kind {kind}",
                 "warning": "" if ids else "There is no failed row of this kind.",
                 "back": f"/rows?status=failed&kind={kind}"}  # fmt: skip
     results = []
-    for item in targets:
-        row = ctx.admin.get_row(item["id"]["S"])
-        fired = row is not None and row.status == "failed" and ctx.admin.refire(row)
-        results.append({"id": item["id"]["S"], "result": "re-fired" if fired else "changed"})
+    for row in targets:  # each as read just now: a row that moved on since is left alone
+        fired = row.status == "failed" and ctx.admin.refire(row)
+        results.append({"id": row.id, "result": "re-fired" if fired else "changed"})
     fired_count = sum(r["result"] == "re-fired" for r in results)
     return _done(
         request, f"/rows?status=failed&kind={kind}", f"refired-{fired_count}-of-{len(results)}",
@@ -428,6 +421,27 @@ async def _check_csrf(guard: Guard, request: Request, api: bool) -> None:
         offered = field if isinstance(field, str) else None
     if not guard.csrf_ok(offered):
         raise ConsoleError(403, "this request is missing the console's CSRF token")
+
+
+def flash(done: str | None) -> str:
+    """The words for a ``?done=`` code that a POST redirected with (codes, not text: a link
+    cannot make the console say something it did not do)."""
+    if not done:
+        return ""
+    fixed = {
+        "saved": "Saved. The edit puts the row back on the stream: it is being sent.",
+        "refired": "Re-fired: the row is back on the stream and is being sent.",
+        "cancelled": "Cancelled: the row is deleted and will not be sent.",
+    }
+    if done in fixed:
+        return fixed[done]
+    match = re.fullmatch(r"refired-(\d+)-of-(\d+)", done)
+    if match:
+        fired, total = match.groups()
+        changed = int(total) - int(fired)
+        rest = f"; {changed} had changed meanwhile and were left alone" if changed else ""
+        return f"Re-fired {fired} of {total} rows{rest}."
+    return ""
 
 
 def _done(request: Request, where: str, done: str, data: dict[str, Any]) -> Response:

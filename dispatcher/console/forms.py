@@ -94,9 +94,12 @@ def read_form(
     request: dict[str, AttributeValue] = {}
     problems: dict[str, list[str]] = {}
     for name in TEXT_FIELDS:
-        value = shown[name].replace("\r\n", "\n")
-        if name not in ("text", "html"):
-            value = value.strip()
+        # Bodies as a browser's textarea sends them (CRLF) back to LF; one-line fields at
+        # their ends only: a line break inside stays, for the parser to refuse (header
+        # injection) rather than for the form to hide.
+        value = (
+            shown[name].replace("\r\n", "\n") if name in ("text", "html") else shown[name].strip()
+        )
         if value:
             request[name] = {"S": value}
     for name in LIST_FIELDS:

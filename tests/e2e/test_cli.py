@@ -270,3 +270,32 @@ def test_suppressed_add_list_remove_and_a_row_to_it_fails(stack: RunningStack) -
     line = _one_clean_error_line(stack.cli("suppressed", "remove", "blocked@example.com"))
     assert "is not suppressed" in line
     assert "is not an address" in _one_clean_error_line(stack.cli("suppressed", "add", "nope"))
+
+
+def test_console_serves_the_stack_until_stopped(stack: RunningStack) -> None:
+    import httpx
+
+    from tests.e2e.conftest import stop_stack
+
+    env = {**os.environ, "DISPATCHER_STATE_DIR": str(stack.state_dir)}
+    process = subprocess.Popen(
+        [*DISPATCHER, "console"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=env,
+    )  # fmt: skip
+    try:
+        assert process.stdout is not None
+        url = process.stdout.readline().strip()
+        assert url.startswith("http://127.0.0.1:")
+        base, token = url.split("?token=")
+        overview = httpx.get(f"{base}api/overview", headers={"Authorization": f"Bearer {token}"})
+        assert overview.status_code == 200
+        assert "failed_by_kind" in overview.json()["counts"]
+        assert httpx.get(f"{base}api/overview").status_code == 401
+    finally:
+        stop_stack(process)  # type: ignore[arg-type]
+    assert process.returncode == 0
+
+
+def test_console_with_a_bad_host_is_one_clear_line(stack: RunningStack) -> None:
+    line = _one_clean_error_line(stack.cli("console", "--host", "203.0.113.77"))
+    assert "cannot serve the console on 203.0.113.77" in line

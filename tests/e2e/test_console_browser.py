@@ -146,7 +146,7 @@ def test_a_person_fixes_a_failed_rows_address_and_it_is_sent(
     page.get_by_role("button", name="Save and re-send").click()
 
     # THEN the row is sent: the page, the sandbox, the send table and the history agree
-    expect(page.locator(".flash")).to_have_text("saved")
+    expect(page.locator(".flash")).to_contain_text("Saved")
 
     def sent() -> bool:
         page.reload()

@@ -173,3 +173,15 @@ def test_bad_filters_are_clear_errors(script) -> None:
     assert script.get("/api/rows", params={"page": "garbage"}).status_code == 400
     assert script.get("/api/history", params={"since": "yesterday"}).status_code == 400
     assert script.get("/api/rows/nope").status_code == 404
+
+
+def test_a_line_break_in_a_one_line_field_is_shown_and_refused_not_dropped(browser, table) -> None:
+    _failed(table, "crlf", subject="Hello\r\nBcc: victim@example.com")
+    form = browser.get("/rows/crlf/edit").text
+    # an <input> would lose the line break unseen; a textarea keeps it in front of the person
+    assert re.search(r'<textarea name="subject"[^>]*>Hello\r?\nBcc: victim@example.com<', form)
+    fields = {"csrf": _csrf(form), "version": _version(form), "to": "bob@example.com",
+              "subject": "Hello\r\nBcc: victim@example.com", "text": "Hi"}  # fmt: skip
+    refused = browser.post("/rows/crlf/edit", data=fields)
+    assert refused.status_code == 422
+    assert "line break" in refused.text
