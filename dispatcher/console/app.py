@@ -22,6 +22,7 @@ from urllib.parse import urlencode
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
@@ -53,12 +54,20 @@ REFRESH_SECONDS = 10
 ERROR_KINDS = tuple(k.value for k in ErrorKind)
 
 
+#: A POST's fields (a form, or the JSON object a script sent); empty for a GET.
+Form = dict[str, str]
+
+
 class ConsoleError(Exception):
     """A request the console cannot serve, with the status and the words to answer it."""
 
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
         self.status = status
+
+
+#: A page: what it shows (a dict, rendered or returned as JSON) or a response of its own.
+View = Callable[["_Context", Request, Form], "Response | dict[str, Any]"]
 
 
 @dataclass(frozen=True)
@@ -113,13 +122,16 @@ def create_app(
     templates.filters["age"] = _age
     context = _Context(admin, guard, default_from_email, target, templates, _SentCache(admin))
 
-    def page(view: Callable[[_Context, Request], Awaitable[Response | dict[str, Any]]], name: str):  # type: ignore[no-untyped-def]
+    def page(view: View, name: str) -> Callable[[Request], Awaitable[Response]]:
         async def endpoint(request: Request) -> Response:
             api = request.url.path.startswith("/api/")
             try:
+                form: Form = {}
                 if request.method == "POST":
                     await _check_csrf(guard, request, api)
-                result = await view(context, request)
+                    form = await _submitted(request)
+                # boto3 blocks: the views run on Starlette's thread pool, not the event loop
+                result = await run_in_threadpool(view, context, request, form)
             except ConsoleError as exc:
                 return _error(context, request, exc.status, str(exc), api)
             except BadPageTokenError as exc:
@@ -162,7 +174,7 @@ def create_app(
     return app
 
 
-async def overview(ctx: _Context, request: Request) -> dict[str, Any]:
+def overview(ctx: _Context, request: Request, form: Form) -> dict[str, Any]:
     counts = ctx.admin.counts()
     sent = ctx.sent_cache.get()
     now = datetime.now(UTC)
@@ -188,7 +200,7 @@ async def overview(ctx: _Context, request: Request) -> dict[str, Any]:
     }
 
 
-async def rows(ctx: _Context, request: Request) -> dict[str, Any]:
+def rows(ctx: _Context, request: Request, form: Form) -> dict[str, Any]:
     params = request.query_params
     status = params.get("status") or None
     kind = params.get("kind") or None
@@ -213,7 +225,7 @@ async def rows(ctx: _Context, request: Request) -> dict[str, Any]:
     }
 
 
-async def row_page(ctx: _Context, request: Request) -> dict[str, Any]:
+def row_page(ctx: _Context, request: Request, form: Form) -> dict[str, Any]:
     row_id = request.path_params["row_id"]
     row = ctx.admin.get_row(row_id)
     history_items = [plain(h) for h in ctx.admin.history(row_id)]
@@ -238,7 +250,7 @@ async def row_page(ctx: _Context, request: Request) -> dict[str, Any]:
     return data
 
 
-async def preview(ctx: _Context, request: Request) -> Response:
+def preview(ctx: _Context, request: Request, form: Form) -> Response:
     row = ctx.admin.get_row(request.path_params["row_id"])
     html = string_attribute(row.image, "html") if row is not None else None
     if html is None:
@@ -249,7 +261,7 @@ async def preview(ctx: _Context, request: Request) -> Response:
     )
 
 
-async def edit(ctx: _Context, request: Request) -> Response | dict[str, Any]:
+def edit(ctx: _Context, request: Request, form: Form) -> Response | dict[str, Any]:
     row_id = request.path_params["row_id"]
     row = ctx.admin.get_row(row_id)
     if row is None:
@@ -258,7 +270,6 @@ async def edit(ctx: _Context, request: Request) -> Response | dict[str, Any]:
     if request.method == "GET":
         return {**base, "values": form_values(row.image), "version": row_version(row.image),
                 "problems": {}, "conflict": False}  # fmt: skip
-    form = await _submitted(request)
     result, shown = read_form(form, row, default_from_email=ctx.default_from_email)
     loaded = str(form.get("version", ""))
     if loaded != row_version(row.image):
@@ -276,16 +287,16 @@ async def edit(ctx: _Context, request: Request) -> Response | dict[str, Any]:
     return _done(request, f"/rows/{row_id}", "saved", {"id": row_id, "result": "saved"})
 
 
-async def refire(ctx: _Context, request: Request) -> Response | dict[str, Any]:
-    return await _one_row_action(ctx, request, "refire")
+def refire(ctx: _Context, request: Request, form: Form) -> Response | dict[str, Any]:
+    return _one_row_action(ctx, request, form, "refire")
 
 
-async def cancel(ctx: _Context, request: Request) -> Response | dict[str, Any]:
-    return await _one_row_action(ctx, request, "cancel")
+def cancel(ctx: _Context, request: Request, form: Form) -> Response | dict[str, Any]:
+    return _one_row_action(ctx, request, form, "cancel")
 
 
-async def _one_row_action(
-    ctx: _Context, request: Request, action: str
+def _one_row_action(
+    ctx: _Context, request: Request, form: Form, action: str
 ) -> Response | dict[str, Any]:
     row_id = request.path_params["row_id"]
     row = ctx.admin.get_row(row_id)
@@ -304,7 +315,6 @@ async def _one_row_action(
         return {"action": f"/rows/{row_id}/{action}", "question": words, "warning": warning,
                 "version": row_version(row.image), "ids": [row_id],
                 "back": f"/rows/{row_id}"}  # fmt: skip
-    form = await _submitted(request)
     if str(form.get("version", "")) != row_version(row.image):
         raise ConsoleError(409, f"{row_id} changed since you opened it; look at it again")
     done = ctx.admin.refire(row) if action == "refire" else ctx.admin.cancel(row)
@@ -315,8 +325,8 @@ async def _one_row_action(
     return _done(request, where, word, {"id": row_id, "result": word})
 
 
-async def bulk_refire(ctx: _Context, request: Request) -> Response | dict[str, Any]:
-    source = request.query_params if request.method == "GET" else await _submitted(request)
+def bulk_refire(ctx: _Context, request: Request, form: Form) -> Response | dict[str, Any]:
+    source = request.query_params if request.method == "GET" else form
     kind = str(source.get("kind") or "")
     if kind not in ERROR_KINDS:
         raise ConsoleError(400, f"kind must be one of {', '.join(ERROR_KINDS)}")
@@ -338,7 +348,7 @@ async def bulk_refire(ctx: _Context, request: Request) -> Response | dict[str, A
     )  # fmt: skip
 
 
-async def history(ctx: _Context, request: Request) -> dict[str, Any]:
+def history(ctx: _Context, request: Request, form: Form) -> dict[str, Any]:
     params = request.query_params
     row_id = (params.get("id") or "").strip() or None
     recipient = (params.get("to") or "").strip() or None
@@ -397,7 +407,7 @@ def _fields() -> dict[str, tuple[str, ...]]:
     return {"text": TEXT_FIELDS, "list": LIST_FIELDS, "json": JSON_FIELDS}
 
 
-async def _submitted(request: Request) -> dict[str, Any]:
+async def _submitted(request: Request) -> Form:
     if request.url.path.startswith("/api/") and request.headers.get("content-type", "").startswith(
         "application/json"
     ):
