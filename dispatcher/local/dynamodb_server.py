@@ -96,8 +96,11 @@ class DynamoDBServer:
         logging.getLogger("waitress.queue").setLevel(logging.ERROR)
         moto_transactions.install()
         self._app = app = _OneAtATime(RemembersBackends(create_backend_app))
+        #: Every socket the server polls (waitress's "map"): ours, so that stop() can close them.
+        self._sockets: dict[int, Any] = {}
         server = create_server(
             app,
+            map=self._sockets,
             host=host,
             port=port,
             threads=8,
@@ -108,19 +111,35 @@ class DynamoDBServer:
         )
         assert isinstance(server, BaseWSGIServer)  # one host and port: one socket
         self._server = server
+        self._serving = threading.Event()
         self._thread: threading.Thread | None = None
 
     def start(self) -> DynamoDBServer:
-        self._thread = threading.Thread(target=self._server.run, name="dynamodb", daemon=True)
+        self._serving.set()
+        self._thread = threading.Thread(target=self._serve, name="dynamodb", daemon=True)
         self._thread.start()
         return self
 
+    def _serve(self) -> None:
+        # waitress's own run() loops for as long as any connection is open, and boto3 keeps
+        # its connections alive: closing the listening socket alone left the thread serving
+        # them for the 5 s of the join below at every stop. This is the same loop, one poll
+        # at a time, with a way out.
+        server = self._server
+        while self._serving.is_set():
+            server.asyncore.loop(
+                timeout=0.2, map=self._sockets, use_poll=server.adj.asyncore_use_poll, count=1
+            )
+
     def stop(self) -> None:
-        """Stop serving and release the port."""
-        self._server.close()
+        """Stop serving, close every connection and release the port."""
+        self._serving.clear()
         if self._thread is not None:
             self._thread.join(timeout=5)
             self._thread = None
+        for channel in list(self._sockets.values()):  # the listening socket among them
+            channel.close()
+        self._server.task_dispatcher.shutdown()
 
     def __enter__(self) -> DynamoDBServer:
         return self.start()
