@@ -44,7 +44,7 @@ from dispatcher.send_once import OnceSender, Sent
 from dispatcher.settings import Settings
 from dispatcher.shared_limit import LimitTable, SharedBucket
 from dispatcher.store import HistoryEntry, Store
-from dispatcher.suppression import SuppressionList, without_suppressed
+from dispatcher.suppression import RecipientSuppressedError, SuppressionList
 from dispatcher.triage import Reason, triage
 
 if TYPE_CHECKING:
@@ -295,15 +295,10 @@ class Dispatcher:
         if isinstance(resolved, list):
             return self._write(row, self.policy.invalid(resolved, prior=prior, now=now))
         parsed = resolved
-        # Still step 1: no mail to an address that bounced for good.
-        if self.suppressions is not None:
-            found = self.suppressions.find(parsed.recipients)
-            sendable = without_suppressed(parsed, found)
-            if isinstance(sendable, str):
-                return self._write(row, self.policy.suppressed(sendable, prior=prior, now=now))
-            parsed = sendable
 
-        # Steps 2 and 3: send once, under the idempotency record keyed on id + content.
+        # Steps 2 and 3: send once, under the idempotency record keyed on id + content. No
+        # mail to an address that bounced for good: the suppression screen runs inside, only
+        # if this content was not sent already (a replay is finished, not failed).
         try:
             sent = self.sender.send(
                 parsed,
@@ -311,10 +306,13 @@ class Dispatcher:
                 deadline=invocation.deadline,
                 prior=prior,
                 budget=self.policy.budget(prior),
+                screen=self.suppressions.screen if self.suppressions is not None else None,
             )
+        except RecipientSuppressedError as exc:
+            return self._write(row, self.policy.suppressed(exc.reason, prior=prior, now=now))
         except SendFailedError as exc:
             return self._write(row, self._after_error(exc.error, prior, exc.attempts))
-        return self._record_success(parsed, row, sent)
+        return self._record_success(sent.message, row, sent)
 
     def _record_success(self, message: Message, row: Row, sent: Sent) -> RecordResult:
         """Step 4: history item and delete, in one transaction."""

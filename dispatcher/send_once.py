@@ -9,6 +9,7 @@ wrapped function, because Powertools deletes the idempotency record when the fun
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, NotRequired, TypedDict
@@ -31,6 +32,7 @@ from dispatcher.providers.base import MailProvider
 from dispatcher.providers.errors import TransientError
 from dispatcher.ratelimit import RequestSlots
 from dispatcher.retry import RetryPolicy, SendFailedError, send_with_retries
+from dispatcher.suppression import leaving_out
 
 __all__ = ["IDEMPOTENCY_KEY_PREFIX", "OnceSender", "SendResult", "Sent"]
 
@@ -50,6 +52,8 @@ class SendResult(TypedDict):
     sent_at: str  # the history item's sort key, so a replay rewrites the same item
     expires_at: NotRequired[int]  # absent from records saved before it was kept
     attempts: int
+    #: cc/bcc the suppression screen left out of the send (absent: none, or an older record).
+    left_out: NotRequired[list[str]]
 
 
 @dataclass(frozen=True)
@@ -58,6 +62,8 @@ class Sent:
 
     result: SendResult
     replayed: bool
+    #: The message as the provider got it (without the recipients the screen left out).
+    message: Message
     latency_seconds: float | None = None
 
 
@@ -69,6 +75,7 @@ class _Progress:
 
     ran: bool = False
     result: SendResult | None = None
+    message: Message | None = None
     latency_seconds: float | None = None
 
 
@@ -115,14 +122,21 @@ class OnceSender:
         deadline: Deadline,
         prior: int,
         budget: int,
+        screen: Callable[[Message], Message] | None = None,
     ) -> Sent:
         """Send ``message`` once, or recognise that it already was.
+
+        ``screen`` (the suppression list's) runs only when the message is really to be sent,
+        after the idempotency record says it was not yet: a redelivery of a mail already
+        accepted replays it, even if an address was suppressed since.
 
         Raises
         ------
         SendFailedError
             The provider did not accept it within ``budget`` requests, or an earlier
             delivery of the same record died mid-send.
+        RecipientSuppressedError
+            ``screen`` refused it (no idempotency record is kept: Powertools deletes it).
         """
         progress = _Progress()
         key = {"id": message.id, "content_hash": message.content_hash}
@@ -135,6 +149,7 @@ class OnceSender:
                 budget=budget,
                 prior=prior,
                 progress=progress,
+                screen=screen,
             )
         except IdempotencyAlreadyInProgressError:
             # An earlier delivery of this record died mid-send (killed, or timed out): its
@@ -152,7 +167,13 @@ class OnceSender:
                 raise  # nothing was sent; Lambda retries the record (step 6)
             result = progress.result
             self._keep(key, result, deadline)
-        return Sent(result, replayed=not progress.ran, latency_seconds=progress.latency_seconds)
+        sent = progress.message or leaving_out(message, result.get("left_out", ()))
+        return Sent(
+            result,
+            replayed=not progress.ran,
+            message=sent,
+            latency_seconds=progress.latency_seconds,
+        )
 
     def _keep(self, key: dict[str, str], result: SendResult, deadline: Deadline) -> None:
         """Save the result Powertools could not. Left "in progress", the record would turn a
@@ -186,9 +207,13 @@ class OnceSender:
         budget: int,
         prior: int,
         progress: _Progress,
+        screen: Callable[[Message], Message] | None,
     ) -> SendResult:
         """Step 3, under Powertools Idempotency keyed on ``key`` (row id + content hash)."""
         progress.ran = True
+        if screen is not None:
+            message = screen(message)
+        progress.message = message
         delivery = send_with_retries(
             self.provider,
             message,
@@ -208,4 +233,6 @@ class OnceSender:
             expires_at=self.history_expiry(sent_at),
             attempts=prior + delivery.attempts,
         )
+        if message.left_out:
+            progress.result["left_out"] = list(message.left_out)
         return progress.result

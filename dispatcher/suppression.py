@@ -22,7 +22,14 @@ from dispatcher.store import batch_get, conditionally, translated
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
-__all__ = ["Suppression", "SuppressionList", "normalise", "without_suppressed"]
+__all__ = [
+    "RecipientSuppressedError",
+    "Suppression",
+    "SuppressionList",
+    "leaving_out",
+    "normalise",
+    "without_suppressed",
+]
 
 
 def normalise(address: str) -> str:
@@ -89,13 +96,31 @@ def without_suppressed(message: Message, found: dict[str, Suppression]) -> Messa
             "the suppression with `dispatcher suppressed remove`"
         )
 
-    def kept(addresses: tuple[str, ...]) -> tuple[str, ...]:
-        return tuple(a for a in addresses if normalise(a) not in found)
+    return leaving_out(
+        message, tuple(a for a in (*message.cc, *message.bcc) if normalise(a) in found)
+    )
 
-    left_out = tuple(a for a in (*message.cc, *message.bcc) if normalise(a) in found)
-    if not left_out:
+
+def leaving_out(message: Message, left_out: Iterable[str]) -> Message:
+    """The message without the cc/bcc addresses ``left_out`` (named in its ``left_out``): as
+    it was sent, rebuilt for a replay from what the idempotency record kept."""
+    gone = {normalise(a) for a in left_out}
+    if not gone:
         return message
-    return replace(message, cc=kept(message.cc), bcc=kept(message.bcc), left_out=left_out)
+
+    def kept(addresses: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(a for a in addresses if normalise(a) not in gone)
+
+    dropped = tuple(a for a in (*message.cc, *message.bcc) if normalise(a) in gone)
+    return replace(message, cc=kept(message.cc), bcc=kept(message.bcc), left_out=dropped)
+
+
+class RecipientSuppressedError(Exception):
+    """The message's ``to`` is on the suppression list; ``reason`` is the row's last error."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 class SuppressionList:
@@ -104,6 +129,19 @@ class SuppressionList:
     def __init__(self, *, table: str, boto3_client: DynamoDBClient) -> None:
         self.table = table
         self._client = boto3_client
+
+    def screen(self, message: Message) -> Message:
+        """The message as it may be sent: suppressed cc/bcc left out, in one read.
+
+        Raises
+        ------
+        RecipientSuppressedError
+            Its ``to`` is suppressed.
+        """
+        sendable = without_suppressed(message, self.find(message.recipients))
+        if isinstance(sendable, str):
+            raise RecipientSuppressedError(sendable)
+        return sendable
 
     def find(self, addresses: Iterable[str]) -> dict[str, Suppression]:
         """The suppressed ones among ``addresses``, by normalised address, in one read."""

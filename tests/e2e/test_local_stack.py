@@ -203,9 +203,13 @@ def test_sigterm_stops_everything_and_frees_the_ports(tmp_path: Path) -> None:
     assert running.process.wait(timeout=30) == 0
 
     assert not (running.state_dir / "local.json").exists()
-    for port in (endpoint_port, sandbox_port):
+    console_port = int(running.ready["console_url"].split(":")[2].split("/")[0])
+    for port in (endpoint_port, sandbox_port, console_port):
         with socket.socket() as probe:
-            probe.bind(("127.0.0.1", port))  # raises if still bound
+            # As a server restarting on the port binds (waitress, uvicorn and socketserver
+            # all do): connections the stack closed linger in TIME_WAIT, a listener would not.
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind(("127.0.0.1", port))  # raises if still listening
 
 
 def test_provider_url_sends_to_an_external_blastengine_compatible_api(tmp_path: Path) -> None:

@@ -35,7 +35,11 @@ def test_a_batch_of_100_takes_about_100_over_r_seconds_not_100_round_trips(
     sequential = BATCH * max(LATENCY, 1 / RATE)  # 50 s: one request after another
     elapsed = clock.horizon
     assert elapsed >= paced, "the bucket never lets requests start faster than R"
-    assert elapsed <= paced + 3 * LATENCY, f"{elapsed:.1f}s: sends did not overlap"
+    # Each worker keeps its own virtual clock, and which worker takes which slot follows
+    # real scheduling: on a loaded machine one whose clock ran ahead on its earlier records
+    # takes a late slot (measured: 10.5-11.3 s idle, 11.9 s once beside a CI run). A few
+    # latencies over the pace still rules out a loop, which would take 50 s.
+    assert elapsed <= paced + 6 * LATENCY, f"{elapsed:.1f}s: sends did not overlap"
     assert elapsed < sequential / 3
     assert 1 < provider.max_in_flight <= 8
 

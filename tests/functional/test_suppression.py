@@ -94,3 +94,59 @@ def test_every_recipient_is_checked_in_one_read(
 
     assert len(calls) == 1
     assert blastengine.route.call_count == 1
+
+
+def _throttle_the_first_transaction(dynamodb: Any) -> list[int]:
+    from botocore.exceptions import ClientError
+
+    failures: list[int] = []
+
+    def fail(**_: Any) -> None:
+        if not failures:
+            failures.append(1)
+            raise ClientError(
+                {"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "x"}},
+                "TransactWriteItems",
+            )
+
+    dynamodb.meta.events.register("before-call.dynamodb.TransactWriteItems", fail)
+    return failures
+
+
+def test_a_redelivered_mail_already_sent_is_finished_though_its_address_was_suppressed_since(
+    dispatcher, suppressions, table, stream_record, blastengine, invoke, dynamodb
+) -> None:
+    # GIVEN a mail the provider accepted, whose history-and-delete was throttled
+    failures = _throttle_the_first_transaction(dynamodb)
+    record = stream_record("INSERT", raw_new=table.put(row("s-5", to="late@example.com")))
+    first = invoke(dispatcher, record)
+    assert len(failed_ids(first)) == 1  # left for Lambda to retry
+    # and its address bounced before the redelivery
+    suppressions.add(_bounced("late@example.com"))
+
+    second = invoke(dispatcher, record)
+
+    # THEN the redelivery finishes the bookkeeping of the mail that went out: not "suppressed"
+    assert (failures, failed_ids(second)) == ([1], [])
+    assert blastengine.route.call_count == 1
+    assert table.get("s-5") is None
+    assert len(table.history("s-5")) == 1
+
+
+def test_a_replay_keeps_the_recipients_its_send_left_out(
+    dispatcher, suppressions, table, stream_record, blastengine, invoke, dynamodb
+) -> None:
+    suppressions.add(_bounced("gone@example.com"))
+    _throttle_the_first_transaction(dynamodb)
+    raw = table.put(row("s-6", cc=["gone@example.com", "ok@example.com"]))
+    record = stream_record("INSERT", raw_new=raw)
+    invoke(dispatcher, record)
+    # the suppression lifted between the two deliveries changes nothing of what was sent
+    suppressions.remove("gone@example.com")
+
+    invoke(dispatcher, record)
+
+    assert blastengine.route.call_count == 1
+    [history] = table.history("s-6")
+    assert [v["S"] for v in history["suppressed_recipients"]["L"]] == ["gone@example.com"]
+    assert history["cc_count"]["N"] == "1"
