@@ -39,6 +39,7 @@ from dispatcher.console.forms import (
     split_problems,
 )
 from dispatcher.console.security import PREVIEW_POLICY, Guard, TokenMiddleware
+from dispatcher.html_text import html_to_text
 from dispatcher.message import Message, parse_message
 from dispatcher.row import ErrorKind, Row, plain, string_attribute
 from dispatcher.store import StoreError
@@ -392,8 +393,9 @@ def _preview(row: Row, parsed: Message | list[str]) -> dict[str, Any]:
     if isinstance(parsed, Message):
         text = parsed.text
         subject = parsed.subject
-    else:
-        text = string_attribute(row.image, "text") or ""
+    else:  # the row as it stands, the text part made from the HTML as the parser would
+        html = string_attribute(row.image, "html")
+        text = string_attribute(row.image, "text") or (html_to_text(html) if html else "")
         subject = string_attribute(row.image, "subject") or ""
     return {
         "subject": subject,

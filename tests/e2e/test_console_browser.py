@@ -37,7 +37,8 @@ DOCS = Path(__file__).resolve().parents[2] / "docs"
 
 @pytest.fixture(scope="module")
 def console_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
-    running = start_stack(tmp_path_factory.mktemp("console"), "--no-persist")
+    # `make run`'s own stack: the demo's rows, among them order-0008 with its bad address
+    running = start_stack(tmp_path_factory.mktemp("console"), "--no-persist", "--demo")
     try:
         yield running
     finally:
@@ -114,16 +115,18 @@ def _failed(stack: RunningStack, row_id: str) -> None:
     )
 
 
-def test_a_person_fixes_a_failed_rows_address_and_it_is_sent(
+def test_a_newcomer_fixes_the_demos_failed_row_and_it_is_sent(
     console_stack: RunningStack, page: Page, tmp_path: Path
 ) -> None:
     stack = console_stack
     base, url = _console(stack)
-    # GIVEN a row that failed on its address, beside one that was sent
-    stack.put({"id": "fix-0001", "to": "rokuro@", "subject": "Order confirmed",
-               "text": "Thank you.", "html": "<p>Thank you, <b>Rokuro</b>.</p>"})  # fmt: skip
-    stack.put({"id": "fine-0001", "to": "ok@example.com", "subject": "Hello", "text": "Hi."})
-    _failed(stack, "fix-0001")
+    # GIVEN `make run`'s demo, whose order-0008 failed on its address (to = 'rokuro@'), once
+    # it has settled (invoice-0011, to an address the sandbox fails, deferred)
+    _failed(stack, "order-0008")
+    wait_for(
+        lambda: (stack.row("invoice-0011") or {}).get("status", {}).get("S") == "deferred",
+        what="the demo to settle",
+    )
 
     # WHEN a person opens the printed URL: the token becomes a cookie and leaves the URL
     page.goto(url)
@@ -133,11 +136,11 @@ def test_a_person_fixes_a_failed_rows_address_and_it_is_sent(
 
     # and goes to the failed rows, then to the row
     page.get_by_role("link", name="Failed", exact=True).click()
-    page.get_by_role("link", name="fix-0001").click()
+    page.get_by_role("link", name="order-0008").click()
     problems = page.locator("section.problems")
     expect(problems).to_contain_text("to")
-    expect(problems).to_contain_text("is not a valid address")
-    expect(page.locator("pre.text")).to_contain_text("Thank you.")
+    expect(problems).to_contain_text("'rokuro@' is not a valid address")
+    expect(page.locator(".preview")).to_contain_text("Order confirmed")
     _shot(page, tmp_path, "console-failed-row.png")
 
     # and fixes the address
@@ -152,11 +155,25 @@ def test_a_person_fixes_a_failed_rows_address_and_it_is_sent(
         page.reload()
         return page.locator("tr.sent-item").count() == 1
 
-    wait_for(sent, what="the console to show fix-0001 sent")
+    wait_for(sent, what="the console to show order-0008 sent")
     expect(page.locator("p.ok")).to_contain_text("Not in the send table")
-    assert stack.row("fix-0001") is None
-    assert len(stack.history("fix-0001")) == 1
-    assert [m["payload"]["to"] for m in stack.mails("Order confirmed")] == ["rokuro@example.com"]
+    assert stack.row("order-0008") is None
+    assert len(stack.history("order-0008")) == 1
+    [mail] = [m for m in stack.mails() if m["payload"]["to"] == "rokuro@example.com"]
+    assert mail["payload"]["subject"] == "Order confirmed"
+
+
+def test_an_html_mail_is_previewed_in_its_frame(console_stack: RunningStack, page: Page) -> None:
+    stack = console_stack
+    base, url = _console(stack)
+    stack.put({"id": "fix-0001", "to": "hanako@", "subject": "Receipt",
+               "html": "<p>Thank you, <b id=name>Hanako</b>.</p>"})  # fmt: skip
+    _failed(stack, "fix-0001")
+    page.goto(url)
+    page.goto(f"{base}rows/fix-0001")
+
+    expect(page.frame_locator("iframe.html").locator("#name")).to_have_text("Hanako")
+    expect(page.locator("pre.text")).to_contain_text("Thank you, Hanako.")  # derived from HTML
 
 
 def test_an_invalid_edit_is_refused_with_the_dispatchers_own_words(
