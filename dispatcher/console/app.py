@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.applications import Starlette
@@ -156,12 +156,13 @@ def create_app(
     for path, view, name, methods in (
         ("/", overview, "overview", ["GET"]),
         ("/rows", rows, "rows", ["GET"]),
-        ("/rows/refire", bulk_refire, "confirm", ["GET", "POST"]),
-        ("/rows/{row_id:path}/edit", edit, "edit", ["GET", "POST"]),
-        ("/rows/{row_id:path}/refire", refire, "confirm", ["GET", "POST"]),
-        ("/rows/{row_id:path}/cancel", cancel, "confirm", ["GET", "POST"]),
-        ("/rows/{row_id:path}/preview", preview, "", ["GET"]),
+        # The id ends each path, whole (ids may hold "/"): the action comes first.
         ("/rows/{row_id:path}", row_page, "row", ["GET"]),
+        ("/edit/{row_id:path}", edit, "edit", ["GET", "POST"]),
+        ("/refire/{row_id:path}", refire, "confirm", ["GET", "POST"]),
+        ("/cancel/{row_id:path}", cancel, "confirm", ["GET", "POST"]),
+        ("/preview/{row_id:path}", preview, "", ["GET"]),
+        ("/refire-failed", bulk_refire, "confirm", ["GET", "POST"]),
         ("/history", history, "history", ["GET"]),
     ):
         endpoint = page(view, name)
@@ -285,7 +286,7 @@ def edit(ctx: _Context, request: Request, form: Form) -> Response | dict[str, An
         current = ctx.admin.get_row(row_id)
         return {**base, "values": shown, "problems": {}, "conflict": True, "status_code": 409,
                 "version": row_version(current.image) if current else ""}  # fmt: skip
-    return _done(request, f"/rows/{row_id}", "saved", {"id": row_id, "result": "saved"})
+    return _done(request, _url("rows", row_id), "saved", {"id": row_id, "result": "saved"})
 
 
 def refire(ctx: _Context, request: Request, form: Form) -> Response | dict[str, Any]:
@@ -313,16 +314,16 @@ def _one_row_action(
             "The dispatcher may be sending this row right now: cancelling cannot promise "
             "that it is not sent." if action == "cancel" and row.in_flight else ""
         )  # fmt: skip
-        return {"action": f"/rows/{row_id}/{action}", "question": words, "warning": warning,
+        return {"action": _url(action, row_id), "question": words, "warning": warning,
                 "version": row_version(row.image), "ids": [row_id],
-                "back": f"/rows/{row_id}"}  # fmt: skip
+                "back": _url("rows", row_id)}  # fmt: skip
     if str(form.get("version", "")) != row_version(row.image):
         raise ConsoleError(409, f"{row_id} changed since you opened it; look at it again")
     done = ctx.admin.refire(row) if action == "refire" else ctx.admin.cancel(row)
     if not done:
         raise ConsoleError(409, f"{row_id} changed meanwhile (sent, or re-stamped); nothing done")
     word = "refired" if action == "refire" else "cancelled"
-    where = f"/rows/{row_id}" if action == "refire" else "/rows"
+    where = _url("rows", row_id) if action == "refire" else "/rows"
     return _done(request, where, word, {"id": row_id, "result": word})
 
 
@@ -334,7 +335,7 @@ def bulk_refire(ctx: _Context, request: Request, form: Form) -> Response | dict[
     targets = list(ctx.admin.stamped_rows("failed", error_kind=kind))
     ids = [row.id for row in targets]
     if request.method == "GET":
-        return {"action": "/rows/refire", "kind": kind, "ids": ids, "version": "",
+        return {"action": "/refire-failed", "kind": kind, "ids": ids, "version": "",
                 "question": f"Re-fire all {len(ids)} failed rows of kind {kind}",
                 "warning": "" if ids else "There is no failed row of this kind.",
                 "back": f"/rows?status=failed&kind={kind}"}  # fmt: skip
@@ -470,6 +471,11 @@ def _error(ctx: _Context, request: Request, status: int, message: str, api: bool
         request=request, message=message, status=status, target=ctx.target, query=_query
     )
     return HTMLResponse(html, status_code=status)
+
+
+def _url(action: str, row_id: str) -> str:
+    """A row's page (``rows``) or action, its id quoted ("/" too: the path ends with it)."""
+    return f"/{action}/{quote(row_id, safe='')}"
 
 
 def _day(value: str | None, name: str, *, next_day: bool = False) -> str | None:

@@ -184,7 +184,7 @@ def test_an_invalid_edit_is_refused_with_the_dispatchers_own_words(
     stack.put({"id": "fix-0002", "to": "nobody@", "subject": "Hi", "text": "Hello."})
     _failed(stack, "fix-0002")
     page.goto(url)
-    page.goto(f"{base}rows/fix-0002/edit")
+    page.goto(f"{base}edit/fix-0002")
 
     page.locator("input[name=to]").fill("still-not-an-address")
     page.locator("textarea[name=text]").fill("")
@@ -205,7 +205,7 @@ def test_a_row_changed_underneath_the_form_is_not_overwritten(
     stack.put({"id": "fix-0003", "to": "hanako@", "subject": "Invoice", "text": "Attached."})
     _failed(stack, "fix-0003")
     page.goto(url)
-    page.goto(f"{base}rows/fix-0003/edit")
+    page.goto(f"{base}edit/fix-0003")
     page.locator("input[name=to]").fill("hanako@example.com")
 
     # WHEN someone else changes the row before the form is saved
@@ -272,7 +272,7 @@ def test_without_the_token_the_console_refuses_and_a_forged_post_is_rejected(
     token = url.split("token=", 1)[1]
     cookie = f"dispatcher_console_{base.rstrip('/').rsplit(':', 1)[1]}"
     with httpx.Client(base_url=base, cookies={cookie: token}) as client:
-        refused = client.post("/rows/csrf-0001/cancel", data={"version": "x"})
+        refused = client.post("/cancel/csrf-0001", data={"version": "x"})
         assert refused.status_code == 403
     # and a Host that is not the console's (DNS rebinding) is refused too
     assert httpx.get(base, headers={"Host": "attacker.example"}).status_code == 421

@@ -93,7 +93,7 @@ def test_pages_carry_a_strict_policy_and_values_are_escaped(browser, table) -> N
 
 def test_the_html_preview_is_sandboxed_and_loads_nothing_remote(browser, table) -> None:
     _failed(table, "h", html="<p>hi</p><img src='https://tracker.example/p.gif'>")
-    preview = browser.get("/rows/h/preview")
+    preview = browser.get("/preview/h")
     policy = preview.headers["content-security-policy"]
     assert policy.endswith("sandbox")
     assert "img-src data:;" in policy
@@ -113,12 +113,12 @@ def test_no_token_no_console(admin) -> None:
 
 def test_a_post_without_the_csrf_token_is_refused(browser, table) -> None:
     _failed(table, "c")
-    form = browser.get("/rows/c/cancel").text
-    refused = browser.post("/rows/c/cancel", data={"version": _version(form)})
+    form = browser.get("/cancel/c").text
+    refused = browser.post("/cancel/c", data={"version": _version(form)})
     assert refused.status_code == 403
     assert table.get("c") is not None
     done = browser.post(
-        "/rows/c/cancel",
+        "/cancel/c",
         data={"version": _version(form), "csrf": _csrf(form)},
         follow_redirects=False,
     )
@@ -128,22 +128,22 @@ def test_a_post_without_the_csrf_token_is_refused(browser, table) -> None:
 
 def test_an_edit_is_checked_by_the_parser_and_saved_on_the_row_as_loaded(browser, table) -> None:
     _failed(table, "e", to="x@")
-    form = browser.get("/rows/e/edit").text
+    form = browser.get("/edit/e").text
     fields = {"csrf": _csrf(form), "version": _version(form), "subject": "Hello",
               "text": "Hi there"}  # fmt: skip
 
-    bad = browser.post("/rows/e/edit", data={**fields, "to": "still bad"})
+    bad = browser.post("/edit/e", data={**fields, "to": "still bad"})
     assert bad.status_code == 422
     assert "is not a valid address" in bad.text
     assert table.get("e")["to"]["S"] == "x@"
 
     saved = browser.post(
-        "/rows/e/edit", data={**fields, "to": "bob@example.com"}, follow_redirects=False
+        "/edit/e", data={**fields, "to": "bob@example.com"}, follow_redirects=False
     )
     assert saved.status_code == 303
     assert table.get("e")["to"]["S"] == "bob@example.com"
 
-    stale = browser.post("/rows/e/edit", data={**fields, "to": "carol@example.com"})
+    stale = browser.post("/edit/e", data={**fields, "to": "carol@example.com"})
     assert stale.status_code == 409  # the form's version is the row before the save
     assert "changed since you opened it" in stale.text
     assert table.get("e")["to"]["S"] == "bob@example.com"
@@ -153,11 +153,11 @@ def test_bulk_refire_asks_first_then_refires_each_failed_row_of_the_kind(browser
     _failed(table, "b1")
     _failed(table, "b2")
     table.put(row("other", status="failed", error_kind="config", failed_at="2026-12-01T10:00Z"))
-    confirm = browser.get("/rows/refire", params={"kind": "invalid"})
+    confirm = browser.get("/refire-failed", params={"kind": "invalid"})
     assert "Re-fire all 2 failed rows of kind invalid" in confirm.text
 
     done = browser.post(
-        "/rows/refire", data={"kind": "invalid", "csrf": _csrf(confirm.text)},
+        "/refire-failed", data={"kind": "invalid", "csrf": _csrf(confirm.text)},
         follow_redirects=False,
     )  # fmt: skip
     assert done.status_code == 303
@@ -177,11 +177,32 @@ def test_bad_filters_are_clear_errors(script) -> None:
 
 def test_a_line_break_in_a_one_line_field_is_shown_and_refused_not_dropped(browser, table) -> None:
     _failed(table, "crlf", subject="Hello\r\nBcc: victim@example.com")
-    form = browser.get("/rows/crlf/edit").text
+    form = browser.get("/edit/crlf").text
     # an <input> would lose the line break unseen; a textarea keeps it in front of the person
     assert re.search(r'<textarea name="subject"[^>]*>Hello\r?\nBcc: victim@example.com<', form)
     fields = {"csrf": _csrf(form), "version": _version(form), "to": "bob@example.com",
               "subject": "Hello\r\nBcc: victim@example.com", "text": "Hi"}  # fmt: skip
-    refused = browser.post("/rows/crlf/edit", data=fields)
+    refused = browser.post("/edit/crlf", data=fields)
     assert refused.status_code == 422
     assert "line break" in refused.text
+
+
+def test_ids_with_slashes_and_query_characters_reach_their_own_row(browser, table) -> None:
+    from urllib.parse import quote
+
+    odd = "order/2026/edit?x=1#y"
+    _failed(table, odd, to="x@")
+    path = quote(odd, safe="/")  # as the templates' urlencode writes it
+    page = browser.get(f"/rows/{path}")
+    assert page.status_code == 200
+    assert f'href="/edit/{path}"' in page.text
+    form = browser.get(f"/edit/{path}").text
+    saved = browser.post(
+        f"/edit/{path}",
+        data={"csrf": _csrf(form), "version": _version(form), "to": "bob@example.com",
+              "subject": "Hello", "text": "Hi there"},
+        follow_redirects=False,
+    )  # fmt: skip
+    assert saved.status_code == 303
+    assert table.get(odd)["to"]["S"] == "bob@example.com"
+    assert browser.get(saved.headers["location"]).status_code == 200
