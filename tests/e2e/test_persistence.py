@@ -66,8 +66,10 @@ def test_a_row_waiting_when_the_stack_was_killed_is_sent_after_the_restart(
     stack.process.send_signal(signal.SIGKILL)
     stack.process.wait(timeout=10)
 
-    # WHEN a new stack starts on the state dir (the lock died with the process)
-    again = start_stack(tmp_path)
+    # WHEN a new stack starts on the state dir (the lock died with the process); its first
+    # try meets the dead send's idempotency record and defers the row (the duplicate window,
+    # README "Faults"), so deferrals start at 1 s here rather than 30
+    again = start_stack(tmp_path, env={"DEFERRAL_BASE_SECONDS": "1"})
     try:
         # THEN the waiting row is sent
         wait_for(lambda: again.history("waiting-1"), timeout=60, what="the send after restart")
