@@ -142,7 +142,7 @@ def create_app(
             if isinstance(result, Response):
                 return result
             if api:
-                return JSONResponse(_jsonable(result))
+                return JSONResponse(_jsonable(result), status_code=result.get("status_code", 200))
             html = templates.get_template(f"{name}.html").render(
                 **result, request=request, csrf=guard.csrf_token, target=target,
                 statuses=LISTABLE_STATUSES, kinds=ERROR_KINDS, query=_query,

@@ -206,3 +206,22 @@ def test_ids_with_slashes_and_query_characters_reach_their_own_row(browser, tabl
     assert saved.status_code == 303
     assert table.get(odd)["to"]["S"] == "bob@example.com"
     assert browser.get(saved.headers["location"]).status_code == 200
+
+
+def test_a_script_edits_through_the_json_twin_and_gets_the_same_statuses(script, table) -> None:
+    _failed(table, "j", to="x@")
+    version = script.get("/api/rows/j").json()["row"]["version"]
+    fields = {"version": version, "subject": "Hello", "text": "Hi there"}
+
+    bad = script.post("/api/edit/j", json={**fields, "to": "nope"})
+    assert bad.status_code == 422
+    assert "is not a valid address" in bad.json()["problems"]["to"][0]
+
+    assert script.post("/api/edit/j", json={**fields, "to": "bob@example.com"}).json() == {
+        "id": "j",
+        "result": "saved",
+    }
+    stale = script.post("/api/edit/j", json={**fields, "to": "carol@example.com"})
+    assert stale.status_code == 409
+    assert stale.json()["conflict"] is True
+    assert table.get("j")["to"]["S"] == "bob@example.com"
