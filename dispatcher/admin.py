@@ -48,7 +48,7 @@ LISTABLE_STATUSES = ("failed", "deferred", "scheduled", "pending")
 #: DynamoDB calls one page view may make while a filter throws items away: a page view's
 #: cost stays bounded, and the page says where to go on.
 MAX_CALLS_PER_PAGE = 10
-#: Pages of the send table (1 MB each) the pending count reads before it says "at least".
+#: Pages (1 MB each) a count reads before it says "at least".
 MAX_COUNT_PAGES = 20
 
 
@@ -78,8 +78,8 @@ class QueueCounts:
     deferred: int = 0
     scheduled: int = 0
     pending: int = 0
-    #: True if the pending count stopped at :data:`MAX_COUNT_PAGES` (it is at least that).
-    pending_capped: bool = False
+    #: The statuses whose count stopped at :data:`MAX_COUNT_PAGES` (there are at least so many).
+    at_least: frozenset[str] = frozenset()
     oldest_failed_at: str | None = None
     oldest_deferred_at: str | None = None
 
@@ -331,37 +331,46 @@ class Admin:
 
     def counts(self) -> QueueCounts:
         """The send table by status: failed and deferred rows from their index (which carries
-        ``error_kind``), scheduled ones counted on theirs, pending ones by a counting Scan
-        (stopped at :data:`MAX_COUNT_PAGES`: a healthy queue has few)."""
+        ``error_kind``), scheduled ones counted on theirs, pending ones by a counting Scan (a
+        healthy queue has few). Each count stops at :data:`MAX_COUNT_PAGES` pages and is then
+        a lower bound, named in ``at_least``: an overview that refreshes itself must not
+        read a table without end."""
         failed: Counter[str] = Counter()
         deferred = 0
+        at_least: set[str] = set()
         oldest: dict[str, str | None] = {"failed": None, "deferred": None}
         for status in ("failed", "deferred"):
-            for item in self._query_all(
+            pages = self._pages(
+                self._client.query,
+                TableName=self.store.send_table,
                 IndexName=STAMPED_INDEX,
                 KeyConditionExpression="#status = :status",
                 ExpressionAttributeNames={"#status": "status", "#kind": "error_kind"},
                 ExpressionAttributeValues={":status": {"S": status}},
                 ProjectionExpression="#kind, failed_at",
-            ):
-                if oldest[status] is None:  # ascending failed_at: the first is the oldest
-                    oldest[status] = item.get("failed_at", {}).get("S")
-                if status == "failed":
-                    failed[item.get("error_kind", {}).get("S", "unknown")] += 1
-                else:
-                    deferred += 1
-        scheduled = sum(
-            page.get("Count", 0)
-            for page in self._pages(
-                self._client.query,
-                TableName=self.store.send_table,
-                IndexName=WAITING_INDEX,
-                KeyConditionExpression="#status = :status",
-                ExpressionAttributeNames={"#status": "status"},
-                ExpressionAttributeValues={":status": {"S": "scheduled"}},
-                Select="COUNT",
             )
+            for number, page in enumerate(pages, start=1):
+                for item in page.get("Items", []):
+                    if oldest[status] is None:  # ascending failed_at: the first is the oldest
+                        oldest[status] = item.get("failed_at", {}).get("S")
+                    if status == "failed":
+                        failed[item.get("error_kind", {}).get("S", "unknown")] += 1
+                    else:
+                        deferred += 1
+                if number == MAX_COUNT_PAGES and "LastEvaluatedKey" in page:
+                    at_least.add(status)
+                    break
+        scheduled, capped = self._count(
+            self._client.query,
+            TableName=self.store.send_table,
+            IndexName=WAITING_INDEX,
+            KeyConditionExpression="#status = :status",
+            ExpressionAttributeNames={"#status": "status"},
+            ExpressionAttributeValues={":status": {"S": "scheduled"}},
+            Select="COUNT",
         )
+        if capped:
+            at_least.add("scheduled")
         pending, capped = self._count(
             self._client.scan,
             TableName=self.store.send_table,
@@ -369,9 +378,12 @@ class Admin:
             ExpressionAttributeNames={"#status": "status"},
             Select="COUNT",
         )
+        if capped:
+            at_least.add("pending")
         return QueueCounts(
-            failed, deferred, scheduled, pending, capped, oldest["failed"], oldest["deferred"]
-        )
+            failed, deferred, scheduled, pending, frozenset(at_least),
+            oldest["failed"], oldest["deferred"],
+        )  # fmt: skip
 
     def sent_since(self, since: datetime) -> SentCounts:
         """History items sent at or after ``since`` and how many bounced: a filtered Scan of

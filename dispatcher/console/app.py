@@ -183,11 +183,11 @@ def overview(ctx: _Context, request: Request, form: Form) -> dict[str, Any]:
     return {
         "counts": {
             "pending": counts.pending,
-            "pending_is_at_least": counts.pending_capped,
             "scheduled": counts.scheduled,
             "deferred": counts.deferred,
             "failed": sum(counts.failed.values()),
             "failed_by_kind": dict(sorted(counts.failed.items())),
+            "at_least": sorted(counts.at_least),
         },
         "oldest": {
             "failed_at": counts.oldest_failed_at,

@@ -226,3 +226,26 @@ def test_edit_replaces_the_request_only_if_the_row_is_as_read(store, table) -> N
     assert item["to"]["S"] == "bob@example.com"
     assert "cc" not in item  # dropped from the form, dropped from the row
     assert item["status"]["S"] == "failed"  # bookkeeping stays; the stream's MODIFY sends it
+
+
+def test_counts_stop_at_their_page_limit_and_say_at_least(
+    store, table, dynamodb, monkeypatch
+) -> None:
+    import dispatcher.admin
+
+    for n in range(3):
+        table.put(_stamped(f"f{n}", f"2026-12-01T10:00:0{n}.000Z"))
+        table.put(row(f"p{n}"))
+    # one item a page, two pages a count
+    monkeypatch.setattr(dispatcher.admin, "MAX_COUNT_PAGES", 2)
+
+    def one_a_page(params, **_) -> None:
+        params["Limit"] = 1
+
+    dynamodb.meta.events.register("before-parameter-build.dynamodb.Query", one_a_page)
+    dynamodb.meta.events.register("before-parameter-build.dynamodb.Scan", one_a_page)
+
+    counts = store.counts()
+    assert counts.failed["invalid"] == 2
+    assert counts.at_least == {"failed", "pending"}
+    assert counts.pending <= 2
