@@ -385,27 +385,36 @@ class Admin:
             oldest["failed"], oldest["deferred"],
         )  # fmt: skip
 
-    def sent_since(self, since: datetime) -> SentCounts:
-        """History items sent at or after ``since`` and how many bounced: a filtered Scan of
-        the history table (stopped at :data:`MAX_COUNT_PAGES`), so callers should cache it."""
-        stamp = iso_utc(since)
-        sent, capped = self._count(
+    def sent_since(self, windows: dict[str, datetime]) -> dict[str, SentCounts]:
+        """For each window's start, the history items sent at or after it and how many
+        bounced: one filtered Scan of the history table from the earliest start (stopped at
+        :data:`MAX_COUNT_PAGES`), so callers should cache it."""
+        stamps = {name: iso_utc(start) for name, start in windows.items()}
+        sent: Counter[str] = Counter()
+        bounced: Counter[str] = Counter()
+        capped = False
+        pages = self._pages(
             self._client.scan,
             TableName=self.store.history_table,
             FilterExpression="#sent_at >= :since",
-            ExpressionAttributeNames={"#sent_at": "sent_at"},
-            ExpressionAttributeValues={":since": {"S": stamp}},
-            Select="COUNT",
-        )
-        bounced, bounced_capped = self._count(
-            self._client.scan,
-            TableName=self.store.history_table,
-            FilterExpression="#sent_at >= :since AND attribute_exists(#bounce)",
+            ProjectionExpression="#sent_at, #bounce",
             ExpressionAttributeNames={"#sent_at": "sent_at", "#bounce": "bounce_type"},
-            ExpressionAttributeValues={":since": {"S": stamp}},
-            Select="COUNT",
+            ExpressionAttributeValues={":since": {"S": min(stamps.values())}},
         )
-        return SentCounts(stamp, sent, bounced, capped or bounced_capped)
+        for number, page in enumerate(pages, start=1):
+            for item in page.get("Items", []):
+                when = item.get("sent_at", {}).get("S", "")
+                for name, stamp in stamps.items():
+                    if when >= stamp:
+                        sent[name] += 1
+                        bounced[name] += "bounce_type" in item
+            if number == MAX_COUNT_PAGES and "LastEvaluatedKey" in page:
+                capped = True
+                break
+        return {
+            name: SentCounts(stamp, sent[name], bounced[name], capped)
+            for name, stamp in stamps.items()
+        }
 
     def _page(
         self,

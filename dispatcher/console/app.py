@@ -94,10 +94,9 @@ class _SentCache:
             if self._value is not None and time.monotonic() - self._value[0] < SENT_COUNTS_TTL:
                 return self._value[1]
             now = datetime.now(UTC)
-            counts = {
-                "hour": self._admin.sent_since(now - timedelta(hours=1)),
-                "day": self._admin.sent_since(now - timedelta(days=1)),
-            }
+            counts = self._admin.sent_since(
+                {"hour": now - timedelta(hours=1), "day": now - timedelta(days=1)}
+            )
             self._value = (time.monotonic(), counts)
             return counts
 

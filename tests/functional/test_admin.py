@@ -206,8 +206,11 @@ def test_sent_since_counts_history_and_bounces(store, dynamodb) -> None:
             item["bounce_type"] = {"S": "HARDERROR"}
         dynamodb.put_item(TableName=TABLE_NAMES["HistoryTable"], Item=item)
 
-    counts = store.sent_since(datetime(2026, 12, 1, tzinfo=UTC))
-    assert (counts.sent, counts.bounced, counts.bounce_share) == (2, 1, 0.5)
+    counts = store.sent_since(
+        {"day": datetime(2026, 12, 1, tzinfo=UTC), "month": datetime(2026, 11, 1, tzinfo=UTC)}
+    )
+    assert (counts["day"].sent, counts["day"].bounced, counts["day"].bounce_share) == (2, 1, 0.5)
+    assert (counts["month"].sent, counts["month"].bounced) == (3, 1)
 
 
 def test_edit_replaces_the_request_only_if_the_row_is_as_read(store, table) -> None:
