@@ -15,10 +15,10 @@ import hmac
 from dataclasses import dataclass
 from urllib.parse import urlencode
 
-from starlette.datastructures import URL
+from starlette.datastructures import URL, MutableHeaders
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 __all__ = ["PAGE_POLICY", "PREVIEW_POLICY", "Guard", "TokenMiddleware"]
 
@@ -72,17 +72,15 @@ class TokenMiddleware:
             await response(scope, receive, send)
             return
 
-        async def with_headers(message: dict[str, object]) -> None:
+        async def with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                headers = list(message.get("headers", []))  # type: ignore[call-overload]
-                present = {name.lower() for name, _ in headers}
+                headers = MutableHeaders(scope=message)
                 for name, value in _HEADERS:
-                    if name not in present:
-                        headers.append((name, value))
-                message["headers"] = headers
+                    if name not in headers:
+                        headers[name] = value
             await send(message)
 
-        await self.app(scope, receive, with_headers)  # type: ignore[arg-type]
+        await self.app(scope, receive, with_headers)
 
     def _refusal(self, request: Request) -> Response | None:
         host = request.headers.get("host", "")
@@ -119,9 +117,9 @@ def _refused(why: str) -> Response:
 
 
 _HEADERS = [
-    (b"content-security-policy", PAGE_POLICY.encode()),
-    (b"x-content-type-options", b"nosniff"),
-    (b"referrer-policy", b"no-referrer"),
-    (b"x-frame-options", b"DENY"),
-    (b"cache-control", b"no-store"),
+    ("content-security-policy", PAGE_POLICY),
+    ("x-content-type-options", "nosniff"),
+    ("referrer-policy", "no-referrer"),
+    ("x-frame-options", "DENY"),
+    ("cache-control", "no-store"),
 ]
