@@ -209,9 +209,11 @@ class BounceLedger:
             Item=self._bounce_item(event),
             ConditionExpression="attribute_not_exists(event_key)",
         )
-        joined = self._join(event)
+        # Suppress before joining: once the history shows the bounce, the address is on the
+        # list (a row to it inserted on seeing the bounce cannot slip through).
         if event.type.suppresses:
             self._suppress(event)
+        joined = self._join(event)
         return Applied(new=new, joined=joined)
 
     def join_orphans(self, *, limit: int = 500) -> int:
