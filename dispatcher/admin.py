@@ -340,7 +340,7 @@ class Admin:
         at_least: set[str] = set()
         oldest: dict[str, str | None] = {"failed": None, "deferred": None}
         for status in ("failed", "deferred"):
-            pages = self._pages(
+            pages = self._bounded(
                 self._client.query,
                 TableName=self.store.send_table,
                 IndexName=STAMPED_INDEX,
@@ -349,7 +349,7 @@ class Admin:
                 ExpressionAttributeValues={":status": {"S": status}},
                 ProjectionExpression="#kind, failed_at",
             )
-            for number, page in enumerate(pages, start=1):
+            for page in pages:
                 for item in page.get("Items", []):
                     if oldest[status] is None:  # ascending failed_at: the first is the oldest
                         oldest[status] = item.get("failed_at", {}).get("S")
@@ -357,9 +357,8 @@ class Admin:
                         failed[item.get("error_kind", {}).get("S", "unknown")] += 1
                     else:
                         deferred += 1
-                if number == MAX_COUNT_PAGES and "LastEvaluatedKey" in page:
-                    at_least.add(status)
-                    break
+            if pages.capped:
+                at_least.add(status)
         scheduled, capped = self._count(
             self._client.query,
             TableName=self.store.send_table,
@@ -392,8 +391,7 @@ class Admin:
         stamps = {name: iso_utc(start) for name, start in windows.items()}
         sent: Counter[str] = Counter()
         bounced: Counter[str] = Counter()
-        capped = False
-        pages = self._pages(
+        pages = self._bounded(
             self._client.scan,
             TableName=self.store.history_table,
             FilterExpression="#sent_at >= :since",
@@ -401,18 +399,15 @@ class Admin:
             ExpressionAttributeNames={"#sent_at": "sent_at", "#bounce": "bounce_type"},
             ExpressionAttributeValues={":since": {"S": min(stamps.values())}},
         )
-        for number, page in enumerate(pages, start=1):
+        for page in pages:
             for item in page.get("Items", []):
                 when = item.get("sent_at", {}).get("S", "")
                 for name, stamp in stamps.items():
                     if when >= stamp:
                         sent[name] += 1
                         bounced[name] += "bounce_type" in item
-            if number == MAX_COUNT_PAGES and "LastEvaluatedKey" in page:
-                capped = True
-                break
         return {
-            name: SentCounts(stamp, sent[name], bounced[name], capped)
+            name: SentCounts(stamp, sent[name], bounced[name], pages.capped)
             for name, stamp in stamps.items()
         }
 
@@ -483,17 +478,13 @@ class Admin:
             if not start:
                 return
 
-    def _query_all(self, **request: Any) -> Iterator[dict[str, Any]]:
-        for page in self._pages(self._client.query, TableName=self.store.send_table, **request):
-            yield from page.get("Items", [])
+    def _bounded(self, call: Callable[..., Any], **request: Any) -> _BoundedPages:
+        return _BoundedPages(self._pages(call, **request))
 
     def _count(self, call: Callable[..., Any], **request: Any) -> tuple[int, bool]:
-        total = 0
-        for number, page in enumerate(self._pages(call, **request), start=1):
-            total += page.get("Count", 0)
-            if number == MAX_COUNT_PAGES and "LastEvaluatedKey" in page:
-                return total, True
-        return total, False
+        """A counting (``Select="COUNT"``) call's total, and whether it stopped short."""
+        pages = self._bounded(call, **request)
+        return sum(page.get("Count", 0) for page in pages), pages.capped
 
     def _get_rows(self, ids: list[str]) -> Iterator[Row]:
         """Rows by id, in the order given; rows gone meanwhile are left out."""
@@ -519,6 +510,22 @@ class Admin:
         with _translated():
             for page in self._client.get_paginator("scan").paginate(**kwargs):
                 yield from page.get("Items", [])
+
+
+class _BoundedPages:
+    """At most :data:`MAX_COUNT_PAGES` of ``pages``; once read, ``capped`` says whether the
+    table had more (the counts made from them are then lower bounds)."""
+
+    def __init__(self, pages: Iterator[dict[str, Any]]) -> None:
+        self._pages = pages
+        self.capped = False
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        for number, page in enumerate(self._pages, start=1):
+            yield page
+            if number == MAX_COUNT_PAGES and "LastEvaluatedKey" in page:
+                self.capped = True
+                return
 
 
 def _matches(item: Mapping[str, Any], filters: list[tuple[str, str, str]]) -> bool:
