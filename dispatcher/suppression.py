@@ -96,9 +96,7 @@ def without_suppressed(message: Message, found: dict[str, Suppression]) -> Messa
             "the suppression with `dispatcher suppressed remove`"
         )
 
-    return leaving_out(
-        message, tuple(a for a in (*message.cc, *message.bcc) if normalise(a) in found)
-    )
+    return leaving_out(message, found)  # its keys are the normalised suppressed addresses
 
 
 def leaving_out(message: Message, left_out: Iterable[str]) -> Message:
