@@ -298,7 +298,13 @@ def dev(
         try:
             info = stack.start()
             if console:
-                web = _console_server(stack, console_port)
+                from dispatcher.targets import local_stack
+
+                web = _serve_console(
+                    local_stack(ctx.obj.state_dir),  # from the local.json just written
+                    port=console_port,
+                    sender=stack.function_env["DEFAULT_FROM_EMAIL"],
+                )
                 info = replace(info, console_url=web.url)
             print(info.ready_line(), file=real_stdout, flush=True)
             err.print(
@@ -324,23 +330,13 @@ def dev(
             sys.stdout = real_stdout
 
 
-def _console_server(stack: Any, port: int) -> Any:
-    """The console over the running local stack's tables, started."""
-    from dispatcher.admin import Admin
+def _serve_console(target: Any, *, host: str = "127.0.0.1", port: int, sender: str) -> Any:
+    """The web console over ``target``'s tables, started (``sender``: the default from
+    address the edit form's checks assume, as the function's)."""
     from dispatcher.console import ConsoleServer
-    from dispatcher.store import Store
 
-    info = stack.info
-    store = Store(
-        send_table=info.send_table,
-        history_table=info.history_table,
-        boto3_client=stack.client("dynamodb"),
-    )
     return ConsoleServer(
-        Admin(store),
-        port=port,
-        default_from_email=stack.function_env["DEFAULT_FROM_EMAIL"],
-        target=f"local stack at {info.endpoint_url}",
+        target.admin, host=host, port=port, default_from_email=sender, target=target.name
     ).start()
 
 
@@ -358,18 +354,15 @@ def console_command(
 ) -> None:
     """Serve the web console for the stack (the local one, or --stack NAME with your own AWS
     credentials) until Ctrl-C. Prints the URL to open: it carries the console's token."""
-    from dispatcher.console import ConsoleServer
-
     with _errors_as_exit():
         target = _target(ctx)
         try:
-            web = ConsoleServer(
-                target.admin,
+            web = _serve_console(
+                target,
                 host=host,
                 port=port,
-                default_from_email=os.environ.get("DEFAULT_FROM_EMAIL") or "noreply@example.com",
-                target=target.name,
-            ).start()
+                sender=os.environ.get("DEFAULT_FROM_EMAIL") or "noreply@example.com",
+            )
         except OSError as exc:
             raise CommandError(f"cannot serve the console on {host}:{port}: {exc}") from None
     stop = threading.Event()
