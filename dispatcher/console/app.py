@@ -124,7 +124,7 @@ def create_app(
 
     def page(view: View, name: str) -> Callable[[Request], Awaitable[Response]]:
         async def endpoint(request: Request) -> Response:
-            api = request.url.path.startswith("/api/")
+            api = _is_api(request)
             try:
                 form: Form = {}
                 if request.method == "POST":
@@ -390,17 +390,17 @@ def _row_summary(item: dict[str, Any]) -> dict[str, Any]:
 def _preview(row: Row, parsed: Message | list[str]) -> dict[str, Any]:
     """The mail as it would be sent: the parser's text part (derived from the HTML where the
     row has none) and whether there is HTML to show in the sandboxed frame."""
+    html = string_attribute(row.image, "html")
     if isinstance(parsed, Message):
         text = parsed.text
         subject = parsed.subject
     else:  # the row as it stands, the text part made from the HTML as the parser would
-        html = string_attribute(row.image, "html")
         text = string_attribute(row.image, "text") or (html_to_text(html) if html else "")
         subject = string_attribute(row.image, "subject") or ""
     return {
         "subject": subject,
         "text": text,
-        "has_html": string_attribute(row.image, "html") is not None,
+        "has_html": html is not None,
         "valid": isinstance(parsed, Message),
     }
 
@@ -410,9 +410,7 @@ def _fields() -> dict[str, tuple[str, ...]]:
 
 
 async def _submitted(request: Request) -> Form:
-    if request.url.path.startswith("/api/") and request.headers.get("content-type", "").startswith(
-        "application/json"
-    ):
+    if _is_api(request) and request.headers.get("content-type", "").startswith("application/json"):
         body = await request.json()
         if not isinstance(body, dict):
             raise ConsoleError(400, "the body must be a JSON object of form fields")
@@ -457,10 +455,15 @@ def flash(done: str | None) -> str:
 
 
 def _done(request: Request, where: str, done: str, data: dict[str, Any]) -> Response:
-    if request.url.path.startswith("/api/"):
+    if _is_api(request):
         return JSONResponse(data)
     separator = "&" if "?" in where else "?"
     return RedirectResponse(f"{where}{separator}{urlencode({'done': done})}", status_code=303)
+
+
+def _is_api(request: Request) -> bool:
+    """A request to a page's JSON twin."""
+    return request.url.path.startswith("/api/")
 
 
 def _error(ctx: _Context, request: Request, status: int, message: str, api: bool) -> Response:

@@ -18,7 +18,7 @@ from typing import Any
 from boto3.dynamodb.types import TypeSerializer
 
 from dispatcher.message import parse_message
-from dispatcher.row import AttributeValue, Image, Row, plain
+from dispatcher.row import REQUEST_ATTRIBUTES, AttributeValue, Image, Row, plain
 
 __all__ = [
     "JSON_FIELDS",
@@ -130,8 +130,6 @@ def read_form(
 def split_problems(last_error: str) -> list[tuple[str | None, str]]:
     """``last_error`` as ``(attribute, problem)`` pairs: the parser's problems each begin with
     the attribute they name; a provider's or a transport's reason names none."""
-    from dispatcher.row import REQUEST_ATTRIBUTES
-
     known = {*REQUEST_ATTRIBUTES, "text/html"}
     pairs: list[tuple[str | None, str]] = []
     for part in filter(None, (p.strip() for p in last_error.split("; "))):
@@ -151,6 +149,4 @@ def row_version(image: Image) -> str:
 
 
 def _bookkeeping(image: Image) -> dict[str, Any]:
-    from dispatcher.row import REQUEST_ATTRIBUTES
-
     return {name: value for name, value in image.items() if name not in REQUEST_ATTRIBUTES}

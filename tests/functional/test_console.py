@@ -232,3 +232,13 @@ def test_encode_is_a_choice_that_still_shows_a_bad_value(browser, table) -> None
     form = browser.get("/edit/enc").text
     assert '<option value="ISO-2022-JP">' in form
     assert '<option value="Shift_JIS" selected>' in form  # what the row holds, to be fixed
+
+
+def test_the_edit_form_has_a_field_for_every_request_attribute() -> None:
+    from dispatcher.console.forms import JSON_FIELDS, LIST_FIELDS, TEXT_FIELDS
+    from dispatcher.row import REQUEST_ATTRIBUTES
+
+    fields = [*TEXT_FIELDS, *LIST_FIELDS, *JSON_FIELDS]
+    assert len(fields) == len(set(fields))
+    # revision is kept as it was: re-fire bumps it
+    assert {*fields, "revision"} == REQUEST_ATTRIBUTES
