@@ -119,6 +119,25 @@ class SerializedClient:
         return call
 
 
+def throttle_first_call(client: Any, operation: str) -> list[int]:
+    """Make the first ``operation`` call (e.g. ``TransactWriteItems``) of ``client`` fail as
+    throttled; the list returned gets one item when it did."""
+    from botocore.exceptions import ClientError
+
+    failures: list[int] = []
+
+    def fail(**_: Any) -> None:
+        if not failures:
+            failures.append(1)
+            raise ClientError(
+                {"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "x"}},
+                operation,
+            )
+
+    client.meta.events.register(f"before-call.dynamodb.{operation}", fail)
+    return failures
+
+
 def move_row(client: Any, row_id: str, subject: str) -> None:
     """The dispatcher's move in miniature: history item updated, row deleted on condition that
     its subject is still ``subject``; tables `h` (id, sent_at) and `s` (id)."""

@@ -13,6 +13,7 @@ import shutil
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -108,6 +109,15 @@ class _Tracker:
         self._server.server_close()
 
 
+def _signed_in_on_a_failed_row(stack: RunningStack, page: Page, row: dict[str, Any]) -> str:
+    """Insert ``row``, wait for it to fail, open the console's URL; the console's base."""
+    stack.put(row)
+    _failed(stack, row["id"])
+    base, url = _console(stack)
+    page.goto(url)
+    return base
+
+
 def _failed(stack: RunningStack, row_id: str) -> None:
     wait_for(
         lambda: (stack.row(row_id) or {}).get("status", {}).get("S") == "failed",
@@ -164,12 +174,10 @@ def test_a_newcomer_fixes_the_demos_failed_row_and_it_is_sent(
 
 
 def test_an_html_mail_is_previewed_in_its_frame(console_stack: RunningStack, page: Page) -> None:
-    stack = console_stack
-    base, url = _console(stack)
-    stack.put({"id": "fix-0001", "to": "hanako@", "subject": "Receipt",
-               "html": "<p>Thank you, <b id=name>Hanako</b>.</p>"})  # fmt: skip
-    _failed(stack, "fix-0001")
-    page.goto(url)
+    base = _signed_in_on_a_failed_row(console_stack, page, {
+        "id": "fix-0001", "to": "hanako@", "subject": "Receipt",
+        "html": "<p>Thank you, <b id=name>Hanako</b>.</p>",
+    })  # fmt: skip
     page.goto(f"{base}rows/fix-0001")
 
     expect(page.frame_locator("iframe.html").locator("#name")).to_have_text("Hanako")
@@ -180,10 +188,8 @@ def test_an_invalid_edit_is_refused_with_the_dispatchers_own_words(
     console_stack: RunningStack, page: Page
 ) -> None:
     stack = console_stack
-    base, url = _console(stack)
-    stack.put({"id": "fix-0002", "to": "nobody@", "subject": "Hi", "text": "Hello."})
-    _failed(stack, "fix-0002")
-    page.goto(url)
+    row = {"id": "fix-0002", "to": "nobody@", "subject": "Hi", "text": "Hello."}
+    base = _signed_in_on_a_failed_row(stack, page, row)
     page.goto(f"{base}edit/fix-0002")
 
     page.locator("input[name=to]").fill("still-not-an-address")
@@ -201,10 +207,8 @@ def test_a_row_changed_underneath_the_form_is_not_overwritten(
     console_stack: RunningStack, page: Page
 ) -> None:
     stack = console_stack
-    base, url = _console(stack)
-    stack.put({"id": "fix-0003", "to": "hanako@", "subject": "Invoice", "text": "Attached."})
-    _failed(stack, "fix-0003")
-    page.goto(url)
+    row = {"id": "fix-0003", "to": "hanako@", "subject": "Invoice", "text": "Attached."}
+    base = _signed_in_on_a_failed_row(stack, page, row)
     page.goto(f"{base}edit/fix-0003")
     page.locator("input[name=to]").fill("hanako@example.com")
 

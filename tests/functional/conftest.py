@@ -11,9 +11,11 @@ import httpx
 import pytest
 import respx
 
+from dispatcher.admin import Admin
 from dispatcher.dispatch import Dispatcher
 from dispatcher.local.context import LocalContext
 from dispatcher.settings import Settings
+from dispatcher.store import Store
 from tests.conftest import BASE_URL, TABLE_NAMES, image
 from tests.fakes import FakeClock, SerializedClient
 
@@ -147,3 +149,15 @@ def attr(item: dict[str, Any] | None, name: str) -> Any:
         return None
     value = item[name]
     return value.get("S", value.get("N"))
+
+
+@pytest.fixture
+def admin(dynamodb: Any) -> Admin:
+    """The operator's queries (CLI, console) over the moto tables."""
+    return Admin(
+        Store(
+            send_table=TABLE_NAMES["SendTable"],
+            history_table=TABLE_NAMES["HistoryTable"],
+            boto3_client=dynamodb,
+        )
+    )

@@ -4,63 +4,51 @@ from __future__ import annotations
 
 import pytest
 
-from dispatcher.admin import Admin, RowExistsError
-from dispatcher.store import Store
+from dispatcher.admin import RowExistsError
 from tests.conftest import TABLE_NAMES, image, row
 
 
-@pytest.fixture
-def store(dynamodb) -> Admin:
-    return Admin(
-        Store(
-            send_table=TABLE_NAMES["SendTable"],
-            history_table=TABLE_NAMES["HistoryTable"],
-            boto3_client=dynamodb,
-        )
-    )
-
-
-def test_scan_rows_filters_on_status_and_error_kind(store, table) -> None:
+def test_scan_rows_filters_on_status_and_error_kind(admin, table) -> None:
     table.put(row("a", status="failed", error_kind="invalid"))
     table.put(row("b", status="failed", error_kind="config"))
     table.put(row("c"))
 
     ids = lambda rows: sorted(r.id for r in rows)  # noqa: E731
-    assert ids(store.scan_rows()) == ["a", "b", "c"]
-    assert ids(store.scan_rows(status="failed")) == ["a", "b"]
-    assert ids(store.scan_rows(status="failed", error_kind="config")) == ["b"]
+    assert ids(admin.scan_rows()) == ["a", "b", "c"]
+    assert ids(admin.scan_rows(status="failed")) == ["a", "b"]
+    assert ids(admin.scan_rows(status="failed", error_kind="config")) == ["b"]
 
 
-def test_scan_history_filters_on_sent_at(store, dynamodb) -> None:
+def test_scan_history_filters_on_sent_at(admin, dynamodb) -> None:
     for row_id, sent_at in (("a", "2026-11-01T00:00:00.000Z"), ("b", "2026-11-20T00:00:00.000Z")):
         dynamodb.put_item(
             TableName=TABLE_NAMES["HistoryTable"],
             Item={"id": {"S": row_id}, "sent_at": {"S": sent_at}},
         )
 
-    assert len(list(store.scan_history())) == 2
-    assert [i["id"]["S"] for i in store.scan_history(since="2026-11-10T00:00:00.000Z")] == ["b"]
-    assert [i["id"]["S"] for i in store.history("b", since="2026-11-21T00:00:00.000Z")] == []
+    assert len(list(admin.scan_history())) == 2
+    assert [i["id"]["S"] for i in admin.scan_history(since="2026-11-10T00:00:00.000Z")] == ["b"]
+    assert [i["id"]["S"] for i in admin.history("b", since="2026-11-21T00:00:00.000Z")] == []
 
 
-def test_put_row_refuses_an_existing_id_unless_told_to_overwrite(store, table) -> None:
-    store.put_row(image(row("a")))
+def test_put_row_refuses_an_existing_id_unless_told_to_overwrite(admin, table) -> None:
+    admin.put_row(image(row("a")))
     with pytest.raises(RowExistsError, match="'a'"):
-        store.put_row(image(row("a", subject="again")))
+        admin.put_row(image(row("a", subject="again")))
 
-    store.put_row(image(row("a", subject="again")), overwrite=True)
+    admin.put_row(image(row("a", subject="again")), overwrite=True)
     assert table.get("a")["subject"]["S"] == "again"
 
 
-def test_waiting_rows_come_from_the_sparse_index(store, table) -> None:
+def test_waiting_rows_come_from_the_sparse_index(admin, table) -> None:
     table.put(row("d", status="deferred", retry_at="2026-11-24T10:00:00.000Z"))
     table.put(row("f", status="failed"))
 
-    assert [r.id for r in store.waiting_rows("deferred")] == ["d"]
-    assert list(store.waiting_rows("scheduled")) == []
+    assert [r.id for r in admin.waiting_rows("deferred")] == ["d"]
+    assert list(admin.waiting_rows("scheduled")) == []
 
 
-def test_a_request_botocore_refuses_is_not_reported_as_unreachable(store, dynamodb) -> None:
+def test_a_request_botocore_refuses_is_not_reported_as_unreachable(admin, dynamodb) -> None:
     from botocore.exceptions import ParamValidationError
 
     from dispatcher.store import StoreUnavailableError
@@ -70,10 +58,10 @@ def test_a_request_botocore_refuses_is_not_reported_as_unreachable(store, dynamo
 
     dynamodb.meta.events.register("before-call.dynamodb.GetItem", refuse)
     with pytest.raises(StoreUnavailableError, match="DynamoDB call failed"):
-        store.get_row("a")
+        admin.get_row("a")
 
 
-def test_waiting_rows_read_in_batches_keep_the_retry_at_order(store, table, dynamodb) -> None:
+def test_waiting_rows_read_in_batches_keep_the_retry_at_order(admin, table, dynamodb) -> None:
     # GIVEN 250 deferred rows, more than one BatchGetItem holds
     for n in range(250):
         retry_at = f"2026-11-24T10:{n // 60:02}:{n % 60:02}.000Z"
@@ -81,14 +69,14 @@ def test_waiting_rows_read_in_batches_keep_the_retry_at_order(store, table, dyna
     calls: list[int] = []
     dynamodb.meta.events.register("before-call.dynamodb.BatchGetItem", lambda **_: calls.append(1))
 
-    rows = list(store.waiting_rows("deferred"))
+    rows = list(admin.waiting_rows("deferred"))
 
     # THEN every row comes back, in retry_at order, in three requests rather than 250
     assert [r.id for r in rows] == [f"d{n:03}" for n in range(250)]
     assert len(calls) == 3
 
 
-def test_waiting_rows_ask_again_for_keys_dynamodb_left_unprocessed(store, table, dynamodb) -> None:
+def test_waiting_rows_ask_again_for_keys_dynamodb_left_unprocessed(admin, table, dynamodb) -> None:
     table.put(row("a", status="deferred", retry_at="2026-11-24T10:00:00.000Z"))
     table.put(row("b", status="deferred", retry_at="2026-11-24T11:00:00.000Z"))
 
@@ -102,30 +90,30 @@ def test_waiting_rows_ask_again_for_keys_dynamodb_left_unprocessed(store, table,
 
     dynamodb.meta.events.register("after-call.dynamodb.BatchGetItem", leave_b_unprocessed)
 
-    assert [r.id for r in store.waiting_rows("deferred")] == ["a", "b"]
+    assert [r.id for r in admin.waiting_rows("deferred")] == ["a", "b"]
 
 
-def test_a_refire_is_conditional_on_the_row_as_it_was_read(store, table) -> None:
+def test_a_refire_is_conditional_on_the_row_as_it_was_read(admin, table) -> None:
     # GIVEN a failed row, read by an operator
     table.put(row("a", status="failed", error_kind="invalid"))
-    read = store.get_row("a")
+    read = admin.get_row("a")
 
     # WHEN the dispatcher re-stamps it as deferred before the operator's re-fire lands
     table.update("a", status="deferred", retry_at="2026-11-24T10:00:00.000Z")
 
     # THEN the re-fire changes nothing; read again, it goes through and bumps revision
-    assert store.refire(read) is False
+    assert admin.refire(read) is False
     assert "revision" not in table.get("a")
-    assert store.refire(store.get_row("a")) is True
+    assert admin.refire(admin.get_row("a")) is True
     assert table.get("a")["revision"]["N"] == "1"
 
 
-def test_a_refire_of_a_row_that_is_gone_changes_nothing(store, table) -> None:
+def test_a_refire_of_a_row_that_is_gone_changes_nothing(admin, table) -> None:
     table.put(row("a", status="failed"))
-    read = store.get_row("a")
+    read = admin.get_row("a")
     table.delete("a")
 
-    assert store.refire(read) is False
+    assert admin.refire(read) is False
     assert table.get("a") is None  # never resurrected
 
 
@@ -137,7 +125,7 @@ def _stamped(row_id: str, when: str, **values) -> dict:
 
 
 def test_page_rows_pages_failed_rows_newest_first_without_losing_or_repeating_one(
-    store, table
+    admin, table
 ) -> None:
     for n in range(7):
         table.put(_stamped(f"f{n}", f"2026-12-01T10:00:0{n}.000Z"))
@@ -146,7 +134,7 @@ def test_page_rows_pages_failed_rows_newest_first_without_losing_or_repeating_on
 
     seen, token, pages = [], None, 0
     while True:
-        page = store.page_rows(status="failed", error_kind="invalid", token=token, limit=3)
+        page = admin.page_rows(status="failed", error_kind="invalid", token=token, limit=3)
         seen += [i["id"]["S"] for i in page.items]
         pages += 1
         token = page.next_token
@@ -157,27 +145,27 @@ def test_page_rows_pages_failed_rows_newest_first_without_losing_or_repeating_on
     assert "stamped-by-failed-at" in page.source
 
 
-def test_page_rows_of_pending_rows_is_a_scan_for_rows_without_status(store, table) -> None:
+def test_page_rows_of_pending_rows_is_a_scan_for_rows_without_status(admin, table) -> None:
     table.put(row("p1", to="someone@shop.example"))
     table.put(row("p2"))
     table.put(_stamped("f", "2026-12-01T10:00:00.000Z"))
 
-    assert {i["id"]["S"] for i in store.page_rows(status="pending").items} == {"p1", "p2"}
-    found = store.page_rows(recipient="shop.example")
+    assert {i["id"]["S"] for i in admin.page_rows(status="pending").items} == {"p1", "p2"}
+    found = admin.page_rows(recipient="shop.example")
     assert [i["id"]["S"] for i in found.items] == ["p1"]
     assert found.source.startswith("Scan")
 
 
-def test_a_page_token_that_was_not_made_here_is_refused(store) -> None:
+def test_a_page_token_that_was_not_made_here_is_refused(admin) -> None:
     from dispatcher.admin import BadPageTokenError
 
     with pytest.raises(BadPageTokenError):
-        store.page_rows(status="failed", token="not-base64!")
+        admin.page_rows(status="failed", token="not-base64!")
     with pytest.raises(BadPageTokenError):  # valid base64 JSON, but not a key of this list
-        store.page_rows(status="failed", token="eyJ4IjogMX0=")
+        admin.page_rows(status="failed", token="eyJ4IjogMX0=")
 
 
-def test_counts_reads_the_indexes_and_counts_pending_rows(store, table) -> None:
+def test_counts_reads_the_indexes_and_counts_pending_rows(admin, table) -> None:
     table.put(_stamped("a", "2026-12-01T10:00:00.000Z"))
     table.put(_stamped("b", "2026-12-01T09:00:00.000Z"))
     table.put(row("c", status="failed", error_kind="rejected", failed_at="2026-12-01T11:00:00Z"))
@@ -186,14 +174,14 @@ def test_counts_reads_the_indexes_and_counts_pending_rows(store, table) -> None:
     table.put(row("s", status="scheduled", retry_at="2026-12-05T00:00:00.000Z"))
     table.put(row("p"))
 
-    counts = store.counts()
+    counts = admin.counts()
     assert dict(counts.failed) == {"invalid": 2, "rejected": 1}
     assert (counts.deferred, counts.scheduled, counts.pending) == (1, 1, 1)
     assert counts.oldest_failed_at == "2026-12-01T09:00:00.000Z"
     assert counts.oldest_deferred_at == "2026-12-01T08:00:00.000Z"
 
 
-def test_sent_since_counts_history_and_bounces(store, dynamodb) -> None:
+def test_sent_since_counts_history_and_bounces(admin, dynamodb) -> None:
     from datetime import UTC, datetime
 
     for row_id, sent_at, bounced in (
@@ -206,24 +194,24 @@ def test_sent_since_counts_history_and_bounces(store, dynamodb) -> None:
             item["bounce_type"] = {"S": "HARDERROR"}
         dynamodb.put_item(TableName=TABLE_NAMES["HistoryTable"], Item=item)
 
-    counts = store.sent_since(
+    counts = admin.sent_since(
         {"day": datetime(2026, 12, 1, tzinfo=UTC), "month": datetime(2026, 11, 1, tzinfo=UTC)}
     )
     assert (counts["day"].sent, counts["day"].bounced, counts["day"].bounce_share) == (2, 1, 0.5)
     assert (counts["month"].sent, counts["month"].bounced) == (3, 1)
 
 
-def test_edit_replaces_the_request_only_if_the_row_is_as_read(store, table) -> None:
+def test_edit_replaces_the_request_only_if_the_row_is_as_read(admin, table) -> None:
     table.put(_stamped("e", "2026-12-01T10:00:00.000Z", cc=["x@example.com"]))
-    loaded = store.get_row("e")
+    loaded = admin.get_row("e")
     assert loaded is not None
 
     table.update("e", subject="changed by someone else")
-    assert not store.edit(loaded, {"to": {"S": "bob@example.com"}, "subject": {"S": "Hi"}})
+    assert not admin.edit(loaded, {"to": {"S": "bob@example.com"}, "subject": {"S": "Hi"}})
     assert table.get("e")["to"]["S"] == "alice@example.com"
 
-    current = store.get_row("e")
-    assert store.edit(current, {"to": {"S": "bob@example.com"}, "subject": {"S": "Hi"},
+    current = admin.get_row("e")
+    assert admin.edit(current, {"to": {"S": "bob@example.com"}, "subject": {"S": "Hi"},
                                 "text": {"S": "Hello"}})  # fmt: skip
     item = table.get("e")
     assert item["to"]["S"] == "bob@example.com"
@@ -232,7 +220,7 @@ def test_edit_replaces_the_request_only_if_the_row_is_as_read(store, table) -> N
 
 
 def test_counts_stop_at_their_page_limit_and_say_at_least(
-    store, table, dynamodb, monkeypatch
+    admin, table, dynamodb, monkeypatch
 ) -> None:
     import dispatcher.admin
 
@@ -248,7 +236,7 @@ def test_counts_stop_at_their_page_limit_and_say_at_least(
     dynamodb.meta.events.register("before-parameter-build.dynamodb.Query", one_a_page)
     dynamodb.meta.events.register("before-parameter-build.dynamodb.Scan", one_a_page)
 
-    counts = store.counts()
+    counts = admin.counts()
     assert counts.failed["invalid"] == 2
     assert counts.at_least == {"failed", "pending"}
     assert counts.pending <= 2

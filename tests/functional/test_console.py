@@ -14,24 +14,11 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore", UserWarning)  # StarletteDeprecationWarning
     from starlette.testclient import TestClient
 
-from dispatcher.admin import Admin
 from dispatcher.console import create_app
-from dispatcher.store import Store
-from tests.conftest import TABLE_NAMES, row
+from tests.conftest import row
 
 HOST = "127.0.0.1:8000"
 TOKEN = "t" * 43
-
-
-@pytest.fixture
-def admin(dynamodb) -> Admin:
-    return Admin(
-        Store(
-            send_table=TABLE_NAMES["SendTable"],
-            history_table=TABLE_NAMES["HistoryTable"],
-            boto3_client=dynamodb,
-        )
-    )
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from tests.conftest import row
+from tests.fakes import throttle_first_call
 from tests.functional.conftest import failed_ids
 
 
@@ -46,7 +47,6 @@ def test_sent_then_both_saves_failed_is_replayed_not_resent_on_redelivery(
     # it fails too, and the history transaction is throttled
     record = stream_record("INSERT", raw_new=table.put(row("r1")))
     saves: list[int] = []
-    transactions: list[int] = []
 
     def fail_saves(params: dict[str, Any], **_: Any) -> None:
         if params["TableName"] == "idempotency" and len(saves) < 2:
@@ -56,16 +56,8 @@ def test_sent_then_both_saves_failed_is_replayed_not_resent_on_redelivery(
                 "UpdateItem",
             )
 
-    def fail_transaction(**_: Any) -> None:
-        if not transactions:
-            transactions.append(1)
-            raise ClientError(
-                {"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "x"}},
-                "TransactWriteItems",
-            )
-
     dynamodb.meta.events.register("before-parameter-build.dynamodb.UpdateItem", fail_saves)
-    dynamodb.meta.events.register("before-call.dynamodb.TransactWriteItems", fail_transaction)
+    transactions = throttle_first_call(dynamodb, "TransactWriteItems")
 
     # WHEN the record is processed (and left for retry), then redelivered
     first = invoke(dispatcher, record)

@@ -8,6 +8,7 @@ import pytest
 
 from dispatcher.suppression import Suppression, SuppressionList
 from tests.conftest import TABLE_NAMES, row
+from tests.fakes import throttle_first_call
 from tests.functional.conftest import attr, failed_ids
 
 
@@ -96,28 +97,11 @@ def test_every_recipient_is_checked_in_one_read(
     assert blastengine.route.call_count == 1
 
 
-def _throttle_the_first_transaction(dynamodb: Any) -> list[int]:
-    from botocore.exceptions import ClientError
-
-    failures: list[int] = []
-
-    def fail(**_: Any) -> None:
-        if not failures:
-            failures.append(1)
-            raise ClientError(
-                {"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "x"}},
-                "TransactWriteItems",
-            )
-
-    dynamodb.meta.events.register("before-call.dynamodb.TransactWriteItems", fail)
-    return failures
-
-
 def test_a_redelivered_mail_already_sent_is_finished_though_its_address_was_suppressed_since(
     dispatcher, suppressions, table, stream_record, blastengine, invoke, dynamodb
 ) -> None:
     # GIVEN a mail the provider accepted, whose history-and-delete was throttled
-    failures = _throttle_the_first_transaction(dynamodb)
+    failures = throttle_first_call(dynamodb, "TransactWriteItems")
     record = stream_record("INSERT", raw_new=table.put(row("s-5", to="late@example.com")))
     first = invoke(dispatcher, record)
     assert len(failed_ids(first)) == 1  # left for Lambda to retry
@@ -137,7 +121,7 @@ def test_a_replay_keeps_the_recipients_its_send_left_out(
     dispatcher, suppressions, table, stream_record, blastengine, invoke, dynamodb
 ) -> None:
     suppressions.add(_bounced("gone@example.com"))
-    _throttle_the_first_transaction(dynamodb)
+    throttle_first_call(dynamodb, "TransactWriteItems")
     raw = table.put(row("s-6", cc=["gone@example.com", "ok@example.com"]))
     record = stream_record("INSERT", raw_new=raw)
     invoke(dispatcher, record)
