@@ -427,22 +427,11 @@ class Admin:
         operator, value)``; the next page's token is the last item's key, so a page that
         stops inside a DynamoDB page loses nothing."""
         request = {**request, "Limit": limit}
-        names = {"#status": "status", "#id": "id", "#sent_at": "sent_at"}
-        values = {name: {"S": value} for name, value in key_values.items()}
-        expression = []
-        for index, (attribute, operator, value) in enumerate(filters):
-            names[f"#f{index}"] = attribute
-            if operator == "absent":
-                expression.append(f"attribute_not_exists(#f{index})")
-                continue
-            values[f":f{index}"] = {"S": value}
-            expression.append(
-                f"contains(#f{index}, :f{index})"
-                if operator == "contains"
-                else f"#f{index} {operator} :f{index}"
-            )
+        expression, filter_names, filter_values = _filter_expression(filters)
+        names = {"#status": "status", "#id": "id", "#sent_at": "sent_at", **filter_names}
+        values = {name: {"S": value} for name, value in key_values.items()} | filter_values
         if expression:
-            request["FilterExpression"] = " AND ".join(expression)
+            request["FilterExpression"] = expression
         used = " ".join(
             str(request.get(k, "")) for k in ("KeyConditionExpression", "FilterExpression")
         )
@@ -500,16 +489,17 @@ class Admin:
     ) -> Iterator[dict[str, Any]]:
         """A paginated Scan, filtered on ``attribute: (operator, value)`` (None: no filter)."""
         kwargs: dict[str, Any] = {"TableName": table}
-        used = {name: cmp for name, cmp in filters.items() if cmp[1] is not None}
-        if used:
+        expression, names, values = _filter_expression(
+            [(name, op, value) for name, (op, value) in filters.items() if value is not None]
+        )
+        if expression:
             kwargs.update(
-                FilterExpression=" AND ".join(f"#{n} {op} :{n}" for n, (op, _) in used.items()),
-                ExpressionAttributeNames={f"#{n}": n for n in used},
-                ExpressionAttributeValues={f":{n}": {"S": v} for n, (_, v) in used.items()},
+                FilterExpression=expression,
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
             )
-        with _translated():
-            for page in self._client.get_paginator("scan").paginate(**kwargs):
-                yield from page.get("Items", [])
+        for page in self._pages(self._client.scan, **kwargs):
+            yield from page.get("Items", [])
 
 
 class _BoundedPages:
@@ -526,6 +516,30 @@ class _BoundedPages:
             if number == MAX_COUNT_PAGES and "LastEvaluatedKey" in page:
                 self.capped = True
                 return
+
+
+def _filter_expression(
+    filters: list[tuple[str, str, str]],
+) -> tuple[str, dict[str, str], dict[str, Any]]:
+    """A FilterExpression of ``(attribute, operator, value)`` conditions, all to hold, with its
+    names and values; operators: a comparison (``=``, ``>=``, ...), ``contains`` (part of a
+    string), ``absent`` (no such attribute; the value is ignored)."""
+    parts: list[str] = []
+    names: dict[str, str] = {}
+    values: dict[str, Any] = {}
+    for index, (attribute, operator, value) in enumerate(filters):
+        name, placeholder = f"#f{index}", f":f{index}"
+        names[name] = attribute
+        if operator == "absent":
+            parts.append(f"attribute_not_exists({name})")
+            continue
+        values[placeholder] = {"S": value}
+        parts.append(
+            f"contains({name}, {placeholder})"
+            if operator == "contains"
+            else f"{name} {operator} {placeholder}"
+        )
+    return " AND ".join(parts), names, values
 
 
 def _matches(item: Mapping[str, Any], filters: list[tuple[str, str, str]]) -> bool:
