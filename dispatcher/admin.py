@@ -161,18 +161,24 @@ class Admin:
         if ids:
             yield from self._get_rows(ids)
 
-    def stamped_rows(self, status: str, *, error_kind: str | None = None) -> Iterator[Row]:
-        """Every ``failed`` or ``deferred`` row (of ``error_kind``), newest first: the sparse
-        index's pages, the whole rows read 100 at a time (the index holds a few attributes)."""
+    def stamped_ids(self, status: str, *, error_kind: str | None = None) -> Iterator[list[str]]:
+        """The ids of every ``failed`` or ``deferred`` row (of ``error_kind``), newest first, a
+        page (at most 100) at a time: the sparse index alone, no row read."""
         token: str | None = None
         while True:
             page = self.page_rows(
                 status=status, error_kind=error_kind, token=token, limit=BATCH_GET_LIMIT
             )
-            yield from self._get_rows([item["id"]["S"] for item in page.items])
+            yield [item["id"]["S"] for item in page.items]
             token = page.next_token
             if token is None:
                 return
+
+    def stamped_rows(self, status: str, *, error_kind: str | None = None) -> Iterator[Row]:
+        """Every ``failed`` or ``deferred`` row (of ``error_kind``), newest first, read whole
+        (the index holds a few attributes), a page at a time."""
+        for ids in self.stamped_ids(status, error_kind=error_kind):
+            yield from self._get_rows(ids)
 
     def scan_rows(
         self, *, status: str | None = None, error_kind: str | None = None

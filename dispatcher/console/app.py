@@ -331,15 +331,15 @@ def bulk_refire(ctx: _Context, request: Request, form: Form) -> Response | dict[
     kind = str(source.get("kind") or "")
     if kind not in ERROR_KINDS:
         raise ConsoleError(400, f"kind must be one of {', '.join(ERROR_KINDS)}")
-    targets = list(ctx.admin.stamped_rows("failed", error_kind=kind))
-    ids = [row.id for row in targets]
-    if request.method == "GET":
+    if request.method == "GET":  # the ids are enough to ask: the index alone
+        ids = [i for page in ctx.admin.stamped_ids("failed", error_kind=kind) for i in page]
         return {"action": "/refire-failed", "kind": kind, "ids": ids, "version": "",
                 "question": f"Re-fire all {len(ids)} failed rows of kind {kind}",
                 "warning": "" if ids else "There is no failed row of this kind.",
                 "back": f"/rows?status=failed&kind={kind}"}  # fmt: skip
     results = []
-    for row in targets:  # each as read just now: a row that moved on since is left alone
+    for row in ctx.admin.stamped_rows("failed", error_kind=kind):
+        # each as read just now: a row that moved on since is left alone
         fired = row.status == "failed" and ctx.admin.refire(row)
         results.append({"id": row.id, "result": "re-fired" if fired else "changed"})
     fired_count = sum(r["result"] == "re-fired" for r in results)
