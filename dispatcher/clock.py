@@ -19,6 +19,7 @@ __all__ = [
     "RemainingTime",
     "SystemClock",
     "iso_utc",
+    "parse_iso",
     "remaining_time",
 ]
 
@@ -87,3 +88,15 @@ def iso_utc(moment: datetime) -> str:
     """``2026-11-24T09:30:00.000Z``: fixed width, so string order is time order."""
     utc = moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
     return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+
+
+def parse_iso(value: object) -> datetime | None:
+    """An ISO-8601 time with an offset (``Z`` included) as an aware datetime; None if it is
+    not one."""
+    if not isinstance(value, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else None

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import random
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.metrics import MetricUnit
@@ -28,7 +28,7 @@ from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import 
 from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
 
 from dispatcher.attachments import Attachments
-from dispatcher.clock import SYSTEM_CLOCK, Clock, Deadline, remaining_time
+from dispatcher.clock import SYSTEM_CLOCK, Clock, Deadline, iso_utc, remaining_time
 from dispatcher.credentials import credentials_loader
 from dispatcher.failure_policy import FailurePolicy, FailureStamp
 from dispatcher.message import Message, parse_message
@@ -36,16 +36,19 @@ from dispatcher.observability import logger, metrics
 from dispatcher.outcome import Outcome, RecordResult, emit_metrics
 from dispatcher.providers.base import MailProvider
 from dispatcher.providers.blastengine import BlastengineClient
+from dispatcher.providers.blastengine_lookup import BlastengineLookup
 from dispatcher.providers.errors import ProviderError
 from dispatcher.ratelimit import RequestSlots, TokenBucket
 from dispatcher.retry import SendFailedError
 from dispatcher.row import Row, RowStatus, string_attribute
-from dispatcher.send_once import OnceSender, Sent
+from dispatcher.send_once import MaybeSentError, OnceSender, Sent
 from dispatcher.settings import Settings
+from dispatcher.settle import LookupFailed, NotTaken, Settler, Taken, Wait
 from dispatcher.shared_limit import LimitTable, SharedBucket
 from dispatcher.store import HistoryEntry, Store
 from dispatcher.suppression import RecipientSuppressedError, SuppressionList
 from dispatcher.triage import Reason, triage
+from dispatcher.unsettled import Unsettled, message_digests
 
 if TYPE_CHECKING:
     import httpx
@@ -80,12 +83,14 @@ class Dispatcher:
         store: Store,
         sender: OnceSender,
         attachments: Attachments,
+        settler: Settler,
         suppressions: SuppressionList | None = None,
         limit: LimitTable | None = None,
         clock: Clock = SYSTEM_CLOCK,
         rng: random.Random | None = None,
     ) -> None:
         self.settings = settings
+        self.settler = settler
         self.limit = limit
         self.store = store
         self.sender = sender
@@ -126,12 +131,19 @@ class Dispatcher:
             max_total_bytes=settings.attachments_max_bytes,
             s3_client=s3_client,
         )
-        provider = provider or BlastengineClient(
+        blastengine = BlastengineClient(
             base_url=settings.blastengine_base_url,
             credentials=credentials_loader(settings),
             http_client=http_client,
             max_connections=settings.send_concurrency,
             open_attachment=attachments.open,
+        )
+        provider = provider or blastengine
+        settler = Settler(
+            {"blastengine": BlastengineLookup(blastengine)},
+            delay_seconds=settings.lookup_delay_seconds,
+            request_timeout=settings.request_timeout_seconds,
+            clock=clock,
         )
         sender = OnceSender(
             provider=provider,
@@ -164,6 +176,7 @@ class Dispatcher:
             store=store,
             sender=sender,
             attachments=attachments,
+            settler=settler,
             suppressions=suppressions,
             limit=limit,
             clock=clock,
@@ -172,7 +185,6 @@ class Dispatcher:
 
     def handle_batch(self, event: dict[str, Any], context: Any) -> PartialItemFailureResponse:
         """Process one stream batch and return Lambda's partial batch response."""
-        self.sender.register_lambda_context(context)
         invocation = _Invocation(
             deadline=Deadline.from_context(
                 remaining_time(context), self._clock, reserve=BOOKKEEPING_RESERVE_SECONDS
@@ -283,17 +295,39 @@ class Dispatcher:
             # until the mapping gave up, leaving the row with no status: it fails, with why.
             logger.exception("the row's content could not be handled")
             parsed = [f"row: could not be handled ({type(exc).__name__}: {exc}); please report"]
+        # A send of this row that may have been taken stays named on every stamp until a
+        # look-up settles it (DESIGN.md, "When the provider's answer never came").
+        unsettled = current.unsettled
         if isinstance(parsed, list):
-            return self._write(row, self.policy.invalid(parsed, prior=prior, now=now))
+            stamp = self.policy.invalid(parsed, prior=prior, now=now)
+            return self._write(row, stamp, unsettled=unsettled)
         if schedule is not None:
-            return self._write(row, schedule)
+            return self._write(row, schedule, unsettled=unsettled)
+
+        # Before anything is sent again: did the provider take the unanswered send?
+        settled: str | None = None
+        if unsettled is not None:
+            verdict = self.settler.settle(
+                unsettled, bucket=invocation.bucket, deadline=invocation.deadline
+            )
+            if isinstance(verdict, Taken):
+                result = self._confirmed(row, parsed, unsettled, verdict)
+                if result is not None:
+                    return result
+            elif not isinstance(verdict, NotTaken):
+                return self._unsettled(row, unsettled, verdict, prior)
+            else:
+                settled = iso_utc(unsettled.opened_at)
+            unsettled = None
+
         # Still step 1: the attachments exist and fit (an S3 lookup, so outside the parser).
         try:
             resolved = self.attachments.resolve(parsed)
         except ProviderError as exc:  # no bucket, or no permission on it: `config`
-            return self._write(row, self._after_error(exc, prior, 0))
+            return self._write(row, self._after_error(exc, prior, 0), unsettled=None)
         if isinstance(resolved, list):
-            return self._write(row, self.policy.invalid(resolved, prior=prior, now=now))
+            stamp = self.policy.invalid(resolved, prior=prior, now=now)
+            return self._write(row, stamp, unsettled=None)
         parsed = resolved
 
         # Steps 2 and 3: send once, under the idempotency record keyed on id + content. No
@@ -307,12 +341,71 @@ class Dispatcher:
                 prior=prior,
                 budget=self.policy.budget(prior),
                 screen=self.suppressions.screen if self.suppressions is not None else None,
+                settled=settled,
             )
         except RecipientSuppressedError as exc:
-            return self._write(row, self.policy.suppressed(exc.reason, prior=prior, now=now))
+            stamp = self.policy.suppressed(exc.reason, prior=prior, now=now)
+            return self._write(row, stamp, unsettled=None)
         except SendFailedError as exc:
-            return self._write(row, self._after_error(exc.error, prior, exc.attempts))
+            stamp = self._after_error(exc.error, prior, exc.attempts)
+            return self._write(row, stamp, unsettled=None)
+        except MaybeSentError as exc:
+            stamp = self.policy.ambiguous(exc.unsettled, attempts=exc.attempts, now=now)
+            return replace(self._write(row, stamp, unsettled=exc.unsettled), ambiguous=True)
         return self._record_success(sent.message, row, sent)
+
+    def _confirmed(
+        self, row: Row, message: Message, unsettled: Unsettled, taken: Taken
+    ) -> RecordResult | None:
+        """The look-up found the unanswered send taken: its history item, confirmed by
+        look-up. The row is moved if it still holds that mail; if a person has since edited
+        it into another mail, that one is still to be sent (None: go on)."""
+        found = taken.found
+        entry = HistoryEntry(
+            id=row.id,
+            sent_at=iso_utc(found.taken_at),
+            provider=unsettled.provider,
+            delivery_id=found.delivery_id,
+            to=unsettled.to,
+            subject=message.subject,
+            attempts=row.attempts,
+            content_hash=unsettled.content_hash,
+            expires_at=self.sender.history_expiry(found.taken_at),
+            cc_count=len(message.cc),
+            bcc_count=len(message.bcc),
+            confirmed_by="lookup",
+        )
+        same = message.to == unsettled.to and bool(
+            set(message_digests(message)) & set(unsettled.digests)
+        )
+        if not same:
+            self.store.record_history(entry)
+            logger.info(
+                "an earlier send was taken; the row's edited content is sent as a new mail",
+                extra={"delivery_id": found.delivery_id},
+            )
+            return None
+        deleted = self.store.record_sent(entry, row, replayed=False)
+        kept = "" if deleted else "; the row changed meanwhile and was kept"
+        return RecordResult(
+            Outcome.CONFIRMED,
+            row.id,
+            f"{unsettled.provider} had taken it as delivery {found.delivery_id} (confirmed by "
+            f"look-up); not sent again{kept}",
+        )
+
+    def _unsettled(
+        self, row: Row, unsettled: Unsettled, verdict: Wait | LookupFailed, prior: int
+    ) -> RecordResult:
+        """Not sent: too early to look up, or the look-up failed. The row keeps waiting."""
+        now = self._clock.now()
+        if isinstance(verdict, Wait):
+            stamp = self.policy.ambiguous(unsettled, attempts=prior, now=now)
+            return self._write(row, stamp, unsettled=unsettled)
+        stamp = self.policy.lookup_failed(
+            unsettled, verdict.error, prior=prior, now=now, rng=self._rng
+        )
+        return replace(self._write(row, stamp, unsettled=unsettled), lookup_failed=True)
 
     def _record_success(self, message: Message, row: Row, sent: Sent) -> RecordResult:
         """Step 4: history item and delete, in one transaction."""
@@ -351,12 +444,19 @@ class Dispatcher:
             error, prior=prior, attempts=attempts, now=self._clock.now(), rng=self._rng
         )
 
-    def _write(self, row: Row, stamp: FailureStamp) -> RecordResult:
+    def _write(self, row: Row, stamp: FailureStamp, *, unsettled: Unsettled | None) -> RecordResult:
         """Step 5 (and 2's scheduling): stamp a row that stays, conditional on the content
-        that was tried."""
-        if stamp.status is RowStatus.SCHEDULED and (row.status, row.retry_at) == (
-            stamp.status.value,
-            stamp.retry_at,
+        that was tried. ``unsettled`` is what the row must keep of a send that may have been
+        taken (None: nothing, or settled now); every stamp says, so none forgets it."""
+        stamp = replace(stamp, unsettled=unsettled)
+        if (
+            stamp.status is RowStatus.SCHEDULED
+            and (row.status, row.retry_at)
+            == (
+                stamp.status.value,
+                stamp.retry_at,
+            )
+            and unsettled == row.unsettled
         ):
             # Already parked with this time: rewriting identical values would only echo.
             return RecordResult(Outcome.SCHEDULED, row.id, f"already {stamp.describe()}")

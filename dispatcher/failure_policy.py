@@ -10,13 +10,14 @@ writes what these return, and the unit tests check the decisions on their own.
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from dispatcher.clock import iso_utc
 from dispatcher.providers.errors import InvalidMessageError, ProviderError, TransientError
 from dispatcher.row import ErrorKind, RowStatus
-from dispatcher.settings import Settings
+from dispatcher.settings import DEFAULT_LOOKUP_DELAY_SECONDS, Settings
+from dispatcher.unsettled import Unsettled
 
 __all__ = [
     "DEFER_BASE_SECONDS",
@@ -42,6 +43,9 @@ class FailureStamp:
     error_kind: ErrorKind | None = None
     http_status: int | None = None
     retry_at: str | None = None
+    #: A send that may have been taken, kept on the row until a look-up settles it; None
+    #: removes the row's marker (the dispatcher sets it on every stamp it writes).
+    unsettled: Unsettled | None = None
 
     def describe(self) -> str:
         """One line for the logs and the CLI: ``deferred until ... (transient): HTTP 503``."""
@@ -91,6 +95,7 @@ class FailurePolicy:
     max_attempts: int
     attempts_per_invocation: int
     deferral_base_seconds: float = DEFER_BASE_SECONDS
+    lookup_delay_seconds: float = DEFAULT_LOOKUP_DELAY_SECONDS
 
     @classmethod
     def from_settings(cls, settings: Settings) -> FailurePolicy:
@@ -98,6 +103,7 @@ class FailurePolicy:
             max_attempts=settings.max_attempts,
             attempts_per_invocation=settings.attempts_per_invocation,
             deferral_base_seconds=settings.deferral_base_seconds,
+            lookup_delay_seconds=settings.lookup_delay_seconds,
         )
 
     def budget(self, prior: int) -> int:
@@ -118,6 +124,68 @@ class FailurePolicy:
     def scheduled(self, send_after: datetime, *, prior: int, now: datetime) -> FailureStamp:
         """A row whose ``send_after`` lies ahead: parked for the sweeper until then."""
         return FailureStamp(RowStatus.SCHEDULED, prior, iso_utc(now), retry_at=iso_utc(send_after))
+
+    def ambiguous(self, unsettled: Unsettled, *, attempts: int, now: datetime) -> FailureStamp:
+        """The provider may have taken it: deferred until its look-up can be trusted, the
+        attempt limit notwithstanding (giving up here would leave the question open)."""
+        until = unsettled.visible_from(self.lookup_delay_seconds)
+        return FailureStamp(
+            RowStatus.DEFERRED,
+            attempts,
+            iso_utc(now),
+            last_error=f"{unsettled.reason}; {unsettled.provider} may have taken the mail, so "
+            "it is looked up there before anything is sent again",
+            error_kind=ErrorKind.AMBIGUOUS,
+            retry_at=iso_utc(max(until, now)),
+            unsettled=unsettled,
+        )
+
+    def lookup_failed(
+        self,
+        unsettled: Unsettled,
+        error: ProviderError,
+        *,
+        prior: int,
+        now: datetime,
+        rng: random.Random,
+    ) -> FailureStamp:
+        """The look-up could not say whether the mail was taken: one attempt spent; deferred
+        to ask again, and past the attempt limit failed with the question stated, never sent
+        on a guess."""
+        total = prior + 1
+        window = f"{iso_utc(unsettled.opened_at)} and {iso_utc(unsettled.closed_at)}"
+        question = (
+            f"could not learn whether {unsettled.provider} took the mail to {unsettled.to} "
+            f"sent between {window} ({error.message})"
+        )
+        if total < self.max_attempts:
+            delay = deferral_delay(
+                total,
+                attempts_per_invocation=self.attempts_per_invocation,
+                retry_after=getattr(error, "retry_after", None),
+                rng=rng,
+                base=self.deferral_base_seconds,
+            )
+            return FailureStamp(
+                RowStatus.DEFERRED,
+                total,
+                iso_utc(now),
+                last_error=f"{question}; asking again",
+                error_kind=ErrorKind.AMBIGUOUS,
+                http_status=error.http_status,
+                retry_at=iso_utc(now + timedelta(seconds=delay)),
+                unsettled=unsettled,
+            )
+        stamp = _failed(
+            ErrorKind.AMBIGUOUS,
+            f"{question}; gave up asking after {total} attempts and did not send it again. "
+            f"Check {unsettled.provider}'s delivery log for {unsettled.to}: re-fire to look "
+            "it up again, or cancel the row if the mail went out",
+            attempts=total,
+            now=now,
+            http_status=error.http_status,
+        )
+        return replace(stamp, unsettled=unsettled)
 
     def after_error(
         self,

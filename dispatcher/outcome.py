@@ -18,6 +18,7 @@ class Outcome(StrEnum):
 
     SENT = "sent"
     DUPLICATE = "duplicate"  # already sent earlier: bookkeeping finished, nothing re-sent
+    CONFIRMED = "confirmed"  # its answer never came; a look-up found the mail taken
     FAILED = "failed"
     DEFERRED = "deferred"
     SCHEDULED = "scheduled"
@@ -35,11 +36,16 @@ class RecordResult:
     detail: str
     error_kind: ErrorKind | None = None
     latency_seconds: float | None = None
+    #: A send of this record went unanswered: the provider may have taken it.
+    ambiguous: bool = False
+    #: A look-up to settle an earlier unanswered send failed.
+    lookup_failed: bool = False
 
 
 _METRIC_NAMES = {
     Outcome.SENT: "Sent",
     Outcome.DUPLICATE: "DuplicateSuppressed",
+    Outcome.CONFIRMED: "ConfirmedByLookup",
     Outcome.FAILED: "Failed",
     Outcome.DEFERRED: "Deferred",
     Outcome.SCHEDULED: "Scheduled",
@@ -54,6 +60,10 @@ def emit_metrics(result: RecordResult) -> None:
     metrics.add_metric(name=_METRIC_NAMES[result.outcome], unit=MetricUnit.Count, value=1)
     if result.outcome is Outcome.FAILED and result.error_kind is not None:
         metrics.add_metric(name=f"Failed_{result.error_kind.value}", unit=MetricUnit.Count, value=1)
+    if result.ambiguous:
+        metrics.add_metric(name="AmbiguousSends", unit=MetricUnit.Count, value=1)
+    if result.lookup_failed:
+        metrics.add_metric(name="LookupFailures", unit=MetricUnit.Count, value=1)
     if result.latency_seconds is not None:
         metrics.add_metric(
             name="ProviderLatency",

@@ -1,9 +1,11 @@
 """Sending one message with pacing and rate-limit-aware retries, inside a deadline.
 
-``DESIGN.md``, "Sending", step 3: retry 429 (honouring ``Retry-After``), 5xx, timeouts and
-connection errors with exponential backoff and full jitter, bounded both by a number of
+``DESIGN.md``, "Sending", step 3: retry 429 (honouring ``Retry-After``), 5xx and requests
+that never left with exponential backoff and full jitter, bounded both by a number of
 attempts and by the Lambda's remaining time; never retry another 4xx. Tenacity runs the loop;
-the decisions are the small functions below.
+the decisions are the small functions below. A request that may have been taken (a read
+timeout, a connection broken after the write) is not retried at all: ``DESIGN.md``, "When the
+provider's answer never came".
 """
 
 from __future__ import annotations
@@ -18,7 +20,12 @@ from tenacity.wait import wait_base
 from dispatcher.clock import Clock, Deadline
 from dispatcher.message import Message
 from dispatcher.providers.base import MailProvider
-from dispatcher.providers.errors import ProviderError, RateLimitedError, TransientError
+from dispatcher.providers.errors import (
+    AmbiguousSendError,
+    ProviderError,
+    RateLimitedError,
+    TransientError,
+)
 from dispatcher.ratelimit import BucketTimeoutError, RequestSlots
 
 __all__ = [
@@ -74,10 +81,11 @@ class _OutOfTime(TransientError):
 
 
 def _should_retry(exc: BaseException) -> bool:
-    # 429, 5xx, timeouts and connection errors (all TransientError) may succeed next time. Any
+    # 429, 5xx and requests that never left (all TransientError) may succeed next time. Any
     # other 4xx, a config error or an invalid message fails the same way again: stop at once.
     # Running out of time is transient for the row, but not worth a retry in this invocation.
-    return isinstance(exc, TransientError) and not isinstance(exc, _OutOfTime)
+    # A request that may have been taken is never repeated blindly: a look-up settles it.
+    return isinstance(exc, TransientError) and not isinstance(exc, _OutOfTime | AmbiguousSendError)
 
 
 def full_jitter(attempt: int, policy: RetryPolicy) -> float:
@@ -136,9 +144,14 @@ def send_with_retries(
             raise _OutOfTime(str(exc)) from None
         timeout = min(policy.request_timeout, deadline.remaining())
         attempts += 1
-        started = clock.monotonic()
+        started, opened_at = clock.monotonic(), clock.now()
         try:
             accepted = provider.send(message, timeout=max(timeout, MIN_REQUEST_SECONDS))
+        except AmbiguousSendError as exc:
+            # When the provider could have taken it: from before the request left to after
+            # its answer was given up on (the look-up adds a margin for clocks).
+            exc.opened_at, exc.closed_at = opened_at, clock.now()
+            raise
         except RateLimitedError as exc:
             bucket.pause(
                 exc.retry_after if exc.retry_after is not None else DEFAULT_429_PAUSE_SECONDS

@@ -19,6 +19,8 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
+from dispatcher.unsettled import Unsettled
+
 __all__ = [
     "BOOKKEEPING_ATTRIBUTES",
     "REQUEST_ATTRIBUTES",
@@ -70,6 +72,7 @@ BOOKKEEPING_ATTRIBUTES = frozenset(
         "failed_at",
         "retry_at",
         "fired_at",
+        "unsettled",
     }
 )
 
@@ -83,6 +86,9 @@ class ErrorKind(StrEnum):
     RATE_LIMITED = "rate_limited"
     CONFIG = "config"
     SUPPRESSED = "suppressed"
+    #: The provider may have taken the mail (its answer never came): the row waits for the
+    #: look-up that settles it (README, "When the provider's answer never came").
+    AMBIGUOUS = "ambiguous"
 
 
 class RowStatus(StrEnum):
@@ -139,6 +145,11 @@ class Row:
     @property
     def content_hash(self) -> str:
         return content_hash(self.image)
+
+    @property
+    def unsettled(self) -> Unsettled | None:
+        """A send of this row the provider may have taken, still to be looked up."""
+        return Unsettled.from_attribute(self.image.get("unsettled"))
 
     @property
     def in_flight(self) -> bool:

@@ -4,14 +4,21 @@ Powertools Idempotency wraps the provider call alone, keyed on the row id plus t
 request attributes, and keeps the delivery id, so a record redelivered after its send
 succeeded finishes its bookkeeping without a second send. Bookkeeping must sit outside the
 wrapped function, because Powertools deletes the idempotency record when the function raises.
+
+A send whose answer never came is a *result*, not an exception: the wrapped function returns
+it, so Powertools keeps it, and a redelivery replays "may have been taken" instead of sending
+again. An in-progress record met by a later delivery (the holder died) means the same. Either
+way :class:`MaybeSentError` carries the :class:`~dispatcher.unsettled.Unsettled` marker the
+row keeps until a look-up settles it.
 """
 
 from __future__ import annotations
 
 import random
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, NotRequired, TypedDict
 
 from aws_lambda_powertools.utilities.idempotency import (
@@ -29,12 +36,13 @@ from dispatcher.clock import Clock, Deadline, iso_utc
 from dispatcher.message import Message
 from dispatcher.observability import logger
 from dispatcher.providers.base import MailProvider
-from dispatcher.providers.errors import TransientError
+from dispatcher.providers.errors import AmbiguousSendError
 from dispatcher.ratelimit import RequestSlots
 from dispatcher.retry import RetryPolicy, SendFailedError, send_with_retries
 from dispatcher.suppression import leaving_out
+from dispatcher.unsettled import Unsettled, message_digests
 
-__all__ = ["IDEMPOTENCY_KEY_PREFIX", "OnceSender", "SendResult", "Sent"]
+__all__ = ["IDEMPOTENCY_KEY_PREFIX", "MaybeSentError", "OnceSender", "SendResult", "Sent"]
 
 #: Stable idempotency key prefix, so a refactor of the code does not reset every key.
 IDEMPOTENCY_KEY_PREFIX = "dispatcher.send"
@@ -42,6 +50,17 @@ IDEMPOTENCY_KEY_PREFIX = "dispatcher.send"
 #: How often the result of a send is offered to the idempotency store in all (Powertools'
 #: own save, then ours), with a backoff: DynamoDB throttles in bursts.
 SAVE_ATTEMPTS = 5
+# No Lambda context is registered with the idempotency config, on purpose: registered, an
+# in-progress record lapses at its invocation's deadline and the next delivery sends the mail
+# again blindly. Powertools warns on every send that it cannot bound the record; that is the
+# point, so the warning (and only it) is silenced.
+warnings.filterwarnings(
+    "ignore", message="Couldn't determine the remaining time left", category=UserWarning
+)
+
+#: Lambda's longest invocation: how far back a dead holder's send may lie when its
+#: in-progress record cannot be read.
+MAX_INVOCATION_SECONDS = 15 * 60
 
 
 class SendResult(TypedDict):
@@ -54,6 +73,19 @@ class SendResult(TypedDict):
     attempts: int
     #: cc/bcc the suppression screen left out of the send (absent: none, or an older record).
     left_out: NotRequired[list[str]]
+    #: Present when no answer came: the request may have been taken (Unsettled.to_plain).
+    unsettled: NotRequired[dict[str, Any]]
+
+
+class MaybeSentError(Exception):
+    """The provider may have taken the mail, and nothing says whether: the row must wait for
+    a look-up (``unsettled``), never be sent again blindly."""
+
+    def __init__(self, unsettled: Unsettled, attempts: int) -> None:
+        super().__init__(unsettled.reason)
+        self.unsettled = unsettled
+        #: The row's attempts in all, this send's included.
+        self.attempts = attempts
 
 
 @dataclass(frozen=True)
@@ -110,10 +142,6 @@ class OnceSender:
             key_prefix=IDEMPOTENCY_KEY_PREFIX,
         )
 
-    def register_lambda_context(self, context: Any) -> None:
-        """Lets Powertools bound an in-progress record by the invocation's deadline."""
-        self._config.register_lambda_context(context)
-
     def send(
         self,
         message: Message,
@@ -123,6 +151,7 @@ class OnceSender:
         prior: int,
         budget: int,
         screen: Callable[[Message], Message] | None = None,
+        settled: str | None = None,
     ) -> Sent:
         """Send ``message`` once, or recognise that it already was.
 
@@ -130,16 +159,24 @@ class OnceSender:
         after the idempotency record says it was not yet: a redelivery of a mail already
         accepted replays it, even if an address was suppressed since.
 
+        ``settled`` names an ambiguous send of this content that a look-up has since found
+        not taken (its window's opening): it joins the idempotency key, so that the record
+        which remembers "may have been taken" is not replayed over the send that follows.
+
         Raises
         ------
         SendFailedError
-            The provider did not accept it within ``budget`` requests, or an earlier
-            delivery of the same record died mid-send.
+            The provider did not accept it within ``budget`` requests.
+        MaybeSentError
+            The provider may have taken it, now or in an earlier delivery of the same record
+            (which returned no answer, or died mid-send).
         RecipientSuppressedError
             ``screen`` refused it (no idempotency record is kept: Powertools deletes it).
         """
         progress = _Progress()
         key = {"id": message.id, "content_hash": message.content_hash}
+        if settled is not None:
+            key["settled"] = settled
         try:
             result: SendResult = self._send_once(
                 key=key,
@@ -153,20 +190,20 @@ class OnceSender:
             )
         except IdempotencyAlreadyInProgressError:
             # An earlier delivery of this record died mid-send (killed, or timed out): its
-            # idempotency record stays "in progress" until that invocation's deadline. Lambda
-            # does not redeliver a shard's batch while an invocation of it still runs, so the
-            # holder is gone; retrying through batch item failures would only meet the same
-            # record until the mapping's retries ran out, leaving the row with no status. So
-            # it counts as one transient attempt: deferred, and the sweeper's re-fire (a new
-            # `revision`, hence a new idempotency key) sends it. Whether the dead send reached
-            # the provider is unknowable: the window of README, "Faults".
-            interrupted = TransientError("an earlier delivery of this record stopped mid-send")
-            raise SendFailedError(interrupted, 1) from None
+            # record stays "in progress" (no Lambda context is registered, so it never lapses
+            # at that invocation's deadline into a blind resend). Lambda does not redeliver a
+            # shard's batch while an invocation of it still runs, so the holder is gone, and
+            # whether its request reached the provider only the provider can say.
+            raise MaybeSentError(self._interrupted(key, message), prior + 1) from None
         except IdempotencyPersistenceLayerError:
             if progress.result is None:
                 raise  # nothing was sent; Lambda retries the record (step 6)
             result = progress.result
             self._keep(key, result, deadline)
+        if "unsettled" in result:
+            unsettled = Unsettled.from_plain(result["unsettled"])
+            if unsettled is not None:
+                raise MaybeSentError(unsettled, int(result["attempts"]))
         sent = progress.message or leaving_out(message, result.get("left_out", ()))
         return Sent(
             result,
@@ -193,6 +230,29 @@ class OnceSender:
         except RetryError:
             logger.warning("sent, but the idempotency record was not saved; finishing bookkeeping")
 
+    def _interrupted(self, key: dict[str, str], message: Message) -> Unsettled:
+        """The marker for a send whose holder died: from when its in-progress record was
+        written (just before the request) to now (the holder is gone)."""
+        now = self._clock.now()
+        opened = now - timedelta(seconds=MAX_INVOCATION_SECONDS)
+        try:
+            record = self._persistence.get_record(key)
+        except Exception:  # unreadable: the widest window is still right
+            record = None
+            logger.warning("the interrupted send's record could not be read; widest window")
+        if record is not None and record.expiry_timestamp:
+            written = int(record.expiry_timestamp) - self._config.expires_after_seconds
+            opened = max(opened, datetime.fromtimestamp(written, UTC))
+        return Unsettled(
+            provider=self.provider.name,
+            to=message.to,
+            opened_at=min(opened, now),
+            closed_at=now,
+            digests=message_digests(message),
+            content_hash=message.content_hash,
+            reason="an earlier delivery of this record stopped mid-send",
+        )
+
     def history_expiry(self, sent_at: datetime) -> int:
         """The history item's TTL (epoch seconds) for a mail sent at ``sent_at``."""
         return int((sent_at + self._retention).timestamp())
@@ -214,16 +274,23 @@ class OnceSender:
         if screen is not None:
             message = screen(message)
         progress.message = message
-        delivery = send_with_retries(
-            self.provider,
-            message,
-            bucket=bucket,
-            deadline=deadline,
-            clock=self._clock,
-            policy=RetryPolicy(
-                max_attempts=budget, request_timeout=self._request_timeout, rng=self._rng
-            ),
-        )
+        try:
+            delivery = send_with_retries(
+                self.provider,
+                message,
+                bucket=bucket,
+                deadline=deadline,
+                clock=self._clock,
+                policy=RetryPolicy(
+                    max_attempts=budget, request_timeout=self._request_timeout, rng=self._rng
+                ),
+            )
+        except SendFailedError as exc:
+            if not isinstance(exc.error, AmbiguousSendError):
+                raise  # not taken: Powertools deletes the record, a later send is fresh
+            # Returned, not raised: Powertools keeps it, and a redelivery replays it.
+            progress.result = self._maybe_taken(message, exc.error, prior + exc.attempts)
+            return progress.result
         sent_at = self._clock.now()
         progress.latency_seconds = delivery.latency_seconds
         progress.result = SendResult(
@@ -236,3 +303,24 @@ class OnceSender:
         if message.left_out:
             progress.result["left_out"] = list(message.left_out)
         return progress.result
+
+    def _maybe_taken(
+        self, message: Message, error: AmbiguousSendError, attempts: int
+    ) -> SendResult:
+        now = self._clock.now()
+        unsettled = Unsettled(
+            provider=self.provider.name,
+            to=message.to,
+            opened_at=error.opened_at or now,
+            closed_at=error.closed_at or now,
+            digests=message_digests(message),
+            content_hash=message.content_hash,
+            reason=error.message,
+        )
+        return SendResult(
+            provider=self.provider.name,
+            delivery_id=None,
+            sent_at=iso_utc(now),
+            attempts=attempts,
+            unsettled=unsettled.to_plain(),
+        )

@@ -14,9 +14,18 @@ from typing import Any, TypeVar
 
 from email_validator import EmailNotValidError, validate_email
 
-__all__ = ["DEFAULT_BLASTENGINE_BASE_URL", "Settings", "SettingsError"]
+__all__ = [
+    "DEFAULT_BLASTENGINE_BASE_URL",
+    "DEFAULT_LOOKUP_DELAY_SECONDS",
+    "Settings",
+    "SettingsError",
+]
 
 DEFAULT_BLASTENGINE_BASE_URL = "https://app.engn.jp/api/v1"
+#: Ten minutes: blastengine documents no visibility lag for its look-ups, a transaction is
+#: logged once it is queued (seconds, normally), and a queue backed up for minutes is what a
+#: provider's bad hour looks like. The price is only that rare ambiguous rows wait this long.
+DEFAULT_LOOKUP_DELAY_SECONDS = 600.0
 
 #: The stream keeps records 24 hours; an idempotency record must outlive any redelivery.
 _STREAM_RETENTION_SECONDS = 24 * 60 * 60
@@ -60,6 +69,9 @@ class Settings:
     request_timeout_seconds: float = 10.0
     history_retention_days: int = 90
     deferral_base_seconds: float = 30.0
+    #: How long after an ambiguous send's window a taken mail is assumed visible to the
+    #: provider's look-ups (README, "When the provider's answer never came").
+    lookup_delay_seconds: float = DEFAULT_LOOKUP_DELAY_SECONDS
     idempotency_expiry_seconds: int = 2 * _STREAM_RETENTION_SECONDS
     suppression_table_name: str | None = None
     bounce_table_name: str | None = None
@@ -77,6 +89,10 @@ class Settings:
         _positive("HISTORY_RETENTION_DAYS", self.history_retention_days)
         _positive("DEFERRAL_BASE_SECONDS", self.deferral_base_seconds)
         _positive("ATTACHMENTS_MAX_BYTES", self.attachments_max_bytes)
+        if not self.lookup_delay_seconds >= 0:
+            raise SettingsError(
+                f"LOOKUP_DELAY_SECONDS must be 0 or more, got {self.lookup_delay_seconds!r}"
+            )
         if self.idempotency_expiry_seconds <= _STREAM_RETENTION_SECONDS:
             raise SettingsError(
                 "IDEMPOTENCY_EXPIRY_SECONDS must exceed the stream's 24-hour retention "
@@ -155,6 +171,7 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "request_timeout_seconds": _number(float),
     "history_retention_days": _number(int),
     "deferral_base_seconds": _number(float),
+    "lookup_delay_seconds": _number(float),
     "idempotency_expiry_seconds": _number(int),
     "attachments_max_bytes": _number(int),
 }

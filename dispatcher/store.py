@@ -93,6 +93,8 @@ class HistoryEntry:
     bcc_count: int = 0
     #: cc/bcc addresses left out of the send because they are suppressed.
     left_out: tuple[str, ...] = ()
+    #: How the mail is known to be sent when its answer never came: ``"lookup"``.
+    confirmed_by: str | None = None
 
 
 class Store:
@@ -151,6 +153,12 @@ class Store:
                 self.client.update_item(**update)
         return moved
 
+    def record_history(self, entry: HistoryEntry) -> None:
+        """Write a history item alone: a mail a look-up found taken for content the row no
+        longer holds (it was edited since); the row's new content is still to be sent."""
+        with translated():
+            self.client.update_item(**self._history_update(entry, replayed=False))
+
     def stamp(self, row: Row, stamp: FailureStamp) -> bool:
         """Write why a row was not sent; False if the row changed or is gone meanwhile.
 
@@ -168,6 +176,8 @@ class Store:
             # Only rows waiting for a time carry retry_at: it keys the sweeper's sparse index.
             "retry_at": {"S": stamp.retry_at} if stamp.retry_at else None,
             "fired_at": None,  # the re-fire, if any, has been dealt with
+            # A send that may have been taken stays named until a look-up settles it.
+            "unsettled": stamp.unsettled.to_attribute() if stamp.unsettled else None,
         }
         condition = _content_condition(row)
         names, values = (
@@ -261,6 +271,8 @@ class Store:
             fields["delivery_id"] = {"S": entry.delivery_id}
         if entry.left_out:
             fields["suppressed_recipients"] = {"L": [{"S": a} for a in entry.left_out]}
+        if entry.confirmed_by:
+            fields["confirmed_by"] = {"S": entry.confirmed_by}
         names = {f"#h{i}": name for i, name in enumerate(fields)}
         values = {f":h{i}": value for i, value in enumerate(fields.values())}
         expression = "SET " + ", ".join(f"#h{i} = :h{i}" for i in range(len(fields)))

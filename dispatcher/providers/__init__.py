@@ -3,6 +3,7 @@
 from dispatcher.providers.base import MailProvider
 from dispatcher.providers.blastengine import BlastengineClient, bearer_token
 from dispatcher.providers.errors import (
+    AmbiguousSendError,
     ConfigError,
     InvalidMessageError,
     ProviderError,
@@ -13,6 +14,7 @@ from dispatcher.providers.errors import (
 )
 
 __all__ = [
+    "AmbiguousSendError",
     "BlastengineClient",
     "ConfigError",
     "InvalidMessageError",

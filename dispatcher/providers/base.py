@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from datetime import datetime
+from typing import TYPE_CHECKING, Protocol
 
 from dispatcher.message import Message
 
-__all__ = ["Accepted", "MailProvider"]
+if TYPE_CHECKING:
+    from dispatcher.unsettled import Unsettled
+
+__all__ = ["Accepted", "DeliveryLookup", "Found", "MailProvider"]
 
 
 @dataclass(frozen=True)
@@ -36,3 +41,24 @@ class MailProvider(Protocol):
     name: str
 
     def send(self, message: Message, *, timeout: float) -> Accepted: ...
+
+
+@dataclass(frozen=True)
+class Found:
+    """The delivery a look-up found for a send whose answer never came."""
+
+    delivery_id: str
+    taken_at: datetime
+
+
+class DeliveryLookup(Protocol):
+    """Asks a provider whether it took a mail (``DESIGN.md``, "When the provider's answer
+    never came"). ``find`` returns the delivery, None when the provider has none, or raises
+    a :class:`~dispatcher.providers.errors.ProviderError` when it cannot tell;
+    ``before_request`` runs before each request (it takes a rate-limit slot)."""
+
+    name: str
+
+    def find(
+        self, unsettled: Unsettled, *, timeout: float, before_request: Callable[[], None]
+    ) -> Found | None: ...

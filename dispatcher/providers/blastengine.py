@@ -19,6 +19,7 @@ from dispatcher.message import Attachment, Message
 from dispatcher.providers._http import parse_rate_window, parse_retry_after
 from dispatcher.providers.base import Accepted
 from dispatcher.providers.errors import (
+    AmbiguousSendError,
     ConfigError,
     ProviderError,
     TransientError,
@@ -155,13 +156,9 @@ class BlastengineClient:
                 response = self._http.post(self._url, files=files, headers=headers, timeout=timeout)
             else:
                 response = self._http.post(self._url, json=body, headers=headers, timeout=timeout)
-        except httpx.TimeoutException as exc:
-            raise TransientError(
-                f"no answer from blastengine within {timeout:.1f}s ({type(exc).__name__})"
-            ) from None
         except httpx.HTTPError as exc:
             # Deliberately `from None`: httpx errors carry the request, and with it the token.
-            raise TransientError(f"cannot reach blastengine ({type(exc).__name__})") from None
+            raise _transport_error(exc, timeout) from None
         finally:
             for stream in streams:
                 stream.close()
@@ -233,6 +230,36 @@ class BlastengineClient:
             response.status_code, detail, retry_after=max(known) if known else None
         )
         raise error
+
+
+#: Failures before the request was whole on the wire: blastengine cannot have taken it.
+_NEVER_LEFT = (
+    httpx.ConnectError,  # refused, DNS, TLS handshake
+    httpx.ConnectTimeout,
+    httpx.PoolTimeout,
+    httpx.WriteError,  # the body did not all leave: no server acts on half a request
+    httpx.WriteTimeout,
+    httpx.LocalProtocolError,
+    httpx.UnsupportedProtocol,
+    httpx.ProxyError,
+)
+#: Failures after it was written, while waiting for or reading the answer: it may have been.
+_MAYBE_TAKEN = (httpx.ReadTimeout, httpx.ReadError, httpx.RemoteProtocolError)
+
+
+def _transport_error(exc: httpx.HTTPError, timeout: float) -> ProviderError:
+    """Tell "the request never left" (retried) from "it may have been taken" (settled by
+    look-up, never retried blindly): the one decision ``DESIGN.md``, "When the provider's
+    answer never came", rests on. A kind httpx may add later counts as the second: a
+    look-up costs a little, a duplicate mail cannot be taken back."""
+    name = type(exc).__name__
+    if isinstance(exc, _NEVER_LEFT):
+        return TransientError(f"cannot reach blastengine ({name})")
+    if isinstance(exc, httpx.ReadTimeout):
+        return AmbiguousSendError(f"no answer from blastengine within {timeout:.1f}s ({name})")
+    if isinstance(exc, _MAYBE_TAKEN):
+        return AmbiguousSendError(f"the connection broke before blastengine answered ({name})")
+    return AmbiguousSendError(f"blastengine's answer was lost ({name})")
 
 
 def _json(response: httpx.Response) -> Any:

@@ -7,9 +7,12 @@ edits or re-fires it. HTTP statuses map onto the tree in one flat function,
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from dispatcher.row import ErrorKind
 
 __all__ = [
+    "AmbiguousSendError",
     "ConfigError",
     "InvalidMessageError",
     "ProviderError",
@@ -67,6 +70,29 @@ class RateLimitedError(TransientError):
         self.retry_after = retry_after
 
 
+class AmbiguousSendError(TransientError):
+    """The request was written and no answer came: the provider may have taken the mail.
+
+    Never retried blindly (``DESIGN.md``, "When the provider's answer never came"): the row
+    waits until a look-up says whether the mail went out. ``opened_at``/``closed_at`` bound
+    when it could have been taken; the retry loop that made the request sets them.
+    """
+
+    kind = ErrorKind.AMBIGUOUS
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        http_status: int | None = None,
+        opened_at: datetime | None = None,
+        closed_at: datetime | None = None,
+    ) -> None:
+        super().__init__(message, http_status=http_status)
+        self.opened_at = opened_at
+        self.closed_at = closed_at
+
+
 def error_for_status(
     status: int, detail: str, *, retry_after: float | None = None
 ) -> ProviderError:
@@ -80,6 +106,10 @@ def error_for_status(
         )
     if 400 <= status < 500:
         return RejectedError(text, http_status=status)
+    if status == 504:
+        # A gateway gave up waiting for the service behind it, which may still have taken
+        # the mail: the one 5xx that proves nothing.
+        return AmbiguousSendError(f"{text} (the provider may have taken it)", http_status=status)
     if 300 <= status < 400:
         return ConfigError(
             f"{text} (unexpected redirect: check the provider base URL)", http_status=status

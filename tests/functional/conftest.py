@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -20,21 +21,83 @@ from tests.conftest import BASE_URL, TABLE_NAMES, image
 from tests.fakes import FakeClock, SerializedClient
 
 TRANSACTION_URL = BASE_URL + "/deliveries/transaction"
+RESULTS_URL = BASE_URL + "/logs/mails/results"
+DELIVERY_URL = BASE_URL.replace(".", r"\.") + r"/deliveries/\d+$"
 
 
 class Blastengine:
-    """respx route for the transaction API: answers from a script, then 201 with new ids."""
+    """respx routes for blastengine: the transaction API answers from a script, then 201 with
+    new ids; the look-ups (``/logs/mails/results``, ``/deliveries/{id}``) answer from the mail
+    accepted so far, or 503 while ``lookups_down`` is set."""
 
-    def __init__(self, router: respx.MockRouter) -> None:
+    def __init__(self, router: respx.MockRouter, clock: FakeClock) -> None:
         self.script: list[Callable[[httpx.Request], httpx.Response] | httpx.Response] = []
         self._ids = itertools.count(1)
+        self._clock = clock
+        self.accepted: list[tuple[int, datetime, dict[str, Any]]] = []
+        self.lookups_down = False
         self.route = router.post(TRANSACTION_URL).mock(side_effect=self._answer)
+        self.results = router.get(RESULTS_URL).mock(side_effect=self._results)
+        self.details = router.get(url__regex=DELIVERY_URL).mock(side_effect=self._delivery)
 
     def _answer(self, request: httpx.Request) -> httpx.Response:
         if self.script:
             step = self.script.pop(0)
             return step(request) if callable(step) else step
-        return httpx.Response(201, json={"delivery_id": next(self._ids)})
+        return self.accept(request)
+
+    def accept(self, request: httpx.Request) -> httpx.Response:
+        """Take the mail (keep it for the look-ups) and answer 201."""
+        delivery_id = next(self._ids)
+        try:
+            payload = json.loads(request.content)
+        except ValueError:  # multipart (attachments): not looked up in these tests
+            payload = {}
+        self.accepted.append((delivery_id, self._clock.now(), payload))
+        return httpx.Response(201, json={"delivery_id": delivery_id})
+
+    def accept_then_hang(self, request: httpx.Request) -> httpx.Response:
+        """Take the mail, but the answer never reaches the client."""
+        self.accept(request)
+        raise httpx.ReadTimeout("timed out (test)", request=request)
+
+    def _results(self, request: httpx.Request) -> httpx.Response:
+        if self.lookups_down:
+            return httpx.Response(503, json={"error_messages": {"server": ["down (test)"]}})
+        query = request.url.params
+        start = datetime.fromisoformat(query["delivery_start"])
+        end = datetime.fromisoformat(query["delivery_end"])
+        data = [
+            {
+                "maillog_id": n,
+                "delivery_id": delivery_id,
+                "email": payload["to"],
+                "status": "SENT",
+                "created_time": at.isoformat(),
+            }
+            for n, (delivery_id, at, payload) in enumerate(self.accepted, 1)
+            if payload.get("to") == query["email"] and start <= at <= end
+        ]
+        return httpx.Response(200, json={"data": data})
+
+    def _delivery(self, request: httpx.Request) -> httpx.Response:
+        if self.lookups_down:
+            return httpx.Response(503, json={"error_messages": {"server": ["down (test)"]}})
+        wanted = int(request.url.path.rsplit("/", 1)[-1])
+        for delivery_id, at, payload in self.accepted:
+            if delivery_id == wanted:
+                return httpx.Response(
+                    200,
+                    json={
+                        "delivery_id": delivery_id,
+                        "status": "SENT",
+                        "subject": payload["subject"],
+                        "text_part": payload["text_part"],
+                        "html_part": payload.get("html_part"),
+                        "created_time": at.isoformat(),
+                    },
+                )
+        return httpx.Response(404, json={"error_messages": {"delivery_id": ["not found"]}})
 
     @property
     def payloads(self) -> list[dict[str, Any]]:
@@ -42,9 +105,9 @@ class Blastengine:
 
 
 @pytest.fixture
-def blastengine() -> Iterator[Blastengine]:
+def blastengine(clock: FakeClock) -> Iterator[Blastengine]:
     with respx.mock(assert_all_called=False) as router:
-        yield Blastengine(router)
+        yield Blastengine(router, clock)
 
 
 @pytest.fixture

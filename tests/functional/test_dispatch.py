@@ -361,8 +361,8 @@ class _ProcessKilled(BaseException):
     """Stands in for SIGKILL: no ``except Exception`` sees it, so nothing is cleaned up."""
 
 
-def test_a_redelivery_after_a_death_mid_send_defers_the_row_and_the_refire_sends_it(
-    dispatcher, table, stream_record, blastengine, invoke
+def test_a_redelivery_after_a_death_mid_send_waits_for_the_lookup_then_sends(
+    dispatcher, table, stream_record, blastengine, invoke, clock
 ) -> None:
     # GIVEN an invocation that died mid-send, leaving its idempotency record "in progress"
     record = _insert(table, stream_record, row("r1"))
@@ -381,23 +381,24 @@ def test_a_redelivery_after_a_death_mid_send_defers_the_row_and_the_refire_sends
     # WHEN Lambda redelivers the record
     redelivered = invoke(dispatcher, record)
 
-    # THEN it is not retried forever against the in-progress record: the row is deferred,
-    # with the reason, for the sweeper, and nothing more was sent
+    # THEN it is not retried forever against the in-progress record, nor sent blindly: the
+    # row waits for the look-up (the dead request may have been taken), with the reason
     assert failed_ids(redelivered) == []
     current = table.get("r1")
     assert attr(current, "status") == "deferred"
-    assert attr(current, "error_kind") == "transient"
+    assert attr(current, "error_kind") == "ambiguous"
     assert attr(current, "attempts") == "1"
     assert "stopped mid-send" in attr(current, "last_error")
     assert attr(current, "retry_at") > attr(current, "failed_at")
-    assert blastengine.route.call_count == 0
+    assert "unsettled" in current
+    assert blastengine.route.call_count == 0  # (respx does not count the dead request)
 
-    # WHEN the sweeper re-fires it (a new revision: a new idempotency key)
+    # WHEN the sweeper re-fires it after the look-up delay (a new revision)
+    clock.advance(dispatcher.settings.lookup_delay_seconds + 1)
     refired = table.update("r1", revision=1)
     invoke(dispatcher, stream_record("MODIFY", raw_new=refired, old=current))
 
-    # THEN it is sent and moved
+    # THEN blastengine was asked, had nothing, and the mail is sent and moved
+    assert blastengine.results.call_count == 1
     assert blastengine.route.call_count == 1
     assert table.get("r1") is None
-    [history] = table.history("r1")
-    assert attr(history, "attempts") == "2"

@@ -10,6 +10,7 @@ import respx
 from dispatcher.credentials import Credentials
 from dispatcher.message import Encode, Message
 from dispatcher.providers import (
+    AmbiguousSendError,
     BlastengineClient,
     ConfigError,
     RateLimitedError,
@@ -150,6 +151,47 @@ def test_transport_failures_are_transient_and_never_leak_httpx(
 
     assert raised.value.__cause__ is None
     assert not isinstance(raised.value, httpx.HTTPError)
+
+
+@respx.mock
+@pytest.mark.parametrize(
+    ("exc", "ambiguous"),
+    [
+        # the request never left: retried as any transient failure
+        (httpx.ConnectError("connection refused"), False),
+        (httpx.ConnectError("[Errno -2] Name or service not known"), False),
+        (httpx.ConnectTimeout("connect timed out"), False),
+        (httpx.ConnectError("[SSL: CERTIFICATE_VERIFY_FAILED]"), False),
+        (httpx.PoolTimeout("no free connection"), False),
+        (httpx.WriteError("broken pipe"), False),
+        (httpx.WriteTimeout("write timed out"), False),
+        # it was written and no answer came: blastengine may have taken it
+        (httpx.ReadTimeout("read timed out"), True),
+        (httpx.ReadError("connection reset by peer"), True),
+        (httpx.RemoteProtocolError("Server disconnected without sending a response"), True),
+    ],
+)
+def test_a_request_that_may_have_been_taken_is_ambiguous_and_one_that_never_left_is_not(
+    client: BlastengineClient, exc: Exception, ambiguous: bool
+) -> None:
+    respx.post(URL).mock(side_effect=exc)
+
+    with pytest.raises(TransientError) as raised:
+        client.send(MESSAGE, timeout=5)
+
+    assert isinstance(raised.value, AmbiguousSendError) is ambiguous
+    assert (raised.value.kind is ErrorKind.AMBIGUOUS) is ambiguous
+
+
+@respx.mock
+def test_a_gateway_timeout_is_ambiguous_other_5xx_are_not(client: BlastengineClient) -> None:
+    respx.post(URL).mock(side_effect=[httpx.Response(504, json={}), httpx.Response(502, json={})])
+
+    with pytest.raises(AmbiguousSendError):
+        client.send(MESSAGE, timeout=5)
+    with pytest.raises(TransientError) as raised:
+        client.send(MESSAGE, timeout=5)
+    assert not isinstance(raised.value, AmbiguousSendError)
 
 
 @respx.mock

@@ -8,6 +8,7 @@ from dispatcher.clock import Deadline
 from dispatcher.message import Message
 from dispatcher.providers.base import Accepted
 from dispatcher.providers.errors import (
+    AmbiguousSendError,
     ConfigError,
     ProviderError,
     RateLimitedError,
@@ -110,6 +111,27 @@ def test_other_4xx_and_config_errors_are_never_retried(error: ProviderError) -> 
     assert raised.value.attempts == 1
     assert raised.value.error is error
     assert clock.sleeps == []
+
+
+def test_a_send_that_may_have_been_taken_is_never_retried_and_carries_its_window() -> None:
+    # GIVEN a 503 (not taken: retried), then a request whose answer never came
+    clock = FakeClock()
+    provider = ScriptedProvider(
+        clock, TransientError("HTTP 503"), AmbiguousSendError("read timed out"), "never"
+    )
+
+    # WHEN it is sent with a budget of five
+    with pytest.raises(SendFailedError) as raised:
+        _send(provider, clock)
+
+    # THEN the loop stops at the ambiguous request, naming when it could have been taken
+    error = raised.value.error
+    assert isinstance(error, AmbiguousSendError)
+    assert raised.value.attempts == 2
+    assert error.opened_at is not None
+    assert error.closed_at is not None
+    assert error.opened_at == clock.now() - (error.closed_at - error.opened_at)
+    assert (error.closed_at - error.opened_at).total_seconds() == pytest.approx(0.1)
 
 
 def test_attempts_are_bounded() -> None:

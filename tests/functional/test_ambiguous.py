@@ -1,0 +1,252 @@
+"""A send whose answer never came is settled by asking blastengine, never repeated blindly
+(DESIGN.md, "When the provider's answer never came"; README, the same section)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from dispatcher.unsettled import Unsettled
+from tests.conftest import row
+from tests.functional.conftest import attr, failed_ids
+
+
+def _insert(table: Any, stream_record: Any, values: dict[str, Any]) -> dict[str, Any]:
+    return stream_record("INSERT", raw_new=table.put(values))
+
+
+def _refire(table: Any, stream_record: Any, row_id: str) -> dict[str, Any]:
+    """What the sweeper does to a due row: bump its revision (a MODIFY on the stream)."""
+    current = table.get(row_id)
+    revision = int(attr(current, "revision") or 0) + 1
+    return stream_record("MODIFY", raw_new=table.update(row_id, revision=revision), old=current)
+
+
+def test_an_accepted_mail_whose_answer_never_came_is_not_sent_again(
+    dispatcher, table, stream_record, blastengine, invoke, clock
+) -> None:
+    # GIVEN blastengine takes the mail, but its answer never reaches the dispatcher
+    blastengine.script.append(blastengine.accept_then_hang)
+    record = _insert(table, stream_record, row("amb-1"))
+
+    # WHEN the stream delivers the row
+    response = invoke(dispatcher, record)
+
+    # THEN the request is not retried: the row waits for the look-up, saying why
+    assert failed_ids(response) == []
+    assert blastengine.route.call_count == 1
+    current = table.get("amb-1")
+    assert (attr(current, "status"), attr(current, "error_kind")) == ("deferred", "ambiguous")
+    assert "may have taken the mail" in attr(current, "last_error")
+    marker = Unsettled.from_attribute(current["unsettled"])
+    assert marker is not None
+    assert marker.to == "alice@example.com"
+    assert marker.opened_at <= marker.closed_at
+    assert [r.outcome for r in dispatcher.last_results] == ["deferred"]
+    assert dispatcher.last_results[0].ambiguous
+
+    # WHEN Lambda redelivers the same record (its bookkeeping had failed, say)
+    invoke(dispatcher, record)
+
+    # THEN the idempotency record replays "may have been taken": still no second request
+    assert blastengine.route.call_count == 1
+
+    # WHEN the sweeper re-fires it before the provider's look-up can be trusted
+    clock.advance(5)
+    invoke(dispatcher, _refire(table, stream_record, "amb-1"))
+
+    # THEN nothing is asked nor sent; it waits until the delay is over
+    assert blastengine.results.call_count == 0
+    assert blastengine.route.call_count == 1
+    assert attr(table.get("amb-1"), "status") == "deferred"
+
+    # WHEN it is re-fired after the delay
+    clock.advance(dispatcher.settings.lookup_delay_seconds)
+    invoke(dispatcher, _refire(table, stream_record, "amb-1"))
+
+    # THEN the look-up finds the mail: the row is moved to history with that delivery id,
+    # confirmed by look-up, and still only one mail went out
+    assert blastengine.route.call_count == 1
+    assert table.get("amb-1") is None
+    [history] = table.history("amb-1")
+    assert attr(history, "delivery_id") == "1"
+    assert attr(history, "confirmed_by") == "lookup"
+    assert [r.outcome for r in dispatcher.last_results] == ["confirmed"]
+
+
+def test_a_mail_never_taken_is_sent_after_the_lookup_found_nothing(
+    dispatcher, table, stream_record, blastengine, invoke, clock
+) -> None:
+    # GIVEN a request that hung without blastengine taking the mail
+    def hang(request: httpx.Request) -> httpx.Response:
+        raise httpx.ReadTimeout("timed out (test)", request=request)
+
+    blastengine.script.append(hang)
+    invoke(dispatcher, _insert(table, stream_record, row("amb-2")))
+    assert attr(table.get("amb-2"), "error_kind") == "ambiguous"
+
+    # WHEN it is re-fired after the look-up delay
+    clock.advance(dispatcher.settings.lookup_delay_seconds + 1)
+    invoke(dispatcher, _refire(table, stream_record, "amb-2"))
+
+    # THEN blastengine had nothing, so it is sent: one mail in all
+    assert blastengine.results.call_count == 1
+    assert len(blastengine.accepted) == 1
+    assert table.get("amb-2") is None
+    [history] = table.history("amb-2")
+    assert "confirmed_by" not in history
+    assert attr(history, "attempts") == "2"
+
+
+def test_a_failing_lookup_keeps_the_row_waiting_then_fails_it_with_the_question(
+    make_dispatcher, table, stream_record, blastengine, invoke, clock
+) -> None:
+    # GIVEN an unanswered send, and blastengine's look-ups answering 503 from then on
+    dispatcher = make_dispatcher(max_attempts=3)
+    blastengine.script.append(blastengine.accept_then_hang)
+    invoke(dispatcher, _insert(table, stream_record, row("amb-3")))
+    blastengine.lookups_down = True
+
+    # WHEN it is re-fired after the delay
+    clock.advance(dispatcher.settings.lookup_delay_seconds + 1)
+    invoke(dispatcher, _refire(table, stream_record, "amb-3"))
+
+    # THEN it is not sent on a guess: deferred again, one attempt spent on the look-up
+    current = table.get("amb-3")
+    assert (attr(current, "status"), attr(current, "attempts")) == ("deferred", "2")
+    assert "could not learn whether blastengine took the mail" in attr(current, "last_error")
+    assert dispatcher.last_results[0].lookup_failed
+    assert blastengine.route.call_count == 1
+
+    # WHEN the look-up keeps failing until the attempt limit
+    clock.advance(3600)
+    invoke(dispatcher, _refire(table, stream_record, "amb-3"))
+
+    # THEN the row fails, saying what is not known and what to do; nothing was resent, and
+    # the marker stays, so a re-fire once blastengine is back looks it up again
+    current = table.get("amb-3")
+    assert (attr(current, "status"), attr(current, "error_kind")) == ("failed", "ambiguous")
+    assert "did not send it again" in attr(current, "last_error")
+    assert "unsettled" in current
+    assert blastengine.route.call_count == 1
+
+    blastengine.lookups_down = False
+    invoke(dispatcher, _refire(table, stream_record, "amb-3"))
+    assert table.get("amb-3") is None
+    assert attr(table.history("amb-3")[0], "confirmed_by") == "lookup"
+    assert blastengine.route.call_count == 1
+
+
+def test_a_connection_refused_is_retried_at_once_not_looked_up(
+    dispatcher, table, stream_record, blastengine, invoke
+) -> None:
+    # GIVEN blastengine refusing the first connection (the request never left)
+    def refuse(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("connection refused (test)", request=request)
+
+    blastengine.script.append(refuse)
+
+    # WHEN a row is sent
+    invoke(dispatcher, _insert(table, stream_record, row("refused-1")))
+
+    # THEN it is retried in the same invocation, with no look-up
+    assert blastengine.route.call_count == 2
+    assert blastengine.results.call_count == 0
+    assert table.get("refused-1") is None
+
+
+def test_personalised_content_matches_whichever_way_blastengine_keeps_it(
+    dispatcher, table, stream_record, blastengine, invoke, clock
+) -> None:
+    # GIVEN a personalised mail taken without an answer, which blastengine keeps substituted
+    def accept_substituted(request: httpx.Request) -> httpx.Response:
+        blastengine.accept(request)
+        _, _, payload = blastengine.accepted[-1]
+        payload["subject"] = payload["subject"].replace("__name__", "Alice")
+        payload["text_part"] = payload["text_part"].replace("__name__", "Alice")
+        raise httpx.RemoteProtocolError("server disconnected (test)", request=request)
+
+    blastengine.script.append(accept_substituted)
+    values = row(
+        "amb-4", subject="Hi __name__", text="Dear __name__\r\n", insert_code={"name": "Alice"}
+    )
+    invoke(dispatcher, _insert(table, stream_record, values))
+
+    # WHEN it is looked up after the delay
+    clock.advance(dispatcher.settings.lookup_delay_seconds + 1)
+    invoke(dispatcher, _refire(table, stream_record, "amb-4"))
+
+    # THEN the substituted copy is recognised as this mail
+    assert table.get("amb-4") is None
+    assert attr(table.history("amb-4")[0], "confirmed_by") == "lookup"
+    assert blastengine.route.call_count == 1
+
+
+def test_an_identical_mail_to_the_same_address_from_another_row_counts_as_taken(
+    dispatcher, table, stream_record, blastengine, invoke, clock
+) -> None:
+    """The limit README states: two identical mails to one address in one window cannot be
+    told apart, and the dispatcher then errs towards sending one mail too few."""
+
+    # GIVEN row A's mail was answered, and row B (same address, subject, body) was unanswered
+    # and never taken
+    def hang(request: httpx.Request) -> httpx.Response:
+        raise httpx.ReadTimeout("timed out (test)", request=request)
+
+    invoke(dispatcher, _insert(table, stream_record, row("twin-a")))
+    blastengine.script.append(hang)
+    invoke(dispatcher, _insert(table, stream_record, row("twin-b")))
+
+    # WHEN B is looked up
+    clock.advance(dispatcher.settings.lookup_delay_seconds + 1)
+    invoke(dispatcher, _refire(table, stream_record, "twin-b"))
+
+    # THEN A's delivery is taken for B's: B is not sent (no duplicate, one mail short)
+    assert len(blastengine.accepted) == 1
+    assert attr(table.history("twin-b")[0], "delivery_id") == "1"
+
+
+def test_a_row_edited_after_its_mail_was_taken_sends_the_new_content_and_keeps_both(
+    dispatcher, table, stream_record, blastengine, invoke, clock
+) -> None:
+    # GIVEN an unanswered send that blastengine took
+    blastengine.script.append(blastengine.accept_then_hang)
+    invoke(dispatcher, _insert(table, stream_record, row("edit-1", subject="First")))
+    waiting = table.get("edit-1")
+
+    # WHEN a person edits the row into another mail after the delay
+    clock.advance(dispatcher.settings.lookup_delay_seconds + 1)
+    edited = table.update("edit-1", subject="Corrected")
+    invoke(dispatcher, stream_record("MODIFY", raw_new=edited, old=waiting))
+
+    # THEN the first mail is in history, confirmed by look-up, and the new one is sent
+    assert [p["subject"] for _, _, p in blastengine.accepted] == ["First", "Corrected"]
+    assert table.get("edit-1") is None
+    history = sorted(table.history("edit-1"), key=lambda h: attr(h, "delivery_id"))
+    assert [attr(h, "confirmed_by") for h in history] == ["lookup", None]
+
+
+def test_a_refire_that_keeps_the_content_sends_after_the_lookup_found_nothing(
+    dispatcher, table, stream_record, blastengine, invoke, clock
+) -> None:
+    # GIVEN an unanswered send never taken, and a person who re-fires the row by removing
+    # its status (same content, so the same idempotency key as the unanswered send)
+    def hang(request: httpx.Request) -> httpx.Response:
+        raise httpx.ReadTimeout("timed out (test)", request=request)
+
+    blastengine.script.append(hang)
+    invoke(dispatcher, _insert(table, stream_record, row("same-1")))
+    waiting = table.get("same-1")
+    clock.advance(dispatcher.settings.lookup_delay_seconds + 1)
+    refired = dict(waiting)
+    refired.pop("status")
+    table.put_raw(refired)
+
+    # WHEN that MODIFY arrives
+    invoke(dispatcher, stream_record("MODIFY", raw_new=refired, old=waiting))
+
+    # THEN the look-up's "not taken" is not overruled by the replayed "may have been taken"
+    assert blastengine.results.call_count == 1
+    assert len(blastengine.accepted) == 1
+    assert table.get("same-1") is None
