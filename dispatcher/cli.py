@@ -16,6 +16,7 @@ import signal
 import sys
 import threading
 import uuid
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -28,6 +29,7 @@ from rich.table import Table
 
 from dispatcher.row import ErrorKind, plain
 from dispatcher.settings import SettingsError
+from dispatcher.unsettled import describe_unsettled
 
 app = typer.Typer(
     help="A visible queue for outgoing mail: DynamoDB rows in, blastengine deliveries out.",
@@ -124,6 +126,32 @@ def dev(
     sandbox_latency: Annotated[
         float, typer.Option(help="Seconds the sandbox takes to answer.", min=0)
     ] = 0.0,
+    sandbox_accept_then_hang: Annotated[
+        float,
+        typer.Option(
+            help="Share of sandbox requests whose mail is accepted but answered only after "
+            "the function's request timeout (the dispatcher must look it up, not resend).",
+            min=0,
+            max=1,
+        ),
+    ] = 0.0,
+    sandbox_hang: Annotated[
+        float,
+        typer.Option(
+            help="Share of sandbox requests that hang past the request timeout without the "
+            "mail being accepted.",
+            min=0,
+            max=1,
+        ),
+    ] = 0.0,
+    sandbox_lookup_lag: Annotated[
+        float | None,
+        typer.Option(
+            help="Seconds before an accepted mail shows in the sandbox's look-ups (default "
+            '1); the function waits this plus 2 s before trusting a "not found".',
+            min=0,
+        ),
+    ] = None,
     sandbox_bounce: Annotated[
         list[str] | None,
         typer.Option(
@@ -264,9 +292,13 @@ def dev(
         rate_limited=sandbox_429,
         rate_limit=sandbox_rps,
         latency=sandbox_latency,
+        accepted_timeout=sandbox_accept_then_hang,
+        timeout=sandbox_hang,
         fail_to=("flaky@example.com",) if demo else (),
         seed=seed,
     )
+    if sandbox_lookup_lag is not None:
+        faults = replace(faults, lookup_lag=sandbox_lookup_lag)
     options = StackOptions(
         port=port,
         provider_url=provider_url,
@@ -610,16 +642,19 @@ def show(
     else:
         out.print(f"[bold]{row_id}[/]  status: {plain_row.get('status', 'pending')}")
         for key in sorted(plain_row):
-            if key not in ("id", "last_error"):
+            if key not in ("id", "last_error", "unsettled"):
                 out.print(f"  {key}: {_clip(str(plain_row[key]), 200)}", markup=False)
         if "last_error" in plain_row:
             out.print("  last error:", markup=False)
             for reason in str(plain_row["last_error"]).split("; "):
                 out.print(f"    {reason}", markup=False)
+        if row is not None and row.unsettled is not None:
+            out.print(f"  {describe_unsettled(row.unsettled, row.retry_at)}", markup=False)
     for item in plain_history:
+        confirmed = " - confirmed by look-up" if item.get("confirmed_by") == "lookup" else ""
         out.print(
             f"  sent {item.get('sent_at')} as delivery {item.get('delivery_id', '?')} "
-            f"({item.get('attempts')} attempt(s))",
+            f"({item.get('attempts')} attempt(s)){confirmed}",
             markup=False,
         )
         if item.get("bounce_type"):
@@ -644,7 +679,8 @@ def retry(
         str | None,
         typer.Option(
             help="With --all-failed: only this error_kind (invalid, rejected, transient, "
-            "rate_limited, config)."
+            "rate_limited, config, suppressed, ambiguous: an ambiguous row is looked up "
+            "again, never sent blindly)."
         ),
     ] = None,
     as_json: JsonOption = False,
@@ -958,8 +994,10 @@ def sandbox(ctx: typer.Context, as_json: JsonOption = False) -> None:
             mails = httpx.get(f"{root}/sandbox/mails", timeout=5).json()["mails"]
         except (httpx.HTTPError, ValueError, KeyError) as exc:
             raise CommandError(f"cannot read the sandbox at {root}: {exc}") from None
+    copies = Counter(_mail_identity(mail["payload"]) for mail in mails)
+    duplicates = sum(n - 1 for n in copies.values())
     if as_json:
-        typer.echo(json.dumps({"mails": mails}))
+        typer.echo(json.dumps({"mails": mails, "duplicates": duplicates}))
         return
     table = Table("delivery", "received", "to", "subject", "attachments")
     for mail in mails:
@@ -976,6 +1014,15 @@ def sandbox(ctx: typer.Context, as_json: JsonOption = False) -> None:
             files,
         )
     out.print(table)
+    out.print(
+        f"{len(mails)} mail(s); {duplicates} sent more than once (same recipient, subject "
+        "and body as an earlier one)",
+        markup=False,
+    )
+
+
+def _mail_identity(payload: dict[str, Any]) -> tuple[str, ...]:
+    return tuple(str(payload.get(name)) for name in ("to", "subject", "text_part", "html_part"))
 
 
 # ----------------------------------------------------------------------------- helpers

@@ -27,7 +27,7 @@ from dispatcher.clock import iso_utc, parse_iso
 if TYPE_CHECKING:
     from dispatcher.message import Message
 
-__all__ = ["ATTRIBUTE", "Unsettled", "content_digest", "message_digests"]
+__all__ = ["ATTRIBUTE", "Unsettled", "content_digest", "describe_unsettled", "message_digests"]
 
 #: The send-table bookkeeping attribute that holds the marker.
 ATTRIBUTE = "unsettled"
@@ -138,3 +138,14 @@ class Unsettled:
             else:
                 plain[name] = item.get("S")
         return cls.from_plain(plain)
+
+
+def describe_unsettled(unsettled: Unsettled, retry_at: str | None) -> str:
+    """One line for people (CLI, console): what the row waits for, and why."""
+    when = f"; next look-up at {retry_at}" if retry_at else ""
+    return (
+        f"waiting for its look-up: {unsettled.provider} may have taken the mail to "
+        f"{unsettled.to} sent between {iso_utc(unsettled.opened_at)} and "
+        f"{iso_utc(unsettled.closed_at)} ({unsettled.reason}); it is not sent again unless "
+        f"{unsettled.provider} has no such mail{when}"
+    )

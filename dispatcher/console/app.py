@@ -43,6 +43,7 @@ from dispatcher.html_text import html_to_text
 from dispatcher.message import Message, parse_message
 from dispatcher.row import ErrorKind, Row, plain, string_attribute
 from dispatcher.store import StoreError
+from dispatcher.unsettled import describe_unsettled
 
 __all__ = ["ConsoleError", "create_app"]
 
@@ -247,6 +248,9 @@ def row_page(ctx: _Context, request: Request, form: Form) -> dict[str, Any]:
             ],
             "preview": _preview(row, parsed),
             "in_flight": row.in_flight,
+            "unsettled": (
+                describe_unsettled(row.unsettled, row.retry_at) if row.unsettled else None
+            ),
         }
     return data
 

@@ -3,9 +3,11 @@
 Same path, bearer token, request and response bodies as blastengine's transaction API; it
 keeps every accepted mail and lists them (``GET /sandbox/mails`` as JSON, ``GET /`` as a plain
 page) and counts requests, and those refused over its rate limit (``GET /sandbox/stats``). It
-can be told to misbehave for a share of requests (429 with ``Retry-After``, 500, or a slow
-answer), at start-up or at run time with ``POST /sandbox/faults``, so retries and failed rows
-can be watched happening.
+can be told to misbehave for a share of requests (429 with ``Retry-After``, 500, a slow
+answer, a hang past the client's timeout with or without taking the mail), at start-up or at
+run time with ``POST /sandbox/faults``, so retries and failed rows can be watched happening.
+Its look-ups (``GET /logs/mails/results``, ``GET /deliveries/{id}``) show an accepted mail
+only ``lookup_lag`` seconds after it was taken, as a real service lags.
 
 It binds loopback only, runs in a daemon thread and stops with :meth:`Sandbox.stop`.
 """
@@ -19,7 +21,7 @@ import random
 import threading
 import time
 from dataclasses import asdict, dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -53,6 +55,8 @@ RATE_REMAINING = "X-RateLimit-Remaining"
 RATE_RESETS_IN = "X-Rate-Limit-Retry-After-Seconds"
 #: X-RateLimit-Remaining when no rate limit is set: plenty, as on an idle account.
 UNLIMITED_REMAINING = 500
+#: Seconds an accepted mail stays invisible to the look-ups unless told otherwise.
+DEFAULT_LOOKUP_LAG = 1.0
 
 
 @dataclass(frozen=True)
@@ -75,6 +79,10 @@ class Faults:
     bounce: dict[str, str] = field(default_factory=dict)
     webhook: bool = True  # report bounces to the webhook (off: only /logs/mails/results has them)
     bounce_delay: float = 0.3  # seconds between accepting a mail and reporting its bounces
+    #: Seconds before an accepted mail shows in the look-ups (/logs/mails/results,
+    #: /deliveries/{id}): the real service is not instant either.
+    lookup_lag: float = DEFAULT_LOOKUP_LAG
+    lookups_down: bool = False  # answer every look-up 503
     seed: int | None = None
 
     @classmethod
@@ -340,14 +348,21 @@ class Sandbox(BackgroundServer):
         """``GET /deliveries/{id}`` and ``GET /logs/mails/results``, from the mail kept."""
         if authorization != f"Bearer {self._token}":
             return 401, {"error_messages": {"Authorization": ["invalid bearer token"]}}
+        with self._state.lock:
+            faults = self._state.faults
+        if faults.lookups_down:
+            return 503, {"error_messages": {"server": ["look-ups unavailable (injected)"]}}
+        # Mail accepted in the last `lookup_lag` seconds is not visible yet.
+        visible_until = datetime.now(UTC) - timedelta(seconds=faults.lookup_lag)
+        mails = [m for m in self.mails if datetime.fromisoformat(m.received_at) <= visible_until]
         if path.startswith("/deliveries/"):
             wanted = path.removeprefix("/deliveries/")
-            for mail in self.mails:
+            for mail in mails:
                 if str(mail.delivery_id) == wanted:
                     return 200, delivery_detail(mail)
             return 404, {"error_messages": {"delivery_id": ["not found"]}}
         if path == "/logs/mails/results":
-            return mail_results(self.mails, query)
+            return mail_results(mails, query)
         return 404, {"error_messages": {"path": ["not found"]}}
 
     def _take_rate_slot(self, limit: float) -> bool:

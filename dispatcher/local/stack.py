@@ -82,6 +82,8 @@ TABLE_NAMES = {
 ATTACHMENTS_BUCKET = "mail-dispatcher-attachments"
 
 _REGION = "us-east-1"
+#: Seconds past the sandbox's look-up lag after which the function trusts a "not found".
+LOOKUP_DELAY_MARGIN_SECONDS = 2.0
 
 
 @dataclass(frozen=True)
@@ -216,7 +218,19 @@ class LocalStack:
             "POWERTOOLS_METRICS_DISABLED": os.environ.get("POWERTOOLS_METRICS_DISABLED") or "true",
             **credentials,
         }
+        if self.sandbox is not None:
+            # The sandbox's look-ups lag as blastengine's may; an unanswered send is looked
+            # up a little after that lag rather than after production's ten minutes.
+            lag = self.options.sandbox_faults.lookup_lag
+            self.function_env["LOOKUP_DELAY_SECONDS"] = (
+                os.environ.get("LOOKUP_DELAY_SECONDS") or f"{lag + LOOKUP_DELAY_MARGIN_SECONDS:g}"
+            )
         settings = Settings.from_env({**os.environ, **self.function_env})
+        faults = self.options.sandbox_faults
+        if self.sandbox is not None and (faults.timeout or faults.accepted_timeout):
+            # A hang must outlast the function's request timeout to be one.
+            hang = max(faults.hang_seconds, settings.request_timeout_seconds + 1)
+            self.sandbox.set_faults(replace(faults, hang_seconds=hang))
 
         on_failure = FileFailureDestination(state_dir / "on-failure.jsonl")
         self.info = ReadyInfo(
