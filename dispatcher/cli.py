@@ -814,6 +814,7 @@ def history(
             str(item.get("to")),
             _clip(str(item.get("subject", "")), 40),
             str(item.get("delivery_id", ""))
+            + (" (confirmed by look-up)" if item.get("confirmed_by") == "lookup" else "")
             + (
                 f" ({_delivery_line(deliveries[str(item.get('delivery_id'))])})"
                 if str(item.get("delivery_id")) in deliveries
