@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import httpx
@@ -97,3 +98,36 @@ def test_every_answer_carries_blastengines_rate_limit_headers() -> None:
         assert "X-Rate-Limit-Retry-After-Seconds" in answer.headers
     assert answers[1].headers["X-RateLimit-Remaining"] == "0"
     assert float(answers[2].headers["X-Rate-Limit-Retry-After-Seconds"]) > 0
+
+
+def test_an_accepted_mail_shows_in_the_lookups_only_after_the_lag() -> None:
+    # GIVEN a sandbox whose look-ups lag half a second behind what it takes
+    with Sandbox(login_id="me", api_key="key", faults=Faults(lookup_lag=0.5)) as sandbox:
+        auth = {"Authorization": f"Bearer {bearer_token('me', 'key')}"}
+        delivery_id = _post(sandbox).json()["delivery_id"]
+
+        def results() -> list[object]:
+            answer = httpx.get(
+                sandbox.base_url + "/logs/mails/results",
+                params={"email": "t@example.com"},
+                headers=auth,
+                timeout=5,
+            )
+            return answer.json()["data"]
+
+        detail = sandbox.base_url + f"/deliveries/{delivery_id}"
+
+        # THEN at once it is in neither look-up
+        assert results() == []
+        assert httpx.get(detail, headers=auth, timeout=5).status_code == 404
+
+        # THEN after the lag it is in both
+        time.sleep(0.6)
+        assert [r["delivery_id"] for r in results()] == [delivery_id]  # type: ignore[index]
+        assert httpx.get(detail, headers=auth, timeout=5).json()["subject"] == "s"
+
+        # WHEN the look-ups are set down at run time, THEN they answer 503
+        httpx.post(
+            sandbox.base_url.split("/api/")[0] + "/sandbox/faults", json={"lookups_down": True}
+        )
+        assert httpx.get(detail, headers=auth, timeout=5).status_code == 503

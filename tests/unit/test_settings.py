@@ -53,6 +53,8 @@ def test_a_missing_setting_fails_fast_naming_the_variable(missing: str) -> None:
         ("DEFAULT_FROM_EMAIL", "not-an-address"),
         ("BLASTENGINE_BASE_URL", "app.engn.jp"),
         ("IDEMPOTENCY_EXPIRY_SECONDS", "3600"),
+        ("LOOKUP_DELAY_SECONDS", "-1"),
+        ("LOOKUP_DELAY_SECONDS", "later"),
     ],
 )
 def test_a_malformed_setting_fails_fast_naming_the_variable(name: str, value: str) -> None:
