@@ -6,8 +6,9 @@ page) and counts requests, and those refused over its rate limit (``GET /sandbox
 can be told to misbehave for a share of requests (429 with ``Retry-After``, 500, a slow
 answer, a hang past the client's timeout with or without taking the mail), at start-up or at
 run time with ``POST /sandbox/faults``, so retries and failed rows can be watched happening.
-Its look-ups (``GET /logs/mails/results``, ``GET /deliveries/{id}``) show an accepted mail
-only ``lookup_lag`` seconds after it was taken, as a real service lags.
+Its per-recipient results (``GET /logs/mails/results``) show an accepted mail only
+``lookup_lag`` seconds after it was taken, as a real mail log lags; ``GET /deliveries/{id}``
+knows it at once (its id was in the answer).
 
 It binds loopback only, runs in a daemon thread and stops with :meth:`Sandbox.stop`.
 """
@@ -79,8 +80,8 @@ class Faults:
     bounce: dict[str, str] = field(default_factory=dict)
     webhook: bool = True  # report bounces to the webhook (off: only /logs/mails/results has them)
     bounce_delay: float = 0.3  # seconds between accepting a mail and reporting its bounces
-    #: Seconds before an accepted mail shows in the look-ups (/logs/mails/results,
-    #: /deliveries/{id}): the real service is not instant either.
+    #: Seconds before an accepted mail shows in /logs/mails/results, the look-up that finds
+    #: a mail by recipient: the real mail log is not instant either.
     lookup_lag: float = DEFAULT_LOOKUP_LAG
     lookups_down: bool = False  # answer every look-up 503
     seed: int | None = None
@@ -352,17 +353,20 @@ class Sandbox(BackgroundServer):
             faults = self._state.faults
         if faults.lookups_down:
             return 503, {"error_messages": {"server": ["look-ups unavailable (injected)"]}}
-        # Mail accepted in the last `lookup_lag` seconds is not visible yet.
-        visible_until = datetime.now(UTC) - timedelta(seconds=faults.lookup_lag)
-        mails = [m for m in self.mails if datetime.fromisoformat(m.received_at) <= visible_until]
         if path.startswith("/deliveries/"):
             wanted = path.removeprefix("/deliveries/")
-            for mail in mails:
+            for mail in self.mails:
                 if str(mail.delivery_id) == wanted:
                     return 200, delivery_detail(mail)
             return 404, {"error_messages": {"delivery_id": ["not found"]}}
         if path == "/logs/mails/results":
-            return mail_results(mails, query)
+            # The per-recipient log lags what was taken (written as the mail is processed);
+            # a delivery, whose id the answer carried, is there at once.
+            visible_until = datetime.now(UTC) - timedelta(seconds=faults.lookup_lag)
+            return mail_results(
+                [m for m in self.mails if datetime.fromisoformat(m.received_at) <= visible_until],
+                query,
+            )
         return 404, {"error_messages": {"path": ["not found"]}}
 
     def _take_rate_slot(self, limit: float) -> bool:

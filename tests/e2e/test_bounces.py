@@ -100,8 +100,9 @@ def test_the_webhook_refuses_what_is_not_blastengines_and_a_repeat_changes_nothi
 
 
 def test_reconcile_recovers_bounces_whose_webhook_never_came(stack: RunningStack) -> None:
-    # GIVEN a bounce the sandbox reports only in its delivery logs (the webhook is off)
-    stack.faults(bounce={"lost@bounce.example": "HARDERROR"}, webhook=False)
+    # GIVEN a bounce the sandbox reports only in its delivery logs (the webhook is off), which
+    # show it at once (the hourly catch-up reads mail far older than their lag)
+    stack.faults(bounce={"lost@bounce.example": "HARDERROR"}, webhook=False, lookup_lag=0)
     try:
         _send(stack, "lost-1", "lost@bounce.example")
         wait_for(lambda: stack.history("lost-1"), what="the send")
@@ -110,7 +111,7 @@ def test_reconcile_recovers_bounces_whose_webhook_never_came(stack: RunningStack
         # WHEN the delivery logs are caught up
         run = stack.cli("reconcile", "--since", "1h", "--json")
     finally:
-        stack.faults(webhook=True)
+        stack.faults(webhook=True, lookup_lag=1.0)
 
     # THEN the bounce reaches the history and the suppression list, as by webhook
     assert run.returncode == 0, run.stderr

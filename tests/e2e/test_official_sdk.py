@@ -19,12 +19,14 @@ from blastengine.Log import Log
 from blastengine.MailBase import MailBase
 from blastengine.Transaction import Transaction
 
-from dispatcher.local.sandbox import Sandbox
+from dispatcher.local.sandbox import Faults, Sandbox
 
 
 @pytest.fixture
 def sandbox(monkeypatch: pytest.MonkeyPatch) -> Iterator[Sandbox]:
-    with Sandbox(login_id="sdk-user", api_key="sdk-key") as running:
+    # Results show at once: these tests read back what they just sent (the lag is the
+    # dispatcher's to cope with, tested elsewhere).
+    with Sandbox(login_id="sdk-user", api_key="sdk-key", faults=Faults(lookup_lag=0)) as running:
         base = running.base_url
         monkeypatch.setattr(Transaction, "post_url", base + "/deliveries/transaction")
         monkeypatch.setattr(MailBase, "base_url", base + "/deliveries")

@@ -229,3 +229,34 @@ def test_the_edit_form_has_a_field_for_every_request_attribute() -> None:
     assert len(fields) == len(set(fields))
     # revision is kept as it was: re-fire bumps it
     assert {*fields, "revision"} == REQUEST_ATTRIBUTES
+
+
+def test_a_row_waiting_for_its_lookup_says_so_and_why(browser, script, table) -> None:
+    # GIVEN a row whose send went unanswered, and the history of another, confirmed by look-up
+    from datetime import UTC, datetime
+
+    from dispatcher.unsettled import Unsettled
+
+    marker = Unsettled(
+        provider="blastengine",
+        to="alice@example.com",
+        opened_at=datetime(2026, 12, 1, 10, 0, tzinfo=UTC),
+        closed_at=datetime(2026, 12, 1, 10, 0, 10, tzinfo=UTC),
+        digests=("d" * 64,),
+        content_hash="h" * 64,
+        reason="no answer from blastengine within 10.0s (ReadTimeout)",
+    )
+    table.put(row("waiting-1", status="deferred", error_kind="ambiguous",
+                  retry_at="2026-12-01T10:10:10.000Z", failed_at="2026-12-01T10:00:10.000Z",
+                  last_error="no answer; blastengine may have taken the mail",
+                  unsettled=marker.to_plain()))  # fmt: skip
+
+    # WHEN its page is opened
+    page = browser.get("/rows/waiting-1").text
+    twin = script.get("/api/rows/waiting-1").json()
+
+    # THEN it says what it waits for, from when to when, and that nothing is sent blindly
+    assert "Waiting for its look-up" in page
+    assert "sent between 2026-12-01T10:00:00.000Z and 2026-12-01T10:00:10.000Z" in page
+    assert "next look-up at 2026-12-01T10:10:10.000Z" in page
+    assert twin["row"]["unsettled"].startswith("waiting for its look-up")
