@@ -67,12 +67,18 @@ def test_a_row_waiting_when_the_stack_was_killed_is_sent_after_the_restart(
     stack.process.wait(timeout=10)
 
     # WHEN a new stack starts on the state dir (the lock died with the process); its first
-    # try meets the dead send's idempotency record and defers the row (the duplicate window,
-    # README "Faults"), so deferrals start at 1 s here rather than 30
-    again = start_stack(tmp_path, env={"DEFERRAL_BASE_SECONDS": "1"})
+    # try meets the dead send's idempotency record "in progress": the request may have been
+    # taken, so the row waits for its look-up (README, "When the provider's answer never
+    # came")
+    again = start_stack(tmp_path)
     try:
-        # THEN the waiting row is sent
+        # THEN the look-up finds no such mail (the dead request was never answered, nor
+        # taken), and the waiting row is sent, once
         wait_for(lambda: again.history("waiting-1"), timeout=60, what="the send after restart")
+        [history] = again.history("waiting-1")
+        assert "confirmed_by" not in history
+        assert len(again.mails("keep-waiting")) == 1
+        assert "stopped mid-send" in again.log.read_text()
     finally:
         stop_stack(again.process)
 
