@@ -274,11 +274,13 @@ def dev(
     from dispatcher.local.sandbox import Faults
     from dispatcher.local.stack import LocalStack, StackOptions
 
-    if (log_format or ("human" if sys.stderr.isatty() else "json")) == "human":
+    log_format = log_format or ("human" if sys.stderr.isatty() else "json")
+    colour = err.is_terminal and not err.no_color
+    if log_format == "human":
         from dispatcher.local.terminal import use_human_logs
         from dispatcher.observability import logger
 
-        use_human_logs(logger, colour=err.is_terminal and not err.no_color)
+        use_human_logs(logger, colour=colour)
 
     bounces: dict[str, str] = {}
     for rule in sandbox_bounce or []:
@@ -312,6 +314,8 @@ def dev(
         fresh=fresh or demo,  # the demo's story starts from empty tables
         persist=persist,
         shards=shards,
+        log_format=log_format,
+        log_colour=colour,
         mapping_overrides={
             name: value
             for name, value in (

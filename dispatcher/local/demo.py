@@ -21,7 +21,8 @@ from rich.console import Console
 from rich.table import Table
 
 from dispatcher.clock import iso_utc
-from dispatcher.local.sandbox import Faults, Sandbox
+from dispatcher.local.sandbox import Faults
+from dispatcher.local.sandbox_process import SandboxProcess
 from dispatcher.row import plain, string_attribute
 
 if TYPE_CHECKING:
@@ -56,6 +57,7 @@ def run_demo(console: Console | None = None, *, events_dir: Path = EVENTS_DIR) -
                 state_dir=Path(state_dir),
                 sandbox_faults=Faults(fail_to=(FLAKY_ADDRESS,)),  # the sandbox answers 500
                 sweep_interval=3600.0,  # the demo shows the deferral, not the retries
+                log_level="WARNING",  # the functions' too
             )
         ) as stack,
     ):
@@ -146,7 +148,7 @@ def _is_iso(value: str | None) -> bool:
         return False
 
 
-def _print_mails(out: Console, sandbox: Sandbox) -> None:
+def _print_mails(out: Console, sandbox: SandboxProcess) -> None:
     table = Table("delivery", "to", "subject", "cc")
     for mail in sandbox.mails:
         p = mail.payload

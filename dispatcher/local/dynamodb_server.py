@@ -1,5 +1,8 @@
 """A DynamoDB endpoint with streams on loopback: moto's server, one request at a time.
 
+The local stack runs it as a process of its own (``python -m dispatcher.local.dynamodb_server``,
+:mod:`.dynamodb_process`), as DynamoDB is a service apart from the function that calls it.
+
 moto's backends are not thread-safe (a ``TransactWriteItems`` deep-copies tables that other
 requests may be writing), while DynamoDB applies each request atomically. Serialising the
 requests gives the local endpoint DynamoDB's per-request atomicity, and lets
@@ -19,9 +22,11 @@ from typing import Any
 from dispatcher.local import moto_transactions
 from dispatcher.local.dynamodb_rules import DynamoDBRules
 
-__all__ = ["DynamoDBServer"]
+__all__ = ["WRITES_PATH", "DynamoDBServer"]
 
 
+#: Where the stack asks how many writes the endpoint has applied (no AWS API has this path).
+WRITES_PATH = "/_local/writes"
 _WRITES = (".PutItem", ".UpdateItem", ".DeleteItem", ".TransactWriteItems", ".BatchWriteItem")
 
 
@@ -36,6 +41,10 @@ class _OneAtATime:
         self.writes = 0
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        if environ.get("PATH_INFO") == WRITES_PATH:  # the stack's own question, not AWS's
+            body = json.dumps({"writes": self.writes}).encode()
+            start_response("200 OK", [("Content-Type", "application/json")])
+            return [body]
         refusal = self._refusal(environ)
         if refusal is not None:
             body = json.dumps(
@@ -156,3 +165,25 @@ class DynamoDBServer:
     def endpoint_url(self) -> str:
         host, port = self._server.getsockname()
         return f"http://{host}:{port}"
+
+
+def _main(argv: list[str]) -> int:
+    """``python -m dispatcher.local.dynamodb_server [--host H] [--port P]``: serve until stdin
+    closes (:func:`~dispatcher.local.child.serve_until_stdin_closes`)."""
+    import argparse
+
+    from dispatcher.local.child import serve_until_stdin_closes
+
+    parser = argparse.ArgumentParser(prog="python -m dispatcher.local.dynamodb_server")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0)
+    args = parser.parse_args(argv)
+    server = DynamoDBServer(host=args.host, port=args.port).start()
+    serve_until_stdin_closes({"endpoint_url": server.endpoint_url}, server.stop)
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(_main(sys.argv[1:]))

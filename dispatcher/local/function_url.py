@@ -8,14 +8,12 @@ stack's webhook function, so blastengine's sandbox (or curl) posts to it as it w
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
 
 from dispatcher.local._server import BackgroundServer
-from dispatcher.local.context import LocalContext
 
 __all__ = ["FunctionUrlServer"]
 
@@ -24,25 +22,19 @@ MAX_REQUEST_BYTES = 6 * 1024 * 1024
 
 
 class FunctionUrlServer(BackgroundServer):
-    """Serves one function at ``http://127.0.0.1:PORT/``, one invocation at a time."""
+    """Serves one function at ``http://127.0.0.1:PORT/``: each request an event handed to
+    ``invoke`` (the function's execution environments), its answer the response."""
 
     name = "function-url"
 
     def __init__(
         self,
-        function: Callable[[dict[str, Any], Any], Any],
+        invoke: Callable[[dict[str, Any]], Any],
         *,
-        function_name: str,
-        timeout: float,
-        run: Callable[..., Any] | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
     ) -> None:
-        self._function = function
-        self._name = function_name
-        self._timeout = timeout
-        self._run = run or (lambda f, event, context: f(event, context))
-        self._lock = threading.Lock()
+        self._invoke = invoke
         self._server = ThreadingHTTPServer((host, port), self._handler_class())
         self._server.daemon_threads = True
 
@@ -65,9 +57,7 @@ class FunctionUrlServer(BackgroundServer):
             "body": body.decode("utf-8", errors="replace"),
             "isBase64Encoded": False,
         }
-        context = LocalContext(self._name, self._timeout)
-        with self._lock:
-            return self._run(self._function, event, context)
+        return self._invoke(event)
 
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:
         server = self

@@ -18,6 +18,7 @@ from __future__ import annotations
 import email.parser
 import email.policy
 import json
+import os
 import random
 import threading
 import time
@@ -39,6 +40,10 @@ __all__ = ["Faults", "Sandbox", "SentMail"]
 class _QuietServer(ThreadingHTTPServer):
     """A client that gave up (a timeout the sandbox was told to cause) is not an error."""
 
+    # Every execution environment opens a pool of connections at once; socketserver's
+    # backlog of 5 would leave the rest waiting a second for their SYN to be retried.
+    request_queue_size = 128
+
     def handle_error(self, request: Any, client_address: Any) -> None:
         import sys
 
@@ -56,6 +61,8 @@ RATE_REMAINING = "X-RateLimit-Remaining"
 RATE_RESETS_IN = "X-Rate-Limit-Retry-After-Seconds"
 #: X-RateLimit-Remaining when no rate limit is set: plenty, as on an idle account.
 UNLIMITED_REMAINING = 500
+#: The environment variable that hands the sandbox process its API key.
+API_KEY_VARIABLE = "DISPATCHER_SANDBOX_API_KEY"
 #: Seconds an accepted mail stays invisible to the look-ups unless told otherwise.
 DEFAULT_LOOKUP_LAG = 1.0
 
@@ -210,7 +217,11 @@ class Sandbox(BackgroundServer):
 
             def do_POST(self) -> None:
                 body = self._body()
-                if self.path == "/sandbox/faults":
+                if self.path == "/sandbox/webhook":
+                    url = body.get("url") if isinstance(body, dict) else None
+                    sandbox.webhook_url = url if isinstance(url, str) and url else None
+                    self._json(HTTPStatus.OK, {"url": sandbox.webhook_url})
+                elif self.path == "/sandbox/faults":
                     if not isinstance(body, dict):
                         self._json(
                             HTTPStatus.BAD_REQUEST,
@@ -463,3 +474,31 @@ def _bounces(body: Any, rules: dict[str, str]) -> dict[str, str]:
         if kind:
             out[address] = kind
     return out
+
+
+def _main(argv: list[str]) -> int:
+    """``python -m dispatcher.local.sandbox --login-id ID [--faults JSON]``, the API key in
+    :data:`API_KEY_VARIABLE` (never on a command line, where any user's ``ps`` sees it): the
+    sandbox in a process of its own, as the service it stands for is (issue 21); serves until
+    stdin closes (:func:`~dispatcher.local.child.serve_until_stdin_closes`)."""
+    import argparse
+
+    from dispatcher.local.child import serve_until_stdin_closes
+
+    parser = argparse.ArgumentParser(prog="python -m dispatcher.local.sandbox")
+    parser.add_argument("--login-id", required=True)
+    parser.add_argument("--faults", default="{}", help="Faults as JSON")
+    parser.add_argument("--port", type=int, default=0)
+    args = parser.parse_args(argv)
+    faults = Faults.from_json(json.loads(args.faults))
+    api_key = os.environ.get(API_KEY_VARIABLE, "")
+    sandbox = Sandbox(login_id=args.login_id, api_key=api_key, faults=faults, port=args.port)
+    sandbox.start()
+    serve_until_stdin_closes({"base_url": sandbox.base_url}, sandbox.stop)
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(_main(sys.argv[1:]))

@@ -33,21 +33,12 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any
 
-from dispatcher.bounce_webhook import receiver_from_settings
-from dispatcher.dispatch import Dispatcher
-from dispatcher.functions import (
-    LambdaFunction,
-    dispatch_function,
-    sweep_function,
-    webhook_function,
-)
-from dispatcher.local.chaos import throttle_some_calls
-from dispatcher.local.context import LocalContext
-from dispatcher.local.dynamodb_server import DynamoDBServer
+from dispatcher.local.dynamodb_process import DynamoDBProcess
 from dispatcher.local.function_url import FunctionUrlServer
 from dispatcher.local.persistence import SAVE_INTERVAL_SECONDS, SNAPSHOT_FILE, TableSnapshots
 from dispatcher.local.poller import FileFailureDestination, MappingConfig, StreamPoller
-from dispatcher.local.sandbox import SANDBOX_API_KEY, SANDBOX_LOGIN_ID, Faults, Sandbox
+from dispatcher.local.sandbox import SANDBOX_API_KEY, SANDBOX_LOGIN_ID, Faults
+from dispatcher.local.sandbox_process import SandboxProcess
 from dispatcher.local.tables import (
     BOUNCE_TABLE,
     HISTORY_TABLE,
@@ -58,9 +49,7 @@ from dispatcher.local.tables import (
     create_bucket,
     load_template,
 )
-from dispatcher.local.worker import FunctionWorker
-from dispatcher.reconcile import Reconciler
-from dispatcher.refire import Sweeper
+from dispatcher.local.worker import LOG_COLOUR_VARIABLE, LOG_FORMAT_VARIABLE, FunctionWorker
 from dispatcher.settings import Settings
 from dispatcher.targets import default_state_dir
 
@@ -105,6 +94,9 @@ class StackOptions:
     #: The mapping's settings instead of the template's defaults, as `sam deploy
     #: --parameter-overrides` would set them (``batching_window``, ``parallelization_factor``).
     mapping_overrides: dict[str, Any] = field(default_factory=dict)
+    log_format: str = "json"  # the functions' logs: json (Lambda's lines) or human
+    log_colour: bool = False
+    log_level: str | None = None  # the functions' (POWERTOOLS_LOG_LEVEL); None: theirs
 
 
 @dataclass(frozen=True)
@@ -151,8 +143,8 @@ class LocalStack:
 
     def __init__(self, options: StackOptions) -> None:
         self.options = options
-        self.dynamodb: DynamoDBServer | None = None
-        self.sandbox: Sandbox | None = None
+        self.dynamodb: DynamoDBProcess | None = None
+        self.sandbox: SandboxProcess | None = None
         self.poller: StreamPoller | None = None
         self.info: ReadyInfo | None = None
         self._stop = threading.Event()
@@ -170,7 +162,7 @@ class LocalStack:
     def start(self) -> ReadyInfo:
         state_dir = self.options.state_dir
         self._lock_state_dir()
-        self.dynamodb = DynamoDBServer(port=self.options.port).start()
+        self.dynamodb = DynamoDBProcess(port=self.options.port).start()
         endpoint = self.dynamodb.endpoint_url
         # One client for the stack's own use (saves, sweeps, catch-ups, the webhook): boto3
         # clients are thread-safe. The dispatcher gets its own, which chaos may throttle.
@@ -192,7 +184,7 @@ class LocalStack:
             login_id, api_key = (
                 (env_id, env_key) if env_id and env_key else (SANDBOX_LOGIN_ID, SANDBOX_API_KEY)
             )
-            self.sandbox = Sandbox(
+            self.sandbox = SandboxProcess(
                 login_id=login_id, api_key=api_key, faults=self.options.sandbox_faults
             ).start()
             provider_url = self.sandbox.base_url
@@ -254,22 +246,14 @@ class LocalStack:
         self.mapping = replace(
             MappingConfig.from_template(template), **self.options.mapping_overrides
         )
-        invoke = self._dispatch_invoker(settings, timeouts["DispatcherFunction"])
-        sweep = sweep_function(
-            Sweeper.from_settings(settings, dynamodb_client=tables),
-            reconciler=Reconciler.from_settings(settings, dynamodb_client=tables),
-            publish_metrics=False,
+        invoke = self._dispatch_invoker(timeouts["DispatcherFunction"])
+        sweeper = self._worker("SweeperFunction")
+        webhooks = EnvironmentPool(
+            lambda: functools.partial(
+                self._worker("WebhookFunction").invoke, timeout=timeouts["WebhookFunction"]
+            )
         )
-
-        self.webhook = FunctionUrlServer(
-            webhook_function(
-                receiver_from_settings(settings, dynamodb_client=tables),
-                publish_metrics=False,
-            ),
-            function_name="WebhookFunction",
-            timeout=timeouts["WebhookFunction"],
-            run=self._run_function,
-        ).start()
+        self.webhook = FunctionUrlServer(webhooks.invoke).start()
         webhook_url = f"{self.webhook.url}hooks/{self.function_env['WEBHOOK_SECRET']}"
         self.info = replace(self.info, webhook_url=webhook_url)
         if self.sandbox is not None:
@@ -283,8 +267,9 @@ class LocalStack:
             on_failure,
             shards=self.options.shards,
         )
+        self._spawn("process watch", self._watch_processes)
         self._spawn("poller", self.poller.run, self._stop)
-        self._spawn("sweeper", self._sweep_forever, sweep, timeouts["SweeperFunction"])
+        self._spawn("sweeper", self._sweep_forever, sweeper, timeouts["SweeperFunction"])
         if self.options.persist:
             self._spawn("snapshots", self._save_while_running)
         state = {**asdict(self.info), "pid": os.getpid()}
@@ -292,11 +277,30 @@ class LocalStack:
         self._wrote_state = True
         return self.info
 
-    def _dispatch_invoker(
-        self, settings: Settings, timeout: float
-    ) -> Callable[[dict[str, Any]], Any]:
-        """How the poller invokes the dispatcher: in this process, or (``kill_rate``) in a
-        process of its own that chaos can kill and that starts cold again."""
+    def _worker(self, function: str, **chaos: Any) -> FunctionWorker:
+        """A new execution environment of ``function``: a process of its own, started cold
+        on its first invocation, stopped with the stack."""
+        worker = FunctionWorker(
+            environ={
+                **os.environ,
+                **self.function_env,
+                LOG_FORMAT_VARIABLE: self.options.log_format,
+                LOG_COLOUR_VARIABLE: "1" if self.options.log_colour else "0",
+                **(
+                    {"POWERTOOLS_LOG_LEVEL": self.options.log_level}
+                    if self.options.log_level
+                    else {}
+                ),
+            },
+            function=function,
+            **chaos,
+        )
+        self.workers.append(worker)
+        return worker
+
+    def _dispatch_invoker(self, timeout: float) -> Callable[[dict[str, Any]], Any]:
+        """How the poller invokes the dispatcher: each concurrent invocation in an execution
+        environment of its own, which chaos may kill (``kill_rate``)."""
         chaos = random.Random(self.options.seed)  # noqa: S311  (fault injection, not security)
         chaos_lock = threading.Lock()
         started = itertools.count()
@@ -305,18 +309,14 @@ class LocalStack:
             """A new execution environment (cold): what a concurrent invocation runs in. Each
             draws its own faults (the seed plus its number), as separate sandboxes would."""
             number = next(started)
-            if self.options.kill_rate:
-                seed = None if self.options.seed is None else self.options.seed + number
-                worker = FunctionWorker(
-                    environ={**os.environ, **self.function_env},
-                    kill_rate=self.options.kill_rate,
-                    seed=seed,
-                    dynamodb_fault_rate=self.options.dynamodb_fault_rate,
-                )
-                self.workers.append(worker)
-                return functools.partial(worker.invoke, timeout=timeout)
-            function = self._dispatch_function(settings, number)
-            return functools.partial(self._invoke_here, function, timeout)
+            seed = None if self.options.seed is None else self.options.seed + number
+            worker = self._worker(
+                "DispatcherFunction",
+                kill_rate=self.options.kill_rate,
+                seed=seed,
+                dynamodb_fault_rate=self.options.dynamodb_fault_rate,
+            )
+            return functools.partial(worker.invoke, timeout=timeout)
 
         environments = EnvironmentPool(environment)
 
@@ -332,22 +332,12 @@ class LocalStack:
 
         return invoke
 
-    def _invoke_here(self, function: LambdaFunction, timeout: float, event: dict[str, Any]) -> Any:
-        return self._run_function(function, event, LocalContext("DispatcherFunction", timeout))
-
-    def _dispatch_function(self, settings: Settings, number: int) -> LambdaFunction:
-        client = self.client("dynamodb")
-        if self.options.dynamodb_fault_rate:
-            seed = None if self.options.seed is None else self.options.seed + number
-            throttle_some_calls(
-                client,
-                self.options.dynamodb_fault_rate,
-                random.Random(seed),  # noqa: S311  (fault injection)
-            )
-        dispatcher = Dispatcher.from_settings(
-            settings, dynamodb_client=client, s3_client=self.client("s3")
-        )
-        return dispatch_function(dispatcher, publish_metrics=False)
+    def function_cpu_seconds(self) -> dict[str, float]:
+        """CPU each function's execution environments have used so far, by function."""
+        used: dict[str, float] = {}
+        for worker in list(self.workers):
+            used[worker.function] = used.get(worker.function, 0.0) + worker.cpu_seconds
+        return used
 
     def stop(self) -> None:
         """Stop everything; safe to call twice, or after a failed start."""
@@ -355,7 +345,12 @@ class LocalStack:
         for thread in self._threads:
             thread.join(timeout=30)
         self._threads.clear()
-        if self.snapshots is not None and self.dynamodb is not None and self.options.persist:
+        if (
+            self.snapshots is not None
+            and self.dynamodb is not None
+            and self.dynamodb.alive()
+            and self.options.persist
+        ):
             self._save()  # a clean stop keeps every last write
         self.snapshots = None
         for worker in self.workers:
@@ -435,6 +430,14 @@ class LocalStack:
                 saved = writes
                 pause = max(SAVE_INTERVAL_SECONDS, 5 * (time.monotonic() - started))
 
+    def _watch_processes(self) -> None:
+        """The endpoint's or the sandbox's process dying stops the stack, saying so, as a
+        dead thread does: a stack half alive sends nothing and says nothing."""
+        while not self._stop.wait(0.5):
+            for name, part in (("DynamoDB endpoint", self.dynamodb), ("sandbox", self.sandbox)):
+                if part is not None and not part.alive():
+                    raise RuntimeError(f"the {name}'s process died ({part.describe_exit()})")
+
     def _save(self) -> None:
         from dispatcher.observability import logger
 
@@ -444,7 +447,7 @@ class LocalStack:
         except Exception:
             logger.exception("saving the local tables failed; the next save retries")
 
-    def _sweep_forever(self, sweep: LambdaFunction, timeout: float) -> None:
+    def _sweep_forever(self, sweeper: FunctionWorker, timeout: float) -> None:
         from dispatcher.observability import logger
 
         runs = 0
@@ -453,17 +456,9 @@ class LocalStack:
             # The deployed sweeper catches bounces up hourly; here every sixtieth run.
             event = {"task": "reconcile"} if runs % RECONCILE_EVERY == 0 else {}
             try:
-                self._run_function(sweep, event, LocalContext("SweeperFunction", timeout))
+                sweeper.invoke(event, timeout=timeout)
             except Exception:
                 logger.exception("sweeper run failed; the next one retries")
-
-    def _run_function(
-        self, function: LambdaFunction, event: dict[str, Any], context: LocalContext
-    ) -> Any:
-        """Invoke a function. Lambda runs each invocation in a sandbox of its own; here
-        concurrent ones share one process, and so Powertools' logger: a log line's
-        ``function_request_id`` may name another invocation running at the same moment."""
-        return function(event, context)
 
     def _shareable_env(self) -> dict[str, str]:
         """The function's environment without what the user gave as a secret: the sandbox's

@@ -1,11 +1,16 @@
-"""The dispatcher function in a process of its own, as Lambda runs it, so that it can die.
+"""A function's execution environment: a process of its own, as Lambda runs each one.
 
-``dispatcher dev --kill-rate`` runs the handler here instead of in the stack's process: a
-doomed invocation is killed with SIGKILL at one of the chaos kill points, the event source
-mapping sees a function error and redelivers, and the next invocation starts a cold process.
+Every function of the local stack runs here (the dispatcher, the sweeper, the webhook): one
+process per concurrent invocation, started cold on first use (the function built from its
+environment, as Lambda's runtime imports the handler) and warm after. Sharing the stack's
+process, they shared one interpreter lock with DynamoDB and the poller, and the stack's
+figures measured that lock (issue 21). ``dispatcher dev --kill-rate`` also kills a doomed
+invocation with SIGKILL at one of the chaos kill points: the event source mapping sees a
+function error and redelivers, and the next invocation starts a cold process.
 
 The protocol is one JSON line each way on the child's stdin and stdout, the way Lambda's
-runtime API hands over an event and takes back a response; the child's logs go to stderr.
+runtime API hands over an event and takes back a response; the child's logs go to stderr,
+the stack's own, human at a terminal (``DISPATCHER_LOG_FORMAT``) as the stack's are.
 """
 
 from __future__ import annotations
@@ -16,11 +21,22 @@ import random
 import select
 import subprocess
 import sys
+import time
 from typing import Any
 
 from dispatcher.local.chaos import KillPlan, KillPoint
 
-__all__ = ["FunctionCrashedError", "FunctionWorker"]
+__all__ = [
+    "FUNCTIONS",
+    "LOG_COLOUR_VARIABLE",
+    "LOG_FORMAT_VARIABLE",
+    "FunctionCrashedError",
+    "FunctionWorker",
+]
+
+#: How the stack tells its functions to log: ``human`` (short lines) or ``json`` (Lambda's).
+LOG_FORMAT_VARIABLE = "DISPATCHER_LOG_FORMAT"
+LOG_COLOUR_VARIABLE = "DISPATCHER_LOG_COLOUR"
 
 #: Seconds allowed beyond the function's timeout for the process to answer.
 _GRACE_SECONDS = 5.0
@@ -42,10 +58,14 @@ class FunctionWorker:
         self,
         *,
         environ: dict[str, str],
-        kill_rate: float,
+        function: str = "DispatcherFunction",
+        kill_rate: float = 0.0,
         seed: int | None = None,
         dynamodb_fault_rate: float = 0.0,
     ) -> None:
+        if function not in FUNCTIONS:
+            raise ValueError(f"no such function: {function!r}")
+        self.function = function
         self._environ = environ
         self._kill_rate = kill_rate
         self._dynamodb_fault_rate = dynamodb_fault_rate
@@ -53,6 +73,8 @@ class FunctionWorker:
         self._next_point = 0
         self._doomed = False
         self._process: subprocess.Popen[bytes] | None = None
+        self._cpu_live = 0.0  # what the live process last reported
+        self._cpu_ended = 0.0  # what the processes before it used
 
     def invoke(self, event: dict[str, Any], timeout: float) -> Any:
         process = self._process if self._process and self._process.poll() is None else None
@@ -73,6 +95,7 @@ class FunctionWorker:
         if not line:
             raise self._died(process)
         answer = json.loads(line)
+        self._cpu_live = float(answer.get("cpu_seconds", self._cpu_live))
         if "error" in answer:
             raise FunctionCrashedError(answer["error"])
         return answer["response"]
@@ -89,13 +112,30 @@ class FunctionWorker:
             process.kill()
             process.wait()
 
+    @property
+    def cpu_seconds(self) -> float:
+        """CPU this environment's processes have used in all, as they reported it with each
+        answer (what Lambda bills, and what bounds how far one invocation can go)."""
+        return self._cpu_ended + self._cpu_live
+
+    @property
+    def pid(self) -> int | None:
+        """The live process's id, if one runs."""
+        process = self._process
+        return process.pid if process is not None and process.poll() is None else None
+
     def _start(self) -> subprocess.Popen[bytes]:
-        argv = [sys.executable, "-m", "dispatcher.local.worker"]
+        self._cpu_ended, self._cpu_live = self._cpu_ended + self._cpu_live, 0.0
+        argv = [sys.executable, "-m", "dispatcher.local.worker", "--function", self.function]
         if self._dynamodb_fault_rate:
             argv += ["--dynamodb-fault-rate", str(self._dynamodb_fault_rate)]
             argv += ["--seed", str(self._rng.randrange(2**32))]
         return subprocess.Popen(  # noqa: S603
-            argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=self._environ
+            argv,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env=self._environ,
+            start_new_session=True,  # a Ctrl-C is the stack's to handle, not each function's
         )
 
     def _plan(self) -> dict[str, Any] | None:
@@ -114,15 +154,52 @@ class FunctionWorker:
         return FunctionCrashedError(f"the function's process died ({how}); restarting cold")
 
 
+#: The stack's functions, by their template names.
+FUNCTIONS = ("DispatcherFunction", "SweeperFunction", "WebhookFunction")
+
+
+def _build(name: str, client: Any) -> Any:
+    """The function ``name``, built as its Lambda entry point builds it, on ``client``."""
+    from dispatcher.settings import Settings
+
+    settings = Settings.from_env()
+    if name == "SweeperFunction":
+        from dispatcher.functions import sweep_function
+        from dispatcher.reconcile import Reconciler
+        from dispatcher.refire import Sweeper
+
+        return sweep_function(
+            Sweeper.from_settings(settings, dynamodb_client=client),
+            reconciler=Reconciler.from_settings(settings, dynamodb_client=client),
+            publish_metrics=False,
+        )
+    if name == "WebhookFunction":
+        from dispatcher.bounce_webhook import receiver_from_settings
+        from dispatcher.functions import webhook_function
+
+        return webhook_function(
+            receiver_from_settings(settings, dynamodb_client=client), publish_metrics=False
+        )
+    from dispatcher.dispatch import Dispatcher
+    from dispatcher.functions import dispatch_function
+
+    return dispatch_function(
+        Dispatcher.from_settings(settings, dynamodb_client=client), publish_metrics=False
+    )
+
+
 def _serve(argv: list[str]) -> int:
     """The child: build the function from its environment (a cold start, as Lambda's
     runtime imports the handler), then answer invocations until EOF."""
     import argparse
+    import signal
 
     parser = argparse.ArgumentParser(prog="python -m dispatcher.local.worker")
+    parser.add_argument("--function", choices=FUNCTIONS, default="DispatcherFunction")
     parser.add_argument("--dynamodb-fault-rate", type=float, default=0.0)
     parser.add_argument("--seed", type=int, default=None)
     args = parser.parse_args(argv)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the stack ends us by closing stdin
 
     # stdout is the protocol's; anything the function prints goes to stderr with its logs.
     replies = os.fdopen(os.dup(1), "w", buffering=1)
@@ -131,12 +208,15 @@ def _serve(argv: list[str]) -> int:
 
     import boto3
 
-    from dispatcher.dispatch import Dispatcher
-    from dispatcher.functions import dispatch_function
     from dispatcher.local.chaos import KillSwitch, throttle_some_calls
     from dispatcher.local.context import LocalContext
+    from dispatcher.observability import logger
     from dispatcher.settings import Settings
 
+    if os.environ.get(LOG_FORMAT_VARIABLE) == "human":
+        from dispatcher.local.terminal import use_human_logs
+
+        use_human_logs(logger, colour=os.environ.get(LOG_COLOUR_VARIABLE) == "1")
     settings = Settings.from_env()
     client = boto3.client("dynamodb")  # AWS_ENDPOINT_URL: the stack's, from the environment
     switch = KillSwitch(
@@ -146,21 +226,20 @@ def _serve(argv: list[str]) -> int:
     if args.dynamodb_fault_rate:
         rng = random.Random(args.seed)  # noqa: S311  (fault injection, not security)
         throttle_some_calls(client, args.dynamodb_fault_rate, rng)
-    function = dispatch_function(
-        Dispatcher.from_settings(settings, dynamodb_client=client), publish_metrics=False
-    )
+    function = _build(args.function, client)
 
     for line in sys.stdin:
         request = json.loads(line)
         plan = request.get("kill")
         switch.arm(KillPlan.from_json(plan) if plan else None)
-        context = LocalContext("DispatcherFunction", float(request["timeout"]))
+        context = LocalContext(args.function, float(request["timeout"]))
         try:
             answer: dict[str, Any] = {"response": function(request["event"], context)}
         except Exception as exc:  # a function error, reported as Lambda's runtime would
             answer = {"error": f"{type(exc).__name__}: {exc}"}
         finally:
             switch.arm(None)
+        answer["cpu_seconds"] = time.process_time()
         replies.write(json.dumps(answer, default=str) + "\n")
     return 0
 

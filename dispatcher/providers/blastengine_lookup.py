@@ -33,9 +33,10 @@ CLOCK_MARGIN_SECONDS = 10.0
 #: Results per page (the API's most), and pages read at most.
 PAGE_SIZE = 1000
 MAX_PAGES = 5
-#: Deliveries to one address within one window compared at most; beyond it the look-up fails
-#: (the row keeps waiting, then fails saying so) rather than spend the account's rate limit.
-MAX_CANDIDATES = 200
+#: Deliveries to one address around one window compared at most (each a request against the
+#: account's limit, once per execution environment); beyond it the look-up fails (the row
+#: keeps waiting, then fails saying so) rather than spend the account's limit for minutes.
+MAX_CANDIDATES = 1000
 #: Deliveries' content digests kept per execution environment: a delivery's subject and body
 #: never change, and the unanswered sends of one burst share their candidates.
 DIGEST_CACHE_SIZE = 4096

@@ -212,6 +212,54 @@ def test_sigterm_stops_everything_and_frees_the_ports(tmp_path: Path) -> None:
             probe.bind(("127.0.0.1", port))  # raises if still listening
 
 
+def _children(pid: int) -> dict[int, str]:
+    """The processes ``pid`` started, by pid: their command lines."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except (OSError, IndexError, ValueError):
+            continue
+        if parent == pid:
+            found[int(entry.name)] = command
+    return found
+
+
+def test_dynamodb_is_a_process_of_its_own_and_its_death_stops_the_stack(tmp_path: Path) -> None:
+    # GIVEN a running stack: its DynamoDB endpoint is a child process, as DynamoDB is a
+    # service apart from the function
+    running = start_stack(tmp_path)
+    [endpoint] = [
+        pid for pid, cmd in _children(running.process.pid).items() if "dynamodb_server" in cmd
+    ]
+
+    # WHEN that process dies
+    os.kill(endpoint, signal.SIGKILL)
+
+    # THEN the stack says so and exits non-zero, rather than stay up half alive
+    assert running.process.wait(timeout=30) == 2
+    assert "the DynamoDB endpoint's process died (signal 9)" in running.log.read_text()
+
+
+def test_a_stack_killed_hard_leaves_no_process_behind(tmp_path: Path) -> None:
+    running = start_stack(tmp_path)
+    children = _children(running.process.pid)
+    assert children, "the stack runs its parts in processes of their own"
+
+    running.process.send_signal(signal.SIGKILL)
+    running.process.wait(timeout=10)
+
+    # each child sees its stdin close and stops by itself
+    wait_for(
+        lambda: not any(Path(f"/proc/{pid}").exists() for pid in children),
+        timeout=20,
+        what="the stack's processes to end",
+    )
+
+
 def test_provider_url_sends_to_an_external_blastengine_compatible_api(tmp_path: Path) -> None:
     from dispatcher.local.sandbox import Sandbox
 

@@ -119,9 +119,12 @@ def test_more_candidates_than_the_cap_is_a_failed_lookup_not_a_guess(
     lookup: BlastengineLookup,
 ) -> None:
     crowd = [_result(n, 5) for n in range(1, MAX_CANDIDATES + 2)]
+    pages = [crowd[:1000], crowd[1000:]]  # the API's pages, read after the last maillog_id
     with respx.mock(assert_all_called=False) as router:
-        router.get(RESULTS).mock(return_value=httpx.Response(200, json={"data": crowd}))
-        with pytest.raises(TransientError, match="more than 200 to compare"):
+        router.get(RESULTS).mock(
+            side_effect=[httpx.Response(200, json={"data": page}) for page in pages]
+        )
+        with pytest.raises(TransientError, match=f"more than {MAX_CANDIDATES} to compare"):
             lookup.find(SENT, timeout=5, before_request=lambda: None)
 
 
