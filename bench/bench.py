@@ -340,6 +340,7 @@ def end_to_end(stack: Stack, rate: float, rows: int) -> dict[str, Any]:
         item = {"id": {"S": row_id}, "to": {"S": "e2e@example.com"}, "subject": {"S": row_id}}
         client.put_item(TableName=send, Item={**item, "text": {"S": "end to end"}})
 
+    cpu_before = function_cpu_seconds(stack.process.pid)
     started = time.time()
     with ThreadPoolExecutor(max_workers=8) as pool:
         list(pool.map(put, ids))
@@ -353,7 +354,10 @@ def end_to_end(stack: Stack, rate: float, rows: int) -> dict[str, Any]:
         time.sleep(0.2)
     last = max(datetime.fromisoformat(m["received_at"]).timestamp() for m in mails)
     first = min(datetime.fromisoformat(m["received_at"]).timestamp() for m in mails)
+    time.sleep(1.0)  # the last batch's bookkeeping
+    cpu = function_cpu_seconds(stack.process.pid) - cpu_before
     return {
+        "function_cpu_ms_per_mail": round(cpu / max(1, len(mails)) * 1000, 2),
         "rows": rows,
         "mails": len(mails),
         "insert_seconds": round(inserted, 2),
@@ -361,6 +365,92 @@ def end_to_end(stack: Stack, rate: float, rows: int) -> dict[str, Any]:
         "seconds": round(last - started, 2),
         "ratio": len(mails) / (last - started) / rate,
     }
+
+
+_LOAD_SCRIPT = """
+import json, sys, time, threading
+kind, url, seconds, threads = sys.argv[1], sys.argv[2], float(sys.argv[3]), int(sys.argv[4])
+counts = [0] * threads
+def dynamodb(n):
+    import boto3
+    c = boto3.client("dynamodb", endpoint_url=url, region_name="us-east-1",
+                     aws_access_key_id="bench", aws_secret_access_key="bench")
+    end, i = time.monotonic() + seconds, 0
+    while time.monotonic() < end:
+        key = {"id": {"S": f"cap-{n}-{i % 50}"}}
+        if i % 2:
+            c.get_item(TableName="bench-capacity", Key=key, ConsistentRead=True)
+        else:
+            c.put_item(TableName="bench-capacity", Item={**key, "v": {"N": str(i)}})
+        i += 1
+        counts[n] += 1
+def sandbox(n):
+    import httpx
+    from dispatcher.providers.blastengine import bearer_token
+    h = {"Authorization": "Bearer " + bearer_token("sandbox", "sandbox-api-key")}
+    body = {"from": {"email": "cap@example.com"}, "to": "cap@example.com", "subject": "cap",
+            "encode": "UTF-8", "text_part": "capacity"}
+    with httpx.Client(timeout=30) as c:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            c.post(url + "/deliveries/transaction", json=body, headers=h)
+            counts[n] += 1
+work = [threading.Thread(target=globals()[kind], args=(n,)) for n in range(threads)]
+[t.start() for t in work]; [t.join() for t in work]
+print(json.dumps({"requests": sum(counts), "seconds": seconds}))
+"""
+
+
+def harness_capacity(stack: Stack, seconds: float = 4.0) -> dict[str, Any]:
+    """What the local harness itself carries on this machine, before any figure that it
+    bounds: requests/s of the DynamoDB endpoint (half consistent GetItem, half PutItem) and of
+    the sandbox (transaction sends, no rate limit), each driven by 4 client processes of 4
+    threads, as the function's environments are processes of their own."""
+    stack.client.create_table(
+        TableName="bench-capacity",
+        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+
+    def load(kind: str, url: str) -> float:
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-c", _LOAD_SCRIPT, kind, url, str(seconds), "4"],
+                stdout=subprocess.PIPE,
+                text=True,
+                cwd=ROOT,
+            )
+            for _ in range(4)
+        ]
+        answers = [json.loads(p.communicate()[0].strip().splitlines()[-1]) for p in procs]
+        return sum(a["requests"] for a in answers) / seconds
+
+    dynamodb_rps = load("dynamodb", stack.ready["endpoint_url"])
+    stack.faults(rate_limit=0.0, latency=0.0)
+    sandbox_rps = load("sandbox", stack.ready["provider_url"])
+    return {
+        "dynamodb_requests_per_s": round(dynamodb_rps, 1),
+        "sandbox_requests_per_s": round(sandbox_rps, 1),
+    }
+
+
+def function_cpu_seconds(dev_pid: int) -> float:
+    """CPU used so far by the dispatcher's execution environments (the worker processes of
+    `dispatcher dev`), from /proc: what Lambda bills and what bounds one invocation."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            command = (entry / "cmdline").read_bytes()
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == dev_pid and b"DispatcherFunction" in command:
+            total += (int(fields[11]) + int(fields[12])) / ticks  # utime + stime
+    return total
 
 
 #: Prices used for the cost figure (AWS, us-east-1, on-demand, as listed in 2026).
@@ -589,6 +679,14 @@ def main() -> None:
     )
     memory_mb = int(load_template()["Globals"]["Function"].get("MemorySize", 128))
     with running_stack(r, args.latency, tuple(args.dev_arg)) as stack:
+        results["harness"] = harness_capacity(stack)
+        stack.faults(rate_limit=r, latency=args.latency)
+        harness = results["harness"]
+        print(
+            f"harness on this machine: DynamoDB endpoint {harness['dynamodb_requests_per_s']:g}"
+            f" req/s, sandbox {harness['sandbox_requests_per_s']:g} req/s",
+            file=sys.stderr,
+        )
         results["end_to_end"] = end_to_end(stack, r, args.e2e_rows)
         results["end_to_end_ratio"] = results["end_to_end"]["ratio"]
 
@@ -606,6 +704,26 @@ def main() -> None:
             "units_per_mail": clean.read_units / mails,
             "by_operation": clean.reads,
         }
+        # The harness's ceiling in mails/s: what its DynamoDB carries at the requests a mail
+        # costs (the function's, and about as many again for the stream, the poller and the
+        # limiter's share), or what the sandbox answers, whichever is lower.
+        per_mail = 2 * (
+            results["writes"]["requests_per_mail"] + results["reads"]["requests_per_mail"]
+        )
+        ceiling = min(
+            harness["dynamodb_requests_per_s"] / per_mail, harness["sandbox_requests_per_s"]
+        )
+        harness.update(
+            dynamodb_requests_per_mail=round(per_mail, 2),
+            ceiling_mails_per_s=round(ceiling, 1),
+            r_over_ceiling=round(r / ceiling, 3),
+        )
+        if r > ceiling / 3:
+            print(
+                f"warning: R = {r:g} is more than a third of the harness's ceiling "
+                f"({ceiling:.1f} mails/s): the figures below measure the harness too",
+                file=sys.stderr,
+            )
         results["cost_per_100k_mails"] = cost_per_100k(clean, mails, memory_mb)
         results["cost_per_100k_mails_usd"] = results["cost_per_100k_mails"]["total_usd"]
 
@@ -629,7 +747,16 @@ def main() -> None:
         results["import"] = import_ratio(function_package(Path(tmp)))
 
     worst = min(results["shared_limit"], key=lambda s: s["ratio"])
+    harness = results["harness"]
     rows = [
+        ("harness: DynamoDB endpoint req/s", harness["dynamodb_requests_per_s"], "measured"),
+        ("harness: sandbox req/s", harness["sandbox_requests_per_s"], "measured"),
+        (
+            f"harness ceiling, mails/s ({harness['dynamodb_requests_per_mail']:g} DynamoDB "
+            "req/mail)",
+            harness["ceiling_mails_per_s"],
+            f"R = {r:g} is {harness['r_over_ceiling']:.0%} of it (<= 33%)",
+        ),
         ("sends/s / R, no faults", results["no_faults"]["rate"] / r, ">= 0.95"),
         *(
             (
@@ -672,6 +799,11 @@ def main() -> None:
         ("DynamoDB write requests per mail, limiter included", results["writes_per_mail"], "<= 4"),
         ("  DynamoDB read requests per mail", results["reads"]["requests_per_mail"], "reported"),
         ("AWS cost per 100,000 mails (USD)", results["cost_per_100k_mails_usd"], "reported"),
+        (
+            "function CPU per sent mail, end to end (ms)",
+            results["end_to_end"]["function_cpu_ms_per_mail"],
+            "reported",
+        ),
         (
             f"local insert -> history p50 / p95 (s), window "
             f"{results['local_latency']['batching_window_s']:g} s",
