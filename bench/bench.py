@@ -453,6 +453,76 @@ def function_cpu_seconds(dev_pid: int) -> float:
     return total
 
 
+def invoke_processes(stack: Stack, rate: float, processes: int = 4, per_process: int = 60):
+    """`processes` concurrent `dispatcher invoke --seed` runs, each on an event file of its
+    own rows and with the ready line's `env` (so they share the stack's account limit, and its
+    own poller sends alongside them): how long all the mail took over the ideal count / R,
+    and the share of requests the sandbox refused over its limit."""
+    with tempfile.TemporaryDirectory() as tmp:
+        files = []
+        for p in range(processes):
+            records = []
+            for i in range(per_process):
+                row_id = f"invoke-{p}-{i:03}"
+                image = {
+                    "id": {"S": row_id},
+                    "to": {"S": "invoke@example.com"},
+                    "subject": {"S": row_id},
+                    "text": {"S": "four processes"},
+                }
+                records.append(
+                    {
+                        "eventID": row_id,
+                        "eventName": "INSERT",
+                        "eventSource": "aws:dynamodb",
+                        "awsRegion": "us-east-1",
+                        "dynamodb": {
+                            "Keys": {"id": image["id"]},
+                            "NewImage": image,
+                            "SequenceNumber": str(10**20 + p * 1000 + i),
+                            "StreamViewType": "NEW_AND_OLD_IMAGES",
+                        },
+                    }
+                )
+            path = Path(tmp) / f"invoke-{p}.json"
+            path.write_text(json.dumps({"Records": records}))
+            files.append(path)
+        env = {**os.environ, **stack.ready["env"], "POWERTOOLS_LOG_LEVEL": "WARNING"}
+        before = stack.stats()
+        started = time.time()
+        runs = [
+            subprocess.Popen(
+                [sys.executable, "-m", "dispatcher.cli", "invoke", "--seed", str(path)],
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            for path in files
+        ]
+        for run in runs:
+            run.wait(timeout=300)
+        total = processes * per_process
+        deadline = time.monotonic() + 120
+        mails: list[dict[str, Any]] = []
+        while time.monotonic() < deadline:
+            mails = stack.mails("invoke-")
+            if len({m["payload"]["subject"] for m in mails}) >= total:
+                break
+            time.sleep(0.2)
+        after = stack.stats()
+    last = max(datetime.fromisoformat(m["received_at"]).timestamp() for m in mails)
+    requests = after["requests"] - before["requests"]
+    subjects = [m["payload"]["subject"] for m in mails]
+    return {
+        "processes": processes,
+        "mails": len(mails),
+        "duplicates": len(subjects) - len(set(subjects)),
+        "seconds": round(last - started, 2),
+        "over_ideal": round((last - started) / (total / rate), 3),
+        "share_429": (after["over_limit"] - before["over_limit"]) / max(1, requests),
+    }
+
+
 #: Prices used for the cost figure (AWS, us-east-1, on-demand, as listed in 2026).
 PRICES = {
     "lambda_arm64_gb_second_usd": 0.0000133334,
@@ -689,6 +759,7 @@ def main() -> None:
         )
         results["end_to_end"] = end_to_end(stack, r, args.e2e_rows)
         results["end_to_end_ratio"] = results["end_to_end"]["ratio"]
+        results["invoke_processes"] = invoke_processes(stack, r)
 
         clean = Bench(stack, "clean", rate=r, concurrency=args.concurrency)
         results["no_faults"] = measure_send_rate(stack, clean, "clean-", args.rows)
@@ -771,6 +842,12 @@ def main() -> None:
             f"end to end, {args.e2e_rows} rows inserted -> all sent, / R",
             results["end_to_end_ratio"],
             ">= 0.95",
+        ),
+        (
+            "4 `dispatcher invoke` processes, 240 mails: time / ideal, 429 share",
+            f"{results['invoke_processes']['over_ideal']:.2f}, "
+            f"{results['invoke_processes']['share_429']:.1%}",
+            "<= 1.25, < 1%",
         ),
         ("sends/s / R, 10% 429 + 2% 5xx", results["faults"]["rate"] / r, ">= 0.85"),
         (

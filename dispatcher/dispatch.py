@@ -363,7 +363,7 @@ class Dispatcher:
         found = taken.found
         entry = HistoryEntry(
             id=row.id,
-            sent_at=iso_utc(found.taken_at),
+            sent_at=self.store.recorded_at(row.id, found.delivery_id) or iso_utc(found.taken_at),
             provider=unsettled.provider,
             delivery_id=found.delivery_id,
             to=unsettled.to,
@@ -385,7 +385,7 @@ class Dispatcher:
                 extra={"delivery_id": found.delivery_id},
             )
             return None
-        deleted = self.store.record_sent(entry, row, replayed=False)
+        deleted = self._move(entry, row, replayed=False)
         kept = "" if deleted else "; the row changed meanwhile and was kept"
         return RecordResult(
             Outcome.CONFIRMED,
@@ -393,6 +393,24 @@ class Dispatcher:
             f"{unsettled.provider} had taken it as delivery {found.delivery_id} (confirmed by "
             f"look-up); not sent again{kept}",
         )
+
+    def _move(self, entry: HistoryEntry, row: Row, *, replayed: bool) -> bool:
+        """Step 4: the history item and the delete, in one transaction; True if deleted.
+
+        A row that changed meanwhile is kept for its own record to send, unless the change
+        is a re-fire alone (``revision`` bumped, ``fired_at`` set: the sweeper's, the CLI's,
+        the console's), which asked for exactly the mail that just went out. Left, its
+        record would send it a second time (or, after a look-up, record it twice).
+        """
+        if self.store.record_sent(entry, row, replayed=replayed):
+            return True
+        current = self.store.get_row(row.id)
+        if current is None or current.fired_at is None:
+            return current is None
+        same = {k: v for k, v in current.request.items() if k != "revision"} == {
+            k: v for k, v in row.request.items() if k != "revision"
+        }
+        return same and self.store.delete_answered_refire(current)
 
     def _unsettled(
         self, row: Row, unsettled: Unsettled, verdict: Wait | LookupFailed, prior: int
@@ -410,9 +428,12 @@ class Dispatcher:
     def _record_success(self, message: Message, row: Row, sent: Sent) -> RecordResult:
         """Step 4: history item and delete, in one transaction."""
         result = sent.result
+        sent_at = result["sent_at"]
+        if sent.replayed:  # it may have been recorded already, under another key (store)
+            sent_at = self.store.recorded_at(message.id, result["delivery_id"]) or sent_at
         entry = HistoryEntry(
             id=message.id,
-            sent_at=result["sent_at"],
+            sent_at=sent_at,
             provider=result["provider"],
             delivery_id=result["delivery_id"],
             to=message.to,
@@ -424,7 +445,7 @@ class Dispatcher:
             bcc_count=len(message.bcc),
             left_out=message.left_out,
         )
-        deleted = self.store.record_sent(entry, row, replayed=sent.replayed)
+        deleted = self._move(entry, row, replayed=sent.replayed)
         kept = "" if deleted else "; the row changed meanwhile and was kept"
         if sent.replayed:
             return RecordResult(

@@ -127,6 +127,28 @@ class Store:
         item = response.get("Item")
         return Row.from_image(row_id, item) if item else None
 
+    def recorded_at(self, row_id: str, delivery_id: str | None) -> str | None:
+        """The ``sent_at`` of the row's history item for ``delivery_id``, if one exists.
+
+        For the two paths that may meet a mail already recorded (a replay, a look-up's
+        confirmation): a sweeper's re-fire between a replay's read and its transaction makes
+        the replay write its history alone and keep the row, whose re-fired record then finds
+        the same delivery by look-up. Writing to the item that exists keeps one item per mail.
+        """
+        if delivery_id is None:
+            return None
+        with translated():
+            items = self.client.query(
+                TableName=self.history_table,
+                KeyConditionExpression="#id = :id",
+                FilterExpression="#delivery = :delivery",
+                ExpressionAttributeNames={"#id": "id", "#delivery": "delivery_id"},
+                ExpressionAttributeValues={":id": {"S": row_id}, ":delivery": {"S": delivery_id}},
+                ProjectionExpression="sent_at",
+                ConsistentRead=True,
+            ).get("Items", [])
+        return items[0]["sent_at"]["S"] if items else None
+
     def record_sent(self, entry: HistoryEntry, sent: Row, *, replayed: bool) -> bool:
         """Move a sent row: write its history item and delete it, in one transaction.
 
@@ -251,6 +273,24 @@ class Store:
             TableName=self.send_table,
             Key=row_key(row.id),
             UpdateExpression=update,
+            **condition,
+        )
+
+    def delete_answered_refire(self, row: Row) -> bool:
+        """Delete a row that was re-fired while its mail was being sent; False if it changed
+        since it was read (an edit is never deleted).
+
+        Conditional on the row's content as read and on its ``fired_at``: only the re-fire
+        that was read is answered, never a later one or a person's edit.
+        """
+        condition = unchanged(row)
+        condition["ExpressionAttributeNames"]["#fired_at"] = "fired_at"
+        condition.setdefault("ExpressionAttributeValues", {})[":fired_at"] = {"S": row.fired_at}
+        condition["ConditionExpression"] += " AND #fired_at = :fired_at"
+        return conditionally(
+            self.client.delete_item,
+            TableName=self.send_table,
+            Key=row_key(row.id),
             **condition,
         )
 

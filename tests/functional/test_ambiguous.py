@@ -6,9 +6,10 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
+import pytest
 
 from dispatcher.unsettled import Unsettled
-from tests.conftest import row
+from tests.conftest import TABLE_NAMES, row
 from tests.functional.conftest import attr, failed_ids
 
 
@@ -250,3 +251,78 @@ def test_a_refire_that_keeps_the_content_sends_after_the_lookup_found_nothing(
     assert blastengine.results.call_count == 1
     assert len(blastengine.accepted) == 1
     assert table.get("same-1") is None
+
+
+class _Killed(BaseException):
+    """Stands in for SIGKILL: no ``except Exception`` sees it, so nothing is cleaned up."""
+
+
+def test_a_send_the_sweeper_refires_underneath_answers_the_refire_once(
+    dispatcher, table, stream_record, blastengine, invoke, clock
+) -> None:
+    """The fault suite met this under load: a row waiting for its look-up was re-fired by
+    the sweeper while a redelivery of its first record (the look-up done, nothing found) was
+    sending it. The send's transaction failed (the row had changed) and the row was kept; its
+    re-fired record then found that very mail by look-up and recorded it a second time. Had
+    the mail fallen outside the look-up's window, it would have been sent again."""
+
+    # GIVEN a first try that died before the request, and a redelivery that met its record
+    # in progress: the row waits for a look-up
+    def die(request: httpx.Request) -> httpx.Response:
+        raise _Killed
+
+    record = _insert(table, stream_record, row("race-1"))
+    blastengine.script.append(die)
+    with pytest.raises(_Killed):
+        invoke(dispatcher, record)
+    invoke(dispatcher, record)
+    assert attr(table.get("race-1"), "error_kind") == "ambiguous"
+
+    # WHEN, after the delay, the first record is redelivered again, and the sweeper re-fires
+    # the row while that delivery is sending it
+    refired: dict[str, Any] = {}
+
+    def sweeper_fires(**_: Any) -> None:
+        if refired:
+            return
+        before = table.get("race-1")
+        table.client.update_item(
+            TableName=TABLE_NAMES["SendTable"],
+            Key={"id": {"S": "race-1"}},
+            UpdateExpression="ADD #r :one SET #f = :now",
+            ExpressionAttributeNames={"#r": "revision", "#f": "fired_at"},
+            ExpressionAttributeValues={":one": {"N": "1"}, ":now": {"S": "2026-11-24T09:11Z"}},
+        )
+        refired["record"] = stream_record("MODIFY", raw_new=table.get("race-1"), old=before)
+
+    clock.advance(dispatcher.settings.lookup_delay_seconds + 1)
+    table.client.meta.events.register("before-call.dynamodb.TransactWriteItems", sweeper_fires)
+    invoke(dispatcher, record)
+    table.client.meta.events.unregister("before-call.dynamodb.TransactWriteItems", sweeper_fires)
+
+    # THEN the mail that went out answered the re-fire: the row is gone, and its re-fired
+    # record finds nothing to do
+    assert table.get("race-1") is None
+    invoke(dispatcher, refired["record"])
+    assert len(blastengine.accepted) == 1
+    [history] = table.history("race-1")
+    assert attr(history, "delivery_id") == "1"
+
+
+def test_a_person_editing_the_row_while_it_is_sent_is_not_answered_by_that_send(
+    dispatcher, table, stream_record, blastengine, invoke
+) -> None:
+    # GIVEN a person edits the row's subject while its first send is in flight
+    record = _insert(table, stream_record, row("edit-in-flight", subject="Draft"))
+
+    def edit_then_answer(request: httpx.Request) -> httpx.Response:
+        table.update("edit-in-flight", subject="Final")
+        return blastengine.accept(request)
+
+    blastengine.script.append(edit_then_answer)
+    invoke(dispatcher, record)
+
+    # THEN the row is kept for its own record to send the new content
+    kept = table.get("edit-in-flight")
+    assert kept is not None
+    assert attr(kept, "subject") == "Final"
