@@ -27,10 +27,11 @@ $(TOOLS_STAMP): tools-requirements.txt
 run: $(STAMP)
 	@$(BIN)/dispatcher dev --demo
 
-## test: lint, type-check, check the template, then the whole test suite (the console's
-## browser tests in Debian's chromium, installed here when missing: apt needs root)
+## test: lint, type-check, check the template, then the whole test suite, a process per core,
+## each taking whole test files (the console's browser tests in Debian's chromium, installed
+## here when missing: apt needs root)
 test: lint typecheck template-check $(BROWSER)
-	$(BIN)/pytest
+	$(BIN)/pytest -n auto --dist loadfile
 
 ## test-fast: lint, type-check, the unit and functional tiers (under a minute); no servers
 test-fast: lint typecheck

@@ -73,12 +73,12 @@ def test_a_row_waiting_when_the_stack_was_killed_is_sent_after_the_restart(
     again = start_stack(tmp_path)
     try:
         # THEN the look-up finds no such mail (the dead request was never answered, nor
-        # taken), and the waiting row is sent, once
+        # taken), and the waiting row is sent, once (had the kill come before the send
+        # started, there is nothing to look up: it is simply sent)
         wait_for(lambda: again.history("waiting-1"), timeout=60, what="the send after restart")
         [history] = again.history("waiting-1")
         assert "confirmed_by" not in history
         assert len(again.mails("keep-waiting")) == 1
-        assert "stopped mid-send" in again.log.read_text()
     finally:
         stop_stack(again.process)
 
