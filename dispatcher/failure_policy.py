@@ -159,23 +159,8 @@ class FailurePolicy:
             f"sent between {window} ({error.message})"
         )
         if total < self.max_attempts:
-            delay = deferral_delay(
-                total,
-                attempts_per_invocation=self.attempts_per_invocation,
-                retry_after=getattr(error, "retry_after", None),
-                rng=rng,
-                base=self.deferral_base_seconds,
-            )
-            return FailureStamp(
-                RowStatus.DEFERRED,
-                total,
-                iso_utc(now),
-                last_error=f"{question}; asking again",
-                error_kind=ErrorKind.AMBIGUOUS,
-                http_status=error.http_status,
-                retry_at=iso_utc(now + timedelta(seconds=delay)),
-                unsettled=unsettled,
-            )
+            stamp = self._deferred(error, total, now, rng, reason=f"{question}; asking again")
+            return replace(stamp, error_kind=ErrorKind.AMBIGUOUS, unsettled=unsettled)
         stamp = _failed(
             ErrorKind.AMBIGUOUS,
             f"{question}; gave up asking after {total} attempts and did not send it again. "
@@ -203,26 +188,33 @@ class FailurePolicy:
         """
         total = prior if isinstance(error, InvalidMessageError) else prior + attempts
         if isinstance(error, TransientError) and total < self.max_attempts:
-            delay = deferral_delay(
-                total,
-                attempts_per_invocation=self.attempts_per_invocation,
-                retry_after=getattr(error, "retry_after", None),
-                rng=rng,
-                base=self.deferral_base_seconds,
-            )
-            return FailureStamp(
-                RowStatus.DEFERRED,
-                total,
-                iso_utc(now),
-                last_error=error.message,
-                error_kind=error.kind,
-                http_status=error.http_status,
-                retry_at=iso_utc(now + timedelta(seconds=delay)),
-            )
+            return self._deferred(error, total, now, rng, reason=error.message)
         reason = error.message
         if isinstance(error, TransientError):
             reason = f"gave up after {total} attempts: {reason}"
         return _failed(error.kind, reason, attempts=total, now=now, http_status=error.http_status)
+
+    def _deferred(
+        self, error: ProviderError, total: int, now: datetime, rng: random.Random, *, reason: str
+    ) -> FailureStamp:
+        """Deferred for the backoff of ``total`` attempts (never shorter than the provider's
+        ``Retry-After``)."""
+        delay = deferral_delay(
+            total,
+            attempts_per_invocation=self.attempts_per_invocation,
+            retry_after=getattr(error, "retry_after", None),
+            rng=rng,
+            base=self.deferral_base_seconds,
+        )
+        return FailureStamp(
+            RowStatus.DEFERRED,
+            total,
+            iso_utc(now),
+            last_error=reason,
+            error_kind=error.kind,
+            http_status=error.http_status,
+            retry_at=iso_utc(now + timedelta(seconds=delay)),
+        )
 
 
 def _failed(

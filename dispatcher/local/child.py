@@ -21,9 +21,11 @@ import subprocess
 import sys
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Self
 
-__all__ = ["ChildProcess", "serve_until_stdin_closes"]
+import httpx
+
+__all__ = ["ChildProcess", "ServiceProcess", "serve_until_stdin_closes"]
 
 #: Seconds a child may take to print its ready line (imports, binding its socket).
 START_TIMEOUT_SECONDS = 60.0
@@ -98,6 +100,56 @@ class ChildProcess:
         if process.stdout is not None:
             process.stdout.close()
         self._process = process  # kept for describe_exit()
+
+
+class ServiceProcess:
+    """A service of the stack in a child process, and an HTTP client of it: what the
+    DynamoDB endpoint's and the sandbox's stack-side classes share.
+
+    ``address_key`` names the ready line's address; ``root`` trims it to where the service's
+    own control paths are (the sandbox's API lives under ``/api/v1``, its controls not).
+    """
+
+    address_key = "url"
+
+    def __init__(self, child: ChildProcess) -> None:
+        self._child = child
+        self.address = ""
+        self._http: httpx.Client | None = None
+
+    def start(self) -> Self:
+        self.address = str(self._child.start()[self.address_key])
+        self._http = httpx.Client(base_url=self.root(self.address), timeout=10)
+        return self
+
+    def stop(self) -> None:
+        if self._http is not None:
+            self._http.close()
+            self._http = None
+        self._child.stop()
+
+    def root(self, address: str) -> str:
+        return address
+
+    @property
+    def pid(self) -> int | None:
+        return self._child.pid
+
+    def alive(self) -> bool:
+        return self._child.alive()
+
+    def describe_exit(self) -> str:
+        return self._child.describe_exit()
+
+    def http(self) -> httpx.Client:
+        assert self._http is not None, f"the {self._child.name} is not started"
+        return self._http
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
 
 
 def serve_until_stdin_closes(ready: dict[str, Any], stop: Callable[[], None]) -> None:

@@ -39,10 +39,12 @@ class _OneAtATime:
         self._rules = DynamoDBRules()
         #: Write requests passed to moto so far: what tells the stack a save is due.
         self.writes = 0
+        #: Every request served (the bench's measure of what a mail costs the endpoint).
+        self.requests = 0
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
         if environ.get("PATH_INFO") == WRITES_PATH:  # the stack's own question, not AWS's
-            body = json.dumps({"writes": self.writes}).encode()
+            body = json.dumps({"writes": self.writes, "requests": self.requests}).encode()
             start_response("200 OK", [("Content-Type", "application/json")])
             return [body]
         refusal = self._refusal(environ)
@@ -59,6 +61,7 @@ class _OneAtATime:
             )
             return [body]
         with self._lock:
+            self.requests += 1
             if environ.get("HTTP_X_AMZ_TARGET", "").endswith(_WRITES):
                 self.writes += 1
             return list(self._app(environ, start_response))

@@ -17,6 +17,11 @@ def _insert(table: Any, stream_record: Any, values: dict[str, Any]) -> dict[str,
     return stream_record("INSERT", raw_new=table.put(values))
 
 
+def _hang(request: httpx.Request) -> httpx.Response:
+    """A request blastengine never answered, nor took."""
+    raise httpx.ReadTimeout("timed out (test)", request=request)
+
+
 def _refire(table: Any, stream_record: Any, row_id: str) -> dict[str, Any]:
     """What the sweeper does to a due row: bump its revision (a MODIFY on the stream)."""
     current = table.get(row_id)
@@ -80,10 +85,7 @@ def test_a_mail_never_taken_is_sent_after_the_lookup_found_nothing(
     dispatcher, table, stream_record, blastengine, invoke, clock
 ) -> None:
     # GIVEN a request that hung without blastengine taking the mail
-    def hang(request: httpx.Request) -> httpx.Response:
-        raise httpx.ReadTimeout("timed out (test)", request=request)
-
-    blastengine.script.append(hang)
+    blastengine.script.append(_hang)
     invoke(dispatcher, _insert(table, stream_record, row("amb-2")))
     assert attr(table.get("amb-2"), "error_kind") == "ambiguous"
 
@@ -192,11 +194,8 @@ def test_an_identical_mail_to_the_same_address_from_another_row_counts_as_taken(
 
     # GIVEN row A's mail was answered, and row B (same address, subject, body) was unanswered
     # and never taken
-    def hang(request: httpx.Request) -> httpx.Response:
-        raise httpx.ReadTimeout("timed out (test)", request=request)
-
     invoke(dispatcher, _insert(table, stream_record, row("twin-a")))
-    blastengine.script.append(hang)
+    blastengine.script.append(_hang)
     invoke(dispatcher, _insert(table, stream_record, row("twin-b")))
 
     # WHEN B is looked up
@@ -233,10 +232,7 @@ def test_a_refire_that_keeps_the_content_sends_after_the_lookup_found_nothing(
 ) -> None:
     # GIVEN an unanswered send never taken, and a person who re-fires the row by removing
     # its status (same content, so the same idempotency key as the unanswered send)
-    def hang(request: httpx.Request) -> httpx.Response:
-        raise httpx.ReadTimeout("timed out (test)", request=request)
-
-    blastengine.script.append(hang)
+    blastengine.script.append(_hang)
     invoke(dispatcher, _insert(table, stream_record, row("same-1")))
     waiting = table.get("same-1")
     clock.advance(dispatcher.settings.lookup_delay_seconds + 1)
