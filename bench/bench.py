@@ -480,6 +480,30 @@ def function_cpu_seconds(dev_pid: int) -> float:
     return total
 
 
+def stack_shards(rate: float, latency: float, counts: tuple[int, ...], rows: int) -> list[dict]:
+    """The shared limit through the stack itself: `dispatcher dev --shards N`, each shard's
+    invocations in execution environments that are processes, as on AWS. Sustained sends/s
+    over R once the environments are warm, and the share of requests the sandbox refused."""
+    out = []
+    for shards in counts:
+        with running_stack(rate, latency, ("--shards", str(shards))) as stack:
+            end_to_end(stack, rate, 4 * shards, prefix="warm-")  # a cold start per environment
+            before = stack.stats()
+            run = end_to_end(stack, rate, rows, prefix="shards-")
+            after = stack.stats()
+            requests = after["requests"] - before["requests"]
+            out.append(
+                {
+                    "shards": shards,
+                    "ratio": sustained_rate(stack.mails("shards-")) / rate,
+                    "end_to_end_ratio": run["ratio"],
+                    "share_429": (after["over_limit"] - before["over_limit"]) / max(1, requests),
+                    "mails": run["mails"],
+                }
+            )
+    return out
+
+
 def invoke_processes(stack: Stack, rate: float, processes: int = 4, per_process: int = 60):
     """`processes` concurrent `dispatcher invoke --seed` runs, each on an event file of its
     own rows and with the ready line's `env` (so they share the stack's account limit, and its
@@ -756,6 +780,9 @@ def main() -> None:
     )
     parser.add_argument("--e2e-rows", type=int, default=300, help="rows for the end-to-end run")
     parser.add_argument(
+        "--high-rate", type=float, default=50.0, help="R for the second end-to-end run"
+    )
+    parser.add_argument(
         "--dev-arg",
         action="append",
         default=[],
@@ -770,6 +797,7 @@ def main() -> None:
         or args.rows < 2
         or args.e2e_rows < 2
         or args.concurrency < 1
+        or args.high_rate <= 0
     ):
         parser.error(
             "--rate must be > 0, the latencies >= 0, --rows and --e2e-rows >= 2, --concurrency >= 1"
@@ -848,6 +876,10 @@ def main() -> None:
         stack.faults(latency=args.latency)
         results["local_latency"] = local_latency(stack)
         results["memory"] = peak_rss(stack)
+    results["stack_shards"] = stack_shards(r, args.latency, (1, 2, 4, 8), args.e2e_rows)
+    with running_stack(args.high_rate, args.latency, tuple(args.dev_arg)) as stack:
+        end_to_end(stack, args.high_rate, 20, prefix="cold-")
+        results["end_to_end_high_rate"] = end_to_end(stack, args.high_rate, args.e2e_rows)
     with tempfile.TemporaryDirectory() as tmp:
         results["import"] = import_ratio(function_package(Path(tmp)))
 
@@ -872,10 +904,23 @@ def main() -> None:
             for s in results["shared_limit"]
         ),
         ("  worst shard count: sends/s / R", worst["ratio"], ">= 0.95"),
+        *(
+            (
+                f"  through the stack, --shards {s['shards']}: sends/s / R, 429 share",
+                f"{s['ratio']:.2f}, {s['share_429']:.1%}",
+                ">= 0.95, < 1%",
+            )
+            for s in results["stack_shards"]
+        ),
         (
             f"end to end, {args.e2e_rows} rows inserted -> all sent, / R (warm)",
             results["end_to_end_ratio"],
             ">= 0.95",
+        ),
+        (
+            f"end to end at R = {args.high_rate:g} (warm), / R",
+            results["end_to_end_high_rate"]["ratio"],
+            ">= 0.6",
         ),
         (
             "  first mail after the first insert, cold environments (s)",
