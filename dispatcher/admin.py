@@ -169,7 +169,8 @@ class Admin:
             page = self.page_rows(
                 status=status, error_kind=error_kind, token=token, limit=BATCH_GET_LIMIT
             )
-            yield [item["id"]["S"] for item in page.items]
+            if page.items:  # a filtered page may hold none, and still lead on
+                yield [item["id"]["S"] for item in page.items]
             token = page.next_token
             if token is None:
                 return

@@ -402,6 +402,8 @@ def batch_get(
     """The items of ``keys`` (at most :data:`BATCH_GET_LIMIT`), read consistently; keys with
     no item are left out. Keys DynamoDB leaves unprocessed are asked again with a backoff;
     still unprocessed after :data:`BATCH_GET_ATTEMPTS`, it is :class:`StoreUnavailableError`."""
+    if not keys:  # DynamoDB refuses an empty request ("Invalid length for RequestItems")
+        return []
     items: list[dict[str, Any]] = []
     request: Any = {table: {"Keys": keys, "ConsistentRead": True}}
     for attempt in range(BATCH_GET_ATTEMPTS):

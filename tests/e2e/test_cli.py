@@ -114,6 +114,17 @@ def test_bad_input_is_one_clear_line_and_a_non_zero_exit(
     assert message in line
 
 
+def test_retry_all_failed_of_a_kind_no_row_has_is_an_empty_result(stack: RunningStack) -> None:
+    # A hostile probe met botocore's "Invalid length for parameter RequestItems" here.
+    run = stack.cli("retry", "--all-failed", "--kind", "config", "--json")
+
+    assert run.returncode == 0, run.stderr
+    assert json.loads(run.stdout) == {"results": []}
+    for status in ("failed", "deferred"):
+        listed = stack.cli("ls", "--status", status, "--json")
+        assert listed.returncode == 0, listed.stderr
+
+
 def test_cancelling_a_row_whose_send_is_in_flight_is_refused_or_told(
     stack: RunningStack,
 ) -> None:

@@ -240,3 +240,19 @@ def test_counts_stop_at_their_page_limit_and_say_at_least(
     assert counts.failed["invalid"] == 2
     assert counts.at_least == {"failed", "pending"}
     assert counts.pending <= 2
+
+
+def test_no_failed_row_of_a_kind_is_an_empty_answer_not_an_empty_batch_read(admin, table) -> None:
+    # GIVEN failed rows of another kind only (a hostile probe met botocore's "Invalid length
+    # for parameter RequestItems": an empty BatchGetItem)
+    table.put(row("other-kind", status="failed", error_kind="invalid",
+                  failed_at="2026-12-01T10:00:00.000Z"))  # fmt: skip
+
+    # WHEN every failed row of kind `config` is asked for, whole or as ids
+    rows = list(admin.stamped_rows("failed", error_kind="config"))
+    ids = list(admin.stamped_ids("failed", error_kind="config"))
+
+    # THEN nothing, and no error
+    assert rows == []
+    assert ids == []
+    assert list(admin.stamped_rows("deferred")) == []
