@@ -653,7 +653,8 @@ def show(
             for reason in str(plain_row["last_error"]).split("; "):
                 out.print(f"    {reason}", markup=False)
         if row is not None and row.unsettled is not None:
-            out.print(f"  {describe_unsettled(row.unsettled, row.retry_at)}", markup=False)
+            waiting = describe_unsettled(row.unsettled, row.retry_at)
+            out.print(f"  waiting for its look-up: {waiting}", markup=False)
     for item in plain_history:
         confirmed = " - confirmed by look-up" if item.get("confirmed_by") == "lookup" else ""
         out.print(

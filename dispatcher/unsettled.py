@@ -141,10 +141,11 @@ class Unsettled:
 
 
 def describe_unsettled(unsettled: Unsettled, retry_at: str | None) -> str:
-    """One line for people (CLI, console): what the row waits for, and why."""
+    """One line for people (CLI, console): what the row waits for, and why (the caller
+    names it "waiting for its look-up")."""
     when = f"; next look-up at {retry_at}" if retry_at else ""
     return (
-        f"waiting for its look-up: {unsettled.provider} may have taken the mail to "
+        f"{unsettled.provider} may have taken the mail to "
         f"{unsettled.to} sent between {iso_utc(unsettled.opened_at)} and "
         f"{iso_utc(unsettled.closed_at)} ({unsettled.reason}); it is not sent again unless "
         f"{unsettled.provider} has no such mail{when}"
