@@ -506,9 +506,17 @@ def stack_shards(rate: float, latency: float, counts: tuple[int, ...], rows: int
 
 def invoke_processes(stack: Stack, rate: float, processes: int = 4, per_process: int = 60):
     """`processes` concurrent `dispatcher invoke --seed` runs, each on an event file of its
-    own rows and with the ready line's `env` (so they share the stack's account limit, and its
-    own poller sends alongside them): how long all the mail took over the ideal count / R,
-    and the share of requests the sandbox refused over its limit."""
+    own rows and with the ready line's `env`, so they share the stack's account limit (its
+    `RateLimitTable`), but on tables of their own that the stack's poller does not read (on
+    its own send table, the poller would race them for every row): how long all the mail
+    took over the ideal count / R, and the share of requests the sandbox refused."""
+    tables = {
+        "SendTable": "bench-invoke-send",
+        "HistoryTable": "bench-invoke-history",
+        "IdempotencyTable": "bench-invoke-idempotency",
+        "SuppressionTable": "bench-invoke-suppression",
+    }
+    create_tables(stack.client, tables)
     with tempfile.TemporaryDirectory() as tmp:
         files = []
         for p in range(processes):
@@ -538,7 +546,15 @@ def invoke_processes(stack: Stack, rate: float, processes: int = 4, per_process:
             path = Path(tmp) / f"invoke-{p}.json"
             path.write_text(json.dumps({"Records": records}))
             files.append(path)
-        env = {**os.environ, **stack.ready["env"], "POWERTOOLS_LOG_LEVEL": "WARNING"}
+        env = {
+            **os.environ,
+            **stack.ready["env"],
+            "SEND_TABLE_NAME": tables["SendTable"],
+            "HISTORY_TABLE_NAME": tables["HistoryTable"],
+            "IDEMPOTENCY_TABLE_NAME": tables["IdempotencyTable"],
+            "SUPPRESSION_TABLE_NAME": tables["SuppressionTable"],
+            "POWERTOOLS_LOG_LEVEL": "WARNING",
+        }
         before = stack.stats()
         started = time.time()
         runs = [
