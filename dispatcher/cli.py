@@ -27,6 +27,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from dispatcher.clock import parse_iso
 from dispatcher.row import ErrorKind, plain
 from dispatcher.settings import SettingsError
 from dispatcher.unsettled import describe_unsettled
@@ -1222,11 +1223,8 @@ def _iso(value: str, option: str) -> str:
 
 
 def _age(stamp: Any) -> str:
-    if not isinstance(stamp, str):
-        return ""
-    try:
-        then = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
-    except ValueError:
+    then = parse_iso(stamp)
+    if then is None:
         return ""
     seconds = int((datetime.now(UTC) - then).total_seconds())
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):

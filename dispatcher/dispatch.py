@@ -470,15 +470,8 @@ class Dispatcher:
         that was tried. ``unsettled`` is what the row must keep of a send that may have been
         taken (None: nothing, or settled now); every stamp says, so none forgets it."""
         stamp = replace(stamp, unsettled=unsettled)
-        if (
-            stamp.status is RowStatus.SCHEDULED
-            and (row.status, row.retry_at)
-            == (
-                stamp.status.value,
-                stamp.retry_at,
-            )
-            and unsettled == row.unsettled
-        ):
+        parked = (row.status, row.retry_at) == (stamp.status.value, stamp.retry_at)
+        if stamp.status is RowStatus.SCHEDULED and parked and unsettled == row.unsettled:
             # Already parked with this time: rewriting identical values would only echo.
             return RecordResult(Outcome.SCHEDULED, row.id, f"already {stamp.describe()}")
         if not self.store.stamp(row, stamp):

@@ -44,7 +44,8 @@ class FailureStamp:
     http_status: int | None = None
     retry_at: str | None = None
     #: A send that may have been taken, kept on the row until a look-up settles it; None
-    #: removes the row's marker (the dispatcher sets it on every stamp it writes).
+    #: removes the row's marker. Set by the dispatcher alone, on every stamp it writes
+    #: (``Dispatcher._write``): the policy decides the stamp, not what the row remembers.
     unsettled: Unsettled | None = None
 
     def describe(self) -> str:
@@ -137,7 +138,6 @@ class FailurePolicy:
             "it is looked up there before anything is sent again",
             error_kind=ErrorKind.AMBIGUOUS,
             retry_at=iso_utc(max(until, now)),
-            unsettled=unsettled,
         )
 
     def lookup_failed(
@@ -160,8 +160,8 @@ class FailurePolicy:
         )
         if total < self.max_attempts:
             stamp = self._deferred(error, total, now, rng, reason=f"{question}; asking again")
-            return replace(stamp, error_kind=ErrorKind.AMBIGUOUS, unsettled=unsettled)
-        stamp = _failed(
+            return replace(stamp, error_kind=ErrorKind.AMBIGUOUS)
+        return _failed(
             ErrorKind.AMBIGUOUS,
             f"{question}; gave up asking after {total} attempts and did not send it again. "
             f"Check {unsettled.provider}'s delivery log for {unsettled.to}: re-fire to look "
@@ -170,7 +170,6 @@ class FailurePolicy:
             now=now,
             http_status=error.http_status,
         )
-        return replace(stamp, unsettled=unsettled)
 
     def after_error(
         self,

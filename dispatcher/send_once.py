@@ -40,7 +40,7 @@ from dispatcher.providers.errors import AmbiguousSendError
 from dispatcher.ratelimit import RequestSlots
 from dispatcher.retry import RetryPolicy, SendFailedError, send_with_retries
 from dispatcher.suppression import leaving_out
-from dispatcher.unsettled import Unsettled, message_digests
+from dispatcher.unsettled import Unsettled
 
 __all__ = ["IDEMPOTENCY_KEY_PREFIX", "MaybeSentError", "OnceSender", "SendResult", "Sent"]
 
@@ -243,13 +243,11 @@ class OnceSender:
         if record is not None and record.expiry_timestamp:
             written = int(record.expiry_timestamp) - self._config.expires_after_seconds
             opened = max(opened, datetime.fromtimestamp(written, UTC))
-        return Unsettled(
+        return Unsettled.of(
+            message,
             provider=self.provider.name,
-            to=message.to,
             opened_at=min(opened, now),
             closed_at=now,
-            digests=message_digests(message),
-            content_hash=message.content_hash,
             reason="an earlier delivery of this record stopped mid-send",
         )
 
@@ -308,13 +306,11 @@ class OnceSender:
         self, message: Message, error: AmbiguousSendError, attempts: int
     ) -> SendResult:
         now = self._clock.now()
-        unsettled = Unsettled(
+        unsettled = Unsettled.of(
+            message,
             provider=self.provider.name,
-            to=message.to,
             opened_at=error.opened_at or now,
             closed_at=error.closed_at or now,
-            digests=message_digests(message),
-            content_hash=message.content_hash,
             reason=error.message,
         )
         return SendResult(

@@ -27,10 +27,7 @@ from dispatcher.clock import iso_utc, parse_iso
 if TYPE_CHECKING:
     from dispatcher.message import Message
 
-__all__ = ["ATTRIBUTE", "Unsettled", "content_digest", "describe_unsettled", "message_digests"]
-
-#: The send-table bookkeeping attribute that holds the marker.
-ATTRIBUTE = "unsettled"
+__all__ = ["Unsettled", "content_digest", "describe_unsettled", "message_digests"]
 
 
 def content_digest(subject: str | None, text: str | None, html: str | None) -> str:
@@ -76,6 +73,27 @@ class Unsettled:
     digests: tuple[str, ...]
     content_hash: str
     reason: str
+
+    @classmethod
+    def of(
+        cls,
+        message: Message,
+        *,
+        provider: str,
+        opened_at: datetime,
+        closed_at: datetime,
+        reason: str,
+    ) -> Unsettled:
+        """The marker for ``message``, sent to ``provider`` between the two moments."""
+        return cls(
+            provider=provider,
+            to=message.to,
+            opened_at=opened_at,
+            closed_at=closed_at,
+            digests=message_digests(message),
+            content_hash=message.content_hash,
+            reason=reason,
+        )
 
     def visible_from(self, delay_seconds: float) -> datetime:
         """When a look-up may trust a "not found": the provider's lag after the window."""

@@ -29,6 +29,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from dispatcher.admin import LISTABLE_STATUSES, Admin, BadPageTokenError, Page, SentCounts
+from dispatcher.clock import parse_iso
 from dispatcher.console.forms import (
     JSON_FIELDS,
     LIST_FIELDS,
@@ -500,11 +501,8 @@ def _query(**params: Any) -> str:
 
 
 def _age(stamp: Any) -> str:
-    if not isinstance(stamp, str) or not stamp:
-        return ""
-    try:
-        then = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
-    except ValueError:
+    then = parse_iso(stamp)
+    if then is None:
         return ""
     seconds = (datetime.now(UTC) - then).total_seconds()
     future = seconds < 0

@@ -25,12 +25,38 @@ from typing import Any, Self
 
 import httpx
 
-__all__ = ["ChildProcess", "ServiceProcess", "serve_until_stdin_closes"]
+__all__ = [
+    "ChildProcess",
+    "ServiceProcess",
+    "end_by_closing_stdin",
+    "exit_description",
+    "serve_until_stdin_closes",
+]
 
 #: Seconds a child may take to print its ready line (imports, binding its socket).
 START_TIMEOUT_SECONDS = 60.0
 #: Seconds a child may take to stop after its stdin closed, before it is killed.
 STOP_TIMEOUT_SECONDS = 10.0
+
+
+def end_by_closing_stdin(
+    process: subprocess.Popen[bytes], timeout: float = STOP_TIMEOUT_SECONDS
+) -> None:
+    """Close a child's stdin (its read loop ends on EOF and it stops by itself), then kill it
+    if it outstays ``timeout``: how the stack ends each of its processes."""
+    if process.stdin is not None:
+        with contextlib.suppress(OSError):  # already gone
+            process.stdin.close()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def exit_description(code: int) -> str:
+    """A process's return code as people read it: ``signal 9``, ``exit status 1``."""
+    return f"signal {-code}" if code < 0 else f"exit status {code}"
 
 
 class ChildProcess:
@@ -70,10 +96,6 @@ class ChildProcess:
         self.ready = json.loads(line)
         return self.ready
 
-    @property
-    def pid(self) -> int | None:
-        return self._process.pid if self._process is not None else None
-
     def alive(self) -> bool:
         return self._process is not None and self._process.poll() is None
 
@@ -82,21 +104,14 @@ class ChildProcess:
         code = self._process.poll() if self._process is not None else None
         if code is None:
             return "still running" if self._process is not None else "never started"
-        return f"signal {-code}" if code < 0 else f"exit status {code}"
+        return exit_description(code)
 
     def stop(self) -> None:
         """Close its stdin (it stops by itself), then kill it if it outstays the timeout."""
         process, self._process = self._process, None
         if process is None:
             return
-        if process.stdin is not None:
-            with contextlib.suppress(OSError):  # already gone
-                process.stdin.close()
-        try:
-            process.wait(timeout=STOP_TIMEOUT_SECONDS)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        end_by_closing_stdin(process)
         if process.stdout is not None:
             process.stdout.close()
         self._process = process  # kept for describe_exit()
@@ -130,10 +145,6 @@ class ServiceProcess:
 
     def root(self, address: str) -> str:
         return address
-
-    @property
-    def pid(self) -> int | None:
-        return self._child.pid
 
     def alive(self) -> bool:
         return self._child.alive()

@@ -332,13 +332,6 @@ class LocalStack:
 
         return invoke
 
-    def function_cpu_seconds(self) -> dict[str, float]:
-        """CPU each function's execution environments have used so far, by function."""
-        used: dict[str, float] = {}
-        for worker in list(self.workers):
-            used[worker.function] = used.get(worker.function, 0.0) + worker.cpu_seconds
-        return used
-
     def stop(self) -> None:
         """Stop everything; safe to call twice, or after a failed start."""
         self._stop.set()

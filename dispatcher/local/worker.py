@@ -21,10 +21,10 @@ import random
 import select
 import subprocess
 import sys
-import time
 from typing import Any
 
 from dispatcher.local.chaos import KillPlan, KillPoint
+from dispatcher.local.child import end_by_closing_stdin, exit_description
 
 __all__ = [
     "FUNCTIONS",
@@ -73,8 +73,6 @@ class FunctionWorker:
         self._next_point = 0
         self._doomed = False
         self._process: subprocess.Popen[bytes] | None = None
-        self._cpu_live = 0.0  # what the live process last reported
-        self._cpu_ended = 0.0  # what the processes before it used
 
     def invoke(self, event: dict[str, Any], timeout: float) -> Any:
         process = self._process if self._process and self._process.poll() is None else None
@@ -95,37 +93,16 @@ class FunctionWorker:
         if not line:
             raise self._died(process)
         answer = json.loads(line)
-        self._cpu_live = float(answer.get("cpu_seconds", self._cpu_live))
         if "error" in answer:
             raise FunctionCrashedError(answer["error"])
         return answer["response"]
 
     def stop(self) -> None:
         process, self._process = self._process, None
-        if process is None:
-            return
-        if process.stdin is not None:
-            process.stdin.close()  # the child's read loop ends on EOF
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-    @property
-    def cpu_seconds(self) -> float:
-        """CPU this environment's processes have used in all, as they reported it with each
-        answer (what Lambda bills, and what bounds how far one invocation can go)."""
-        return self._cpu_ended + self._cpu_live
-
-    @property
-    def pid(self) -> int | None:
-        """The live process's id, if one runs."""
-        process = self._process
-        return process.pid if process is not None and process.poll() is None else None
+        if process is not None:
+            end_by_closing_stdin(process)
 
     def _start(self) -> subprocess.Popen[bytes]:
-        self._cpu_ended, self._cpu_live = self._cpu_ended + self._cpu_live, 0.0
         argv = [sys.executable, "-m", "dispatcher.local.worker", "--function", self.function]
         if self._dynamodb_fault_rate:
             argv += ["--dynamodb-fault-rate", str(self._dynamodb_fault_rate)]
@@ -150,8 +127,9 @@ class FunctionWorker:
         self._process = None
         if self._doomed:
             self._next_point += 1
-        how = f"signal {-code}" if code < 0 else f"exit status {code}"
-        return FunctionCrashedError(f"the function's process died ({how}); restarting cold")
+        return FunctionCrashedError(
+            f"the function's process died ({exit_description(code)}); restarting cold"
+        )
 
 
 #: The stack's functions, by their template names.
@@ -239,7 +217,6 @@ def _serve(argv: list[str]) -> int:
             answer = {"error": f"{type(exc).__name__}: {exc}"}
         finally:
             switch.arm(None)
-        answer["cpu_seconds"] = time.process_time()
         replies.write(json.dumps(answer, default=str) + "\n")
     return 0
 
