@@ -367,7 +367,7 @@ class Dispatcher:
             provider=unsettled.provider,
             delivery_id=found.delivery_id,
             to=unsettled.to,
-            subject=message.subject,
+            subject=unsettled.subject or message.subject,
             attempts=row.attempts,
             content_hash=unsettled.content_hash,
             expires_at=self.sender.history_expiry(found.taken_at),

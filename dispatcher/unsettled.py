@@ -73,6 +73,9 @@ class Unsettled:
     digests: tuple[str, ...]
     content_hash: str
     reason: str
+    #: The subject as sent, for the history item of a mail the look-up finds (the row may
+    #: have been edited since).
+    subject: str = ""
 
     @classmethod
     def of(
@@ -93,6 +96,7 @@ class Unsettled:
             digests=message_digests(message),
             content_hash=message.content_hash,
             reason=reason,
+            subject=message.subject,
         )
 
     def visible_from(self, delay_seconds: float) -> datetime:
@@ -109,6 +113,7 @@ class Unsettled:
             "digests": list(self.digests),
             "content_hash": self.content_hash,
             "reason": self.reason,
+            "subject": self.subject,
         }
 
     @classmethod
@@ -127,6 +132,7 @@ class Unsettled:
                 digests=digests,
                 content_hash=str(data.get("content_hash", "")),
                 reason=str(data.get("reason", "")),
+                subject=str(data.get("subject", "")),
             )
         except (KeyError, TypeError, ValueError):
             return None

@@ -225,6 +225,7 @@ def test_a_row_edited_after_its_mail_was_taken_sends_the_new_content_and_keeps_b
     assert table.get("edit-1") is None
     history = sorted(table.history("edit-1"), key=lambda h: attr(h, "delivery_id"))
     assert [attr(h, "confirmed_by") for h in history] == ["lookup", None]
+    assert [attr(h, "subject") for h in history] == ["First", "Corrected"]
 
 
 def test_a_refire_that_keeps_the_content_sends_after_the_lookup_found_nothing(

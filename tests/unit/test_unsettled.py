@@ -16,6 +16,7 @@ MARKER = Unsettled(
     digests=("a" * 64, "b" * 64),
     content_hash="c" * 64,
     reason="no answer from blastengine within 10.0s (ReadTimeout)",
+    subject="Hello",
 )
 
 
