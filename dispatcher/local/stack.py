@@ -218,6 +218,9 @@ class LocalStack:
                 os.environ.get("LOOKUP_DELAY_SECONDS") or f"{lag + LOOKUP_DELAY_MARGIN_SECONDS:g}"
             )
         settings = Settings.from_env({**os.environ, **self.function_env})
+        # Every sender sharing the account's limit must agree on it: a process started with
+        # the ready line's env (`dispatcher invoke`) paces at the stack's R, not the default.
+        self.function_env["RATE_LIMIT_RPS"] = f"{settings.rate_limit_rps:g}"
         faults = self.options.sandbox_faults
         if self.sandbox is not None and (faults.timeout or faults.accepted_timeout):
             # A hang must outlast the function's request timeout to be one.

@@ -31,6 +31,8 @@ def test_the_ready_lines_env_runs_the_function_from_another_process(
     # GIVEN a row the stack's own poller will also see
     env = stack.ready["env"]
     assert env["RATE_LIMIT_TABLE_NAME"]
+    # the stack's account limit (200/s here), not the default: sharers agree on one R
+    assert float(env["RATE_LIMIT_RPS"]) == 200
     assert "WEBHOOK_SECRET" not in env
     stack.put(_row("e2e-env", "e2e-env"))
     event = {
