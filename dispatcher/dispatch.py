@@ -13,8 +13,11 @@ from __future__ import annotations
 
 import asyncio
 import random
+import threading
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.metrics import MetricUnit
@@ -29,15 +32,14 @@ from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
 
 from dispatcher.attachments import Attachments
 from dispatcher.clock import SYSTEM_CLOCK, Clock, Deadline, iso_utc, remaining_time
-from dispatcher.credentials import credentials_loader
 from dispatcher.failure_policy import FailurePolicy, FailureStamp
 from dispatcher.message import Message, parse_message
 from dispatcher.observability import logger, metrics
 from dispatcher.outcome import Outcome, RecordResult, emit_metrics
 from dispatcher.providers.base import MailProvider
-from dispatcher.providers.blastengine import BlastengineClient
-from dispatcher.providers.blastengine_lookup import BlastengineLookup
+from dispatcher.providers.deployment import build_providers
 from dispatcher.providers.errors import ProviderError
+from dispatcher.providers.routing import Routes
 from dispatcher.ratelimit import RequestSlots, TokenBucket
 from dispatcher.retry import SendFailedError
 from dispatcher.row import Row, RowStatus, string_attribute
@@ -64,9 +66,22 @@ BOOKKEEPING_RESERVE_SECONDS = 3.0
 @dataclass
 class _Invocation:
     deadline: Deadline
-    bucket: RequestSlots
+    open_bucket: Callable[[str], RequestSlots]
     locks: dict[str, asyncio.Lock] = field(default_factory=dict)
     results: list[RecordResult] = field(default_factory=list)
+    buckets: dict[str, RequestSlots] = field(default_factory=dict)
+    _guard: threading.Lock = field(default_factory=threading.Lock)
+
+    def slots(self, provider: str) -> RequestSlots:
+        """This invocation's pacing of ``provider``'s account, opened on first use."""
+        with self._guard:
+            if provider not in self.buckets:
+                self.buckets[provider] = self.open_bucket(provider)
+            return self.buckets[provider]
+
+    def release(self) -> None:
+        for bucket in self.buckets.values():
+            bucket.release()
 
 
 class Dispatcher:
@@ -85,13 +100,13 @@ class Dispatcher:
         attachments: Attachments,
         settler: Settler,
         suppressions: SuppressionList | None = None,
-        limit: LimitTable | None = None,
+        limits: Mapping[str, LimitTable] | None = None,
         clock: Clock = SYSTEM_CLOCK,
         rng: random.Random | None = None,
     ) -> None:
         self.settings = settings
         self.settler = settler
-        self.limit = limit
+        self.limits = dict(limits or {})
         self.store = store
         self.sender = sender
         self.suppressions = suppressions
@@ -116,12 +131,15 @@ class Dispatcher:
         dynamodb_client: DynamoDBClient | None = None,
         http_client: httpx.Client | None = None,
         s3_client: S3Client | None = None,
+        ses_client: Any = None,
         provider: MailProvider | None = None,
+        providers: Mapping[str, MailProvider] | None = None,
         clock: Clock = SYSTEM_CLOCK,
         rng: random.Random | None = None,
     ) -> Dispatcher:
-        """Wire the store, the provider (blastengine unless given) and the idempotency table
-        from settings; the clients are injected by tests and the local stack."""
+        """Wire the store, the providers the settings name and the idempotency table from
+        settings; the clients are injected by tests and the local stack. ``provider``
+        replaces every provider with one (tests); ``providers`` replaces some by name."""
         import boto3
 
         client = dynamodb_client or boto3.client("dynamodb")
@@ -131,22 +149,25 @@ class Dispatcher:
             max_total_bytes=settings.attachments_max_bytes,
             s3_client=s3_client,
         )
-        blastengine = BlastengineClient(
-            base_url=settings.blastengine_base_url,
-            credentials=credentials_loader(settings),
+        routes, lookups = build_providers(
+            settings,
+            dynamodb_client=client,
+            attachments=attachments,
+            clock=clock,
             http_client=http_client,
-            max_connections=settings.send_concurrency,
-            open_attachment=attachments.open,
+            ses_client=ses_client,
+            providers=providers,
         )
-        provider = provider or blastengine
+        if provider is not None:
+            routes = Routes.single(provider)
         settler = Settler(
-            {"blastengine": BlastengineLookup(blastengine)},
+            lookups,
             delay_seconds=settings.lookup_delay_seconds,
             request_timeout=settings.request_timeout_seconds,
             clock=clock,
         )
         sender = OnceSender(
-            provider=provider,
+            routes=routes,
             persistence_store=DynamoDBPersistenceLayer(
                 table_name=settings.idempotency_table_name, boto3_client=client
             ),
@@ -166,10 +187,13 @@ class Dispatcher:
             if settings.suppression_table_name
             else None
         )
-        limit = (
-            LimitTable(client, settings.rate_limit_table_name, key=provider.name)
+        limits = (
+            {
+                name: LimitTable(client, settings.rate_limit_table_name, key=name)
+                for name in {*routes.every(), *lookups}
+            }
             if settings.rate_limit_table_name
-            else None
+            else {}
         )
         return cls(
             settings=settings,
@@ -178,7 +202,7 @@ class Dispatcher:
             attachments=attachments,
             settler=settler,
             suppressions=suppressions,
-            limit=limit,
+            limits=limits,
             clock=clock,
             rng=rng,
         )
@@ -189,7 +213,7 @@ class Dispatcher:
             deadline=Deadline.from_context(
                 remaining_time(context), self._clock, reserve=BOOKKEEPING_RESERVE_SECONDS
             ),
-            bucket=self._bucket(expected=len(event.get("Records") or [])),
+            open_bucket=partial(self._bucket, expected=len(event.get("Records") or [])),
         )
 
         async def record_handler(record: DynamoDBRecord) -> str:
@@ -221,17 +245,18 @@ class Dispatcher:
                 context=context,
             )
         finally:
-            invocation.bucket.release()
+            invocation.release()
         self.last_results = invocation.results
         return response
 
-    def _bucket(self, *, expected: int) -> RequestSlots:
-        """The account's limit shared with every invocation when a limit table is set;
-        without one (tests, one-off runs), a budget of this invocation's own."""
-        rate, clock = self.settings.rate_limit_rps, self._clock
-        if self.limit is None:
+    def _bucket(self, provider: str, *, expected: int) -> RequestSlots:
+        """``provider``'s account limit, shared with every invocation when a limit table is
+        set; without one (tests, one-off runs), a budget of this invocation's own."""
+        rate, clock = self.settings.provider_rate(provider), self._clock
+        limit = self.limits.get(provider)
+        if limit is None:
             return TokenBucket(rate=rate, clock=clock)
-        return SharedBucket(table=self.limit, rate=rate, clock=clock, expected=expected)
+        return SharedBucket(table=limit, rate=rate, clock=clock, expected=expected)
 
     def process_record(self, record: DynamoDBRecord, invocation: _Invocation) -> RecordResult:
         """Run one record end to end; raises only for infrastructure errors (to be retried)."""
@@ -308,7 +333,7 @@ class Dispatcher:
         settled: str | None = None
         if unsettled is not None:
             verdict = self.settler.settle(
-                unsettled, bucket=invocation.bucket, deadline=invocation.deadline
+                unsettled, slots=invocation.slots, deadline=invocation.deadline
             )
             if isinstance(verdict, Taken):
                 result = self._confirmed(row, parsed, unsettled, verdict)
@@ -336,7 +361,7 @@ class Dispatcher:
         try:
             sent = self.sender.send(
                 parsed,
-                bucket=invocation.bucket,
+                slots=invocation.slots,
                 deadline=invocation.deadline,
                 prior=prior,
                 budget=self.policy.budget(prior),
@@ -364,7 +389,7 @@ class Dispatcher:
         entry = HistoryEntry(
             id=row.id,
             sent_at=self.store.recorded_at(row.id, found.delivery_id) or iso_utc(found.taken_at),
-            provider=unsettled.provider,
+            provider=taken.provider,
             delivery_id=found.delivery_id,
             to=unsettled.to,
             subject=unsettled.subject or message.subject,
@@ -390,7 +415,7 @@ class Dispatcher:
         return RecordResult(
             Outcome.CONFIRMED,
             row.id,
-            f"{unsettled.provider} had taken it as delivery {found.delivery_id} (confirmed by "
+            f"{taken.provider} had taken it as delivery {found.delivery_id} (confirmed by "
             f"look-up); not sent again{kept}",
         )
 

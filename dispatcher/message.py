@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
@@ -21,6 +21,7 @@ from email_validator import EmailNotValidError, validate_email
 
 from dispatcher.html_text import html_to_text
 from dispatcher.row import Image, Row, string_attribute
+from dispatcher.settings import PROVIDERS
 
 __all__ = [
     "MAX_BCC",
@@ -107,10 +108,32 @@ class Message:
     left_out: tuple[str, ...] = ()
     send_after: datetime | None = None
     content_hash: str = ""
+    #: The provider the row pins (``provider``); None: the deployment's choice.
+    provider: str | None = None
 
     @property
     def recipients(self) -> tuple[str, ...]:
         return (self.to, *self.cc, *self.bcc)
+
+    def filled(self) -> Message:
+        """This message with its ``insert_code`` variables (``__name__``) substituted in
+        the subject and both bodies, as blastengine fills them; a provider without the
+        feature sends this."""
+        if not self.insert_code:
+            return self
+        codes = {f"__{key}__": value for key, value in self.insert_code.items()}
+        pattern = re.compile("|".join(re.escape(code) for code in codes))
+
+        def fill(part: str) -> str:
+            return pattern.sub(lambda m: codes[m.group()], part)
+
+        return replace(
+            self,
+            subject=fill(self.subject),
+            text=fill(self.text),
+            html=None if self.html is None else fill(self.html),
+            insert_code={},
+        )
 
 
 def parse_message(
@@ -158,6 +181,7 @@ def parse_message(
     cc = p.address_list(image, "cc", MAX_CC)
     bcc = p.address_list(image, "bcc", MAX_BCC)
     encode = p.encode(image)
+    provider = p.provider(image)
     insert_code = p.insert_code(image)
     attachments = p.attachments(image)
     send_after = p.timestamp(image, "send_after")
@@ -202,6 +226,7 @@ def parse_message(
         attachments=attachments,
         send_after=send_after,
         content_hash=row.content_hash,
+        provider=provider,
     )
 
 
@@ -309,6 +334,15 @@ class _Problems:
             allowed = ", ".join(e.value for e in Encode)
             self.add("encode", f"{_clip(raw)!r} is not one of {allowed}")
             return None
+
+    def provider(self, image: Image) -> str | None:
+        raw = self.string(image, "provider")
+        if raw is None:
+            return None
+        if raw not in PROVIDERS:
+            self.add("provider", f"{_clip(raw)!r} is not one of {', '.join(PROVIDERS)}")
+            return None
+        return raw
 
     def insert_code(self, image: Image) -> dict[str, str]:
         if "insert_code" not in image:

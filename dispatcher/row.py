@@ -59,6 +59,7 @@ REQUEST_ATTRIBUTES = frozenset(
         "insert_code",
         "attachments",
         "send_after",
+        "provider",
         "revision",
     }
 )

@@ -35,8 +35,8 @@ from tenacity import RetryError, Retrying, stop_after_attempt, wait_exponential_
 from dispatcher.clock import Clock, Deadline, iso_utc
 from dispatcher.message import Message
 from dispatcher.observability import logger
-from dispatcher.providers.base import MailProvider
-from dispatcher.providers.errors import AmbiguousSendError
+from dispatcher.providers.errors import AmbiguousSendError, ConfigError
+from dispatcher.providers.routing import Routes, proves_not_taken
 from dispatcher.ratelimit import RequestSlots
 from dispatcher.retry import RetryPolicy, SendFailedError, send_with_retries
 from dispatcher.suppression import leaving_out
@@ -117,7 +117,7 @@ class OnceSender:
     def __init__(
         self,
         *,
-        provider: MailProvider,
+        routes: Routes,
         persistence_store: DynamoDBPersistenceLayer,
         expires_after_seconds: int,
         request_timeout: float,
@@ -125,7 +125,7 @@ class OnceSender:
         clock: Clock,
         rng: random.Random,
     ) -> None:
-        self.provider = provider
+        self.routes = routes
         self._request_timeout = request_timeout
         self._retention = timedelta(days=history_retention_days)
         self._clock = clock
@@ -146,7 +146,7 @@ class OnceSender:
         self,
         message: Message,
         *,
-        bucket: RequestSlots,
+        slots: Callable[[str], RequestSlots],
         deadline: Deadline,
         prior: int,
         budget: int,
@@ -158,6 +158,9 @@ class OnceSender:
         ``screen`` (the suppression list's) runs only when the message is really to be sent,
         after the idempotency record says it was not yet: a redelivery of a mail already
         accepted replays it, even if an address was suppressed since.
+
+        ``slots`` paces each provider's requests (its account's own limit). The routes decide
+        which provider sends, and which takes over (:mod:`dispatcher.providers.routing`).
 
         ``settled`` names an ambiguous send of this content that a look-up has since found
         not taken (its window's opening): it joins the idempotency key, so that the record
@@ -181,7 +184,7 @@ class OnceSender:
             result: SendResult = self._send_once(
                 key=key,
                 message=message,
-                bucket=bucket,
+                slots=slots,
                 deadline=deadline,
                 budget=budget,
                 prior=prior,
@@ -243,9 +246,12 @@ class OnceSender:
         if record is not None and record.expiry_timestamp:
             written = int(record.expiry_timestamp) - self._config.expires_after_seconds
             opened = max(opened, datetime.fromtimestamp(written, UTC))
+        # Which provider it was in flight to died with the holder: with a failover provider
+        # configured, either may have it, and the look-up asks both.
+        plan = (message.provider,) if message.provider else self.routes.every()
         return Unsettled.of(
             message,
-            provider=self.provider.name,
+            provider="+".join(plan),
             opened_at=min(opened, now),
             closed_at=now,
             reason="an earlier delivery of this record stopped mid-send",
@@ -260,61 +266,85 @@ class OnceSender:
         *,
         key: dict[str, str],
         message: Message,
-        bucket: RequestSlots,
+        slots: Callable[[str], RequestSlots],
         deadline: Deadline,
         budget: int,
         prior: int,
         progress: _Progress,
         screen: Callable[[Message], Message] | None,
     ) -> SendResult:
-        """Step 3, under Powertools Idempotency keyed on ``key`` (row id + content hash)."""
+        """Step 3, under Powertools Idempotency keyed on ``key`` (row id + content hash):
+        through the routes' providers in turn, the next only when the one before proved it
+        did not take the mail. All of it is one idempotent send, so a failover is never a
+        second mail."""
         progress.ran = True
         if screen is not None:
             message = screen(message)
         progress.message = message
-        try:
-            delivery = send_with_retries(
-                self.provider,
-                message,
-                bucket=bucket,
-                deadline=deadline,
-                clock=self._clock,
-                policy=RetryPolicy(
-                    max_attempts=budget, request_timeout=self._request_timeout, rng=self._rng
-                ),
-            )
-        except SendFailedError as exc:
-            if not isinstance(exc.error, AmbiguousSendError):
-                raise  # not taken: Powertools deletes the record, a later send is fresh
-            # Returned, not raised: Powertools keeps it, and a redelivery replays it.
-            progress.result = self._maybe_taken(message, exc.error, prior + exc.attempts)
-            return progress.result
+        plan = self.routes.plan(message)
+        used = 0
+        for name in plan:
+            try:
+                provider = self.routes.provider(name)
+                delivery = send_with_retries(
+                    provider,
+                    message,
+                    bucket=slots(name),
+                    deadline=deadline,
+                    clock=self._clock,
+                    policy=RetryPolicy(
+                        max_attempts=self.routes.budget(name, plan, budget),
+                        request_timeout=self._request_timeout,
+                        rng=self._rng,
+                    ),
+                )
+            except ConfigError as exc:  # a pinned provider this deployment does not have
+                raise SendFailedError(exc, used) from None
+            except SendFailedError as exc:
+                used += exc.attempts
+                if isinstance(exc.error, AmbiguousSendError):
+                    # Returned, not raised: Powertools keeps it, and a redelivery replays it.
+                    # Never failed over: the look-up says first whether `name` took it.
+                    progress.result = self._maybe_taken(message, exc.error, name, prior + used)
+                    return progress.result
+                # No request made (no slot before the deadline) proves nothing of `name`.
+                if name == plan[-1] or not exc.attempts or not proves_not_taken(exc.error):
+                    # Not taken: Powertools deletes the record, a later send is fresh.
+                    raise SendFailedError(exc.error, used) from None
+                self.routes.failed(name)
+                logger.warning(
+                    "failing over: the primary provider did not take the mail",
+                    extra={"provider": name, "error": exc.error.message},
+                )
+                continue
+            used += delivery.attempts
+            break
         sent_at = self._clock.now()
         progress.latency_seconds = delivery.latency_seconds
         progress.result = SendResult(
-            provider=self.provider.name,
+            provider=name,
             delivery_id=delivery.delivery_id,
             sent_at=iso_utc(sent_at),
             expires_at=self.history_expiry(sent_at),
-            attempts=prior + delivery.attempts,
+            attempts=prior + used,
         )
         if message.left_out:
             progress.result["left_out"] = list(message.left_out)
         return progress.result
 
     def _maybe_taken(
-        self, message: Message, error: AmbiguousSendError, attempts: int
+        self, message: Message, error: AmbiguousSendError, provider: str, attempts: int
     ) -> SendResult:
         now = self._clock.now()
         unsettled = Unsettled.of(
             message,
-            provider=self.provider.name,
+            provider=provider,
             opened_at=error.opened_at or now,
             closed_at=error.closed_at or now,
             reason=error.message,
         )
         return SendResult(
-            provider=self.provider.name,
+            provider=provider,
             delivery_id=None,
             sent_at=iso_utc(now),
             attempts=attempts,

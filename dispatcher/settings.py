@@ -17,6 +17,7 @@ from email_validator import EmailNotValidError, validate_email
 __all__ = [
     "DEFAULT_BLASTENGINE_BASE_URL",
     "DEFAULT_LOOKUP_DELAY_SECONDS",
+    "PROVIDERS",
     "Settings",
     "SettingsError",
 ]
@@ -26,6 +27,8 @@ DEFAULT_BLASTENGINE_BASE_URL = "https://app.engn.jp/api/v1"
 #: logged once it is queued (seconds, normally), and a queue backed up for minutes is what a
 #: provider's bad hour looks like. The price is only that rare ambiguous rows wait this long.
 DEFAULT_LOOKUP_DELAY_SECONDS = 600.0
+#: The mail providers a deployment (MAIL_PROVIDER, FAILOVER_PROVIDER) or a row may name.
+PROVIDERS = ("blastengine", "ses")
 
 #: The stream keeps records 24 hours; an idempotency record must outlive any redelivery.
 _STREAM_RETENTION_SECONDS = 24 * 60 * 60
@@ -63,6 +66,21 @@ class Settings:
     blastengine_credentials_parameter: str | None = None
     rate_limit_rps: float = 10.0
     rate_limit_table_name: str | None = None
+    #: Which provider sends a row that names none, and which one takes over when it fails
+    #: in a way that proves the mail was not taken (README, "Two providers").
+    mail_provider: str = "blastengine"
+    failover_provider: str | None = None
+    #: SES's sending rate (``aws sesv2 get-account``: ``SendQuota.MaxSendRate``); 1/s is
+    #: what every account has in the SES sandbox.
+    ses_rate_limit_rps: float = 1.0
+    ses_configuration_set: str | None = None
+    #: Requests the primary provider gets for a row before the failover provider takes it.
+    failover_after_attempts: int = 2
+    #: Failures of the primary across the deployment within the window that open its
+    #: circuit: it is skipped for the cool-down, then probed again.
+    failover_threshold: int = 5
+    failover_window_seconds: float = 60.0
+    failover_cooldown_seconds: float = 120.0
     send_concurrency: int = 8
     max_attempts: int = 8
     attempts_per_invocation: int = 3
@@ -82,6 +100,21 @@ class Settings:
 
     def __post_init__(self) -> None:
         _positive("RATE_LIMIT_RPS", self.rate_limit_rps)
+        _positive("SES_RATE_LIMIT_RPS", self.ses_rate_limit_rps)
+        _positive("FAILOVER_AFTER_ATTEMPTS", self.failover_after_attempts)
+        _positive("FAILOVER_THRESHOLD", self.failover_threshold)
+        _positive("FAILOVER_WINDOW_SECONDS", self.failover_window_seconds)
+        _positive("FAILOVER_COOLDOWN_SECONDS", self.failover_cooldown_seconds)
+        for name, value in (
+            ("MAIL_PROVIDER", self.mail_provider),
+            ("FAILOVER_PROVIDER", self.failover_provider),
+        ):
+            if value is not None and value not in PROVIDERS:
+                raise SettingsError(f"{name} must be one of {', '.join(PROVIDERS)}, got {value!r}")
+        if self.failover_provider == self.mail_provider:
+            raise SettingsError(
+                f"FAILOVER_PROVIDER must differ from MAIL_PROVIDER ({self.mail_provider})"
+            )
         _positive("SEND_CONCURRENCY", self.send_concurrency)
         _positive("MAX_ATTEMPTS", self.max_attempts)
         _positive("ATTEMPTS_PER_INVOCATION", self.attempts_per_invocation)
@@ -109,12 +142,26 @@ class Settings:
             raise SettingsError(
                 f"BLASTENGINE_BASE_URL must be an http(s) URL, got {self.blastengine_base_url!r}"
             )
-        has_pair = bool(self.blastengine_login_id and self.blastengine_api_key)
-        if not has_pair and not self.blastengine_credentials_parameter:
+        if "blastengine" in self.providers and not self.has_blastengine:
             raise SettingsError(
                 "blastengine credentials are required: set BLASTENGINE_CREDENTIALS_PARAMETER "
                 "(deployed) or both BLASTENGINE_LOGIN_ID and BLASTENGINE_API_KEY (local)"
             )
+
+    @property
+    def providers(self) -> tuple[str, ...]:
+        """The deployment's providers: the primary, then the failover one if any."""
+        return (self.mail_provider, *((self.failover_provider,) if self.failover_provider else ()))
+
+    @property
+    def has_blastengine(self) -> bool:
+        """blastengine credentials are configured (a row may pin it only then)."""
+        pair = bool(self.blastengine_login_id and self.blastengine_api_key)
+        return pair or bool(self.blastengine_credentials_parameter)
+
+    def provider_rate(self, provider: str) -> float:
+        """The account limit of ``provider``, requests per second."""
+        return self.ses_rate_limit_rps if provider == "ses" else self.rate_limit_rps
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -165,6 +212,13 @@ def _positive(name: str, value: float) -> None:
 
 _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "rate_limit_rps": _number(float),
+    "ses_rate_limit_rps": _number(float),
+    "failover_after_attempts": _number(int),
+    "failover_threshold": _number(int),
+    "failover_window_seconds": _number(float),
+    "failover_cooldown_seconds": _number(float),
+    "mail_provider": lambda _name, raw: raw.strip().lower(),
+    "failover_provider": lambda _name, raw: raw.strip().lower(),
     "send_concurrency": _number(int),
     "max_attempts": _number(int),
     "attempts_per_invocation": _number(int),

@@ -14,7 +14,7 @@ row be sent:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -37,9 +37,10 @@ class Wait:
 
 @dataclass(frozen=True)
 class Taken:
-    """The provider has the mail."""
+    """The provider (``provider``) has the mail."""
 
     found: Found
+    provider: str
 
 
 @dataclass(frozen=True)
@@ -81,14 +82,31 @@ class Settler:
         self._timeout = request_timeout
         self._clock = clock
 
-    def settle(self, unsettled: Unsettled, *, bucket: RequestSlots, deadline: Deadline) -> Verdict:
-        """Ask, if it is time to; each look-up request is paced by ``bucket`` like a send."""
+    def settle(
+        self,
+        unsettled: Unsettled,
+        *,
+        slots: Callable[[str], RequestSlots],
+        deadline: Deadline,
+    ) -> Verdict:
+        """Ask, if it is time to; each look-up request is paced by its provider's ``slots``
+        like a send. A send interrupted with a failover provider configured names both
+        (``blastengine+ses``): either may have it, and "not taken" needs both to say so."""
         due = unsettled.visible_from(self._delay)
         if self._clock.now() < due:
             return Wait(due)
-        lookup = self._lookups.get(unsettled.provider)
+        for name in unsettled.provider.split("+"):
+            verdict = self._ask(name, unsettled, slots(name), deadline)
+            if not isinstance(verdict, NotTaken):
+                return verdict
+        return NotTaken()
+
+    def _ask(
+        self, name: str, unsettled: Unsettled, bucket: RequestSlots, deadline: Deadline
+    ) -> Verdict:
+        lookup = self._lookups.get(name)
         if lookup is None:
-            return LookupFailed(ConfigError(f"no look-up for provider {unsettled.provider!r}"))
+            return LookupFailed(ConfigError(f"no look-up for provider {name!r}"))
 
         def take_slot() -> None:
             try:
@@ -108,4 +126,4 @@ class Settler:
             return LookupFailed(exc)
         except ProviderError as exc:
             return LookupFailed(exc)
-        return NotTaken() if found is None else Taken(found)
+        return NotTaken() if found is None else Taken(found, name)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -46,15 +45,8 @@ def message_digests(message: Message) -> tuple[str, ...]:
     """The digests a provider's stored copy of ``message`` may have: as sent, and with the
     ``insert_code`` variables substituted (``BLASTENGINE.md``: not known which it keeps)."""
     sent = content_digest(message.subject, message.text, message.html)
-    if not message.insert_code:
-        return (sent,)
-    codes = {f"__{key}__": value for key, value in message.insert_code.items()}
-    pattern = re.compile("|".join(re.escape(code) for code in codes))
-
-    def fill(part: str | None) -> str | None:
-        return None if part is None else pattern.sub(lambda m: codes[m.group()], part)
-
-    filled = content_digest(fill(message.subject), fill(message.text), fill(message.html))
+    done = message.filled()
+    filled = content_digest(done.subject, done.text, done.html)
     return (sent,) if filled == sent else (sent, filled)
 
 
@@ -76,6 +68,8 @@ class Unsettled:
     #: The subject as sent, for the history item of a mail the look-up finds (the row may
     #: have been edited since).
     subject: str = ""
+    #: The row the mail was for (a look-up keyed by row, as SES's, needs it).
+    row_id: str = ""
 
     @classmethod
     def of(
@@ -97,6 +91,7 @@ class Unsettled:
             content_hash=message.content_hash,
             reason=reason,
             subject=message.subject,
+            row_id=message.id,
         )
 
     def visible_from(self, delay_seconds: float) -> datetime:
@@ -114,6 +109,7 @@ class Unsettled:
             "content_hash": self.content_hash,
             "reason": self.reason,
             "subject": self.subject,
+            "row_id": self.row_id,
         }
 
     @classmethod
@@ -133,6 +129,7 @@ class Unsettled:
                 content_hash=str(data.get("content_hash", "")),
                 reason=str(data.get("reason", "")),
                 subject=str(data.get("subject", "")),
+                row_id=str(data.get("row_id") or ""),
             )
         except (KeyError, TypeError, ValueError):
             return None

@@ -42,6 +42,7 @@ TEXT_FIELDS = (
     "reply_to",
     "reply_to_name",
     "encode",
+    "provider",
     "list_unsubscribe_url",
     "list_unsubscribe_mailto",
     "send_after",

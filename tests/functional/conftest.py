@@ -121,12 +121,16 @@ def make_dispatcher(
 ) -> Callable[..., Dispatcher]:
     def build(**overrides: Any) -> Dispatcher:
         provider = overrides.pop("provider", None)
+        providers = overrides.pop("providers", None)
+        ses_client = overrides.pop("ses_client", None)
         use_clock = overrides.pop("clock", clock)
         settings = Settings.from_env({}, **{**settings_kwargs, **overrides})
         return Dispatcher.from_settings(
             settings,
             dynamodb_client=SerializedClient(dynamodb),
             provider=provider,
+            providers=providers,
+            ses_client=ses_client,
             clock=use_clock,
             rng=rng,
         )
