@@ -8,7 +8,7 @@ TOOLS_STAMP := $(TOOLS)/.installed
 BROWSER := /usr/bin/chromium
 SAM := SAM_CLI_TELEMETRY=0 AWS_DEFAULT_REGION=us-east-1 $(TOOLS)/bin/sam
 
-.PHONY: run test test-fast screenshots lint typecheck template-check bench soak clean build-DispatcherFunction build-SweeperFunction build-WebhookFunction
+.PHONY: run test test-fast screenshots lint typecheck template-check bench soak clean build-DispatcherFunction build-SweeperFunction build-WebhookFunction build-SesEventsFunction
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -83,7 +83,7 @@ template-check: $(TOOLS_STAMP)
 LAMBDA_WHEELS ?= --platform manylinux2014_aarch64 --implementation cp --python-version 3.13 \
 	--only-binary=:all:
 RUNTIME_PYTHON ?= python3.13
-build-DispatcherFunction build-SweeperFunction build-WebhookFunction:
+build-DispatcherFunction build-SweeperFunction build-WebhookFunction build-SesEventsFunction:
 	$(PYTHON) -m pip install --quiet --no-compile --target "$(ARTIFACTS_DIR)" \
 		-r lambda-requirements.txt $(LAMBDA_WHEELS) --upgrade
 	mkdir -p "$(ARTIFACTS_DIR)/dispatcher"

@@ -1,7 +1,8 @@
-"""Bounces: blastengine's reports of recipients it could not reach, recorded where they matter.
+"""Bounces: providers' reports of recipients they could not reach, recorded where they matter.
 
-One path for every bounce, whether it came by webhook or was caught up from the delivery logs
-(``DESIGN.md``, "Bounces and suppression"):
+One path for every bounce, whether it came by blastengine's webhook, was caught up from its
+delivery logs, or came from SES's event publishing (:mod:`dispatcher.ses_events`; a complaint
+is recorded as one more kind) (``DESIGN.md``, "Bounces and suppression"):
 
 1. the event is kept in the bounce table, keyed by delivery id and event (so the same event
    twice changes nothing);
@@ -10,8 +11,8 @@ One path for every bounce, whether it came by webhook or was caught up from the 
    ``bounce_message``, ``bounce_address``, and every bounced address in ``bounced_addresses``
    (to, cc and bcc can each bounce). An event whose delivery has no history item yet stays an
    *orphan* in the bounce table (a sparse index lists them) and is joined later;
-3. ``HARDERROR`` and ``DROP`` put the address on the suppression list; ``SOFTERROR`` (a full
-   mailbox: it may still arrive) is recorded only, and never suppresses.
+3. ``HARDERROR``, ``DROP`` and ``COMPLAINT`` put the address on the suppression list;
+   ``SOFTERROR`` (a full mailbox: it may still arrive) is recorded only, and never suppresses.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
 __all__ = [
+    "BLASTENGINE_KINDS",
     "DELIVERY_INDEX",
     "ORPHAN_INDEX",
     "BadBounceError",
@@ -52,13 +54,18 @@ MAX_EVENTS = 500
 class BounceType(StrEnum):
     """blastengine's bounce kinds (``../shared/BLASTENGINE.md``)."""
 
-    HARDERROR = "HARDERROR"  # permanent: no such user or host
-    SOFTERROR = "SOFTERROR"  # temporary: a full mailbox; may still arrive later
+    HARDERROR = "HARDERROR"  # permanent: no such user or host (SES: a Permanent bounce)
+    SOFTERROR = "SOFTERROR"  # temporary: a full mailbox; may still arrive later (SES: Transient)
     DROP = "DROP"  # the address is on blastengine's stop list
+    COMPLAINT = "COMPLAINT"  # SES: the recipient marked the mail as spam
 
     @property
     def suppresses(self) -> bool:
         return self is not BounceType.SOFTERROR
+
+
+#: The kinds blastengine reports (its webhook's and its delivery logs' statuses).
+BLASTENGINE_KINDS = (BounceType.HARDERROR, BounceType.SOFTERROR, BounceType.DROP)
 
 
 class BadBounceError(ValueError):
@@ -108,10 +115,11 @@ def _event(n: int, item: Any) -> BounceEvent:
         raise BadBounceError(f"events[{n}] has no event object")
     try:
         kind = BounceType(str(event.get("type")))
+        if kind not in BLASTENGINE_KINDS:
+            raise ValueError
     except ValueError:
-        raise BadBounceError(
-            f"events[{n}].type must be one of {', '.join(t.value for t in BounceType)}"
-        ) from None
+        kinds = ", ".join(t.value for t in BLASTENGINE_KINDS)
+        raise BadBounceError(f"events[{n}].type must be one of {kinds}") from None
     at = event.get("datetime")
     try:
         if not isinstance(at, str) or datetime.fromisoformat(at).tzinfo is None:

@@ -659,8 +659,9 @@ def show(
     for item in plain_history:
         confirmed = " - confirmed by look-up" if item.get("confirmed_by") == "lookup" else ""
         out.print(
-            f"  sent {item.get('sent_at')} as delivery {item.get('delivery_id', '?')} "
-            f"({item.get('attempts')} attempt(s)){confirmed}",
+            f"  sent {item.get('sent_at')} through {item.get('provider', 'blastengine')} as "
+            f"delivery {item.get('delivery_id', '?')} ({item.get('attempts')} attempt(s))"
+            f"{confirmed}",
             markup=False,
         )
         if item.get("bounce_type"):
@@ -812,13 +813,14 @@ def history(
             document["deliveries"] = deliveries
         typer.echo(json.dumps(document, default=str))
         return
-    table = Table("sent at", "id", "to", "subject", "delivery", "attempts", "bounce")
+    table = Table("sent at", "id", "to", "subject", "provider", "delivery", "attempts", "bounce")
     for item in plain_items:
         table.add_row(
             str(item.get("sent_at")),
             str(item.get("id")),
             str(item.get("to")),
             _clip(str(item.get("subject", "")), 40),
+            str(item.get("provider", "")),
             str(item.get("delivery_id", ""))
             + (" (confirmed by look-up)" if item.get("confirmed_by") == "lookup" else "")
             + (
@@ -1174,12 +1176,14 @@ def _attach(ctx: typer.Context, row: dict[str, Any], files: list[Path]) -> dict[
 
 
 def _deliveries(ctx: typer.Context, history: list[dict[str, Any]]) -> dict[str, Any]:
-    """blastengine's current detail of each history item's delivery, by delivery id."""
+    """blastengine's current detail of each history item's delivery, by delivery id (SES
+    has no such look-up: its deliveries come as events, on the history item already)."""
     provider = _target(ctx).provider()
     return {
         str(item["delivery_id"]): provider.delivery(str(item["delivery_id"]))
         for item in history
         if item.get("delivery_id") is not None
+        and item.get("provider", "blastengine") == "blastengine"
     }
 
 

@@ -481,8 +481,9 @@ class Dispatcher:
         return RecordResult(
             Outcome.SENT,
             message.id,
-            f"sent as delivery {result['delivery_id']}{kept}",
+            f"sent through {result['provider']} as delivery {result['delivery_id']}{kept}",
             latency_seconds=sent.latency_seconds,
+            provider=result["provider"],
         )
 
     def _after_error(self, error: ProviderError, prior: int, attempts: int) -> FailureStamp:

@@ -1,4 +1,4 @@
-"""The two Lambda functions, composed from their parts.
+"""The Lambda functions, composed from their parts.
 
 The entry modules (:mod:`dispatcher.handler`, :mod:`dispatcher.sweeper`) build their parts
 from the environment at import, as Lambda expects; the local stack, the CLI's ``invoke`` and
@@ -23,11 +23,13 @@ if TYPE_CHECKING:
     from dispatcher.dispatch import Dispatcher
     from dispatcher.reconcile import Reconciler
     from dispatcher.refire import Sweeper
+    from dispatcher.ses_events import SesEvents
 
 __all__ = [
     "SWEEP_TIME_RESERVE_SECONDS",
     "LambdaFunction",
     "dispatch_function",
+    "ses_events_function",
     "sweep_function",
     "webhook_function",
 ]
@@ -98,6 +100,15 @@ def webhook_function(app: Any, *, publish_metrics: bool = True) -> LambdaFunctio
         return app.resolve(event, context)
 
     return _decorated(receive, publish_metrics, traced=True, cold_start_metric=False)
+
+
+def ses_events_function(events: SesEvents, *, publish_metrics: bool = True) -> LambdaFunction:
+    """SES's events, one EventBridge event per invocation: bounces, complaints, sends."""
+
+    def receive(event: dict[str, Any], context: Any) -> Any:
+        return events.handle(event)
+
+    return _decorated(receive, publish_metrics, traced=False, cold_start_metric=False)
 
 
 def _decorated(

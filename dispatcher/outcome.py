@@ -40,6 +40,8 @@ class RecordResult:
     ambiguous: bool = False
     #: A look-up to settle an earlier unanswered send failed.
     lookup_failed: bool = False
+    #: The provider that took a sent mail.
+    provider: str | None = None
 
 
 _METRIC_NAMES = {
@@ -58,6 +60,9 @@ _METRIC_NAMES = {
 def emit_metrics(result: RecordResult) -> None:
     """Called on the event loop's thread only: Powertools Metrics is not thread-safe."""
     metrics.add_metric(name=_METRIC_NAMES[result.outcome], unit=MetricUnit.Count, value=1)
+    if result.outcome is Outcome.SENT and result.provider is not None:
+        # Which provider sent it: Sent_ses rising while Sent_blastengine falls is a failover.
+        metrics.add_metric(name=f"Sent_{result.provider}", unit=MetricUnit.Count, value=1)
     if result.outcome is Outcome.FAILED and result.error_kind is not None:
         metrics.add_metric(name=f"Failed_{result.error_kind.value}", unit=MetricUnit.Count, value=1)
     if result.ambiguous:

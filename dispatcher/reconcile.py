@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from dispatcher.bounces import BounceEvent, BounceLedger, BounceType
+from dispatcher.bounces import BLASTENGINE_KINDS, BounceEvent, BounceLedger, BounceType
 from dispatcher.settings import Settings
 from dispatcher.suppression import normalise
 
@@ -70,7 +70,7 @@ class Reconciler:
                 ("delivery_start", since.isoformat(timespec="seconds")),
                 ("delivery_end", (until + timedelta(seconds=1)).isoformat(timespec="seconds")),
                 ("count", str(PAGE_SIZE)),
-                *(("status[]", kind.value) for kind in BounceType),
+                *(("status[]", kind.value) for kind in BLASTENGINE_KINDS),
             ]
             if anchor is not None:
                 params.append(("anchor", anchor))

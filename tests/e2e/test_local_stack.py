@@ -297,7 +297,9 @@ def test_human_log_format_is_short_lines_and_a_bad_one_is_refused(tmp_path) -> N
     finally:
         stop_stack(stack.process)
     lines = [line for line in stack.log.read_text().splitlines() if "human-1" in line]
-    assert any(" sent " in line and "sent as delivery" in line for line in lines)
+    assert any(
+        " sent " in line and "sent through blastengine as delivery" in line for line in lines
+    )
     assert not any(line.startswith("{") for line in stack.log.read_text().splitlines())
     assert "sweep done" not in stack.log.read_text()  # idle sweeps say nothing
 

@@ -13,6 +13,7 @@ from moto.core import DEFAULT_ACCOUNT_ID
 from moto.ses.models import ses_backends
 
 from dispatcher.message import Message
+from dispatcher.observability import metrics
 from dispatcher.providers import AmbiguousSendError, RejectedError, TransientError
 from dispatcher.providers.base import Accepted
 from dispatcher.providers.ses import client_config
@@ -67,6 +68,7 @@ def test_ses_as_the_deployments_provider_sends_and_the_history_says_so(
     )
 
     # WHEN the row is sent
+    metrics.clear_metrics()
     response = invoke(dispatcher, record)
 
     # THEN SES took it, as MIME with the insert code filled, and the history names SES
@@ -79,6 +81,9 @@ def test_ses_as_the_deployments_provider_sends_and_the_history_says_so(
     (item,) = table.history("ses-1")
     assert attr(item, "provider") == "ses"
     assert attr(item, "delivery_id") == sent.id
+    # AND the metrics say which provider sent it
+    assert "Sent_ses" in metrics.metric_set
+    assert "Sent_blastengine" not in metrics.metric_set
 
 
 def test_a_row_may_pin_its_provider(

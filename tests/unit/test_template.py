@@ -60,9 +60,45 @@ def _statements() -> list[dict[str, Any]]:
     out = []
     for resource in RESOURCES.values():
         for policy in resource.get("Properties", {}).get("Policies", []):
+            if isinstance(policy, dict) and "Fn::If" in policy:
+                policy = policy["Fn::If"][1]  # the statements a condition adds
             if isinstance(policy, dict):
                 out.extend(policy.get("Statement", []))
     return out
+
+
+def test_ses_sends_only_from_its_identity_and_configuration_set() -> None:
+    [statement] = [s for s in _statements() if s.get("Sid") == "SendThroughSesIdentity"]
+    assert sorted(statement["Action"]) == ["ses:SendEmail", "ses:SendRawEmail"]
+    resources = [r["Fn::Sub"] for r in statement["Resource"]]
+    assert [r.rsplit(":", 1)[1] for r in resources] == [
+        "identity/${SesIdentity}",
+        "configuration-set/${SesConfigurationSet}",
+    ]
+    env = TEMPLATE["Globals"]["Function"]["Environment"]["Variables"]
+    assert {
+        "MAIL_PROVIDER",
+        "FAILOVER_PROVIDER",
+        "SES_RATE_LIMIT_RPS",
+        "SES_CONFIGURATION_SET",
+    } <= set(env)
+
+
+def test_ses_events_reach_their_function_from_the_configuration_set_only() -> None:
+    destination = RESOURCES["SesEventDestination"]["Properties"]["EventDestination"]
+    assert sorted(destination["MatchingEventTypes"]) == ["bounce", "complaint", "send"]
+    function = RESOURCES["SesEventsFunction"]["Properties"]
+    assert function["Handler"] == "dispatcher.ses_handler.lambda_handler"
+    pattern = function["Events"]["SesEvents"]["Properties"]["Pattern"]
+    assert pattern["source"] == ["aws.ses"]
+    assert pattern["detail"]["mail"]["tags"]["ses:configuration-set"] == [
+        {"Ref": "SesConfigurationSet"}
+    ]
+    # every SES-only resource exists only where SES is used
+    for name in ("SesConfigurationSet", "SesEventDestination", "SesEventsFunction"):
+        assert RESOURCES[name]["Condition"] == "UsesSes"
+    # the handler module is importable from the package the functions ship
+    assert (ROOT / "dispatcher" / "ses_handler.py").is_file()
 
 
 def test_policies_name_exact_actions_on_exact_resources() -> None:

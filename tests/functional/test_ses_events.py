@@ -1,0 +1,286 @@
+"""SES's published events reach the same bounce path as blastengine's webhook, and its Send
+events settle an SES send whose answer never came."""
+
+from __future__ import annotations
+
+import copy
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from dispatcher.bounces import BadBounceError, BounceLedger, parse_events
+from dispatcher.providers.ses import CONTENT_TAG, ROW_TAG, row_digest
+from dispatcher.providers.ses_lookup import SesLookup, SesSendLog
+from dispatcher.ses_events import SesEvents
+from dispatcher.suppression import SuppressionList
+from dispatcher.unsettled import Unsettled
+from tests.conftest import TABLE_NAMES
+
+MESSAGE_ID = "0100018c-ses-message-1"
+
+
+def _event(detail: dict[str, Any]) -> dict[str, Any]:
+    """As EventBridge delivers what a configuration set's event destination published."""
+    kind = detail["eventType"]
+    return {
+        "version": "0",
+        "id": "5e2b-example",
+        "detail-type": {
+            "Bounce": "Email Bounced",
+            "Complaint": "Email Complaint Received",
+            "Send": "Email Sent",
+        }.get(kind, f"Email {kind}"),
+        "source": "aws.ses",
+        "account": "123456789012",
+        "time": "2026-12-03T10:00:05Z",
+        "region": "us-east-1",
+        "resources": ["arn:aws:ses:us-east-1:123456789012:configuration-set/mail-events"],
+        "detail": detail,
+    }
+
+
+def _mail(**tags: list[str]) -> dict[str, Any]:
+    return {
+        "timestamp": "2026-12-03T10:00:00.000Z",
+        "source": "noreply@example.com",
+        "messageId": MESSAGE_ID,
+        "destination": ["dead@example.com"],
+        "tags": {"ses:configuration-set": ["mail-events"], **tags},
+    }
+
+
+def bounce(kind: str = "Permanent", sub: str = "General") -> dict[str, Any]:
+    return _event(
+        {
+            "eventType": "Bounce",
+            "bounce": {
+                "bounceType": kind,
+                "bounceSubType": sub,
+                "bouncedRecipients": [
+                    {
+                        "emailAddress": "Dead@Example.com",
+                        "action": "failed",
+                        "status": "5.1.1",
+                        "diagnosticCode": "smtp; 550 5.1.1 user unknown",
+                    }
+                ],
+                "timestamp": "2026-12-03T10:00:04.000Z",
+                "feedbackId": "0100018c-feedback",
+            },
+            "mail": _mail(),
+        }
+    )
+
+
+def complaint() -> dict[str, Any]:
+    return _event(
+        {
+            "eventType": "Complaint",
+            "complaint": {
+                "complainedRecipients": [{"emailAddress": "dead@example.com"}],
+                "timestamp": "2026-12-03T11:00:00.000Z",
+                "feedbackId": "0100018c-feedback-2",
+                "complaintFeedbackType": "abuse",
+            },
+            "mail": _mail(),
+        }
+    )
+
+
+@pytest.fixture
+def suppressions(dynamodb: Any) -> SuppressionList:
+    return SuppressionList(table=TABLE_NAMES["SuppressionTable"], boto3_client=dynamodb)
+
+
+@pytest.fixture
+def events(dynamodb: Any, suppressions: SuppressionList) -> SesEvents:
+    ledger = BounceLedger(
+        bounce_table=TABLE_NAMES["BounceTable"],
+        history_table=TABLE_NAMES["HistoryTable"],
+        suppressions=suppressions,
+        boto3_client=dynamodb,
+    )
+    return SesEvents(ledger, SesSendLog(dynamodb, TABLE_NAMES["BounceTable"]))
+
+
+def _history(dynamodb: Any) -> None:
+    dynamodb.put_item(
+        TableName=TABLE_NAMES["HistoryTable"],
+        Item={
+            "id": {"S": "order-1"},
+            "sent_at": {"S": "2026-12-03T10:00:00.000Z"},
+            "provider": {"S": "ses"},
+            "delivery_id": {"S": MESSAGE_ID},
+            "to": {"S": "dead@example.com"},
+        },
+    )
+
+
+def _item(dynamodb: Any) -> dict[str, Any]:
+    return dynamodb.get_item(
+        TableName=TABLE_NAMES["HistoryTable"],
+        Key={"id": {"S": "order-1"}, "sent_at": {"S": "2026-12-03T10:00:00.000Z"}},
+    )["Item"]
+
+
+def test_a_permanent_bounce_is_a_hard_error_on_the_history_item_and_suppresses(
+    events, suppressions, dynamodb
+) -> None:
+    _history(dynamodb)
+
+    assert events.handle(bounce()) == {"kind": "Bounce", "recorded": 1}
+
+    item = _item(dynamodb)
+    assert item["bounce_type"] == {"S": "HARDERROR"}
+    assert item["bounced_addresses"] == {"SS": ["dead@example.com"]}
+    assert item["bounce_code"] == {"S": "5.1.1"}
+    entry = suppressions.find(["dead@example.com"])["dead@example.com"]
+    assert (entry.reason, entry.delivery_id) == ("HARDERROR", MESSAGE_ID)
+
+
+def test_the_same_event_delivered_twice_changes_nothing(events, dynamodb) -> None:
+    _history(dynamodb)
+    events.handle(bounce())
+    before = (_item(dynamodb), dynamodb.scan(TableName=TABLE_NAMES["BounceTable"])["Items"])
+
+    events.handle(copy.deepcopy(bounce()))
+
+    assert (_item(dynamodb), dynamodb.scan(TableName=TABLE_NAMES["BounceTable"])["Items"]) == before
+
+
+@pytest.mark.parametrize("kind", ["Transient", "Undetermined"])
+def test_a_transient_bounce_is_recorded_and_never_suppresses(
+    events, suppressions, dynamodb, kind
+) -> None:
+    _history(dynamodb)
+
+    events.handle(bounce(kind, "MailboxFull"))
+
+    assert _item(dynamodb)["bounce_type"] == {"S": "SOFTERROR"}
+    assert suppressions.find(["dead@example.com"]) == {}
+
+
+def test_a_complaint_suppresses_the_address(events, suppressions, dynamodb) -> None:
+    _history(dynamodb)
+
+    events.handle(complaint())
+
+    assert _item(dynamodb)["bounce_type"] == {"S": "COMPLAINT"}
+    assert suppressions.find(["dead@example.com"])["dead@example.com"].reason == "COMPLAINT"
+
+
+def test_a_bounce_before_its_history_item_is_kept_as_an_orphan(events, dynamodb) -> None:
+    events.handle(bounce())
+
+    orphans = dynamodb.scan(TableName=TABLE_NAMES["BounceTable"])["Items"]
+    assert [o["delivery_id"]["S"] for o in orphans] == [MESSAGE_ID]
+    assert "orphan" in orphans[0]
+
+
+@pytest.mark.parametrize(
+    ("event", "reason"),
+    [
+        ({"source": "aws.ses"}, "no detail object"),
+        (_event({"eventType": "Bounce", "mail": _mail()}), "no bounce object"),
+        (
+            _event(
+                {
+                    "eventType": "Bounce",
+                    "bounce": {
+                        "bounceType": "Permanent",
+                        "bouncedRecipients": [{}],
+                        "timestamp": "2026-12-03T10:00:04Z",
+                    },
+                    "mail": _mail(),
+                }
+            ),
+            "recipient 0 has no address",
+        ),
+        (
+            _event(
+                {
+                    "eventType": "Complaint",
+                    "complaint": {
+                        "complainedRecipients": [{"emailAddress": "a@example.com"}],
+                        "timestamp": "yesterday",
+                    },
+                    "mail": _mail(),
+                }
+            ),
+            "timestamp must be ISO-8601",
+        ),
+    ],
+)
+def test_an_event_not_of_ses_shape_is_dropped_saying_why_and_writes_nothing(
+    events, dynamodb, event, reason
+) -> None:
+    answer = events.handle(event)
+
+    assert reason in answer["dropped"]
+    assert dynamodb.scan(TableName=TABLE_NAMES["BounceTable"])["Items"] == []
+
+
+def test_other_event_types_are_not_used(events, dynamodb) -> None:
+    answer = events.handle(_event({"eventType": "Delivery", "mail": _mail()}))
+
+    assert answer == {"kind": "Delivery", "recorded": 0}
+    assert dynamodb.scan(TableName=TABLE_NAMES["BounceTable"])["Items"] == []
+
+
+def test_blastengines_webhook_still_refuses_a_complaint_type() -> None:
+    body = {
+        "events": [
+            {
+                "event": {
+                    "type": "COMPLAINT",
+                    "datetime": "2026-12-03T10:00:00+09:00",
+                    "detail": {"mailaddress": "a@example.com", "delivery_id": 1},
+                }
+            }
+        ]
+    }
+    with pytest.raises(BadBounceError, match="HARDERROR, SOFTERROR, DROP"):
+        parse_events(body)
+
+
+def _unsettled(content_hash: str = "c0ffee") -> Unsettled:
+    return Unsettled(
+        provider="ses",
+        to="dead@example.com",
+        opened_at=datetime(2026, 12, 3, 9, 59, 59, tzinfo=UTC),
+        closed_at=datetime(2026, 12, 3, 10, 0, 9, tzinfo=UTC),
+        digests=("d",),
+        content_hash=content_hash,
+        reason="no answer from SES within 10.0s (ReadTimeoutError)",
+        row_id="order-1",
+    )
+
+
+def test_a_send_event_settles_an_unanswered_ses_send(events, dynamodb) -> None:
+    lookup = SesLookup(SesSendLog(dynamodb, TABLE_NAMES["BounceTable"]))
+    assert lookup.find(_unsettled(), timeout=5, before_request=lambda: None) is None
+
+    # WHEN SES's Send event for the mail arrives (its tags name the row and the content)
+    send = _event(
+        {
+            "eventType": "Send",
+            "send": {},
+            "mail": _mail(**{ROW_TAG: [row_digest("order-1")], CONTENT_TAG: ["c0ffee"]}),
+        }
+    )
+    assert events.handle(send) == {"kind": "Send", "recorded": 1}
+
+    # THEN the look-up finds that message, and only for the content that was sent
+    found = lookup.find(_unsettled(), timeout=5, before_request=lambda: None)
+    assert found is not None
+    assert found.delivery_id == MESSAGE_ID
+    assert lookup.find(_unsettled("other"), timeout=5, before_request=lambda: None) is None
+
+
+def test_a_send_event_of_another_sender_on_the_configuration_set_is_ignored(
+    events, dynamodb
+) -> None:
+    answer = events.handle(_event({"eventType": "Send", "send": {}, "mail": _mail()}))
+
+    assert answer == {"kind": "Send", "recorded": 0}
