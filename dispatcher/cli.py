@@ -20,6 +20,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime, timedelta
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -31,6 +32,12 @@ from dispatcher.clock import parse_iso
 from dispatcher.row import ErrorKind, plain
 from dispatcher.settings import SettingsError
 from dispatcher.unsettled import describe_unsettled
+
+
+class _Provider(StrEnum):
+    BLASTENGINE = "blastengine"
+    SES = "ses"
+
 
 app = typer.Typer(
     help="A visible queue for outgoing mail: DynamoDB rows in, blastengine deliveries out.",
@@ -112,6 +119,17 @@ def dev(
             help="Send to this blastengine-compatible API instead of the built-in sandbox "
             "(credentials from BLASTENGINE_LOGIN_ID / BLASTENGINE_API_KEY)."
         ),
+    ] = None,
+    mail_provider: Annotated[
+        _Provider | None,
+        typer.Option(
+            help="MAIL_PROVIDER for the functions: blastengine (the sandbox) or ses (moto's "
+            "SES on the stack's endpoint). Default: the environment's, else blastengine.",
+        ),
+    ] = None,
+    failover_provider: Annotated[
+        _Provider | None,
+        typer.Option(help='FAILOVER_PROVIDER for the functions (README, "Two providers").'),
     ] = None,
     sandbox_fail: Annotated[
         float, typer.Option(help="Share of sandbox requests answered 500.", min=0, max=1)
@@ -317,6 +335,8 @@ def dev(
         shards=shards,
         log_format=log_format,
         log_colour=colour,
+        mail_provider=mail_provider.value if mail_provider else None,
+        failover_provider=failover_provider.value if failover_provider else None,
         mapping_overrides={
             name: value
             for name, value in (

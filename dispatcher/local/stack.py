@@ -97,6 +97,10 @@ class StackOptions:
     log_format: str = "json"  # the functions' logs: json (Lambda's lines) or human
     log_colour: bool = False
     log_level: str | None = None  # the functions' (POWERTOOLS_LOG_LEVEL); None: theirs
+    #: MAIL_PROVIDER / FAILOVER_PROVIDER for the functions; None: the environment's. SES is
+    #: moto's, on the stack's endpoint, with the default sender's domain verified.
+    mail_provider: str | None = None
+    failover_provider: str | None = None
 
 
 @dataclass(frozen=True)
@@ -217,7 +221,17 @@ class LocalStack:
             self.function_env["LOOKUP_DELAY_SECONDS"] = (
                 os.environ.get("LOOKUP_DELAY_SECONDS") or f"{lag + LOOKUP_DELAY_MARGIN_SECONDS:g}"
             )
+        for name, value in (
+            ("MAIL_PROVIDER", self.options.mail_provider),
+            ("FAILOVER_PROVIDER", self.options.failover_provider),
+        ):
+            if value is not None:
+                self.function_env[name] = value
         settings = Settings.from_env({**os.environ, **self.function_env})
+        if "ses" in settings.providers:
+            # SES sends only from verified identities: the default sender's whole domain.
+            domain = settings.default_from_email.rpartition("@")[2]
+            self.client("sesv2").create_email_identity(EmailIdentity=domain)
         # Every sender sharing the account's limit must agree on it: a process started with
         # the ready line's env (`dispatcher invoke`) paces at the stack's R, not the default.
         self.function_env["RATE_LIMIT_RPS"] = f"{settings.rate_limit_rps:g}"
