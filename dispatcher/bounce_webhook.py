@@ -63,12 +63,15 @@ def webhook_app(ledger: BounceLedger, secret: Callable[[], str]) -> LambdaFuncti
             logger.warning("bounce webhook refused", extra={"reason": reason})
             return _answer(400, reason)
         joined = 0
-        for event in events:  # an error here is a 500: blastengine retries the whole POST
-            applied = ledger.apply(event)
-            joined += applied.joined
-            if applied.new:
-                metrics.add_metric(name="Bounced", unit=MetricUnit.Count, value=1)
-                metrics.add_metric(name=f"Bounced_{event.type}", unit=MetricUnit.Count, value=1)
+        try:
+            for event in events:  # an error here is a 500: blastengine retries the whole POST
+                applied = ledger.apply(event)
+                joined += applied.joined
+                if applied.new:
+                    metrics.add_metric(name="Bounced", unit=MetricUnit.Count, value=1)
+                    metrics.add_metric(name=f"Bounced_{event.type}", unit=MetricUnit.Count, value=1)
+        finally:
+            ledger.flush_events()
         logger.info("bounces recorded", extra={"events": len(events), "joined": joined})
         return _answer(200, f"{len(events)} event(s) recorded")
 

@@ -25,6 +25,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from dispatcher.clock import SYSTEM_CLOCK, Clock, iso_utc
+from dispatcher.delivery_events import DeliveryEvent, EventPublisher
 from dispatcher.settings import Settings, SettingsError
 from dispatcher.store import conditionally, translated
 from dispatcher.suppression import Suppression, SuppressionList, normalise
@@ -169,7 +170,9 @@ class BounceLedger:
         suppressions: SuppressionList,
         boto3_client: DynamoDBClient,
         clock: Clock = SYSTEM_CLOCK,
+        events: EventPublisher | None = None,
     ) -> None:
+        self.events = events
         self.bounce_table = bounce_table
         self.history_table = history_table
         self._suppressions = suppressions
@@ -197,6 +200,7 @@ class BounceLedger:
                 table=settings.suppression_table_name, boto3_client=client
             ),
             boto3_client=client,
+            events=settings.event_publisher(),
         )
 
     def deliveries(self, delivery_id: str) -> list[dict[str, Any]]:
@@ -290,7 +294,15 @@ class BounceLedger:
                 UpdateExpression="REMOVE orphan SET joined_to = :h",
                 ExpressionAttributeValues={":h": {"S": found[0]["id"]["S"]}},
             )
+        if self.events is not None:
+            # Told once it is on a row's history (an orphan, when it is joined).
+            self.events.add(_bounced_event(event, item) for item in found)
         return True
+
+    def flush_events(self) -> None:
+        """Publish the delivery events collected so far (never raises)."""
+        if self.events is not None:
+            self.events.flush()
 
     def _suppress(self, event: BounceEvent) -> None:
         entry = Suppression(
@@ -330,6 +342,20 @@ class BounceLedger:
             "orphan": "1",  # until joined: keys the sparse orphans index
         }
         return {k: {"S": v} for k, v in fields.items() if v}
+
+
+def _bounced_event(event: BounceEvent, history: Mapping[str, Any]) -> DeliveryEvent:
+    return DeliveryEvent(
+        detail_type="Mail Bounced",
+        row_id=str(history["id"]["S"]),
+        at=event.at,
+        recipient=event.address,
+        provider=history.get("provider", {}).get("S"),
+        delivery_id=event.delivery_id,
+        error_kind=event.type.value,
+        reason=event.message or event.code,
+        identity=(event.delivery_id, event.key),
+    )
 
 
 def _event_of(item: Mapping[str, Any]) -> BounceEvent:

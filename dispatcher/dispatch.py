@@ -32,6 +32,7 @@ from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
 
 from dispatcher.attachments import Attachments
 from dispatcher.clock import SYSTEM_CLOCK, Clock, Deadline, iso_utc, remaining_time
+from dispatcher.delivery_events import DeliveryEvent, EventPublisher
 from dispatcher.failure_policy import FailurePolicy, FailureStamp
 from dispatcher.message import Message, parse_message
 from dispatcher.observability import logger, metrics
@@ -42,7 +43,7 @@ from dispatcher.providers.errors import ProviderError
 from dispatcher.providers.routing import Routes
 from dispatcher.ratelimit import RequestSlots, TokenBucket
 from dispatcher.retry import SendFailedError
-from dispatcher.row import Row, RowStatus, string_attribute
+from dispatcher.row import ErrorKind, Row, RowStatus, string_attribute
 from dispatcher.send_once import MaybeSentError, OnceSender, Sent
 from dispatcher.settings import Settings
 from dispatcher.settle import LookupFailed, NotTaken, Settler, Taken, Wait
@@ -100,6 +101,7 @@ class Dispatcher:
         attachments: Attachments,
         settler: Settler,
         suppressions: SuppressionList | None = None,
+        events: EventPublisher | None = None,
         limits: Mapping[str, LimitTable] | None = None,
         clock: Clock = SYSTEM_CLOCK,
         rng: random.Random | None = None,
@@ -110,6 +112,7 @@ class Dispatcher:
         self.store = store
         self.sender = sender
         self.suppressions = suppressions
+        self.events = events
         self.attachments = attachments
         self.policy = FailurePolicy.from_settings(settings)
         self._clock = clock
@@ -132,6 +135,7 @@ class Dispatcher:
         http_client: httpx.Client | None = None,
         s3_client: S3Client | None = None,
         ses_client: Any = None,
+        events_client: Any = None,
         provider: MailProvider | None = None,
         providers: Mapping[str, MailProvider] | None = None,
         clock: Clock = SYSTEM_CLOCK,
@@ -202,6 +206,7 @@ class Dispatcher:
             attachments=attachments,
             settler=settler,
             suppressions=suppressions,
+            events=settings.event_publisher(events_client),
             limits=limits,
             clock=clock,
             rng=rng,
@@ -246,6 +251,9 @@ class Dispatcher:
             )
         finally:
             invocation.release()
+            if self.events is not None:  # never fails the batch (EventPublisher.flush)
+                self.events.add(r.event for r in invocation.results if r.event is not None)
+                self.events.flush()
         self.last_results = invocation.results
         return response
 
@@ -417,6 +425,7 @@ class Dispatcher:
             row.id,
             f"{taken.provider} had taken it as delivery {found.delivery_id} (confirmed by "
             f"look-up); not sent again{kept}",
+            event=_sent_event(entry),
         )
 
     def _move(self, entry: HistoryEntry, row: Row, *, replayed: bool) -> bool:
@@ -472,11 +481,13 @@ class Dispatcher:
         )
         deleted = self._move(entry, row, replayed=sent.replayed)
         kept = "" if deleted else "; the row changed meanwhile and was kept"
+        event = _sent_event(entry, left_out=message.left_out)
         if sent.replayed:
             return RecordResult(
                 Outcome.DUPLICATE,
                 message.id,
                 f"already sent as delivery {result['delivery_id']}; not sent again{kept}",
+                event=event,
             )
         return RecordResult(
             Outcome.SENT,
@@ -484,6 +495,7 @@ class Dispatcher:
             f"sent through {result['provider']} as delivery {result['delivery_id']}{kept}",
             latency_seconds=sent.latency_seconds,
             provider=result["provider"],
+            event=event,
         )
 
     def _after_error(self, error: ProviderError, prior: int, attempts: int) -> FailureStamp:
@@ -509,8 +521,50 @@ class Dispatcher:
                 error_kind=stamp.error_kind,
             )
         return RecordResult(
-            Outcome(stamp.status.value), row.id, stamp.describe(), error_kind=stamp.error_kind
+            Outcome(stamp.status.value),
+            row.id,
+            stamp.describe(),
+            error_kind=stamp.error_kind,
+            event=_stamp_event(row, stamp),
         )
+
+
+def _sent_event(entry: HistoryEntry, left_out: tuple[str, ...] = ()) -> DeliveryEvent:
+    return DeliveryEvent(
+        detail_type="Mail Sent",
+        row_id=entry.id,
+        at=entry.sent_at,
+        recipient=entry.to,
+        provider=entry.provider,
+        delivery_id=entry.delivery_id,
+        attempts=entry.attempts,
+        reason=f"left out (suppressed): {', '.join(left_out)}" if left_out else None,
+        identity=(entry.provider, str(entry.delivery_id)),
+    )
+
+
+def _stamp_event(row: Row, stamp: FailureStamp) -> DeliveryEvent:
+    kind = stamp.error_kind
+    if stamp.status is RowStatus.SCHEDULED:
+        detail_type = "Mail Scheduled"
+    elif stamp.status is RowStatus.DEFERRED:
+        detail_type = "Mail Deferred"
+    elif kind is ErrorKind.SUPPRESSED:
+        detail_type = "Mail Suppressed"
+    else:
+        detail_type = "Mail Failed"
+    return DeliveryEvent(
+        detail_type=detail_type,
+        row_id=row.id,
+        at=stamp.stamped_at,
+        recipient=string_attribute(row.image, "to"),
+        error_kind=kind.value if kind else None,
+        reason=stamp.last_error,
+        attempts=stamp.attempts,
+        retry_at=stamp.retry_at,
+        # The same stamp of the same content (a redelivered record) is the same outcome.
+        identity=(row.content_hash, str(stamp.attempts), str(kind)),
+    )
 
 
 def _row_id(record: DynamoDBRecord) -> str | None:

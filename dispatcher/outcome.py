@@ -7,6 +7,7 @@ from enum import StrEnum
 
 from aws_lambda_powertools.metrics import MetricUnit
 
+from dispatcher.delivery_events import DeliveryEvent
 from dispatcher.observability import metrics
 from dispatcher.row import ErrorKind
 
@@ -42,6 +43,8 @@ class RecordResult:
     lookup_failed: bool = False
     #: The provider that took a sent mail.
     provider: str | None = None
+    #: What an application is told of it (None: nothing to tell, e.g. a skipped echo).
+    event: DeliveryEvent | None = None
 
 
 _METRIC_NAMES = {

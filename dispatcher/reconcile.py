@@ -89,11 +89,14 @@ class Reconciler:
         else:
             result.truncated = True
         result.joined_orphans = self._ledger.join_orphans()
+        self._ledger.flush_events()
         return result
 
     def join_orphans(self) -> int:
         """Join orphan bounces whose history item exists by now (every sweep does this)."""
-        return self._ledger.join_orphans()
+        joined = self._ledger.join_orphans()
+        self._ledger.flush_events()
+        return joined
 
     def _recorded(self, event: BounceEvent) -> bool:
         """True if the history already has this address's bounce for this delivery."""

@@ -105,9 +105,11 @@ class SesEvents:
         try:
             handled = self._apply(event)
         except BadSesEventError as exc:
+            self._ledger.flush_events()
             logger.error("an SES event was dropped", extra={"reason": str(exc)})
             metrics.add_metric(name="SesEventsDropped", unit=MetricUnit.Count, value=1)
             return {"dropped": str(exc)}
+        self._ledger.flush_events()
         return {"kind": handled.kind, "recorded": handled.recorded}
 
     def _apply(self, event: Mapping[str, Any]) -> Handled:

@@ -10,9 +10,12 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from email_validator import EmailNotValidError, validate_email
+
+if TYPE_CHECKING:
+    from dispatcher.delivery_events import EventPublisher
 
 __all__ = [
     "DEFAULT_BLASTENGINE_BASE_URL",
@@ -92,6 +95,8 @@ class Settings:
     lookup_delay_seconds: float = DEFAULT_LOOKUP_DELAY_SECONDS
     idempotency_expiry_seconds: int = 2 * _STREAM_RETENTION_SECONDS
     suppression_table_name: str | None = None
+    #: The event bus delivery events go to (README, "Delivery events"); unset: none.
+    event_bus_name: str | None = None
     bounce_table_name: str | None = None
     webhook_secret: str | None = field(default=None, repr=False)
     webhook_secret_parameter: str | None = None
@@ -158,6 +163,18 @@ class Settings:
         """blastengine credentials are configured (a row may pin it only then)."""
         pair = bool(self.blastengine_login_id and self.blastengine_api_key)
         return pair or bool(self.blastengine_credentials_parameter)
+
+    def event_publisher(self, client: Any = None) -> EventPublisher | None:
+        """The delivery events' publisher, or None without ``EVENT_BUS_NAME``."""
+        if not self.event_bus_name:
+            return None
+        from dispatcher.delivery_events import EventPublisher
+
+        if client is None:
+            import boto3
+
+            client = boto3.client("events")
+        return EventPublisher(client, self.event_bus_name)
 
     def provider_rate(self, provider: str) -> float:
         """The account limit of ``provider``, requests per second."""

@@ -123,6 +123,7 @@ def make_dispatcher(
         provider = overrides.pop("provider", None)
         providers = overrides.pop("providers", None)
         ses_client = overrides.pop("ses_client", None)
+        events_client = overrides.pop("events_client", None)
         use_clock = overrides.pop("clock", clock)
         settings = Settings.from_env({}, **{**settings_kwargs, **overrides})
         return Dispatcher.from_settings(
@@ -131,6 +132,7 @@ def make_dispatcher(
             provider=provider,
             providers=providers,
             ses_client=ses_client,
+            events_client=events_client,
             clock=use_clock,
             rng=rng,
         )
