@@ -52,10 +52,11 @@ WRITE_OPERATIONS = ("PutItem", "UpdateItem", "DeleteItem", "TransactWriteItems",
 READ_OPERATIONS = ("GetItem", "BatchGetItem", "Query", "Scan", "TransactGetItems")
 
 
-def local_dynamodb(endpoint_url: str) -> Any:
-    """A DynamoDB client for the local endpoint, which takes any credentials."""
-    return boto3.client(
-        "dynamodb",
+def local_dynamodb(endpoint_url: str, service: str = "dynamodb") -> Any:
+    """A DynamoDB (or other ``service``) client for the local endpoint, which takes any
+    credentials."""
+    return boto3.client(  # type: ignore[call-overload]
+        service,
         endpoint_url=endpoint_url,
         region_name="us-east-1",
         aws_access_key_id="bench",
@@ -149,10 +150,15 @@ class Bench:
             blastengine_api_key=SANDBOX_API_KEY,
             rate_limit_rps=rate,
             send_concurrency=concurrency,
+            # As deployed: every outcome is a delivery event on the stack's bus.
+            event_bus_name=stack.ready.get("event_bus") or None,
         )
         # Its own client, so that counting this dispatcher's calls counts nothing else.
         self.client = local_dynamodb(stack.ready["endpoint_url"])
-        self.dispatcher = Dispatcher.from_settings(self.settings, dynamodb_client=self.client)
+        self.events_client = local_dynamodb(stack.ready["endpoint_url"], "events")
+        self.dispatcher = Dispatcher.from_settings(
+            self.settings, dynamodb_client=self.client, events_client=self.events_client
+        )
         self.writes: dict[str, int] = {}
         self.write_units = 0  # write request units, items under 1 KB: 2 per transaction item
         self.reads: dict[str, int] = {}
@@ -165,10 +171,19 @@ class Bench:
     def shard(self) -> Dispatcher:
         """Another concurrent invocation's dispatcher (its own execution environment)."""
         return Dispatcher.from_settings(
-            self.settings, dynamodb_client=local_dynamodb(self.stack.ready["endpoint_url"])
+            self.settings,
+            dynamodb_client=local_dynamodb(self.stack.ready["endpoint_url"]),
+            events_client=self.events_client,
         )
 
+    @property
+    def events_published(self) -> int:
+        events = self.dispatcher.events
+        return events.published if events is not None else 0
+
     def reset_counts(self) -> None:
+        if self.dispatcher.events is not None:
+            self.dispatcher.events.published = 0
         self.writes, self.reads = {}, {}
         self.write_units = self.read_units = self.invocations = 0
         self.invocation_seconds = 0.0
@@ -619,6 +634,8 @@ PRICES = {
     "dynamodb_read_request_unit_usd": 0.125 / 1_000_000,
     # GetRecords calls made by Lambda's DynamoDB trigger are not charged.
     "dynamodb_stream_read_request_unit_usd_via_lambda": 0.0,
+    # EventBridge custom events, per 64 KB chunk of an entry (one delivery event is one).
+    "eventbridge_custom_event_usd": 1.00 / 1_000_000,
 }
 
 
@@ -634,6 +651,9 @@ def cost_per_100k(bench: Bench, mails: int, memory_mb: int) -> dict[str, Any]:
         * PRICES["dynamodb_write_request_unit_usd"],
         "dynamodb_reads_usd": bench.read_units * scale * PRICES["dynamodb_read_request_unit_usd"],
         "stream_reads_usd": 0.0,
+        "delivery_events_usd": bench.events_published
+        * scale
+        * PRICES["eventbridge_custom_event_usd"],
     }
     return {
         "total_usd": sum(parts.values()),
@@ -642,6 +662,7 @@ def cost_per_100k(bench: Bench, mails: int, memory_mb: int) -> dict[str, Any]:
         "memory_mb": memory_mb,
         "write_units_per_mail": bench.write_units / max(1, mails),
         "read_units_per_mail": bench.read_units / max(1, mails),
+        "delivery_events_per_mail": bench.events_published / max(1, mails),
         "prices": PRICES,
     }
 
@@ -1021,6 +1042,12 @@ def main() -> None:
         ("DynamoDB write requests per mail, limiter included", results["writes_per_mail"], "<= 4"),
         ("  DynamoDB read requests per mail", results["reads"]["requests_per_mail"], "reported"),
         ("AWS cost per 100,000 mails (USD)", results["cost_per_100k_mails_usd"], "reported"),
+        (
+            "  of which delivery events (USD), events per mail",
+            f"{results['cost_per_100k_mails']['delivery_events_usd']:.3f}, "
+            f"{results['cost_per_100k_mails']['delivery_events_per_mail']:.2f}",
+            "reported",
+        ),
         (
             "function CPU per sent mail, end to end (ms)",
             results["end_to_end"]["function_cpu_ms_per_mail"],

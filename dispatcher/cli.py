@@ -932,13 +932,13 @@ def bounces(
         str | None, typer.Option(help="Only bounces received this long ago or later: 30m, 2h, 7d.")
     ] = None,
     kind: Annotated[
-        str | None, typer.Option("--type", help="HARDERROR, SOFTERROR or DROP.")
+        str | None, typer.Option("--type", help="HARDERROR, SOFTERROR, DROP or COMPLAINT.")
     ] = None,
     limit: Annotated[int, typer.Option(help="Bounces to show at most.", min=1)] = 100,
     as_json: JsonOption = False,
 ) -> None:
-    """Recent bounces blastengine reported, joined to their history item or still orphans
-    (their delivery has no history item yet)."""
+    """Recent bounces and complaints the providers reported, joined to their history item
+    or still orphans (their delivery has no history item yet)."""
     from dispatcher.bounces import BounceType
     from dispatcher.clock import iso_utc
 
@@ -946,7 +946,7 @@ def bounces(
         try:
             wanted = BounceType(kind) if kind is not None else None
         except ValueError:
-            raise CommandError("--type must be HARDERROR, SOFTERROR or DROP") from None
+            raise CommandError("--type must be HARDERROR, SOFTERROR, DROP or COMPLAINT") from None
         cutoff = iso_utc(datetime.now(UTC) - _duration(since, "--since")) if since else None
         err.print("[dim](a paginated Scan of the bounce table)[/]")
         items, more = _take(_target(ctx).ledger().recent(since=cutoff, kind=wanted), limit)
@@ -1007,6 +1007,63 @@ def webhook_url(ctx: typer.Context) -> None:
         if url.endswith("/hooks/"):  # a deployed stack's output stops before the secret
             url += _webhook_secret()
     typer.echo(url)
+
+
+@app.command()
+def events(
+    ctx: typer.Context,
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Keep printing new events until Ctrl-C.")
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """The delivery events the local stack published on its event bus (what a rule of yours
+    on it receives): one line each, or one JSON object per line with --json."""
+    import time
+
+    with _errors_as_exit():
+        name = _target(ctx).events_file
+        if name is None:
+            raise CommandError(
+                "only the local stack keeps its events; on AWS, subscribe to the stack's "
+                "DeliveryEventBusName with a rule (README, 'Delivery events')"
+            )
+    path = Path(name)
+    position = 0
+    while True:
+        if path.exists():
+            with path.open(encoding="utf-8") as source:
+                source.seek(position)
+                for line in source:
+                    if not line.endswith("\n"):
+                        break  # half written: read it whole next time
+                    position += len(line.encode())
+                    _print_event(json.loads(line), as_json)
+        if not follow:
+            return
+        time.sleep(0.5)
+
+
+def _print_event(event: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        typer.echo(json.dumps(event))
+        return
+    d = event.get("detail", {})
+    parts = [
+        str(d.get("at", event.get("time", ""))),
+        f"{event.get('detail-type', '?'):<15}",
+        str(d.get("row_id", "")),
+        str(d.get("recipient", "")),
+    ]
+    if d.get("delivery_id"):
+        parts.append(f"{d.get('provider', '')} #{d['delivery_id']}")
+    if d.get("error_kind"):
+        parts.append(f"({d['error_kind']})")
+    if d.get("retry_at"):
+        parts.append(f"until {d['retry_at']}")
+    if d.get("reason"):
+        parts.append(_clip(str(d["reason"]), 80))
+    typer.echo("  ".join(parts))
 
 
 @app.command()

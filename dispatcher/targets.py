@@ -52,6 +52,8 @@ class Target:
     suppressions: SuppressionList | None = None
     bounce_table: str | None = None
     webhook_url: str | None = None
+    #: The file the local stack's tap fills with the delivery events it published.
+    events_file: str | None = None
 
     def ledger(self) -> BounceLedger:
         """The bounce path over this stack's tables, as the webhook uses it."""
@@ -135,6 +137,7 @@ def local_stack(state_dir: Path) -> Target:
         else None,
         info.get("bounce_table"),
         info.get("webhook_url"),
+        info.get("events_file"),
     )
 
 

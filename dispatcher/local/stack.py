@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from dispatcher.local.dynamodb_process import DynamoDBProcess
+from dispatcher.local.event_bus import EVENTS_FILE, LocalEventBus
 from dispatcher.local.function_url import FunctionUrlServer
 from dispatcher.local.persistence import SAVE_INTERVAL_SECONDS, SNAPSHOT_FILE, TableSnapshots
 from dispatcher.local.poller import FileFailureDestination, MappingConfig, StreamPoller
@@ -120,6 +121,9 @@ class ReadyInfo:
     suppression_table: str
     bounce_table: str
     webhook_url: str = ""
+    #: The delivery events' bus on the endpoint, and the file the stack's own tap fills.
+    event_bus: str = ""
+    events_file: str = ""
     #: The web console's URL with its token, when ``dispatcher dev`` serves it.
     console_url: str = ""
     #: What another process needs to run the function against this stack (``dispatcher
@@ -136,6 +140,7 @@ class ReadyInfo:
             "provider_url",
             "attachments_bucket",
             "webhook_url",
+            "event_bus",
             "console_url",
             "env",
         )
@@ -157,6 +162,7 @@ class LocalStack:
         #: Why the stack stopped by itself (a thread of it died); None while it is healthy.
         self.failure: str | None = None
         self.snapshots: TableSnapshots | None = None
+        self.event_bus: LocalEventBus | None = None
         self.webhook: FunctionUrlServer | None = None
         self._lock_file: IO[bytes] | None = None
         self._wrote_state = False
@@ -174,8 +180,13 @@ class LocalStack:
         self.snapshots = TableSnapshots(state_dir / SNAPSHOT_FILE, tables, TABLE_NAMES)
         if self.options.fresh or not self.options.persist:
             self.snapshots.discard()
+            (state_dir / EVENTS_FILE).unlink(missing_ok=True)  # the events of those tables
         streams = self.snapshots.create_and_restore()
         create_bucket(self.client("s3"), ATTACHMENTS_BUCKET)
+        self.event_bus = LocalEventBus(
+            self.client("events"), self.client("sqs"), state_dir / EVENTS_FILE
+        )
+        bus_name = self.event_bus.create()
 
         if self.options.provider_url:
             provider_url = self.options.provider_url
@@ -211,6 +222,7 @@ class LocalStack:
             "BLASTENGINE_BASE_URL": provider_url,
             "DEFAULT_FROM_EMAIL": os.environ.get("DEFAULT_FROM_EMAIL") or "noreply@example.com",
             "ATTACHMENTS_BUCKET": ATTACHMENTS_BUCKET,
+            "EVENT_BUS_NAME": bus_name,
             "POWERTOOLS_METRICS_DISABLED": os.environ.get("POWERTOOLS_METRICS_DISABLED") or "true",
             **credentials,
         }
@@ -255,6 +267,8 @@ class LocalStack:
             attachments_bucket=ATTACHMENTS_BUCKET,
             suppression_table=TABLE_NAMES[SUPPRESSION_TABLE],
             bounce_table=TABLE_NAMES[BOUNCE_TABLE],
+            event_bus=bus_name,
+            events_file=str(self.event_bus.path.resolve()),
             env=self._shareable_env(),
         )
 
@@ -286,6 +300,7 @@ class LocalStack:
         )
         self._spawn("process watch", self._watch_processes)
         self._spawn("poller", self.poller.run, self._stop)
+        self._spawn("event tap", self.event_bus.drain, self._stop)
         self._spawn("sweeper", self._sweep_forever, sweeper, timeouts["SweeperFunction"])
         if self.options.persist:
             self._spawn("snapshots", self._save_while_running)

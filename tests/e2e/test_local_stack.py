@@ -307,3 +307,52 @@ def test_human_log_format_is_short_lines_and_a_bad_one_is_refused(tmp_path) -> N
                  capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
     assert bad.returncode == 2
     assert "--log-format must be json or human" in bad.stderr
+
+
+def test_delivery_events_reach_a_rule_made_on_the_stack_and_dispatcher_events(
+    stack: RunningStack,
+) -> None:
+    import boto3
+
+    # GIVEN an application's rule on the stack's bus, to its own queue
+    bus = stack.ready["event_bus"]
+    region, endpoint = stack.ready["region"], stack.ready["endpoint_url"]
+    keys = {"aws_access_key_id": "e2e", "aws_secret_access_key": "e2e"}
+    events = boto3.client("events", endpoint_url=endpoint, region_name=region, **keys)
+    sqs = boto3.client("sqs", endpoint_url=endpoint, region_name=region, **keys)
+    queue = sqs.create_queue(QueueName="e2e-app-events")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    events.put_rule(
+        Name="e2e-app",
+        EventBusName=bus,
+        EventPattern=json.dumps({"source": ["mail-dispatcher"], "detail-type": ["Mail Sent"]}),
+    )
+    events.put_targets(Rule="e2e-app", EventBusName=bus, Targets=[{"Id": "q", "Arn": arn}])
+
+    # WHEN a row is sent
+    stack.put(_row("e2e-event", "e2e-event"))
+
+    # THEN the application's queue gets its Mail Sent
+    def received() -> list[dict]:
+        got = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10).get("Messages", [])
+        return [json.loads(m["Body"]) for m in got]
+
+    bodies = wait_for(received, what="the application's event")
+    [sent] = [b for b in bodies if b["detail"]["row_id"] == "e2e-event"]
+    assert sent["detail-type"] == "Mail Sent"
+    assert sent["detail"]["provider"] == "blastengine"
+
+    # AND `dispatcher events` prints what the stack published
+    def listed() -> list[dict]:
+        shown = stack.cli("events", "--json")
+        assert shown.returncode == 0, shown.stderr
+        lines = [json.loads(line) for line in shown.stdout.splitlines()]
+        return [e for e in lines if e["detail"]["row_id"] == "e2e-event"]
+
+    [printed] = wait_for(listed, what="dispatcher events")
+    assert printed["detail"]["event_id"] == sent["detail"]["event_id"]
+    human = stack.cli("events")
+    assert "Mail Sent" in human.stdout
+    assert "e2e-event" in human.stdout

@@ -166,3 +166,15 @@ def test_the_attachments_bucket_is_private_encrypted_expiring_and_read_only_to_t
     env = TEMPLATE["Globals"]["Function"]["Environment"]["Variables"]
     assert env["ATTACHMENTS_BUCKET"] == {"Ref": "AttachmentsBucket"}
     assert "AttachmentsBucketName" in TEMPLATE["Outputs"]
+
+
+def test_every_function_may_publish_delivery_events_to_the_stacks_bus_only() -> None:
+    assert RESOURCES["DeliveryEventBus"]["Type"] == "AWS::Events::EventBus"
+    env = TEMPLATE["Globals"]["Function"]["Environment"]["Variables"]
+    assert env["EVENT_BUS_NAME"] == {"Ref": "DeliveryEventBus"}
+    publishing = [s for s in _statements() if s.get("Sid") == "DeliveryEvents"]
+    assert len(publishing) == 4  # dispatcher, sweeper, webhook, SES events
+    for statement in publishing:
+        assert statement["Action"] == ["events:PutEvents"]
+        assert statement["Resource"] == {"Fn::GetAtt": ["DeliveryEventBus", "Arn"]}
+    assert TEMPLATE["Outputs"]["DeliveryEventBusName"]["Value"] == {"Ref": "DeliveryEventBus"}
