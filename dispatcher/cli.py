@@ -706,8 +706,9 @@ def retry(
         str | None,
         typer.Option(
             help="With --all-failed: only this error_kind (invalid, rejected, transient, "
-            "rate_limited, config, suppressed, ambiguous: an ambiguous row is looked up "
-            "again, never sent blindly)."
+            "rate_limited, config, suppressed, blocked, expired, ambiguous: an ambiguous row "
+            "is looked up again, never sent blindly; an expired row fails again unless its "
+            "expires_at was moved)."
         ),
     ] = None,
     as_json: JsonOption = False,

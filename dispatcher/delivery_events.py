@@ -20,13 +20,26 @@ import json
 import threading
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 
 from dispatcher.observability import logger, metrics
+from dispatcher.row import ErrorKind, RowStatus, string_attribute
 
-__all__ = ["DETAIL_TYPES", "SOURCE", "DeliveryEvent", "EventPublisher"]
+if TYPE_CHECKING:
+    from dispatcher.failure_policy import FailureStamp
+    from dispatcher.row import Row
+    from dispatcher.store import HistoryEntry
+
+__all__ = [
+    "DETAIL_TYPES",
+    "SOURCE",
+    "DeliveryEvent",
+    "EventPublisher",
+    "sent_event",
+    "stamp_event",
+]
 
 SOURCE = "mail-dispatcher"
 DETAIL_TYPES = (
@@ -132,3 +145,43 @@ class EventPublisher:
             "EventBusName": self._bus,
             "Resources": [],
         }
+
+
+def sent_event(entry: HistoryEntry, left_out: tuple[str, ...] = ()) -> DeliveryEvent:
+    """``Mail Sent``: the same delivery is the same event, however often it is told."""
+    return DeliveryEvent(
+        detail_type="Mail Sent",
+        row_id=entry.id,
+        at=entry.sent_at,
+        recipient=entry.to,
+        provider=entry.provider,
+        delivery_id=entry.delivery_id,
+        attempts=entry.attempts,
+        reason=f"left out (suppressed): {', '.join(left_out)}" if left_out else None,
+        identity=(entry.provider, str(entry.delivery_id)),
+    )
+
+
+def stamp_event(row: Row, stamp: FailureStamp) -> DeliveryEvent:
+    """What a stamp on a row that stays says: scheduled, deferred, suppressed or failed."""
+    kind = stamp.error_kind
+    if stamp.status is RowStatus.SCHEDULED:
+        detail_type = "Mail Scheduled"
+    elif stamp.status is RowStatus.DEFERRED:
+        detail_type = "Mail Deferred"
+    elif kind is ErrorKind.SUPPRESSED:
+        detail_type = "Mail Suppressed"
+    else:
+        detail_type = "Mail Failed"
+    return DeliveryEvent(
+        detail_type=detail_type,
+        row_id=row.id,
+        at=stamp.stamped_at,
+        recipient=string_attribute(row.image, "to"),
+        error_kind=kind.value if kind else None,
+        reason=stamp.last_error,
+        attempts=stamp.attempts,
+        retry_at=stamp.retry_at,
+        # The same stamp of the same content (a redelivered record) is the same outcome.
+        identity=(row.content_hash, str(stamp.attempts), str(kind)),
+    )

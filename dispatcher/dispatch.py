@@ -32,9 +32,9 @@ from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
 
 from dispatcher.attachments import Attachments
 from dispatcher.clock import SYSTEM_CLOCK, Clock, Deadline, iso_utc, remaining_time
-from dispatcher.delivery_events import DeliveryEvent, EventPublisher
+from dispatcher.delivery_events import EventPublisher, sent_event, stamp_event
 from dispatcher.failure_policy import FailurePolicy, FailureStamp
-from dispatcher.message import Message, parse_message
+from dispatcher.message import Message, expiry_of, parse_message
 from dispatcher.observability import logger, metrics
 from dispatcher.outcome import Outcome, RecordResult, emit_metrics
 from dispatcher.providers.base import MailProvider
@@ -43,7 +43,7 @@ from dispatcher.providers.errors import ProviderError
 from dispatcher.providers.routing import Routes
 from dispatcher.ratelimit import RequestSlots, TokenBucket
 from dispatcher.retry import SendFailedError
-from dispatcher.row import ErrorKind, Row, RowStatus, string_attribute
+from dispatcher.row import Row, RowStatus, string_attribute
 from dispatcher.send_once import MaybeSentError, OnceSender, Sent
 from dispatcher.settings import Settings
 from dispatcher.settle import LookupFailed, NotTaken, Settler, Taken, Wait
@@ -353,6 +353,12 @@ class Dispatcher:
                 settled = iso_utc(unsettled.opened_at)
             unsettled = None
 
+        # A row not sent by its expires_at is never sent (asked only now: a send that may
+        # have been taken is settled first, and goes to the history if it was).
+        if parsed.expires_at is not None and parsed.expires_at <= now:
+            stamp = self.policy.expired(parsed.expires_at, prior=prior, now=now)
+            return self._write(row, stamp, unsettled=None)
+
         # Still step 1: the attachments exist and fit (an S3 lookup, so outside the parser).
         try:
             resolved = self.attachments.resolve(parsed)
@@ -425,7 +431,7 @@ class Dispatcher:
             row.id,
             f"{taken.provider} had taken it as delivery {found.delivery_id} (confirmed by "
             f"look-up); not sent again{kept}",
-            event=_sent_event(entry),
+            event=sent_event(entry),
         )
 
     def _move(self, entry: HistoryEntry, row: Row, *, replayed: bool) -> bool:
@@ -481,7 +487,7 @@ class Dispatcher:
         )
         deleted = self._move(entry, row, replayed=sent.replayed)
         kept = "" if deleted else "; the row changed meanwhile and was kept"
-        event = _sent_event(entry, left_out=message.left_out)
+        event = sent_event(entry, left_out=message.left_out)
         if sent.replayed:
             return RecordResult(
                 Outcome.DUPLICATE,
@@ -508,6 +514,11 @@ class Dispatcher:
         that was tried. ``unsettled`` is what the row must keep of a send that may have been
         taken (None: nothing, or settled now); every stamp says, so none forgets it."""
         stamp = replace(stamp, unsettled=unsettled)
+        expiry = expiry_of(row)
+        if unsettled is None and expiry is not None and stamp.retry_at is not None:
+            # A wait never outlasts the row's life: the sweeper comes back by expires_at to
+            # expire it (a row waiting on a look-up waits for it, whatever its expiry).
+            stamp = replace(stamp, retry_at=min(stamp.retry_at, iso_utc(expiry)))
         parked = (row.status, row.retry_at) == (stamp.status.value, stamp.retry_at)
         if stamp.status is RowStatus.SCHEDULED and parked and unsettled == row.unsettled:
             # Already parked with this time: rewriting identical values would only echo.
@@ -525,46 +536,8 @@ class Dispatcher:
             row.id,
             stamp.describe(),
             error_kind=stamp.error_kind,
-            event=_stamp_event(row, stamp),
+            event=stamp_event(row, stamp),
         )
-
-
-def _sent_event(entry: HistoryEntry, left_out: tuple[str, ...] = ()) -> DeliveryEvent:
-    return DeliveryEvent(
-        detail_type="Mail Sent",
-        row_id=entry.id,
-        at=entry.sent_at,
-        recipient=entry.to,
-        provider=entry.provider,
-        delivery_id=entry.delivery_id,
-        attempts=entry.attempts,
-        reason=f"left out (suppressed): {', '.join(left_out)}" if left_out else None,
-        identity=(entry.provider, str(entry.delivery_id)),
-    )
-
-
-def _stamp_event(row: Row, stamp: FailureStamp) -> DeliveryEvent:
-    kind = stamp.error_kind
-    if stamp.status is RowStatus.SCHEDULED:
-        detail_type = "Mail Scheduled"
-    elif stamp.status is RowStatus.DEFERRED:
-        detail_type = "Mail Deferred"
-    elif kind is ErrorKind.SUPPRESSED:
-        detail_type = "Mail Suppressed"
-    else:
-        detail_type = "Mail Failed"
-    return DeliveryEvent(
-        detail_type=detail_type,
-        row_id=row.id,
-        at=stamp.stamped_at,
-        recipient=string_attribute(row.image, "to"),
-        error_kind=kind.value if kind else None,
-        reason=stamp.last_error,
-        attempts=stamp.attempts,
-        retry_at=stamp.retry_at,
-        # The same stamp of the same content (a redelivered record) is the same outcome.
-        identity=(row.content_hash, str(stamp.attempts), str(kind)),
-    )
 
 
 def _row_id(record: DynamoDBRecord) -> str | None:

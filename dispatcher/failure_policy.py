@@ -122,6 +122,18 @@ class FailurePolicy:
         """A row whose ``to`` is on the suppression list: failed, no attempt counted."""
         return _failed(ErrorKind.SUPPRESSED, reason, attempts=prior, now=now)
 
+    @staticmethod
+    def expired(expires_at: datetime, *, prior: int, now: datetime) -> FailureStamp:
+        """A row not sent by its ``expires_at``: failed, never sent (no limit decides it:
+        the sweeper stamps it too)."""
+        return _failed(
+            ErrorKind.EXPIRED,
+            f"not sent by its expires_at ({iso_utc(expires_at)}), so never sent; move "
+            "expires_at later to send it after all",
+            attempts=prior,
+            now=now,
+        )
+
     def scheduled(self, send_after: datetime, *, prior: int, now: datetime) -> FailureStamp:
         """A row whose ``send_after`` lies ahead: parked for the sweeper until then."""
         return FailureStamp(RowStatus.SCHEDULED, prior, iso_utc(now), retry_at=iso_utc(send_after))

@@ -32,6 +32,7 @@ __all__ = [
     "Attachment",
     "Encode",
     "Message",
+    "expiry_of",
     "parse_message",
 ]
 
@@ -107,6 +108,8 @@ class Message:
     #: cc/bcc addresses the suppression list kept out of this send.
     left_out: tuple[str, ...] = ()
     send_after: datetime | None = None
+    #: Not sent after this: the row fails ``expired`` instead (``expires_at``).
+    expires_at: datetime | None = None
     content_hash: str = ""
     #: The provider the row pins (``provider``); None: the deployment's choice.
     provider: str | None = None
@@ -134,6 +137,19 @@ class Message:
             html=None if self.html is None else fill(self.html),
             insert_code={},
         )
+
+
+def expiry_of(row: Row) -> datetime | None:
+    """The row's ``expires_at`` if it is a valid one (the sweeper's question, without
+    parsing the whole row)."""
+    raw = string_attribute(row.image, "expires_at")
+    try:
+        moment = datetime.fromisoformat(raw) if raw else None
+    except ValueError:
+        return None
+    if moment is None or moment.tzinfo is None:
+        return None
+    return moment.astimezone(UTC)
 
 
 def parse_message(
@@ -185,6 +201,9 @@ def parse_message(
     insert_code = p.insert_code(image)
     attachments = p.attachments(image)
     send_after = p.timestamp(image, "send_after")
+    expires_at = p.timestamp(image, "expires_at", bounded=False)
+    if send_after is not None and expires_at is not None and send_after > expires_at:
+        p.add("send_after", "is after expires_at: the mail could never be sent")
     p.number(image, "revision")
 
     for name in _HEADER_FIELDS:
@@ -225,6 +244,7 @@ def parse_message(
         insert_code=insert_code,
         attachments=attachments,
         send_after=send_after,
+        expires_at=expires_at,
         content_hash=row.content_hash,
         provider=provider,
     )
@@ -408,7 +428,7 @@ class _Problems:
             out.append(Attachment(key=key, filename=filename))
         return tuple(out)
 
-    def timestamp(self, image: Image, name: str) -> datetime | None:
+    def timestamp(self, image: Image, name: str, *, bounded: bool = True) -> datetime | None:
         raw = self.string(image, name)
         if raw is None:
             return None
@@ -425,7 +445,7 @@ class _Problems:
         except OverflowError:  # e.g. 9999-12-31T23:59:59-14:00 lies past the year 9999 in UTC
             self.add(name, f"{_clip(raw)!r} is out of range")
             return None
-        if moment > self.now + MAX_SEND_AFTER:
+        if bounded and moment > self.now + MAX_SEND_AFTER:
             self.add(
                 name,
                 f"{_clip(raw)!r} is more than {MAX_SEND_AFTER.days} days ahead; "

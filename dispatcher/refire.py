@@ -7,16 +7,23 @@ future ``send_after``) carry ``retry_at`` and so sit in the send table's sparse 
 queries that index for rows that are due and bumps their ``revision``; the resulting MODIFY
 goes through the stream to the dispatcher like any edit. Bounded per run in rows and in time;
 running it twice, or two at once, is harmless.
+
+A due row whose ``expires_at`` has passed is not re-fired: the sweeper stamps it ``failed``
+(``expired``) itself, so it is never sent (a row waiting on a look-up is re-fired all the
+same: whether its mail went out is settled first).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from dispatcher.clock import SYSTEM_CLOCK, Clock, Deadline, iso_utc
-from dispatcher.row import RowStatus
+from dispatcher.delivery_events import EventPublisher, stamp_event
+from dispatcher.failure_policy import FailurePolicy
+from dispatcher.message import expiry_of
+from dispatcher.row import Row, RowStatus
 from dispatcher.settings import Settings
 from dispatcher.store import Store
 
@@ -35,6 +42,7 @@ class SweepResult:
 
     fired: list[str] = field(default_factory=list)
     moved: list[str] = field(default_factory=list)  # changed by someone else meanwhile
+    expired: list[str] = field(default_factory=list)  # past expires_at: failed, not fired
     truncated: bool = False  # stopped by the row or time bound; the next run goes on
 
 
@@ -42,11 +50,17 @@ class Sweeper:
     """Finds due rows through the sparse index and re-fires them."""
 
     def __init__(
-        self, store: Store, *, clock: Clock = SYSTEM_CLOCK, max_rows: int = MAX_ROWS_PER_RUN
+        self,
+        store: Store,
+        *,
+        clock: Clock = SYSTEM_CLOCK,
+        max_rows: int = MAX_ROWS_PER_RUN,
+        events: EventPublisher | None = None,
     ) -> None:
         self._store = store
         self._clock = clock
         self._max_rows = max_rows
+        self._events = events
 
     @classmethod
     def from_settings(cls, settings: Settings, *, dynamodb_client: Any = None) -> Sweeper:
@@ -55,7 +69,8 @@ class Sweeper:
                 send_table=settings.send_table_name,
                 history_table=settings.history_table_name,
                 boto3_client=dynamodb_client,
-            )
+            ),
+            events=settings.event_publisher(),
         )
 
     def sweep(self, deadline: Deadline | None = None) -> SweepResult:
@@ -63,15 +78,43 @@ class Sweeper:
         due_by = iso_utc(now)
         lease_until = iso_utc(now + timedelta(seconds=LEASE_SECONDS))
         result = SweepResult()
-        for status in (RowStatus.DEFERRED, RowStatus.SCHEDULED):
-            for row in self._store.due_rows(status.value, due_by):
-                if len(result.fired) + len(result.moved) >= self._max_rows or (
-                    deadline is not None and deadline.remaining() <= 0
-                ):
-                    result.truncated = True
-                    return result
-                if self._store.refire(row, now=due_by, lease_until=lease_until):
-                    result.fired.append(row.id)
-                else:
-                    result.moved.append(row.id)
-        return result
+        try:
+            for status in (RowStatus.DEFERRED, RowStatus.SCHEDULED):
+                for row in self._store.due_rows(status.value, due_by):
+                    done = len(result.fired) + len(result.moved) + len(result.expired)
+                    if done >= self._max_rows or (
+                        deadline is not None and deadline.remaining() <= 0
+                    ):
+                        result.truncated = True
+                        return result
+                    expired = self._expired(row, now)
+                    if expired is not None:
+                        self._expire(*expired, now, result)
+                    elif self._store.refire(row, now=due_by, lease_until=lease_until):
+                        result.fired.append(row.id)
+                    else:
+                        result.moved.append(row.id)
+            return result
+        finally:
+            if self._events is not None:
+                self._events.flush()
+
+    def _expired(self, row: Row, now: datetime) -> tuple[Row, datetime] | None:
+        """The whole row and its expiry if it is past (the index holds keys only: one read
+        per due row), and no look-up is pending on it."""
+        whole = self._store.get_row(row.id)
+        if whole is None or whole.status != row.status or whole.retry_at != row.retry_at:
+            return None  # moved on: the re-fire's condition will say so
+        expiry = expiry_of(whole)
+        if expiry is None or expiry > now or whole.unsettled is not None:
+            return None
+        return whole, expiry
+
+    def _expire(self, row: Row, expiry: datetime, now: datetime, result: SweepResult) -> None:
+        stamp = FailurePolicy.expired(expiry, prior=row.attempts, now=now)
+        if not self._store.stamp(row, stamp):
+            result.moved.append(row.id)  # edited meanwhile: its own record decides
+            return
+        result.expired.append(row.id)
+        if self._events is not None:
+            self._events.add([stamp_event(row, stamp)])

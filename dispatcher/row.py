@@ -59,6 +59,7 @@ REQUEST_ATTRIBUTES = frozenset(
         "insert_code",
         "attachments",
         "send_after",
+        "expires_at",
         "provider",
         "revision",
     }
@@ -90,6 +91,9 @@ class ErrorKind(StrEnum):
     #: The provider may have taken the mail (its answer never came): the row waits for the
     #: look-up that settles it (README, "When the provider's answer never came").
     AMBIGUOUS = "ambiguous"
+    #: Not sent by its ``expires_at``: never sent (a password reset an hour late is worse
+    #: than none).
+    EXPIRED = "expired"
 
 
 class RowStatus(StrEnum):

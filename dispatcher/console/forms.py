@@ -46,6 +46,7 @@ TEXT_FIELDS = (
     "list_unsubscribe_url",
     "list_unsubscribe_mailto",
     "send_after",
+    "expires_at",
 )
 LIST_FIELDS = ("cc", "bcc")
 JSON_FIELDS = ("insert_code", "attachments")
