@@ -393,7 +393,12 @@ def _serve_console(target: Any, *, host: str = "127.0.0.1", port: int, sender: s
     from dispatcher.console import ConsoleServer
 
     return ConsoleServer(
-        target.admin, host=host, port=port, default_from_email=sender, target=target.name
+        target.admin,
+        host=host,
+        port=port,
+        default_from_email=sender,
+        target=target.name,
+        staging=target.staging,
     ).start()
 
 

@@ -48,6 +48,7 @@ from dispatcher.send_once import MaybeSentError, OnceSender, Sent
 from dispatcher.settings import Settings
 from dispatcher.settle import LookupFailed, NotTaken, Settler, Taken, Wait
 from dispatcher.shared_limit import LimitTable, SharedBucket
+from dispatcher.staging import Staging
 from dispatcher.store import HistoryEntry, Store
 from dispatcher.suppression import RecipientSuppressedError, SuppressionList
 from dispatcher.triage import Reason, triage
@@ -113,6 +114,9 @@ class Dispatcher:
         self.sender = sender
         self.suppressions = suppressions
         self.events = events
+        self.staging = Staging.from_settings(settings)
+        if self.staging.active:
+            logger.warning("staging safety is on: " + self.staging.describe())
         self.attachments = attachments
         self.policy = FailurePolicy.from_settings(settings)
         self._clock = clock
@@ -359,6 +363,14 @@ class Dispatcher:
             stamp = self.policy.expired(parsed.expires_at, prior=prior, now=now)
             return self._write(row, stamp, unsettled=None)
 
+        # A staging deployment's recipient rules, before any API call (README, "Staging
+        # safety"): a `to` outside the allowlist blocks the row; REDIRECT_ALL_TO replaces all.
+        staged = self.staging.apply(parsed)
+        if isinstance(staged, str):
+            stamp = self.policy.blocked(staged, prior=prior, now=now)
+            return self._write(row, stamp, unsettled=None)
+        parsed = staged
+
         # Still step 1: the attachments exist and fit (an S3 lookup, so outside the parser).
         try:
             resolved = self.attachments.resolve(parsed)
@@ -484,6 +496,7 @@ class Dispatcher:
             cc_count=len(message.cc),
             bcc_count=len(message.bcc),
             left_out=message.left_out,
+            original_recipients=message.original_recipients,
         )
         deleted = self._move(entry, row, replayed=sent.replayed)
         kept = "" if deleted else "; the row changed meanwhile and was kept"

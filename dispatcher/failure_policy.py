@@ -122,6 +122,10 @@ class FailurePolicy:
         """A row whose ``to`` is on the suppression list: failed, no attempt counted."""
         return _failed(ErrorKind.SUPPRESSED, reason, attempts=prior, now=now)
 
+    def blocked(self, reason: str, *, prior: int, now: datetime) -> FailureStamp:
+        """A row this deployment may not send to (``RECIPIENT_ALLOWLIST``): failed at once."""
+        return _failed(ErrorKind.BLOCKED, reason, attempts=prior, now=now)
+
     @staticmethod
     def expired(expires_at: datetime, *, prior: int, now: datetime) -> FailureStamp:
         """A row not sent by its ``expires_at``: failed, never sent (no limit decides it:

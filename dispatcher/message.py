@@ -113,6 +113,8 @@ class Message:
     content_hash: str = ""
     #: The provider the row pins (``provider``); None: the deployment's choice.
     provider: str | None = None
+    #: Who the row named, when ``REDIRECT_ALL_TO`` sent the mail elsewhere.
+    original_recipients: tuple[str, ...] = ()
 
     @property
     def recipients(self) -> tuple[str, ...]:

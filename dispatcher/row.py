@@ -94,6 +94,8 @@ class ErrorKind(StrEnum):
     #: Not sent by its ``expires_at``: never sent (a password reset an hour late is worse
     #: than none).
     EXPIRED = "expired"
+    #: Its ``to`` is outside ``RECIPIENT_ALLOWLIST`` (a staging deployment).
+    BLOCKED = "blocked"
 
 
 class RowStatus(StrEnum):

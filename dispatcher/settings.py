@@ -23,6 +23,7 @@ __all__ = [
     "PROVIDERS",
     "Settings",
     "SettingsError",
+    "parse_allowlist",
 ]
 
 DEFAULT_BLASTENGINE_BASE_URL = "https://app.engn.jp/api/v1"
@@ -97,6 +98,9 @@ class Settings:
     suppression_table_name: str | None = None
     #: The event bus delivery events go to (README, "Delivery events"); unset: none.
     event_bus_name: str | None = None
+    #: Staging safety (README, "Staging safety"; :mod:`dispatcher.staging`).
+    recipient_allowlist: str | None = None
+    redirect_all_to: str | None = None
     bounce_table_name: str | None = None
     webhook_secret: str | None = field(default=None, repr=False)
     webhook_secret_parameter: str | None = None
@@ -139,6 +143,12 @@ class Settings:
         for name in ("send_table_name", "history_table_name", "idempotency_table_name"):
             if not getattr(self, name):
                 raise SettingsError(f"{name.upper()} is required")
+        parse_allowlist(self.recipient_allowlist)  # raises naming the entry
+        if self.redirect_all_to is not None:
+            try:
+                validate_email(self.redirect_all_to, check_deliverability=False)
+            except EmailNotValidError as exc:
+                raise SettingsError(f"REDIRECT_ALL_TO is not a valid address: {exc}") from exc
         try:
             validate_email(self.default_from_email, check_deliverability=False)
         except EmailNotValidError as exc:
@@ -206,6 +216,21 @@ class Settings:
             if required not in values:
                 raise SettingsError(f"{required.upper()} is required but not set")
         return cls(**values)
+
+
+def parse_allowlist(raw: str | None) -> tuple[str, ...]:
+    """``RECIPIENT_ALLOWLIST`` (addresses and ``@domain``\\ s, comma- or space-separated) as
+    lowercased entries; raises ``SettingsError`` naming the entry that is neither."""
+    entries = tuple(e for e in (raw or "").replace(",", " ").split() if e)
+    for entry in entries:
+        address = f"x{entry}" if entry.startswith("@") else entry
+        try:
+            validate_email(address, check_deliverability=False)
+        except EmailNotValidError:
+            raise SettingsError(
+                f"RECIPIENT_ALLOWLIST: {entry!r} is neither an address nor an @domain"
+            ) from None
+    return tuple(e.strip().lower() for e in entries)
 
 
 def _number(kind: Callable[[str], _T]) -> Callable[[str, str], _T]:

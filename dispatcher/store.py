@@ -95,6 +95,8 @@ class HistoryEntry:
     left_out: tuple[str, ...] = ()
     #: How the mail is known to be sent when its answer never came: ``"lookup"``.
     confirmed_by: str | None = None
+    #: Who the row named, when REDIRECT_ALL_TO sent the mail elsewhere (staging).
+    original_recipients: tuple[str, ...] = ()
 
 
 class Store:
@@ -313,6 +315,8 @@ class Store:
             fields["suppressed_recipients"] = {"L": [{"S": a} for a in entry.left_out]}
         if entry.confirmed_by:
             fields["confirmed_by"] = {"S": entry.confirmed_by}
+        if entry.original_recipients:
+            fields["original_recipients"] = {"L": [{"S": a} for a in entry.original_recipients]}
         names = {f"#h{i}": name for i, name in enumerate(fields)}
         values = {f":h{i}": value for i, value in enumerate(fields.values())}
         expression = "SET " + ", ".join(f"#h{i} = :h{i}" for i in range(len(fields)))

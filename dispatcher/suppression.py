@@ -110,7 +110,12 @@ def leaving_out(message: Message, left_out: Iterable[str]) -> Message:
         return tuple(a for a in addresses if normalise(a) not in gone)
 
     dropped = tuple(a for a in (*message.cc, *message.bcc) if normalise(a) in gone)
-    return replace(message, cc=kept(message.cc), bcc=kept(message.bcc), left_out=dropped)
+    return replace(
+        message,
+        cc=kept(message.cc),
+        bcc=kept(message.bcc),
+        left_out=(*message.left_out, *dropped),  # the staging screen may have named some
+    )
 
 
 class RecipientSuppressedError(Exception):

@@ -54,6 +54,8 @@ class Target:
     webhook_url: str | None = None
     #: The file the local stack's tap fills with the delivery events it published.
     events_file: str | None = None
+    #: The function's staging safety, described (the console's banner); empty when off.
+    staging: str = ""
 
     def ledger(self) -> BounceLedger:
         """The bounce path over this stack's tables, as the webhook uses it."""
@@ -138,6 +140,10 @@ def local_stack(state_dir: Path) -> Target:
         info.get("bounce_table"),
         info.get("webhook_url"),
         info.get("events_file"),
+        _staging(
+            info.get("env", {}).get("RECIPIENT_ALLOWLIST"),
+            info.get("env", {}).get("REDIRECT_ALL_TO"),
+        ),
     )
 
 
@@ -152,6 +158,9 @@ def deployed_stack(name: str) -> Target:
     except BotoCoreError as exc:
         raise TargetError(f"cannot reach CloudFormation for stack {name!r}: {exc}") from None
     outputs = {o["OutputKey"]: o["OutputValue"] for o in stacks[0].get("Outputs", [])}
+    parameters = {
+        p["ParameterKey"]: p.get("ParameterValue", "") for p in stacks[0].get("Parameters", [])
+    }
     missing = {"SendTableName", "HistoryTableName"} - set(outputs)
     if missing:
         raise TargetError(
@@ -177,4 +186,16 @@ def deployed_stack(name: str) -> Target:
         else None,
         bounce_table=outputs.get("BounceTableName"),
         webhook_url=outputs.get("BounceWebhookUrl"),
+        staging=_staging(parameters.get("RecipientAllowlist"), parameters.get("RedirectAllTo")),
     )
+
+
+def _staging(allowlist: str | None, redirect: str | None) -> str:
+    """What the function's staging safety does, in a line (as its settings read it)."""
+    from dispatcher.settings import parse_allowlist
+    from dispatcher.staging import Staging
+
+    try:
+        return Staging(parse_allowlist(allowlist), redirect or None).describe()
+    except ValueError as exc:  # the function itself refuses to start so: say that
+        return f"misconfigured ({exc})"

@@ -109,6 +109,7 @@ def create_app(
     token: str | None = None,
     default_from_email: str = "noreply@example.com",
     target: str = "local stack",
+    staging: str = "",
     allowed_hosts: frozenset[str] = frozenset(),
     cookie_name: str = "dispatcher_console",
 ) -> Starlette:
@@ -145,7 +146,7 @@ def create_app(
             if api:
                 return JSONResponse(_jsonable(result), status_code=result.get("status_code", 200))
             html = templates.get_template(f"{name}.html").render(
-                **result, request=request, csrf=guard.csrf_token, target=target,
+                **result, request=request, csrf=guard.csrf_token, target=target, staging=staging,
                 statuses=LISTABLE_STATUSES, kinds=ERROR_KINDS, query=_query,
                 flash=flash(request.query_params.get("done")),
             )  # fmt: skip

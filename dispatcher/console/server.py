@@ -30,6 +30,7 @@ class ConsoleServer:
         port: int = 0,
         default_from_email: str = "noreply@example.com",
         target: str = "local stack",
+        staging: str = "",
     ) -> None:
         self._socket = socket.socket(
             socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM
@@ -46,6 +47,7 @@ class ConsoleServer:
             admin,
             default_from_email=default_from_email,
             target=target,
+            staging=staging,
             allowed_hosts=frozenset(hosts),
             cookie_name=f"dispatcher_console_{self.port}",  # cookies ignore ports
         )

@@ -236,6 +236,10 @@ class LocalStack:
         for name, value in (
             ("MAIL_PROVIDER", self.options.mail_provider),
             ("FAILOVER_PROVIDER", self.options.failover_provider),
+            # Staging safety travels with the ready line's env: a process started with it
+            # (dispatcher invoke) and the console keep to the same recipients.
+            ("RECIPIENT_ALLOWLIST", os.environ.get("RECIPIENT_ALLOWLIST") or None),
+            ("REDIRECT_ALL_TO", os.environ.get("REDIRECT_ALL_TO") or None),
         ):
             if value is not None:
                 self.function_env[name] = value

@@ -85,6 +85,8 @@ _CONFIG = {
 }
 _REJECTED = {"MessageRejected", "BadRequestException"}
 _TRANSIENT = {"InternalFailure", "InternalServerError", "ServiceUnavailable"}
+#: Who a redirected mail was for (staging's REDIRECT_ALL_TO); blastengine takes no such header.
+ORIGINAL_RECIPIENTS_HEADER = "X-Dispatcher-Original-Recipients"
 #: A daily quota or a per-second rate: SES says which in the message.
 _LIMIT_EXCEEDED = "LimitExceededException"
 
@@ -237,6 +239,8 @@ def build_mime(message: Message, read: Callable[[Attachment], bytes]) -> bytes:
     if message.reply_to:
         root["Reply-To"] = _address(message.reply_to, message.reply_to_name, charset)
     root["Subject"] = Header(filled.subject, charset).encode()
+    if message.original_recipients:  # a staging deployment's REDIRECT_ALL_TO
+        root[ORIGINAL_RECIPIENTS_HEADER] = ", ".join(message.original_recipients)
     root["Date"] = formatdate(localtime=False, usegmt=True)
     root["Message-ID"] = make_msgid(domain=message.from_email.rpartition("@")[2] or None)
     unsubscribe = [

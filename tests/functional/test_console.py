@@ -260,3 +260,27 @@ def test_a_row_waiting_for_its_lookup_says_so_and_why(browser, script, table) ->
     assert "sent between 2026-12-01T10:00:00.000Z and 2026-12-01T10:00:10.000Z" in page
     assert "next look-up at 2026-12-01T10:10:10.000Z" in page
     assert twin["row"]["unsettled"].startswith("blastengine may have taken the mail")
+
+
+def test_a_banner_says_when_staging_safety_is_on(admin) -> None:
+    from dispatcher.targets import _staging
+
+    staging = _staging("@staging.example.com", "inbox@staging.example.com")
+    app = create_app(admin, token=TOKEN, allowed_hosts=frozenset({HOST}), staging=staging)
+    client = TestClient(
+        app, base_url=f"http://{HOST}", headers={"Authorization": f"Bearer {TOKEN}"}
+    )
+
+    page = client.get("/rows").text
+
+    assert "Staging safety is on" in page
+    assert "every mail goes to inbox@staging.example.com instead (REDIRECT_ALL_TO)" in page
+    assert "only @staging.example.com receive mail (RECIPIENT_ALLOWLIST)" in page
+    # and none in production
+    plain = create_app(admin, token=TOKEN, allowed_hosts=frozenset({HOST}))
+    quiet = TestClient(
+        plain, base_url=f"http://{HOST}", headers={"Authorization": f"Bearer {TOKEN}"}
+    )
+    assert "Staging safety" not in quiet.get("/rows").text
+    assert _staging("", "") == ""
+    assert _staging("not-an-entry", None).startswith("misconfigured")
