@@ -82,6 +82,8 @@ class QueueCounts:
     at_least: frozenset[str] = frozenset()
     oldest_failed_at: str | None = None
     oldest_deferred_at: str | None = None
+    #: ``failed_at`` of each failed and deferred row read (the console's chart).
+    stamped_at: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -93,6 +95,8 @@ class SentCounts:
     bounced: int
     #: True if the count stopped at :data:`MAX_COUNT_PAGES` of the history table.
     capped: bool = False
+    #: Each counted item's ``sent_at`` (the console's chart).
+    times: tuple[str, ...] = ()
 
     @property
     def bounce_share(self) -> float:
@@ -346,6 +350,7 @@ class Admin:
         deferred = 0
         at_least: set[str] = set()
         oldest: dict[str, str | None] = {"failed": None, "deferred": None}
+        stamped: dict[str, list[str]] = {"failed": [], "deferred": []}
         for status in ("failed", "deferred"):
             pages = self._bounded(
                 self._client.query,
@@ -358,8 +363,11 @@ class Admin:
             )
             for page in pages:
                 for item in page.get("Items", []):
+                    at = item.get("failed_at", {}).get("S")
                     if oldest[status] is None:  # ascending failed_at: the first is the oldest
-                        oldest[status] = item.get("failed_at", {}).get("S")
+                        oldest[status] = at
+                    if at:
+                        stamped[status].append(at)
                     if status == "failed":
                         failed[item.get("error_kind", {}).get("S", "unknown")] += 1
                     else:
@@ -389,6 +397,7 @@ class Admin:
         return QueueCounts(
             failed, deferred, scheduled, pending, frozenset(at_least),
             oldest["failed"], oldest["deferred"],
+            {status: tuple(times) for status, times in stamped.items()},
         )  # fmt: skip
 
     def sent_since(self, windows: dict[str, datetime]) -> dict[str, SentCounts]:
@@ -398,6 +407,7 @@ class Admin:
         stamps = {name: iso_utc(start) for name, start in windows.items()}
         sent: Counter[str] = Counter()
         bounced: Counter[str] = Counter()
+        times: dict[str, list[str]] = {name: [] for name in stamps}
         pages = self._bounded(
             self._client.scan,
             TableName=self.store.history_table,
@@ -413,8 +423,9 @@ class Admin:
                     if when >= stamp:
                         sent[name] += 1
                         bounced[name] += "bounce_type" in item
+                        times[name].append(when)
         return {
-            name: SentCounts(stamp, sent[name], bounced[name], pages.capped)
+            name: SentCounts(stamp, sent[name], bounced[name], pages.capped, tuple(times[name]))
             for name, stamp in stamps.items()
         }
 

@@ -13,7 +13,7 @@ import re
 import secrets
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -21,6 +21,7 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from markupsafe import Markup
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -30,6 +31,7 @@ from starlette.staticfiles import StaticFiles
 
 from dispatcher.admin import LISTABLE_STATUSES, Admin, BadPageTokenError, Page, SentCounts
 from dispatcher.clock import parse_iso
+from dispatcher.console.chart import Timeline
 from dispatcher.console.forms import (
     JSON_FIELDS,
     LIST_FIELDS,
@@ -123,6 +125,7 @@ def create_app(
         lstrip_blocks=True,
     )
     templates.filters["age"] = _age
+    templates.globals["chart"] = _chart
     context = _Context(admin, guard, default_from_email, target, templates, _SentCache(admin))
 
     def page(view: View, name: str) -> Callable[[Request], Awaitable[Response]]:
@@ -196,12 +199,46 @@ def overview(ctx: _Context, request: Request, form: Form) -> dict[str, Any]:
             "deferred_at": counts.oldest_deferred_at,
         },
         "sent": {
-            window: {**asdict(value), "bounce_share": round(value.bounce_share, 4)}
+            window: {
+                **{k: v for k, v in asdict(value).items() if k != "times"},
+                "bounce_share": round(value.bounce_share, 4),
+            }
             for window, value in sent.items()
         },
+        "flow": _flow(now, sent["day"].times, counts.stamped_at),
         "refresh_seconds": REFRESH_SECONDS,
         "as_of": now.isoformat(timespec="seconds"),
     }
+
+
+def _flow(
+    now: datetime, sent: tuple[str, ...], stamped: Mapping[str, tuple[str, ...]]
+) -> dict[str, Any]:
+    """Sent, deferred and failed per minute over the last hour and per hour over the last
+    day (the chart's data, and the JSON twin's), from what the overview read anyway. The
+    buckets end at the next whole minute or hour, so they stay put between refreshes."""
+    times: dict[str, tuple[str, ...]] = {"sent": sent, **stamped}
+    minute = now.replace(second=0, microsecond=0) + timedelta(minutes=1)
+    hour = now.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+    out = {}
+    for name, end, step, buckets in (
+        ("hour", minute, timedelta(minutes=1), 60),
+        ("day", hour, timedelta(hours=1), 24),
+    ):
+        timeline = Timeline.build(end, step, buckets, times)
+        out[name] = {
+            "end": end.isoformat(timespec="seconds"),
+            "step_seconds": int(step.total_seconds()),
+            "counts": timeline.counts,
+        }
+    return out
+
+
+def _chart(flow: dict[str, Any], title: str) -> Markup:
+    """The SVG of one of :func:`_flow`'s timelines (a template global)."""
+    end = datetime.fromisoformat(flow["end"])
+    timeline = Timeline(end, timedelta(seconds=flow["step_seconds"]), flow["counts"])
+    return Markup(timeline.svg(title))  # noqa: S704  (built from numbers; the title is escaped)
 
 
 def rows(ctx: _Context, request: Request, form: Form) -> dict[str, Any]:

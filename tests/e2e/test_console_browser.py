@@ -142,6 +142,14 @@ def test_a_newcomer_fixes_the_demos_failed_row_and_it_is_sent(
     page.goto(url)
     assert page.url == base
     expect(page.locator("#count-failed")).not_to_have_text("0")
+    # the flow chart, drawn on the server: the demo's sent mail, its deferred and failed rows
+    charts = page.locator("svg.chart")
+    expect(charts).to_have_count(2)
+    hour = charts.first
+    assert hour.locator("rect.sent").count() >= 1
+    assert hour.locator("rect.failed").count() >= 1
+    assert hour.locator("rect.deferred").count() >= 1
+    assert hour.bounding_box()["width"] > 300  # type: ignore[index]
     _shot(page, tmp_path, "console-overview.png")
 
     # and goes to the failed rows, then to the row

@@ -284,3 +284,37 @@ def test_a_banner_says_when_staging_safety_is_on(admin) -> None:
     assert "Staging safety" not in quiet.get("/rows").text
     assert _staging("", "") == ""
     assert _staging("not-an-entry", None).startswith("misconfigured")
+
+
+def test_the_overview_charts_the_flow_from_what_it_reads(script, browser, table, dynamodb) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from dispatcher.clock import iso_utc
+    from tests.conftest import TABLE_NAMES
+
+    now = datetime.now(UTC)
+    for n, ago in enumerate((timedelta(minutes=2), timedelta(minutes=2), timedelta(hours=3))):
+        dynamodb.put_item(
+            TableName=TABLE_NAMES["HistoryTable"],
+            Item={"id": {"S": f"h{n}"}, "sent_at": {"S": iso_utc(now - ago)}},
+        )
+    table.put(
+        row(
+            "f1",
+            status="failed",
+            error_kind="invalid",
+            last_error="to: bad",
+            failed_at=iso_utc(now - timedelta(minutes=5)),
+        )
+    )
+
+    flow = script.get("/api/overview").json()["flow"]
+
+    assert flow["hour"]["step_seconds"] == 60
+    assert sum(flow["hour"]["counts"]["sent"]) == 2  # the third is three hours old
+    assert sum(flow["day"]["counts"]["sent"]) == 3
+    assert sum(flow["hour"]["counts"]["failed"]) == 1
+    assert "times" not in script.get("/api/overview").json()["sent"]["day"]
+    page = browser.get("/").text
+    assert page.count('<svg class="chart"') == 2
+    assert "<script" not in page
