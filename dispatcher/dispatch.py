@@ -13,10 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import random
-import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +33,7 @@ from dispatcher.attachments import Attachments
 from dispatcher.clock import SYSTEM_CLOCK, Clock, Deadline, iso_utc, remaining_time
 from dispatcher.delivery_events import EventPublisher, sent_event, stamp_event
 from dispatcher.failure_policy import FailurePolicy, FailureStamp
+from dispatcher.invocation import Invocation
 from dispatcher.message import Message, expiry_of, parse_message
 from dispatcher.observability import logger, metrics
 from dispatcher.outcome import Outcome, RecordResult, emit_metrics
@@ -63,27 +63,6 @@ __all__ = ["BOOKKEEPING_RESERVE_SECONDS", "Dispatcher"]
 
 #: Seconds kept free at the end of an invocation for the writes that follow a send.
 BOOKKEEPING_RESERVE_SECONDS = 3.0
-
-
-@dataclass
-class _Invocation:
-    deadline: Deadline
-    open_bucket: Callable[[str], RequestSlots]
-    locks: dict[str, asyncio.Lock] = field(default_factory=dict)
-    results: list[RecordResult] = field(default_factory=list)
-    buckets: dict[str, RequestSlots] = field(default_factory=dict)
-    _guard: threading.Lock = field(default_factory=threading.Lock)
-
-    def slots(self, provider: str) -> RequestSlots:
-        """This invocation's pacing of ``provider``'s account, opened on first use."""
-        with self._guard:
-            if provider not in self.buckets:
-                self.buckets[provider] = self.open_bucket(provider)
-            return self.buckets[provider]
-
-    def release(self) -> None:
-        for bucket in self.buckets.values():
-            bucket.release()
 
 
 class Dispatcher:
@@ -218,7 +197,7 @@ class Dispatcher:
 
     def handle_batch(self, event: dict[str, Any], context: Any) -> PartialItemFailureResponse:
         """Process one stream batch and return Lambda's partial batch response."""
-        invocation = _Invocation(
+        invocation = Invocation(
             deadline=Deadline.from_context(
                 remaining_time(context), self._clock, reserve=BOOKKEEPING_RESERVE_SECONDS
             ),
@@ -255,6 +234,11 @@ class Dispatcher:
             )
         finally:
             invocation.release()
+            metrics.add_metric(
+                name="RateLimitWait",
+                unit=MetricUnit.Milliseconds,
+                value=round(invocation.waited_seconds() * 1000, 1),
+            )
             if self.events is not None:  # never fails the batch (EventPublisher.flush)
                 self.events.add(r.event for r in invocation.results if r.event is not None)
                 self.events.flush()
@@ -270,7 +254,7 @@ class Dispatcher:
             return TokenBucket(rate=rate, clock=clock)
         return SharedBucket(table=limit, rate=rate, clock=clock, expected=expected)
 
-    def process_record(self, record: DynamoDBRecord, invocation: _Invocation) -> RecordResult:
+    def process_record(self, record: DynamoDBRecord, invocation: Invocation) -> RecordResult:
         """Run one record end to end; raises only for infrastructure errors (to be retried)."""
         stream = record.raw_event.get("dynamodb", {})
         row_id = _row_id(record)
@@ -302,7 +286,7 @@ class Dispatcher:
         finally:
             logger.thread_safe_remove_keys(["row_id"])
 
-    def _dispatch(self, row: Row, invocation: _Invocation) -> RecordResult:
+    def _dispatch(self, row: Row, invocation: Invocation) -> RecordResult:
         # Before step 1: a record can be older than the row (a redelivery after the row was
         # sent, or an INSERT whose row was edited or cancelled before this batch ran).
         # Sending it would send content nobody wants any more.

@@ -178,3 +178,32 @@ def test_every_function_may_publish_delivery_events_to_the_stacks_bus_only() -> 
         assert statement["Action"] == ["events:PutEvents"]
         assert statement["Resource"] == {"Fn::GetAtt": ["DeliveryEventBus", "Arn"]}
     assert TEMPLATE["Outputs"]["DeliveryEventBusName"]["Value"] == {"Ref": "DeliveryEventBus"}
+
+
+def test_the_dashboard_charts_only_metrics_the_code_emits() -> None:
+    import re
+
+    from dispatcher.row import ErrorKind
+    from dispatcher.settings import PROVIDERS
+
+    body = RESOURCES["Dashboard"]["Properties"]["DashboardBody"]["Fn::Sub"]
+    widgets = json.loads(re.sub(r"\$\{[^}]+\}", "1", body))["widgets"]
+    named = {
+        line[1]
+        for w in widgets
+        for line in w["properties"]["metrics"]
+        if isinstance(line[0], str) and line[0] == "MailDispatcher"
+    }
+    source = "\n".join(p.read_text() for p in (ROOT / "dispatcher").rglob("*.py"))
+    for name in named:
+        kind, _, suffix = name.partition("_")
+        if suffix:  # Failed_<kind>, Sent_<provider>: f-strings over known values
+            assert suffix in {k.value for k in ErrorKind} | set(PROVIDERS), name
+            assert f'name=f"{kind}_{{' in source, name
+        else:  # a literal metric name: add_metric(name="...") or outcome.py's table
+            assert f'"{name}"' in source, name
+    assert {"RateLimitWait", "ProviderLatency", "Bounced"} <= named
+    lambda_metrics = {
+        line[1] for w in widgets for line in w["properties"]["metrics"] if line[0] == "AWS/Lambda"
+    }
+    assert lambda_metrics == {"IteratorAge", "ConcurrentExecutions"}
