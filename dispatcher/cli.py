@@ -284,12 +284,20 @@ def dev(
     """Start the local stack in the foreground: DynamoDB with streams, the sandbox, the
     stream poller and the sweeper. Prints one JSON "ready" line on stdout, then logs on
     stderr; Ctrl-C (or SIGTERM) stops everything."""
-    # Everything after the ready line goes to stderr, Powertools' loggers included: they
-    # bind the stream current when they are created, so redirect before importing them.
+    # Everything after the ready line goes to stderr, Powertools' logger included: it binds
+    # the stream current when it is created, which may have been before this command ran
+    # (any module importing it), so its handler is pointed at stderr explicitly.
     if log_format not in (None, "json", "human"):
         _fail(f"--log-format must be json or human, not {log_format!r}")
     real_stdout = sys.stdout
     sys.stdout = sys.stderr
+    import logging
+
+    from dispatcher.observability import logger as function_logger
+
+    handler = function_logger.registered_handler
+    if isinstance(handler, logging.StreamHandler):
+        handler.setStream(sys.stderr)
     from dispatcher.local.sandbox import Faults
     from dispatcher.local.stack import LocalStack, StackOptions
 
