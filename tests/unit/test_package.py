@@ -10,7 +10,9 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-OPERATOR_ONLY = ("local", "console", "cli.py", "admin.py", "targets.py")
+OPERATOR_ONLY = (
+    "local", "console", "cli.py", "admin.py", "targets.py", "producer.py", "row_schema.py",
+)  # fmt: skip
 
 
 @pytest.mark.skipif(shutil.which("make") is None, reason="needs make")

@@ -1,0 +1,193 @@
+"""The send-table row as a JSON Schema, built from the parser's own limits so they cannot drift.
+
+``python -m dispatcher.row_schema`` writes ``schema/send-row.schema.json``; a test keeps the
+file equal to what this module builds, and checks the schema against the parser
+(:func:`~dispatcher.message.parse_message`) on the row corpus. Two shapes are described: the
+plain JSON a producer builds (``boto3``'s resource API, a TypeScript object) and the DynamoDB
+JSON it becomes on the wire (``{"S": ...}``). What JSON Schema cannot say is listed in
+:data:`NOT_EXPRESSED`: the parser alone checks it, and a row failing it ends ``invalid``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from dispatcher.message import (
+    ADDRESS_CHARS,
+    MAX_ATTACHMENTS,
+    MAX_BCC,
+    MAX_CC,
+    MAX_INSERT_CODES,
+    MAX_NAME_CHARS,
+    MAX_SUBJECT_CHARS,
+    MAX_UNSUBSCRIBE_CHARS,
+    Encode,
+)
+from dispatcher.settings import PROVIDERS
+
+__all__ = ["NOT_EXPRESSED", "SCHEMA_PATH", "build_schema"]
+
+SCHEMA_PATH = Path("schema") / "send-row.schema.json"
+
+#: The parser's rules JSON Schema cannot state (each is checked when the row is read).
+NOT_EXPRESSED = (
+    "text and html sizes are bytes in the row's encoding (30,000 and 70,000), not characters",
+    "a row in ISO-2022-JP must hold only characters that encoding has",
+    "an address must be deliverable-shaped as email-validator reads it (the schema's pattern "
+    "is looser)",
+    "send_after at most 366 days ahead of when the row is read, and not after expires_at",
+    "an attachment must exist in the bucket and fit ATTACHMENTS_MAX_BYTES with the others",
+    "a subject that is only blank space, or a body that is empty",
+    "strings must be valid UTF-8 (no lone surrogates)",
+    "an attachment's filename may not end in an extension blastengine refuses (.exe, .zip, "
+    "... : message.REFUSED_EXTENSIONS; ECMAScript patterns have no case-insensitive flag)",
+)
+
+# Characters no header may carry: C0 controls but TAB, DEL, C1 controls, line and paragraph
+# separators, and the bidirectional controls (message.py's _HEADER_CONTROLS, _BIDI_CONTROLS).
+_CONTROLS = (
+    "\\u0000-\\u0008\\u000a-\\u001f\\u007f-\\u009f"
+    "\\u2028\\u2029\\u202a-\\u202e\\u2066-\\u2069"
+)
+_HEADER_SAFE = f"^[^{_CONTROLS}]*$"
+_ATOM = f"[^@\\s<>,;{_CONTROLS}]+"
+_ADDRESS = f"^{_ATOM}@{_ATOM}\\.{_ATOM}$"
+_TIMESTAMP = "^\\d{4}-\\d{2}-\\d{2}[T ]\\d{2}:\\d{2}(:\\d{2}(\\.\\d{1,6})?)?(Z|[+-]\\d{2}:?\\d{2})$"
+
+
+def _address(description: str) -> dict[str, Any]:
+    low, high = ADDRESS_CHARS
+    return {
+        "type": "string",
+        "description": description,
+        "minLength": low,
+        "maxLength": high,
+        "pattern": _ADDRESS,
+    }
+
+
+def _plain() -> dict[str, Any]:
+    filename = {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": 255,
+        "pattern": f"^[^/\\\\{_CONTROLS}]+$",
+    }
+    name = {"type": "string", "maxLength": MAX_NAME_CHARS, "pattern": _HEADER_SAFE}
+    return {
+        "type": "object",
+        "description": "A row as a producer builds it (plain JSON).",
+        "required": ["id", "to", "subject"],
+        "anyOf": [{"required": ["text"]}, {"required": ["html"]}],
+        "dependentRequired": {"reply_to_name": ["reply_to"]},
+        "properties": {
+            "id": {"type": "string", "minLength": 1, "description": "Yours to choose."},
+            "to": _address("One recipient."),
+            "subject": {
+                "type": "string",
+                "minLength": 1,
+                "maxLength": MAX_SUBJECT_CHARS,
+                "pattern": _HEADER_SAFE,
+            },
+            "text": {"type": "string", "description": "At most 30,000 bytes as sent."},
+            "html": {"type": "string", "description": "At most 70,000 bytes as sent."},
+            "from": _address("Default: DEFAULT_FROM_EMAIL."),
+            "from_name": name,
+            "reply_to": _address("The Reply-To address."),
+            "reply_to_name": name,
+            "cc": {"type": "array", "maxItems": MAX_CC, "items": _address("A cc recipient.")},
+            "bcc": {"type": "array", "maxItems": MAX_BCC, "items": _address("A bcc recipient.")},
+            "list_unsubscribe_url": {
+                "type": "string",
+                "maxLength": MAX_UNSUBSCRIBE_CHARS,
+                "pattern": "^[Hh][Tt][Tt][Pp][Ss]?://[^ ]+$",
+            },
+            "list_unsubscribe_mailto": {
+                "type": "string",
+                "maxLength": MAX_UNSUBSCRIBE_CHARS,
+                "pattern": "^[Mm][Aa][Ii][Ll][Tt][Oo]:[^ ]+$",
+            },
+            "encode": {"enum": [e.value for e in Encode]},
+            "provider": {"enum": list(PROVIDERS)},
+            "insert_code": {
+                "type": "object",
+                "maxProperties": MAX_INSERT_CODES,
+                "propertyNames": {"pattern": "^[A-Za-z0-9]+$"},
+                "additionalProperties": {"type": "string"},
+                "description": '{"name": "Hanako"} fills __name__ in the subject and bodies.',
+            },
+            "attachments": {
+                "type": "array",
+                "maxItems": MAX_ATTACHMENTS,
+                "items": {
+                    "type": "object",
+                    "required": ["key"],
+                    "properties": {
+                        "key": {"type": "string", "minLength": 1, "pattern": "\\S"},
+                        "filename": filename,
+                    },
+                    "additionalProperties": False,
+                },
+            },
+            "send_after": {"type": "string", "pattern": _TIMESTAMP},
+            "expires_at": {"type": "string", "pattern": _TIMESTAMP},
+            "revision": {"type": "integer"},
+        },
+    }
+
+
+def _as_dynamodb(schema: dict[str, Any]) -> dict[str, Any]:
+    """The same rules on DynamoDB's attribute values (``S``, ``N``, ``L``, ``M``)."""
+
+    def wrap(kind: str, inner: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "type": "object",
+            "required": [kind],
+            "properties": {kind: inner},
+            "additionalProperties": False,
+        }
+
+    if "enum" in schema or schema.get("type") == "string":
+        return wrap("S", schema)
+    if schema.get("type") == "integer":
+        return wrap("N", {"type": "string", "pattern": "^-?\\d+$"})
+    if schema.get("type") == "array":
+        return wrap("L", {**schema, "items": _as_dynamodb(schema["items"])})
+    if schema.get("type") == "object":
+        inner = dict(schema)
+        if "properties" in inner:
+            inner["properties"] = {k: _as_dynamodb(v) for k, v in inner["properties"].items()}
+        if isinstance(inner.get("additionalProperties"), dict):
+            inner["additionalProperties"] = _as_dynamodb(inner["additionalProperties"])
+        return wrap("M", inner)
+    raise ValueError(f"no DynamoDB form for {schema}")
+
+
+def build_schema() -> dict[str, Any]:
+    plain = _plain()
+    item = dict(plain)
+    item["description"] = "A row as DynamoDB holds it (DynamoDB JSON, as PutItem takes it)."
+    item["properties"] = {k: _as_dynamodb(v) for k, v in plain["properties"].items()}
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": "https://github.com/mail-dispatcher/schema/send-row.schema.json",
+        "title": "A send-table row",
+        "description": "The request attributes an application writes; the dispatcher adds the "
+        "rest. Not expressed here (the parser checks them): " + "; ".join(NOT_EXPRESSED) + ".",
+        "oneOf": [{"$ref": "#/$defs/plain"}, {"$ref": "#/$defs/dynamodb"}],
+        "$defs": {"plain": plain, "dynamodb": item},
+    }
+
+
+def render() -> str:
+    return json.dumps(build_schema(), indent=2, ensure_ascii=True) + "\n"
+
+
+if __name__ == "__main__":
+    target = Path(sys.argv[1]) if len(sys.argv) > 1 else SCHEMA_PATH
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(render())
+    print(f"wrote {target}")
