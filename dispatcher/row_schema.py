@@ -49,8 +49,7 @@ NOT_EXPRESSED = (
 # Characters no header may carry: C0 controls but TAB, DEL, C1 controls, line and paragraph
 # separators, and the bidirectional controls (message.py's _HEADER_CONTROLS, _BIDI_CONTROLS).
 _CONTROLS = (
-    "\\u0000-\\u0008\\u000a-\\u001f\\u007f-\\u009f"
-    "\\u2028\\u2029\\u202a-\\u202e\\u2066-\\u2069"
+    "\\u0000-\\u0008\\u000a-\\u001f\\u007f-\\u009f\\u2028\\u2029\\u202a-\\u202e\\u2066-\\u2069"
 )
 _HEADER_SAFE = f"^[^{_CONTROLS}]*$"
 _ATOM = f"[^@\\s<>,;{_CONTROLS}]+"
