@@ -18,6 +18,20 @@ def _insert(table: Any, stream_record: Any, values: dict[str, Any]) -> dict[str,
     return stream_record("INSERT", raw_new=table.put(values))
 
 
+def _sweep(dynamodb: Any, clock: Any) -> Any:
+    """One sweeper run over the send table, at the clock's time."""
+    store = Store(
+        send_table=TABLE_NAMES["SendTable"],
+        history_table=TABLE_NAMES["HistoryTable"],
+        boto3_client=SerializedClient(dynamodb),
+    )
+    return Sweeper(store, clock=clock).sweep()
+
+
+def _scheduled(table: Any, stream_record: Any, row_id: str, send_after: str, expires: str) -> Any:
+    return _insert(table, stream_record, row(row_id, send_after=send_after, expires_at=expires))
+
+
 def _at(clock: Any, **delta: float) -> str:
     return (clock.now() + timedelta(**delta)).isoformat()
 
@@ -50,11 +64,7 @@ def test_bad_expiry_input_is_invalid_naming_the_attribute(
     invoke(dispatcher, _insert(table, stream_record, row("exp-3", expires_at="tomorrow")))
     invoke(
         dispatcher,
-        _insert(
-            table,
-            stream_record,
-            row("exp-4", send_after=_at(clock, hours=2), expires_at=_at(clock, hours=1)),
-        ),
+        _scheduled(table, stream_record, "exp-4", _at(clock, hours=2), _at(clock, hours=1)),
     )
 
     assert attr(table.get("exp-3"), "error_kind") == "invalid"
@@ -79,12 +89,7 @@ def test_a_deferred_row_waits_no_longer_than_its_expiry_and_the_sweeper_expires_
 
     # WHEN the sweeper runs after the expiry
     clock.advance(11)
-    store = Store(
-        send_table=TABLE_NAMES["SendTable"],
-        history_table=TABLE_NAMES["HistoryTable"],
-        boto3_client=SerializedClient(dynamodb),
-    )
-    result = Sweeper(store, clock=clock).sweep()
+    result = _sweep(dynamodb, clock)
 
     # THEN it is expired, not re-fired: nothing more is sent
     assert (result.expired, result.fired) == (["exp-5"], [])
@@ -97,23 +102,12 @@ def test_a_deferred_row_waits_no_longer_than_its_expiry_and_the_sweeper_expires_
 def test_a_scheduled_row_past_its_expiry_is_expired_by_the_sweeper(
     dispatcher, table, stream_record, invoke, blastengine, clock, dynamodb
 ) -> None:
-    invoke(
-        dispatcher,
-        _insert(
-            table,
-            stream_record,
-            row("exp-6", send_after=_at(clock, seconds=30), expires_at=_at(clock, seconds=30)),
-        ),
-    )
+    at = _at(clock, seconds=30)
+    invoke(dispatcher, _scheduled(table, stream_record, "exp-6", at, at))
     assert attr(table.get("exp-6"), "status") == "scheduled"
 
     clock.advance(31)
-    store = Store(
-        send_table=TABLE_NAMES["SendTable"],
-        history_table=TABLE_NAMES["HistoryTable"],
-        boto3_client=SerializedClient(dynamodb),
-    )
-    assert Sweeper(store, clock=clock).sweep().expired == ["exp-6"]
+    assert _sweep(dynamodb, clock).expired == ["exp-6"]
     assert blastengine.route.call_count == 0
 
 
