@@ -131,6 +131,14 @@ def dev(
         _Provider | None,
         typer.Option(help='FAILOVER_PROVIDER for the functions (README, "Two providers").'),
     ] = None,
+    sam_host: Annotated[
+        str,
+        typer.Option(
+            help="The stack's address from SAM's Lambda container, written into the "
+            "--env-vars file for `sam local invoke` (Linux: 127.0.0.1 with "
+            "--docker-network host)."
+        ),
+    ] = "host.docker.internal",
     sandbox_fail: Annotated[
         float, typer.Option(help="Share of sandbox requests answered 500.", min=0, max=1)
     ] = 0.0,
@@ -343,6 +351,7 @@ def dev(
         shards=shards,
         log_format=log_format,
         log_colour=colour,
+        sam_host=sam_host,
         mail_provider=mail_provider.value if mail_provider else None,
         failover_provider=failover_provider.value if failover_provider else None,
         mapping_overrides={

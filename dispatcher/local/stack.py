@@ -38,6 +38,7 @@ from dispatcher.local.event_bus import EVENTS_FILE, LocalEventBus
 from dispatcher.local.function_url import FunctionUrlServer
 from dispatcher.local.persistence import SAVE_INTERVAL_SECONDS, SNAPSHOT_FILE, TableSnapshots
 from dispatcher.local.poller import FileFailureDestination, MappingConfig, StreamPoller
+from dispatcher.local.sam_env import SAM_ENV_FILE, store_secrets, write_sam_env
 from dispatcher.local.sandbox import SANDBOX_API_KEY, SANDBOX_LOGIN_ID, Faults
 from dispatcher.local.sandbox_process import SandboxProcess
 from dispatcher.local.tables import (
@@ -102,6 +103,8 @@ class StackOptions:
     #: moto's, on the stack's endpoint, with the default sender's domain verified.
     mail_provider: str | None = None
     failover_provider: str | None = None
+    #: The stack's address from SAM's Lambda container, in the --env-vars file it writes.
+    sam_host: str = "host.docker.internal"
 
 
 @dataclass(frozen=True)
@@ -124,6 +127,8 @@ class ReadyInfo:
     #: The delivery events' bus on the endpoint, and the file the stack's own tap fills.
     event_bus: str = ""
     events_file: str = ""
+    #: ``sam local invoke --env-vars`` file pointing the built function at this stack.
+    sam_env_file: str = ""
     #: The web console's URL with its token, when ``dispatcher dev`` serves it.
     console_url: str = ""
     #: What another process needs to run the function against this stack (``dispatcher
@@ -273,6 +278,7 @@ class LocalStack:
             bounce_table=TABLE_NAMES[BOUNCE_TABLE],
             event_bus=bus_name,
             events_file=str(self.event_bus.path.resolve()),
+            sam_env_file=str(self._write_sam_env(state_dir).resolve()),
             env=self._shareable_env(),
         )
 
@@ -312,6 +318,20 @@ class LocalStack:
         (state_dir / STATE_FILE).write_text(json.dumps(state, indent=2))
         self._wrote_state = True
         return self.info
+
+    def _write_sam_env(self, state_dir: Path) -> Path:
+        """The --env-vars file for ``sam local invoke``, and the secrets it names stored as
+        SecureStrings on the endpoint (:mod:`.sam_env`)."""
+        env = self.function_env
+        store_secrets(
+            self.client("ssm"),
+            login_id=env.get("BLASTENGINE_LOGIN_ID") or os.environ.get("BLASTENGINE_LOGIN_ID", ""),
+            api_key=env.get("BLASTENGINE_API_KEY") or os.environ.get("BLASTENGINE_API_KEY", ""),
+            webhook_secret=env["WEBHOOK_SECRET"],
+        )
+        path = state_dir / SAM_ENV_FILE
+        write_sam_env(path, env, host=self.options.sam_host)
+        return path
 
     def _worker(self, function: str, **chaos: Any) -> FunctionWorker:
         """A new execution environment of ``function``: a process of its own, started cold

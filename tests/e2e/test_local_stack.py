@@ -11,6 +11,8 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import pytest
+
 from tests.e2e.conftest import RunningStack, start_stack, stop_stack, wait_for
 
 
@@ -356,3 +358,94 @@ def test_delivery_events_reach_a_rule_made_on_the_stack_and_dispatcher_events(
     human = stack.cli("events")
     assert "Mail Sent" in human.stdout
     assert "e2e-event" in human.stdout
+
+
+ROOT = Path(__file__).resolve().parents[2]
+_SAM_RESOLVE = """
+import json, sys
+from samcli.local.lambdafn.env_vars import EnvironmentVariables
+declared, overrides = json.loads(sys.argv[1]), json.load(open(sys.argv[2]))
+env = EnvironmentVariables(
+    function_name="DispatcherFunction", function_memory=256, function_timeout=120,
+    function_handler="dispatcher.handler.lambda_handler",
+    variables=declared, override_values=overrides.get("Parameters", {}),
+)
+print(json.dumps(env.resolve()))
+"""
+
+
+def test_sam_local_invoke_reads_the_stacks_env_vars_file_as_pointing_at_the_stack(
+    stack: RunningStack,
+) -> None:
+    """No Docker here: SAM's own resolution (samcli's EnvironmentVariables, as `sam local
+    invoke --env-vars` applies the file to the variables the template declares) is run on the
+    file the stack wrote, and the function is then run with that environment."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    import boto3
+
+    from dispatcher.local.tables import load_template
+
+    path = Path(stack.local["sam_env_file"])
+    text = path.read_text()
+    assert "BLASTENGINE_API_KEY" not in text
+    template = load_template()
+    declared = {
+        **template["Globals"]["Function"]["Environment"]["Variables"],
+        **template["Resources"]["DispatcherFunction"]["Properties"]
+        .get("Environment", {})
+        .get("Variables", {}),
+    }
+    declared = {k: "" if isinstance(v, dict) else str(v) for k, v in declared.items()}
+    tools_python = Path(sys.executable).parents[2] / ".venv-tools" / "bin" / "python"
+    if not tools_python.exists() or shutil.which("make") is None:
+        pytest.skip("needs the SAM CLI (.venv-tools)")
+    resolved = json.loads(
+        subprocess.run(
+            [str(tools_python), "-c", _SAM_RESOLVE, json.dumps(declared), str(path)],
+            capture_output=True, text=True, check=True,
+        ).stdout
+    )  # fmt: skip
+    port = stack.ready["endpoint_url"].rsplit(":", 1)[1]
+    assert resolved["AWS_ENDPOINT_URL"] == f"http://host.docker.internal:{port}"
+    assert resolved["SEND_TABLE_NAME"] == stack.ready["send_table"]
+    assert resolved["BLASTENGINE_BASE_URL"].startswith("http://host.docker.internal:")
+    parameter = resolved["BLASTENGINE_CREDENTIALS_PARAMETER"]
+
+    # the credentials it names are on the stack's endpoint, as SSM SecureStrings
+    ssm = boto3.client(
+        "ssm", endpoint_url=stack.ready["endpoint_url"], region_name=stack.ready["region"],
+        aws_access_key_id="e2e", aws_secret_access_key="e2e",
+    )  # fmt: skip
+    stored = ssm.get_parameter(Name=parameter, WithDecryption=True)["Parameter"]["Value"]
+    assert set(json.loads(stored)) == {"login_id", "api_key"}
+
+    # and the function, in that environment (the host as a container on this machine would
+    # reach it), sends a row with the sample event's shape
+    here = {k: v.replace("host.docker.internal", "127.0.0.1") for k, v in resolved.items()}
+    here = {k: v for k, v in here.items() if v != ""}
+    stack.put(_row("sam-env", "sam-env"))
+    event = json.loads((ROOT / "events" / "insert.json").read_text())
+    record = event["Records"][0]
+    record["dynamodb"]["Keys"] = {"id": {"S": "sam-env"}}
+    record["dynamodb"]["NewImage"] = {
+        "id": {"S": "sam-env"}, "to": {"S": "someone@example.com"},
+        "subject": {"S": "sam-env"}, "text": {"S": "Hi"},
+    }  # fmt: skip
+    run = subprocess.run(
+        [sys.executable, "-c",
+         "import json,sys; from dispatcher.handler import lambda_handler; "
+         "from dispatcher.local.context import LocalContext; "
+         "context = LocalContext(timeout_seconds=60); "
+         "print(json.dumps(lambda_handler(json.load(sys.stdin), context)))"],
+        input=json.dumps({"Records": [record]}), capture_output=True, text=True,
+        env={"PATH": os.environ["PATH"], **here, "AWS_ACCESS_KEY_ID": "sam",
+             "AWS_SECRET_ACCESS_KEY": "sam", "AWS_DEFAULT_REGION": stack.ready["region"]},
+        timeout=120, check=False,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert json.loads(run.stdout.splitlines()[-1]) == {"batchItemFailures": []}
+    assert any(m["payload"]["subject"] == "sam-env" for m in stack.mails("sam-env"))
