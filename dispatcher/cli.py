@@ -129,7 +129,7 @@ def dev(
     ] = None,
     failover_provider: Annotated[
         _Provider | None,
-        typer.Option(help='FAILOVER_PROVIDER for the functions (README, "Two providers").'),
+        typer.Option(help="FAILOVER_PROVIDER for the functions (docs/concepts/providers.md)."),
     ] = None,
     sam_host: Annotated[
         str,
@@ -1049,7 +1049,7 @@ def events(
         if name is None:
             raise CommandError(
                 "only the local stack keeps its events; on AWS, subscribe to the stack's "
-                "DeliveryEventBusName with a rule (README, 'Delivery events')"
+                "DeliveryEventBusName with a rule (docs/how-to/subscribe-to-events.md)"
             )
     path = Path(name)
     position = 0

@@ -89,7 +89,7 @@ class ErrorKind(StrEnum):
     CONFIG = "config"
     SUPPRESSED = "suppressed"
     #: The provider may have taken the mail (its answer never came): the row waits for the
-    #: look-up that settles it (README, "When the provider's answer never came").
+    #: look-up that settles it (docs/concepts/exactly-once.md).
     AMBIGUOUS = "ambiguous"
     #: Not sent by its ``expires_at``: never sent (a password reset an hour late is worse
     #: than none).

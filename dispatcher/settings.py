@@ -71,7 +71,7 @@ class Settings:
     rate_limit_rps: float = 10.0
     rate_limit_table_name: str | None = None
     #: Which provider sends a row that names none, and which one takes over when it fails
-    #: in a way that proves the mail was not taken (README, "Two providers").
+    #: in a way that proves the mail was not taken (docs/concepts/providers.md).
     mail_provider: str = "blastengine"
     failover_provider: str | None = None
     #: SES's sending rate (``aws sesv2 get-account``: ``SendQuota.MaxSendRate``); 1/s is
@@ -92,13 +92,13 @@ class Settings:
     history_retention_days: int = 90
     deferral_base_seconds: float = 30.0
     #: How long after an ambiguous send's window a taken mail is assumed visible to the
-    #: provider's look-ups (README, "When the provider's answer never came").
+    #: provider's look-ups (docs/concepts/exactly-once.md).
     lookup_delay_seconds: float = DEFAULT_LOOKUP_DELAY_SECONDS
     idempotency_expiry_seconds: int = 2 * _STREAM_RETENTION_SECONDS
     suppression_table_name: str | None = None
-    #: The event bus delivery events go to (README, "Delivery events"); unset: none.
+    #: The event bus delivery events go to (docs/how-to/subscribe-to-events.md); unset: none.
     event_bus_name: str | None = None
-    #: Staging safety (README, "Staging safety"; :mod:`dispatcher.staging`).
+    #: Staging safety (docs/how-to/staging.md; :mod:`dispatcher.staging`).
     recipient_allowlist: str | None = None
     redirect_all_to: str | None = None
     bounce_table_name: str | None = None

@@ -1,6 +1,6 @@
 """Staging safety: a deployment that must never mail real customers.
 
-Two settings, empty by default (README, "Staging safety"):
+Two settings, empty by default (docs/how-to/staging.md):
 
 - ``RECIPIENT_ALLOWLIST``: addresses and ``@domain``\\ s, comma- or space-separated. A row
   whose ``to`` is outside it fails ``blocked`` before any API call; a cc/bcc outside it is

@@ -1,6 +1,6 @@
 """Which provider sends a mail, and when the failover provider takes it instead.
 
-The rules (README, "Two providers"):
+The rules (docs/concepts/providers.md):
 
 - a row that names ``provider`` is sent through that one only, never failed over;
 - otherwise ``MAIL_PROVIDER`` sends it, and with ``FAILOVER_PROVIDER`` set, a send that

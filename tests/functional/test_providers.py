@@ -1,5 +1,5 @@
 """Two providers: SES as the deployment's or a row's, and failover that never sends a mail
-twice (README, "Two providers")."""
+twice (docs/concepts/providers.md)."""
 
 from __future__ import annotations
 
