@@ -105,7 +105,7 @@ build-DispatcherFunction build-SweeperFunction build-WebhookFunction build-SesEv
 	mkdir -p "$(ARTIFACTS_DIR)/dispatcher"
 	cp -r dispatcher/. "$(ARTIFACTS_DIR)/dispatcher/"
 	rm -rf "$(ARTIFACTS_DIR)/dispatcher/local" "$(ARTIFACTS_DIR)/dispatcher/console" \
-		"$(ARTIFACTS_DIR)/dispatcher/cli.py" \
+		"$(ARTIFACTS_DIR)/dispatcher/cli" \
 		"$(ARTIFACTS_DIR)/dispatcher/admin.py" "$(ARTIFACTS_DIR)/dispatcher/targets.py" \
 		"$(ARTIFACTS_DIR)/dispatcher/producer.py" "$(ARTIFACTS_DIR)/dispatcher/row_schema.py"
 	find "$(ARTIFACTS_DIR)" -name __pycache__ -prune -exec rm -rf {} +

@@ -11,7 +11,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 OPERATOR_ONLY = (
-    "local", "console", "cli.py", "admin.py", "targets.py", "producer.py", "row_schema.py",
+    "local", "console", "cli", "admin.py", "targets.py", "producer.py", "row_schema.py",
 )  # fmt: skip
 
 

@@ -1,0 +1,240 @@
+"""What every command shares: the Typer app, the consoles, options, the stack a command
+talks to, and how a domain error becomes one line on stderr and exit status 2."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from dispatcher.clock import parse_iso
+from dispatcher.settings import SettingsError
+
+
+class _Provider(StrEnum):
+    BLASTENGINE = "blastengine"
+    SES = "ses"
+
+
+app = typer.Typer(
+    help="A visible queue for outgoing mail: DynamoDB rows in, blastengine deliveries out.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+LiveOption = Annotated[
+    bool,
+    typer.Option(
+        "--live",
+        help="Also ask blastengine (GET /deliveries/ID) how each sent mail's delivery stands.",
+    ),
+]
+
+
+class CommandError(Exception):
+    """A failure to report as one line and exit status 2."""
+
+
+@dataclass
+class _Factory:
+    """Builds what commands need, once, from the global options (chalice's CLIFactory)."""
+
+    stack: str | None
+    state_dir: Path
+    _target: Any = None
+
+    def target(self) -> Any:
+        if self._target is None:
+            from dispatcher.targets import deployed_stack, local_stack
+
+            self._target = deployed_stack(self.stack) if self.stack else local_stack(self.state_dir)
+        return self._target
+
+
+@app.callback()
+def _options(
+    ctx: typer.Context,
+    stack: Annotated[
+        str | None,
+        typer.Option(
+            "--stack",
+            envvar="DISPATCHER_STACK",
+            help="A deployed stack's name; default: the local stack `dispatcher dev` runs.",
+        ),
+    ] = None,
+    state_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--state-dir",
+            envvar="DISPATCHER_STATE_DIR",
+            help="Where `dispatcher dev` keeps local.json (default: ./.dispatcher).",
+        ),
+    ] = None,
+) -> None:
+    """A visible queue for outgoing mail: DynamoDB rows in, blastengine deliveries out."""
+    from dispatcher.targets import default_state_dir
+
+    ctx.obj = _Factory(stack, state_dir or default_state_dir())
+
+
+# ----------------------------------------------------------------------------- the stack
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def _duration(value: str, option: str) -> timedelta:
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    number, unit = value[:-1], value[-1:].lower()
+    if unit not in units or not number.isdigit() or int(number) <= 0:
+        raise CommandError(f"{option} wants a duration such as 30m, 2h or 7d, got {value!r}")
+    return timedelta(seconds=int(number) * units[unit])
+
+
+def _target(ctx: typer.Context) -> Any:
+    return ctx.find_root().obj.target()
+
+
+def _suppressions(ctx: typer.Context) -> Any:
+    suppressions = _target(ctx).suppressions
+    if suppressions is None:
+        raise CommandError("this stack has no suppression table")
+    return suppressions
+
+
+@contextlib.contextmanager
+def _errors_as_exit() -> Iterator[None]:
+    """At the command edge: a domain error is one stderr line and exit status 2."""
+    from dispatcher.attachments import AttachmentsUnavailableError
+    from dispatcher.providers.errors import ProviderError
+    from dispatcher.store import StoreError
+    from dispatcher.targets import TargetError
+
+    try:
+        yield
+    except (CommandError, SettingsError, TargetError, StoreError) as exc:
+        _fail(str(exc))
+    except (AttachmentsUnavailableError, ProviderError) as exc:
+        _fail(str(exc))
+    except (typer.Exit, typer.Abort, KeyboardInterrupt):
+        raise
+    except Exception as exc:
+        # Still one line (a table the CLI cannot read, an answer it did not expect); the
+        # traceback is there for whoever asks.
+        if os.environ.get("DISPATCHER_DEBUG"):
+            raise
+        _fail(f"unexpected {type(exc).__name__}: {exc} (DISPATCHER_DEBUG=1 shows the traceback)")
+
+
+def _fail(message: str) -> None:
+    err.print(f"dispatcher: error: {message}", markup=False, highlight=False)
+    raise typer.Exit(2)
+
+
+def _read_json(path: Path, what: str) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CommandError(f"{what} not found: {path}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CommandError(f"cannot read {what} {path}: {exc}") from None
+    except json.JSONDecodeError as exc:
+        raise CommandError(f"{what} {path} is not JSON: {exc}") from None
+
+
+def _read_jsonl(path: Path) -> list[Any]:
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        raise CommandError(f"rows file not found: {path}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CommandError(f"cannot read rows file {path}: {exc}") from None
+    rows = []
+    for number, line in enumerate(lines, 1):
+        if line.strip():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as exc:
+                raise CommandError(f"{path}:{number} is not JSON: {exc}") from None
+    if not rows:
+        raise CommandError(f"{path} holds no rows")
+    return rows
+
+
+def _key_value(item: str) -> tuple[str, str]:
+    key, sep, value = item.partition("=")
+    if not sep or not key:
+        raise CommandError(f"--insert-code wants KEY=VALUE, got {item!r}")
+    return key, value
+
+
+def _take(items: Iterator[Any], limit: int) -> tuple[list[Any], bool]:
+    taken: list[Any] = []
+    for item in items:
+        if len(taken) == limit:
+            return taken, True
+        taken.append(item)
+    return taken, False
+
+
+def _iso(value: str, option: str) -> str:
+    from dispatcher.clock import iso_utc
+
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise CommandError(f"{option} wants an ISO-8601 time, got {value!r}") from None
+    return iso_utc(moment if moment.tzinfo else moment.replace(tzinfo=UTC))
+
+
+def _age(stamp: Any) -> str:
+    then = parse_iso(stamp)
+    if then is None:
+        return ""
+    seconds = int((datetime.now(UTC) - then).total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{max(seconds, 0)}s"
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _deliveries(ctx: typer.Context, history: list[dict[str, Any]]) -> dict[str, Any]:
+    """blastengine's current detail of each history item's delivery, by delivery id (SES
+    has no such look-up: its deliveries come as events, on the history item already)."""
+    provider = _target(ctx).provider()
+    return {
+        str(item["delivery_id"]): provider.delivery(str(item["delivery_id"]))
+        for item in history
+        if item.get("delivery_id") is not None
+        and item.get("provider", "blastengine") == "blastengine"
+    }
+
+
+def _delivery_line(detail: dict[str, Any]) -> str:
+    counts = ", ".join(
+        f"{detail.get(key, 0)} {label}"
+        for key, label in (
+            ("sent_count", "sent"),
+            ("hard_error_count", "hard error"),
+            ("soft_error_count", "soft error"),
+            ("drop_count", "dropped"),
+        )
+    )
+    return f"{detail.get('status', '?')} ({counts})"

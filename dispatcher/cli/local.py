@@ -1,0 +1,200 @@
+"""Commands that run the function here (``demo``, ``invoke``), and what the local stack
+keeps (``events``, ``sandbox``)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from dispatcher.cli.common import (
+    CommandError,
+    JsonOption,
+    _clip,
+    _errors_as_exit,
+    _read_json,
+    _target,
+    app,
+    out,
+)
+from dispatcher.settings import SettingsError
+
+
+@app.command()
+def demo() -> None:
+    """Send the sample rows through the real handler against an in-memory DynamoDB and the
+    built-in blastengine sandbox, then show what was sent and what stayed (no AWS needed)."""
+    with _errors_as_exit():
+        try:
+            from dispatcher.local.demo import run_demo
+        except ImportError as exc:
+            raise CommandError(
+                f"the demo needs the 'local' extra ({exc.name} is missing): "
+                "pip install -e '.[local]'"
+            ) from exc
+        run_demo()
+
+
+@app.command()
+def invoke(
+    event_file: Annotated[Path, typer.Argument(help="A DynamoDB stream event (see events/).")],
+    seed: Annotated[
+        bool,
+        typer.Option(
+            "--seed",
+            help="First put each INSERT/MODIFY record's NewImage into the send table, "
+            "so the sample events find their rows.",
+        ),
+    ] = False,
+    timeout: Annotated[
+        float, typer.Option(help="The simulated function timeout in seconds.", min=1)
+    ] = 120.0,
+) -> None:
+    """Run the Lambda handler in-process on a stream event file, like `sam local invoke -e`.
+
+    Uses the same environment as the function (SEND_TABLE_NAME, BLASTENGINE_*, ...) and
+    boto3's AWS_ENDPOINT_URL; prints the partial batch response as JSON on stdout, logs on
+    stderr.
+    """
+    with _errors_as_exit():
+        event = _read_json(event_file, "event file")
+        if not isinstance(event, dict) or not isinstance(event.get("Records"), list):
+            raise CommandError(f"event file {event_file} has no 'Records' list: not a stream event")
+        # Powertools writes logs and metrics to stdout; stdout is for the response here.
+        with contextlib.redirect_stdout(sys.stderr):
+            from dispatcher.admin import Admin
+            from dispatcher.dispatch import Dispatcher
+            from dispatcher.functions import dispatch_function
+            from dispatcher.local.context import LocalContext
+            from dispatcher.settings import Settings
+
+            # Composed as dispatcher.handler composes it, from the same environment.
+            try:
+                dispatcher = Dispatcher.from_settings(Settings.from_env())
+            except SettingsError:
+                raise
+            except Exception as exc:
+                raise CommandError(f"cannot start the handler: {exc}") from exc
+            if seed:
+                _seed_rows(Admin(dispatcher.store), event)
+            function = dispatch_function(dispatcher)
+            response = function(event, LocalContext(timeout_seconds=timeout))
+    typer.echo(json.dumps(response, indent=2))
+
+
+# ------------------------------------------------------------------------------ the rows
+
+
+@app.command()
+def events(
+    ctx: typer.Context,
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Keep printing new events until Ctrl-C.")
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """The delivery events the local stack published on its event bus (what a rule of yours
+    on it receives): one line each, or one JSON object per line with --json."""
+    import time
+
+    with _errors_as_exit():
+        name = _target(ctx).events_file
+        if name is None:
+            raise CommandError(
+                "only the local stack keeps its events; on AWS, subscribe to the stack's "
+                "DeliveryEventBusName with a rule (docs/how-to/subscribe-to-events.md)"
+            )
+    path = Path(name)
+    position = 0
+    while True:
+        if path.exists():
+            with path.open(encoding="utf-8") as source:
+                source.seek(position)
+                for line in source:
+                    if not line.endswith("\n"):
+                        break  # half written: read it whole next time
+                    position += len(line.encode())
+                    _print_event(json.loads(line), as_json)
+        if not follow:
+            return
+        time.sleep(0.5)
+
+
+def _print_event(event: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        typer.echo(json.dumps(event))
+        return
+    d = event.get("detail", {})
+    parts = [
+        str(d.get("at", event.get("time", ""))),
+        f"{event.get('detail-type', '?'):<15}",
+        str(d.get("row_id", "")),
+        str(d.get("recipient", "")),
+    ]
+    if d.get("delivery_id"):
+        parts.append(f"{d.get('provider', '')} #{d['delivery_id']}")
+    if d.get("error_kind"):
+        parts.append(f"({d['error_kind']})")
+    if d.get("retry_at"):
+        parts.append(f"until {d['retry_at']}")
+    if d.get("reason"):
+        parts.append(_clip(str(d["reason"]), 80))
+    typer.echo("  ".join(parts))
+
+
+@app.command()
+def sandbox(ctx: typer.Context, as_json: JsonOption = False) -> None:
+    """What the local sandbox received (the mail it accepted)."""
+    import httpx
+
+    with _errors_as_exit():
+        url = _target(ctx).sandbox_url
+        if url is None:
+            raise CommandError("there is no sandbox here: it belongs to the local stack")
+        root = url.rsplit("/api/", 1)[0]
+        try:
+            mails = httpx.get(f"{root}/sandbox/mails", timeout=5).json()["mails"]
+        except (httpx.HTTPError, ValueError, KeyError) as exc:
+            raise CommandError(f"cannot read the sandbox at {root}: {exc}") from None
+    copies = Counter(_mail_identity(mail["payload"]) for mail in mails)
+    duplicates = sum(n - 1 for n in copies.values())
+    if as_json:
+        typer.echo(json.dumps({"mails": mails, "duplicates": duplicates}))
+        return
+    table = Table("delivery", "received", "to", "subject", "attachments")
+    for mail in mails:
+        payload = mail["payload"]
+        files = ", ".join(
+            f"{f['filename']} ({f['size']} B, {f['content_type']})"
+            for f in mail.get("attachments", [])
+        )
+        table.add_row(
+            str(mail["delivery_id"]),
+            mail["received_at"][:19],
+            str(payload.get("to")),
+            _clip(str(payload.get("subject", "")), 50),
+            files,
+        )
+    out.print(table)
+    out.print(
+        f"{len(mails)} mail(s); {duplicates} sent more than once (same recipient, subject "
+        "and body as an earlier one)",
+        markup=False,
+    )
+
+
+def _mail_identity(payload: dict[str, Any]) -> tuple[str, ...]:
+    return tuple(str(payload.get(name)) for name in ("to", "subject", "text_part", "html_part"))
+
+
+def _seed_rows(admin: Any, event: dict[str, Any]) -> None:
+    for record in event["Records"]:
+        image = record.get("dynamodb", {}).get("NewImage")
+        if record.get("eventName") in ("INSERT", "MODIFY") and image:
+            admin.put_row(image, overwrite=True)

@@ -1,0 +1,253 @@
+"""What became of mail: ``history``, the suppression list, ``bounces``, ``reconcile``,
+``webhook-url``."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import asdict
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from dispatcher.cli.common import (
+    CommandError,
+    JsonOption,
+    LiveOption,
+    _clip,
+    _deliveries,
+    _delivery_line,
+    _duration,
+    _errors_as_exit,
+    _iso,
+    _suppressions,
+    _take,
+    _target,
+    app,
+    err,
+    out,
+)
+from dispatcher.row import plain
+
+
+@app.command()
+def history(
+    ctx: typer.Context,
+    row_id: Annotated[str | None, typer.Option("--id", help="One row's history.")] = None,
+    since: Annotated[
+        str | None, typer.Option(help="Only mail sent at or after this ISO-8601 time.")
+    ] = None,
+    limit: Annotated[int, typer.Option(help="Items to show at most.", min=1)] = 50,
+    live: LiveOption = False,
+    as_json: JsonOption = False,
+) -> None:
+    """What was sent: the history table."""
+    with _errors_as_exit():
+        since_utc = _iso(since, "--since") if since else None
+        admin = _target(ctx).admin
+        if row_id is not None:
+            items_iter: Iterator[dict[str, Any]] = iter(admin.history(row_id, since=since_utc))
+        else:
+            err.print("[dim](a paginated Scan of the history table; --id makes it a Query)[/]")
+            items_iter = admin.scan_history(since=since_utc)
+        if live and row_id is None:
+            raise CommandError("--live goes with --id (one row's deliveries, not the table's)")
+        items, more = _take(items_iter, limit)
+        plain_items = sorted((plain(i) for i in items), key=lambda i: str(i.get("sent_at")))
+        deliveries = _deliveries(ctx, plain_items) if live else {}
+    if as_json:
+        document: dict[str, Any] = {"history": plain_items, "truncated": more}
+        if live:
+            document["deliveries"] = deliveries
+        typer.echo(json.dumps(document, default=str))
+        return
+    table = Table("sent at", "id", "to", "subject", "provider", "delivery", "attempts", "bounce")
+    for item in plain_items:
+        table.add_row(
+            str(item.get("sent_at")),
+            str(item.get("id")),
+            str(item.get("to")),
+            _clip(str(item.get("subject", "")), 40),
+            str(item.get("provider", "")),
+            str(item.get("delivery_id", ""))
+            + (" (confirmed by look-up)" if item.get("confirmed_by") == "lookup" else "")
+            + (
+                f" ({_delivery_line(deliveries[str(item.get('delivery_id'))])})"
+                if str(item.get("delivery_id")) in deliveries
+                else ""
+            ),
+            str(item.get("attempts", "")),
+            f"{item['bounce_type']} {item.get('bounce_address', '')}"
+            if item.get("bounce_type")
+            else "",
+        )
+    out.print(table)
+    if more:
+        out.print(f"(first {limit} items; use --limit for more)")
+
+
+suppressed_app = typer.Typer(
+    help="The suppression list: addresses no mail goes to (hard bounces, blastengine's stop "
+    "list, or added here). Without a subcommand: list them.",
+    invoke_without_command=True,
+)
+app.add_typer(suppressed_app, name="suppressed")
+
+
+@suppressed_app.callback()
+def suppressed_list(ctx: typer.Context, as_json: JsonOption = False) -> None:
+    """List the suppressed addresses and why each is."""
+    if ctx.invoked_subcommand is not None:
+        return
+    with _errors_as_exit():
+        entries = sorted(_suppressions(ctx).all(), key=lambda e: e.address)
+    if as_json:
+        typer.echo(json.dumps({"suppressed": [asdict(e) for e in entries]}))
+        return
+    table = Table("address", "why", "delivery")
+    for entry in entries:
+        table.add_row(entry.address, entry.describe(), entry.delivery_id or "")
+    out.print(table)
+    if not entries:
+        out.print("no address is suppressed")
+
+
+@suppressed_app.command("add")
+def suppressed_add(
+    ctx: typer.Context,
+    address: Annotated[str, typer.Argument(help="The address to send no more mail to.")],
+    note: Annotated[str | None, typer.Option(help="Why (kept with the entry).")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Suppress an address by hand: rows to it fail `suppressed` until it is removed."""
+    from email_validator import EmailNotValidError, validate_email
+
+    from dispatcher.clock import iso_utc
+    from dispatcher.suppression import Suppression, normalise
+
+    with _errors_as_exit():
+        try:
+            validate_email(address, check_deliverability=False)
+        except EmailNotValidError as exc:
+            raise CommandError(f"{address!r} is not an address: {exc}") from None
+        entry = Suppression(
+            address=normalise(address),
+            reason="OPERATOR",
+            added_at=iso_utc(datetime.now(UTC)),
+            message=note,
+        )
+        _suppressions(ctx).add(entry)
+    typer.echo(json.dumps({"added": asdict(entry)}) if as_json else f"suppressed {entry.address}")
+
+
+@suppressed_app.command("remove")
+def suppressed_remove(
+    ctx: typer.Context,
+    address: Annotated[str, typer.Argument(help="The address to send mail to again.")],
+    as_json: JsonOption = False,
+) -> None:
+    """Lift an address's suppression (edit or re-fire its failed rows to send them)."""
+    with _errors_as_exit():
+        if not _suppressions(ctx).remove(address):
+            raise CommandError(f"{address!r} is not suppressed")
+    typer.echo(json.dumps({"removed": address}) if as_json else f"no longer suppressed: {address}")
+
+
+@app.command()
+def bounces(
+    ctx: typer.Context,
+    since: Annotated[
+        str | None, typer.Option(help="Only bounces received this long ago or later: 30m, 2h, 7d.")
+    ] = None,
+    kind: Annotated[
+        str | None, typer.Option("--type", help="HARDERROR, SOFTERROR, DROP or COMPLAINT.")
+    ] = None,
+    limit: Annotated[int, typer.Option(help="Bounces to show at most.", min=1)] = 100,
+    as_json: JsonOption = False,
+) -> None:
+    """Recent bounces and complaints the providers reported, joined to their history item
+    or still orphans (their delivery has no history item yet)."""
+    from dispatcher.bounces import BounceType
+    from dispatcher.clock import iso_utc
+
+    with _errors_as_exit():
+        try:
+            wanted = BounceType(kind) if kind is not None else None
+        except ValueError:
+            raise CommandError("--type must be HARDERROR, SOFTERROR, DROP or COMPLAINT") from None
+        cutoff = iso_utc(datetime.now(UTC) - _duration(since, "--since")) if since else None
+        err.print("[dim](a paginated Scan of the bounce table)[/]")
+        items, more = _take(_target(ctx).ledger().recent(since=cutoff, kind=wanted), limit)
+    rows = sorted((plain(i) for i in items), key=lambda i: str(i.get("received_at")))
+    if as_json:
+        typer.echo(json.dumps({"bounces": rows, "truncated": more}, default=str))
+        return
+    table = Table("received", "type", "address", "delivery", "code", "history row")
+    for bounce in rows:
+        table.add_row(
+            str(bounce.get("received_at", ""))[:19],
+            str(bounce.get("type")),
+            str(bounce.get("address")),
+            str(bounce.get("delivery_id")),
+            str(bounce.get("code", "")),
+            str(bounce.get("joined_to", "(orphan)")),
+        )
+    out.print(table)
+    if more:
+        out.print(f"(first {limit}; use --limit for more)")
+
+
+@app.command()
+def reconcile(
+    ctx: typer.Context,
+    since: Annotated[
+        str, typer.Option(help="How far back to read blastengine's delivery logs: 30m, 2h, 1d.")
+    ] = "2h",
+    as_json: JsonOption = False,
+) -> None:
+    """Catch up bounces whose webhook never came, from blastengine's delivery logs, through
+    the webhook's own idempotent path; then join orphan bounces to their history."""
+    from dispatcher.reconcile import Reconciler
+
+    with _errors_as_exit():
+        until = datetime.now(UTC)
+        target = _target(ctx)
+        reconciler = Reconciler(provider=target.provider(), ledger=target.ledger())
+        result = reconciler.catch_up(until - _duration(since, "--since"), until)
+    if as_json:
+        typer.echo(json.dumps(asdict(result)))
+        return
+    out.print(
+        f"{result.results} bounce result(s) read, {result.applied} new to the history, "
+        f"{result.joined_orphans} orphan(s) joined"
+        + (" (stopped at the page limit: run it again)" if result.truncated else "")
+    )
+
+
+@app.command("webhook-url")
+def webhook_url(ctx: typer.Context) -> None:
+    """The bounce webhook's full URL, secret included, to paste into blastengine's console."""
+    with _errors_as_exit():
+        target = _target(ctx)
+        url = target.webhook_url
+        if not url:
+            raise CommandError("this stack has no bounce webhook")
+        if url.endswith("/hooks/"):  # a deployed stack's output stops before the secret
+            url += _webhook_secret()
+    typer.echo(url)
+
+
+def _webhook_secret() -> str:
+    """The deployed webhook's secret, from SSM with your own AWS credentials."""
+    import boto3
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    name = os.environ.get("WEBHOOK_SECRET_PARAMETER") or "/mail-dispatcher/webhook-secret"
+    try:
+        response = boto3.client("ssm").get_parameter(Name=name, WithDecryption=True)
+    except (ClientError, BotoCoreError) as exc:
+        raise CommandError(f"cannot read the webhook secret {name!r}: {exc}") from None
+    return str(response["Parameter"]["Value"])
