@@ -511,10 +511,14 @@ class Dispatcher:
         that was tried. ``unsettled`` is what the row must keep of a send that may have been
         taken (None: nothing, or settled now); every stamp says, so none forgets it."""
         stamp = replace(stamp, unsettled=unsettled)
-        expiry = expiry_of(row)
-        if unsettled is None and expiry is not None and stamp.retry_at is not None:
+        if (
+            unsettled is None
+            and stamp.retry_at is not None
+            and (expiry := expiry_of(row)) is not None
+        ):
             # A wait never outlasts the row's life: the sweeper comes back by expires_at to
-            # expire it (a row waiting on a look-up waits for it, whatever its expiry).
+            # expire it (a row waiting on a look-up waits for it, whatever its expiry). Only
+            # a row the parser passed waits, so its expiry converts to UTC.
             stamp = replace(stamp, retry_at=min(stamp.retry_at, iso_utc(expiry)))
         parked = (row.status, row.retry_at) == (stamp.status.value, stamp.retry_at)
         if stamp.status is RowStatus.SCHEDULED and parked and unsettled == row.unsettled:

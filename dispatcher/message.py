@@ -19,6 +19,7 @@ from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
 
+from dispatcher.clock import parse_iso
 from dispatcher.html_text import html_to_text
 from dispatcher.row import Image, Row, string_attribute
 from dispatcher.settings import PROVIDERS
@@ -142,16 +143,9 @@ class Message:
 
 
 def expiry_of(row: Row) -> datetime | None:
-    """The row's ``expires_at`` if it is a valid one (the sweeper's question, without
-    parsing the whole row)."""
-    raw = string_attribute(row.image, "expires_at")
-    try:
-        moment = datetime.fromisoformat(raw) if raw else None
-    except ValueError:
-        return None
-    if moment is None or moment.tzinfo is None:
-        return None
-    return moment.astimezone(UTC)
+    """The row's ``expires_at`` if it is a time with an offset (the sweeper's question,
+    without parsing the whole row); whether it is in range is the parser's to say."""
+    return parse_iso(string_attribute(row.image, "expires_at"))
 
 
 def parse_message(

@@ -39,6 +39,7 @@ NOT_EXPRESSED = (
     "an address must be deliverable-shaped as email-validator reads it (the schema's pattern "
     "is looser)",
     "send_after at most 366 days ahead of when the row is read, and not after expires_at",
+    "a time must be a real date that stays within the year 9999 once converted to UTC",
     "an attachment must exist in the bucket and fit ATTACHMENTS_MAX_BYTES with the others",
     "a subject that is only blank space, or a body that is empty",
     "strings must be valid UTF-8 (no lone surrogates)",

@@ -137,6 +137,7 @@ MALFORMED: list[tuple[str, dict[str, Any], str]] = [
     ("unsubscribe-url-number", {"list_unsubscribe_url": N(1)}, "list_unsubscribe_url"),
     # A valid-looking time that overflows once converted to UTC, and one too far ahead.
     ("send-after-overflows-utc", {"send_after": S("9999-12-31T23:59:59-14:00")}, "send_after"),
+    ("expires-at-overflows-utc", {"expires_at": S("9999-12-31T23:59:59-14:00")}, "expires_at"),
     ("send-after-years-ahead", {"send_after": S("2099-01-01T00:00:00+00:00")}, "send_after"),
     # Controls that RFC 5322 keeps out of header fields, and a bidi override.
     ("subject-nul", {"subject": S("Hi\x00there")}, "subject"),
