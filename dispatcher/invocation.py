@@ -24,7 +24,7 @@ class Invocation:
     open_bucket: Callable[[str], RequestSlots]
     locks: dict[str, asyncio.Lock] = field(default_factory=dict)
     results: list[RecordResult] = field(default_factory=list)
-    buckets: dict[str, RequestSlots] = field(default_factory=dict)
+    buckets: dict[str, TimedSlots] = field(default_factory=dict)
     _guard: threading.Lock = field(default_factory=threading.Lock)
 
     def slots(self, provider: str) -> RequestSlots:
@@ -36,7 +36,7 @@ class Invocation:
 
     def waited_seconds(self) -> float:
         """How long this invocation's sends waited for a request slot, in all."""
-        return sum(b.waited for b in self.buckets.values() if isinstance(b, TimedSlots))
+        return sum(b.waited for b in self.buckets.values())
 
     def release(self) -> None:
         for bucket in self.buckets.values():

@@ -33,13 +33,14 @@ class Staging:
     allowlist: tuple[str, ...] = ()
     redirect_to: str | None = None
 
+    def __post_init__(self) -> None:
+        redirect = self.redirect_to
+        if redirect is not None and self.allowlist and not self.allows(redirect):
+            raise SettingsError(f"REDIRECT_ALL_TO ({redirect}) is outside RECIPIENT_ALLOWLIST")
+
     @classmethod
     def from_settings(cls, settings: Settings) -> Staging:
-        staging = cls(parse_allowlist(settings.recipient_allowlist), settings.redirect_all_to)
-        redirect = staging.redirect_to
-        if redirect is not None and staging.allowlist and not staging.allows(redirect):
-            raise SettingsError(f"REDIRECT_ALL_TO ({redirect}) is outside RECIPIENT_ALLOWLIST")
-        return staging
+        return cls(parse_allowlist(settings.recipient_allowlist), settings.redirect_all_to)
 
     @property
     def active(self) -> bool:

@@ -284,6 +284,8 @@ def test_a_banner_says_when_staging_safety_is_on(admin) -> None:
     assert "Staging safety" not in quiet.get("/rows").text
     assert _staging("", "") == ""
     assert _staging("not-an-entry", None).startswith("misconfigured")
+    # the redirect outside the allowlist, which stops the function, is not a banner of rules
+    assert "outside RECIPIENT_ALLOWLIST" in _staging("@staging.example.com", "me@example.org")
 
 
 def test_the_overview_charts_the_flow_from_what_it_reads(script, browser, table, dynamodb) -> None:
