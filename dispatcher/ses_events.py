@@ -26,6 +26,7 @@ from typing import Any
 from aws_lambda_powertools.metrics import MetricUnit
 
 from dispatcher.bounces import BounceEvent, BounceLedger, BounceType
+from dispatcher.clock import parse_iso
 from dispatcher.observability import logger, metrics
 from dispatcher.providers.ses import CONTENT_TAG, ROW_TAG
 from dispatcher.providers.ses_lookup import SesSendLog
@@ -174,12 +175,7 @@ def _time(parent: Mapping[str, Any]) -> str:
 
 
 def _parse_time(value: Any, name: str) -> datetime:
-    try:
-        if not isinstance(value, str):
-            raise ValueError
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-        if parsed.tzinfo is None:
-            raise ValueError
-    except ValueError:
-        raise BadSesEventError(f"{name} must be ISO-8601 with an offset") from None
+    parsed = parse_iso(value)
+    if parsed is None:
+        raise BadSesEventError(f"{name} must be ISO-8601 with an offset")
     return parsed
