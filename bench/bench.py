@@ -80,7 +80,7 @@ class Stack:
             [
                 sys.executable,
                 "-m",
-                "dispatcher.cli",
+                "dispatcher.ops.cli",
                 "dev",
                 "--sandbox-rps",
                 str(rate),
@@ -590,7 +590,7 @@ def invoke_processes(stack: Stack, rate: float, processes: int = 4, per_process:
         started = time.time()
         runs = [
             subprocess.Popen(
-                [sys.executable, "-m", "dispatcher.cli", "invoke", "--seed", str(path)],
+                [sys.executable, "-m", "dispatcher.ops.cli", "invoke", "--seed", str(path)],
                 env=env,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,

@@ -10,7 +10,7 @@ means :class:`RowChangedError` (someone edited or removed the row; leave it alon
 else means :class:`StoreUnavailableError`, which the handler reports as a batch item failure
 so Lambda retries the record. The row is never lost either way.
 
-What only operators do (listing, inserting, cancelling) is :mod:`dispatcher.admin`'s, which
+What only operators do (listing, inserting, cancelling) is :mod:`dispatcher.ops.admin`'s, which
 builds on this module and is not shipped in the Lambda package.
 """
 

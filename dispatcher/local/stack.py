@@ -52,8 +52,8 @@ from dispatcher.local.tables import (
     load_template,
 )
 from dispatcher.local.worker import LOG_COLOUR_VARIABLE, LOG_FORMAT_VARIABLE, FunctionWorker
+from dispatcher.ops.targets import default_state_dir
 from dispatcher.settings import Settings
-from dispatcher.targets import default_state_dir
 
 __all__ = ["STATE_FILE", "LocalStack", "ReadyInfo", "StackOptions", "default_state_dir"]
 

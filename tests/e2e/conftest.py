@@ -17,7 +17,7 @@ import boto3
 import httpx
 import pytest
 
-DISPATCHER = [sys.executable, "-m", "dispatcher.cli"]
+DISPATCHER = [sys.executable, "-m", "dispatcher.ops.cli"]
 
 
 class RunningStack:

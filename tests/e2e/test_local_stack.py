@@ -61,7 +61,7 @@ def test_the_ready_lines_env_runs_the_function_from_another_process(
 
     # WHEN another process runs the Lambda handler with nothing but that environment
     subprocess.run(
-        [sys.executable, "-m", "dispatcher.cli", "invoke", str(tmp_path / "event.json")],
+        [sys.executable, "-m", "dispatcher.ops.cli", "invoke", str(tmp_path / "event.json")],
         env={"PATH": os.environ["PATH"], **env},
         check=True,
         capture_output=True,

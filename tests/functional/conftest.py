@@ -12,9 +12,9 @@ import httpx
 import pytest
 import respx
 
-from dispatcher.admin import Admin
 from dispatcher.dispatch import Dispatcher
 from dispatcher.local.context import LocalContext
+from dispatcher.ops.admin import Admin
 from dispatcher.settings import Settings
 from dispatcher.store import Store
 from tests.conftest import BASE_URL, TABLE_NAMES, image

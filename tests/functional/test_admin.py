@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from dispatcher.admin import RowExistsError
+from dispatcher.ops.admin import RowExistsError
 from tests.conftest import TABLE_NAMES, image, row
 
 
@@ -157,7 +157,7 @@ def test_page_rows_of_pending_rows_is_a_scan_for_rows_without_status(admin, tabl
 
 
 def test_a_page_token_that_was_not_made_here_is_refused(admin) -> None:
-    from dispatcher.admin import BadPageTokenError
+    from dispatcher.ops.admin import BadPageTokenError
 
     with pytest.raises(BadPageTokenError):
         admin.page_rows(status="failed", token="not-base64!")
@@ -222,13 +222,13 @@ def test_edit_replaces_the_request_only_if_the_row_is_as_read(admin, table) -> N
 def test_counts_stop_at_their_page_limit_and_say_at_least(
     admin, table, dynamodb, monkeypatch
 ) -> None:
-    import dispatcher.admin
+    import dispatcher.ops.admin
 
     for n in range(3):
         table.put(_stamped(f"f{n}", f"2026-12-01T10:00:0{n}.000Z"))
         table.put(row(f"p{n}"))
     # one item a page, two pages a count
-    monkeypatch.setattr(dispatcher.admin, "MAX_COUNT_PAGES", 2)
+    monkeypatch.setattr(dispatcher.ops.admin, "MAX_COUNT_PAGES", 2)
 
     def one_a_page(params, **_) -> None:
         params["Limit"] = 1

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from dispatcher.cli import app
+from dispatcher.ops.cli import app
 from tests.conftest import API_KEY, BASE_URL, EVENTS, LOGIN_ID, TABLE_NAMES
 
 runner = CliRunner()

@@ -66,8 +66,7 @@ def test_each_lambda_entry_imports_from_its_environment(entry: str) -> None:
         f"import sys, {entry} as m; print(callable(m.lambda_handler)); "
         "print(sorted(n for n in sys.modules if n.split('.')[0] in "
         "('starlette', 'jinja2', 'uvicorn', 'multipart', 'moto', 'typer') or "
-        "n.startswith(('dispatcher.console', 'dispatcher.local', 'dispatcher.admin', "
-        "'dispatcher.cli', 'dispatcher.targets'))))"
+        "n.startswith(('dispatcher.ops', 'dispatcher.local', 'dispatcher.producer'))))"
     )
 
     out = subprocess.run(

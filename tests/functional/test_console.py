@@ -14,7 +14,7 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore", UserWarning)  # StarletteDeprecationWarning
     from starlette.testclient import TestClient
 
-from dispatcher.console import create_app
+from dispatcher.ops.console import create_app
 from tests.conftest import row
 
 HOST = "127.0.0.1:8000"
@@ -222,7 +222,7 @@ def test_encode_is_a_choice_that_still_shows_a_bad_value(browser, table) -> None
 
 
 def test_the_edit_form_has_a_field_for_every_request_attribute() -> None:
-    from dispatcher.console.forms import JSON_FIELDS, LIST_FIELDS, TEXT_FIELDS
+    from dispatcher.ops.console.forms import JSON_FIELDS, LIST_FIELDS, TEXT_FIELDS
     from dispatcher.row import REQUEST_ATTRIBUTES
 
     fields = [*TEXT_FIELDS, *LIST_FIELDS, *JSON_FIELDS]
@@ -263,7 +263,7 @@ def test_a_row_waiting_for_its_lookup_says_so_and_why(browser, script, table) ->
 
 
 def test_a_banner_says_when_staging_safety_is_on(admin) -> None:
-    from dispatcher.targets import _staging
+    from dispatcher.ops.targets import _staging
 
     staging = _staging("@staging.example.com", "inbox@staging.example.com")
     app = create_app(admin, token=TOKEN, allowed_hosts=frozenset({HOST}), staging=staging)

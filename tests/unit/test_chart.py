@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from xml.etree import ElementTree
 
-from dispatcher.console.chart import Timeline
+from dispatcher.ops.console.chart import Timeline
 
 END = datetime(2026, 12, 3, 11, 0, tzinfo=UTC)
 SVG = "{http://www.w3.org/2000/svg}"

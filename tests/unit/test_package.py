@@ -10,9 +10,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-OPERATOR_ONLY = (
-    "local", "console", "cli", "admin.py", "targets.py", "producer.py", "row_schema.py",
-)  # fmt: skip
+OPERATOR_ONLY = ("local", "ops", "producer")
 
 
 @pytest.mark.skipif(shutil.which("make") is None, reason="needs make")

@@ -1,5 +1,5 @@
 """schema/send-row.schema.json is what the parser's limits say, and agrees with the parser on
-the row corpus, except where a rule cannot be said in JSON Schema (row_schema.NOT_EXPRESSED)."""
+the row corpus, except where a rule cannot be said in JSON Schema (schema.NOT_EXPRESSED)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from boto3.dynamodb.types import TypeDeserializer
 from jsonschema import Draft202012Validator
 
 from dispatcher.message import parse_message
+from dispatcher.producer.schema import SCHEMA_PATH, build_schema, render
 from dispatcher.row import Row
-from dispatcher.row_schema import SCHEMA_PATH, build_schema, render
 from tests.corpus import MALFORMED, _row
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -85,7 +85,7 @@ def _parses(image: dict[str, Any]) -> bool:
 
 def test_the_checked_in_schema_is_what_the_parsers_limits_build() -> None:
     assert (ROOT / SCHEMA_PATH).read_text() == render(), (
-        "regenerate it: python -m dispatcher.row_schema"
+        "regenerate it: python -m dispatcher.producer.schema"
     )
     Draft202012Validator.check_schema(build_schema())
 

@@ -8,8 +8,8 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 
-from dispatcher import targets
-from dispatcher.targets import TargetError, deployed_stack
+from dispatcher.ops import targets
+from dispatcher.ops.targets import TargetError, deployed_stack
 
 
 @pytest.fixture

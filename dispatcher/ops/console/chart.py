@@ -2,7 +2,7 @@
 (last day), drawn on the server as SVG, so the console stays free of scripts.
 
 It reads nothing of its own: the sent times come from the overview's cached history read
-(:meth:`~dispatcher.admin.Admin.sent_since`), the failed and deferred ones from the stamped
+(:meth:`~dispatcher.ops.admin.Admin.sent_since`), the failed and deferred ones from the stamped
 index the overview's counts already page through (``failed_at`` of the rows still failed or
 deferred: a deferred row sent since is counted as sent, where it went).
 """

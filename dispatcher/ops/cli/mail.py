@@ -13,7 +13,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from dispatcher.cli.common import (
+from dispatcher.ops.cli.common import (
     CommandError,
     JsonOption,
     LiveOption,

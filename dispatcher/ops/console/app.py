@@ -29,10 +29,12 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from dispatcher.admin import LISTABLE_STATUSES, Admin, BadPageTokenError, Page, SentCounts
 from dispatcher.clock import parse_iso
-from dispatcher.console.chart import Timeline
-from dispatcher.console.forms import (
+from dispatcher.html_text import html_to_text
+from dispatcher.message import Message, parse_message
+from dispatcher.ops.admin import LISTABLE_STATUSES, Admin, BadPageTokenError, Page, SentCounts
+from dispatcher.ops.console.chart import Timeline
+from dispatcher.ops.console.forms import (
     JSON_FIELDS,
     LIST_FIELDS,
     TEXT_FIELDS,
@@ -41,9 +43,7 @@ from dispatcher.console.forms import (
     row_version,
     split_problems,
 )
-from dispatcher.console.security import PREVIEW_POLICY, Guard, TokenMiddleware
-from dispatcher.html_text import html_to_text
-from dispatcher.message import Message, parse_message
+from dispatcher.ops.console.security import PREVIEW_POLICY, Guard, TokenMiddleware
 from dispatcher.row import ErrorKind, Row, plain, string_attribute
 from dispatcher.store import StoreError
 from dispatcher.unsettled import describe_unsettled

@@ -1,6 +1,6 @@
 """The send-table row as a JSON Schema, built from the parser's own limits so they cannot drift.
 
-``python -m dispatcher.row_schema`` writes ``schema/send-row.schema.json``; a test keeps the
+``python -m dispatcher.producer.schema`` writes ``schema/send-row.schema.json``; a test keeps the
 file equal to what this module builds, and checks the schema against the parser
 (:func:`~dispatcher.message.parse_message`) on the row corpus. Two shapes are described: the
 plain JSON a producer builds (``boto3``'s resource API, a TypeScript object) and the DynamoDB

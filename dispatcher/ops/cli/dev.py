@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 import typer
 
-from dispatcher.cli.common import (
+from dispatcher.ops.cli.common import (
     CommandError,
     _errors_as_exit,
     _fail,
@@ -287,7 +287,7 @@ def dev(
         try:
             info = stack.start()
             if console:
-                from dispatcher.targets import local_stack
+                from dispatcher.ops.targets import local_stack
 
                 web = _serve_console(
                     local_stack(ctx.obj.state_dir),  # from the local.json just written
@@ -322,7 +322,7 @@ def dev(
 def _serve_console(target: Any, *, host: str = "127.0.0.1", port: int, sender: str) -> Any:
     """The web console over ``target``'s tables, started (``sender``: the default from
     address the edit form's checks assume, as the function's)."""
-    from dispatcher.console import ConsoleServer
+    from dispatcher.ops.console import ConsoleServer
 
     return ConsoleServer(
         target.admin,

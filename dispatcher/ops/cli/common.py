@@ -58,7 +58,7 @@ class _Factory:
 
     def target(self) -> Any:
         if self._target is None:
-            from dispatcher.targets import deployed_stack, local_stack
+            from dispatcher.ops.targets import deployed_stack, local_stack
 
             self._target = deployed_stack(self.stack) if self.stack else local_stack(self.state_dir)
         return self._target
@@ -85,7 +85,7 @@ def _options(
     ] = None,
 ) -> None:
     """A visible queue for outgoing mail: DynamoDB rows in, blastengine deliveries out."""
-    from dispatcher.targets import default_state_dir
+    from dispatcher.ops.targets import default_state_dir
 
     ctx.obj = _Factory(stack, state_dir or default_state_dir())
 
@@ -119,9 +119,9 @@ def _suppressions(ctx: typer.Context) -> Any:
 def _errors_as_exit() -> Iterator[None]:
     """At the command edge: a domain error is one stderr line and exit status 2."""
     from dispatcher.attachments import AttachmentsUnavailableError
+    from dispatcher.ops.targets import TargetError
     from dispatcher.providers.errors import ProviderError
     from dispatcher.store import StoreError
-    from dispatcher.targets import TargetError
 
     try:
         yield

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from dispatcher.cli.common import (
+from dispatcher.ops.cli.common import (
     CommandError,
     JsonOption,
     _clip,
@@ -68,10 +68,10 @@ def invoke(
             raise CommandError(f"event file {event_file} has no 'Records' list: not a stream event")
         # Powertools writes logs and metrics to stdout; stdout is for the response here.
         with contextlib.redirect_stdout(sys.stderr):
-            from dispatcher.admin import Admin
             from dispatcher.dispatch import Dispatcher
             from dispatcher.functions import dispatch_function
             from dispatcher.local.context import LocalContext
+            from dispatcher.ops.admin import Admin
             from dispatcher.settings import Settings
 
             # Composed as dispatcher.handler composes it, from the same environment.

@@ -9,11 +9,11 @@ never a traceback.
 
 from importlib import import_module
 
-from dispatcher.cli.common import app
+from dispatcher.ops.cli.common import app
 
 # Each module registers its commands on `app`; `dispatcher --help` lists them in this order.
 for _group in ("dev", "local", "rows", "mail"):
-    import_module(f"dispatcher.cli.{_group}")
+    import_module(f"dispatcher.ops.cli.{_group}")
 
 __all__ = ["app", "main"]
 

@@ -2,7 +2,7 @@
 
 The local stack is found from ``local.json``, which ``dispatcher dev`` writes to its state
 directory; a deployed stack from its CloudFormation outputs. Either way the commands get the
-same :class:`Target`: an :class:`~dispatcher.admin.Admin` over the stack's tables and,
+same :class:`Target`: an :class:`~dispatcher.ops.admin.Admin` over the stack's tables and,
 locally, the sandbox's URL.
 """
 
@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dispatcher.admin import Admin
 from dispatcher.attachments import Attachments
 from dispatcher.bounces import BounceLedger
 from dispatcher.credentials import Credentials, parameter_loader
+from dispatcher.ops.admin import Admin
 from dispatcher.providers.blastengine import BlastengineClient
 from dispatcher.settings import DEFAULT_BLASTENGINE_BASE_URL
 from dispatcher.store import Store

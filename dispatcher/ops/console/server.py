@@ -9,8 +9,8 @@ from typing import Self
 
 import uvicorn
 
-from dispatcher.admin import Admin
-from dispatcher.console.app import create_app
+from dispatcher.ops.admin import Admin
+from dispatcher.ops.console.app import create_app
 
 __all__ = ["ConsoleServer"]
 
