@@ -222,13 +222,13 @@ def test_edit_replaces_the_request_only_if_the_row_is_as_read(admin, table) -> N
 def test_counts_stop_at_their_page_limit_and_say_at_least(
     admin, table, dynamodb, monkeypatch
 ) -> None:
-    import dispatcher.ops.admin
+    import dispatcher.ops.reads
 
     for n in range(3):
         table.put(_stamped(f"f{n}", f"2026-12-01T10:00:0{n}.000Z"))
         table.put(row(f"p{n}"))
     # one item a page, two pages a count
-    monkeypatch.setattr(dispatcher.ops.admin, "MAX_COUNT_PAGES", 2)
+    monkeypatch.setattr(dispatcher.ops.reads, "MAX_COUNT_PAGES", 2)
 
     def one_a_page(params, **_) -> None:
         params["Limit"] = 1
