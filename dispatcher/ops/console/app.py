@@ -1,108 +1,50 @@
-"""The console's pages: what each shows, which query it makes, which write it does.
+"""The console as an ASGI app: each page at its path and at its JSON twin under ``/api``.
 
-Every page is a function of the request that builds one dict; the dict is rendered into its
-template for a browser, or returned as it is under ``/api`` for scripts, so nothing is only
-in the HTML. Writes are POSTs, each one conditional write (or one per row for the bulk
-re-fire) on the row as the person saw it: the form carries the row's version, and a row that
-changed since is shown again, not overwritten.
+Every page is a function of the request that builds one dict (:mod:`~dispatcher.ops.console.views`
+reads, :mod:`~dispatcher.ops.console.actions` writes); here the dict is rendered into its
+template for a browser, or returned as it is for scripts, so nothing is only in the HTML.
+Errors become a page or a JSON ``{"error": ...}`` with their status.
 """
 
 from __future__ import annotations
 
 import re
 import secrets
-import threading
-import time
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import asdict, dataclass
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import urlencode
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from dispatcher.clock import parse_iso
-from dispatcher.html_text import html_to_text
-from dispatcher.message import Message, parse_message
-from dispatcher.ops.admin import LISTABLE_STATUSES, Admin, BadPageTokenError, Page, SentCounts
+from dispatcher.ops.admin import LISTABLE_STATUSES, Admin, BadPageTokenError
+from dispatcher.ops.console.actions import bulk_refire, cancel, edit, refire
 from dispatcher.ops.console.chart import Timeline
-from dispatcher.ops.console.forms import (
-    JSON_FIELDS,
-    LIST_FIELDS,
-    TEXT_FIELDS,
-    form_values,
-    read_form,
-    row_version,
-    split_problems,
+from dispatcher.ops.console.context import (
+    ERROR_KINDS,
+    ConsoleError,
+    Context,
+    Form,
+    SentCache,
+    View,
+    is_api,
 )
-from dispatcher.ops.console.security import PREVIEW_POLICY, Guard, TokenMiddleware
-from dispatcher.row import ErrorKind, Row, plain, string_attribute
+from dispatcher.ops.console.security import Guard, TokenMiddleware
+from dispatcher.ops.console.views import history, overview, preview, row_page, rows
 from dispatcher.store import StoreError
-from dispatcher.unsettled import describe_unsettled
 
-__all__ = ["ConsoleError", "create_app"]
+__all__ = ["create_app"]
 
 HERE = Path(__file__).resolve().parent
-PAGE_SIZE = 50
-#: How long the overview's history counts (a Scan) are reused before they are read again.
-SENT_COUNTS_TTL = 30.0
-#: Seconds between the overview's own refreshes.
-REFRESH_SECONDS = 10
-ERROR_KINDS = tuple(k.value for k in ErrorKind)
-
-
-#: A POST's fields (a form, or the JSON object a script sent); empty for a GET.
-Form = dict[str, str]
-
-
-class ConsoleError(Exception):
-    """A request the console cannot serve, with the status and the words to answer it."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-#: A page: what it shows (a dict, rendered or returned as JSON) or a response of its own.
-View = Callable[["_Context", Request, Form], "Response | dict[str, Any]"]
-
-
-@dataclass(frozen=True)
-class _Context:
-    admin: Admin
-    guard: Guard
-    default_from_email: str
-    target: str
-    templates: Environment
-    sent_cache: _SentCache
-
-
-class _SentCache:
-    """The overview's sent and bounced counts, read at most every :data:`SENT_COUNTS_TTL`."""
-
-    def __init__(self, admin: Admin) -> None:
-        self._admin = admin
-        self._lock = threading.Lock()
-        self._value: tuple[float, dict[str, SentCounts]] | None = None
-
-    def get(self) -> dict[str, SentCounts]:
-        with self._lock:
-            if self._value is not None and time.monotonic() - self._value[0] < SENT_COUNTS_TTL:
-                return self._value[1]
-            now = datetime.now(UTC)
-            counts = self._admin.sent_since(
-                {"hour": now - timedelta(hours=1), "day": now - timedelta(days=1)}
-            )
-            self._value = (time.monotonic(), counts)
-            return counts
 
 
 def create_app(
@@ -126,11 +68,11 @@ def create_app(
     )
     templates.filters["age"] = _age
     templates.globals["chart"] = _chart
-    context = _Context(admin, guard, default_from_email, target, templates, _SentCache(admin))
+    context = Context(admin, guard, default_from_email, target, templates, SentCache(admin))
 
     def page(view: View, name: str) -> Callable[[Request], Awaitable[Response]]:
         async def endpoint(request: Request) -> Response:
-            api = _is_api(request)
+            api = is_api(request)
             try:
                 form: Form = {}
                 if request.method == "POST":
@@ -181,59 +123,6 @@ def create_app(
     return app
 
 
-def overview(ctx: _Context, request: Request, form: Form) -> dict[str, Any]:
-    counts = ctx.admin.counts()
-    sent = ctx.sent_cache.get()
-    now = datetime.now(UTC)
-    return {
-        "counts": {
-            "pending": counts.pending,
-            "scheduled": counts.scheduled,
-            "deferred": counts.deferred,
-            "failed": sum(counts.failed.values()),
-            "failed_by_kind": dict(sorted(counts.failed.items())),
-            "at_least": sorted(counts.at_least),
-        },
-        "oldest": {
-            "failed_at": counts.oldest_failed_at,
-            "deferred_at": counts.oldest_deferred_at,
-        },
-        "sent": {
-            window: {
-                **{k: v for k, v in asdict(value).items() if k != "times"},
-                "bounce_share": round(value.bounce_share, 4),
-            }
-            for window, value in sent.items()
-        },
-        "flow": _flow(now, sent["day"].times, counts.stamped_at),
-        "refresh_seconds": REFRESH_SECONDS,
-        "as_of": now.isoformat(timespec="seconds"),
-    }
-
-
-def _flow(
-    now: datetime, sent: tuple[str, ...], stamped: Mapping[str, tuple[str, ...]]
-) -> dict[str, Any]:
-    """Sent, deferred and failed per minute over the last hour and per hour over the last
-    day (the chart's data, and the JSON twin's), from what the overview read anyway. The
-    buckets end at the next whole minute or hour, so they stay put between refreshes."""
-    times: dict[str, tuple[str, ...]] = {"sent": sent, **stamped}
-    minute = now.replace(second=0, microsecond=0) + timedelta(minutes=1)
-    hour = now.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
-    out = {}
-    for name, end, step, buckets in (
-        ("hour", minute, timedelta(minutes=1), 60),
-        ("day", hour, timedelta(hours=1), 24),
-    ):
-        timeline = Timeline.build(end, step, buckets, times)
-        out[name] = {
-            "end": end.isoformat(timespec="seconds"),
-            "step_seconds": int(step.total_seconds()),
-            "counts": timeline.counts,
-        }
-    return out
-
-
 def _chart(flow: dict[str, Any], title: str) -> Markup:
     """The SVG of one of :func:`_flow`'s timelines (a template global)."""
     end = datetime.fromisoformat(flow["end"])
@@ -241,219 +130,8 @@ def _chart(flow: dict[str, Any], title: str) -> Markup:
     return Markup(timeline.svg(title))  # noqa: S704  (built from numbers; the title is escaped)
 
 
-def rows(ctx: _Context, request: Request, form: Form) -> dict[str, Any]:
-    params = request.query_params
-    status = params.get("status") or None
-    kind = params.get("kind") or None
-    search = (params.get("q") or "").strip()
-    if status is not None and status not in LISTABLE_STATUSES:
-        raise ConsoleError(400, f"status must be one of {', '.join(LISTABLE_STATUSES)}")
-    if kind is not None and kind not in ERROR_KINDS:
-        raise ConsoleError(400, f"kind must be one of {', '.join(ERROR_KINDS)}")
-    if search and "@" not in search:  # an id: one GetItem
-        row = ctx.admin.get_row(search)
-        page = Page([dict(row.image)] if row is not None else [], None, "GetItem by id")
-    else:
-        page = ctx.admin.page_rows(
-            status=status, error_kind=kind, recipient=search or None,
-            token=params.get("page") or None, limit=PAGE_SIZE,
-        )  # fmt: skip
-    return {
-        "filters": {"status": status, "kind": kind, "q": search},
-        "rows": [_row_summary(item) for item in page.items],
-        "next_page": page.next_token,
-        "source": page.source,
-    }
-
-
-def row_page(ctx: _Context, request: Request, form: Form) -> dict[str, Any]:
-    row_id = request.path_params["row_id"]
-    row = ctx.admin.get_row(row_id)
-    history_items = [plain(h) for h in ctx.admin.history(row_id)]
-    if row is None and not history_items:
-        raise ConsoleError(404, f"no row and no history for id {row_id!r}")
-    data: dict[str, Any] = {"id": row_id, "row": None, "history": history_items}
-    if row is not None:
-        attributes = plain(row.image)
-        last_error = string_attribute(row.image, "last_error") or ""
-        parsed = parse_message(row, default_from_email=ctx.default_from_email)
-        data["row"] = {
-            "attributes": attributes,
-            "status": attributes.get("status", "pending"),
-            "version": row_version(row.image),
-            "problems": [
-                {"attribute": name, "problem": problem}
-                for name, problem in split_problems(last_error)
-            ],
-            "preview": _preview(row, parsed),
-            "in_flight": row.in_flight,
-            "unsettled": (
-                describe_unsettled(row.unsettled, row.retry_at) if row.unsettled else None
-            ),
-        }
-    return data
-
-
-def preview(ctx: _Context, request: Request, form: Form) -> Response:
-    row = ctx.admin.get_row(request.path_params["row_id"])
-    html = string_attribute(row.image, "html") if row is not None else None
-    if html is None:
-        raise ConsoleError(404, "this row has no html body")
-    return HTMLResponse(
-        html,
-        headers={"content-security-policy": PREVIEW_POLICY, "x-frame-options": "SAMEORIGIN"},
-    )
-
-
-def edit(ctx: _Context, request: Request, form: Form) -> Response | dict[str, Any]:
-    row_id = request.path_params["row_id"]
-    row = ctx.admin.get_row(row_id)
-    if row is None:
-        raise ConsoleError(404, f"no row with id {row_id!r} (sent, or cancelled)")
-    base = {"id": row_id, "fields": _fields(), "current": plain(row.image)}
-    if request.method == "GET":
-        return {**base, "values": form_values(row.image), "version": row_version(row.image),
-                "problems": {}, "conflict": False}  # fmt: skip
-    result, shown = read_form(form, row, default_from_email=ctx.default_from_email)
-    loaded = str(form.get("version", ""))
-    if loaded != row_version(row.image):
-        return {**base, "values": shown, "version": row_version(row.image), "problems": {},
-                "conflict": True, "status_code": 409}  # fmt: skip
-    if not result.ok:
-        return {**base, "values": shown, "version": loaded, "problems": result.problems,
-                "conflict": False, "status_code": 422}  # fmt: skip
-    if result.request == row.request:
-        raise ConsoleError(400, "nothing changed: use Re-fire to send the row again as it is")
-    if not ctx.admin.edit(row, result.request):
-        current = ctx.admin.get_row(row_id)
-        return {**base, "values": shown, "problems": {}, "conflict": True, "status_code": 409,
-                "version": row_version(current.image) if current else ""}  # fmt: skip
-    return _done(request, _url("rows", row_id), "saved", {"id": row_id, "result": "saved"})
-
-
-def refire(ctx: _Context, request: Request, form: Form) -> Response | dict[str, Any]:
-    return _one_row_action(ctx, request, form, "refire")
-
-
-def cancel(ctx: _Context, request: Request, form: Form) -> Response | dict[str, Any]:
-    return _one_row_action(ctx, request, form, "cancel")
-
-
-def _one_row_action(
-    ctx: _Context, request: Request, form: Form, action: str
-) -> Response | dict[str, Any]:
-    row_id = request.path_params["row_id"]
-    row = ctx.admin.get_row(row_id)
-    if row is None:
-        raise ConsoleError(404, f"no row with id {row_id!r} (sent, or cancelled)")
-    if request.method == "GET":
-        words = (
-            f"Re-fire {row_id}: send it again as it is now"
-            if action == "refire"
-            else f"Cancel {row_id}: delete it from the send table, so it is never sent"
-        )
-        warning = (
-            "The dispatcher may be sending this row right now: cancelling cannot promise "
-            "that it is not sent." if action == "cancel" and row.in_flight else ""
-        )  # fmt: skip
-        return {"action": _url(action, row_id), "question": words, "warning": warning,
-                "version": row_version(row.image), "ids": [row_id],
-                "back": _url("rows", row_id)}  # fmt: skip
-    if str(form.get("version", "")) != row_version(row.image):
-        raise ConsoleError(409, f"{row_id} changed since you opened it; look at it again")
-    done = ctx.admin.refire(row) if action == "refire" else ctx.admin.cancel(row)
-    if not done:
-        raise ConsoleError(409, f"{row_id} changed meanwhile (sent, or re-stamped); nothing done")
-    word = "refired" if action == "refire" else "cancelled"
-    where = _url("rows", row_id) if action == "refire" else "/rows"
-    return _done(request, where, word, {"id": row_id, "result": word})
-
-
-def bulk_refire(ctx: _Context, request: Request, form: Form) -> Response | dict[str, Any]:
-    source = request.query_params if request.method == "GET" else form
-    kind = str(source.get("kind") or "")
-    if kind not in ERROR_KINDS:
-        raise ConsoleError(400, f"kind must be one of {', '.join(ERROR_KINDS)}")
-    if request.method == "GET":  # the ids are enough to ask: the index alone
-        ids = [i for page in ctx.admin.stamped_ids("failed", error_kind=kind) for i in page]
-        return {"action": "/refire-failed", "kind": kind, "ids": ids, "version": "",
-                "question": f"Re-fire all {len(ids)} failed rows of kind {kind}",
-                "warning": "" if ids else "There is no failed row of this kind.",
-                "back": f"/rows?status=failed&kind={kind}"}  # fmt: skip
-    results = []
-    for row in ctx.admin.stamped_rows("failed", error_kind=kind):
-        # each as read just now: a row that moved on since is left alone
-        fired = row.status == "failed" and ctx.admin.refire(row)
-        results.append({"id": row.id, "result": "re-fired" if fired else "changed"})
-    fired_count = sum(r["result"] == "re-fired" for r in results)
-    return _done(
-        request, f"/rows?status=failed&kind={kind}", f"refired-{fired_count}-of-{len(results)}",
-        {"kind": kind, "results": results},
-    )  # fmt: skip
-
-
-def history(ctx: _Context, request: Request, form: Form) -> dict[str, Any]:
-    params = request.query_params
-    row_id = (params.get("id") or "").strip() or None
-    recipient = (params.get("to") or "").strip() or None
-    since = _day(params.get("since"), "since")
-    until = _day(params.get("until"), "until", next_day=True)
-    page = ctx.admin.page_history(
-        row_id=row_id, recipient=recipient, since=since, until=until,
-        token=params.get("page") or None, limit=PAGE_SIZE,
-    )  # fmt: skip
-    return {
-        "filters": {
-            "id": row_id or "",
-            "to": recipient or "",
-            "since": params.get("since") or "",
-            "until": params.get("until") or "",
-        },
-        "items": [plain(item) for item in page.items],
-        "next_page": page.next_token,
-        "source": page.source,
-    }
-
-
-def _row_summary(item: dict[str, Any]) -> dict[str, Any]:
-    values = plain(item)
-    return {
-        "id": values.get("id"),
-        "status": values.get("status", "pending"),
-        "error_kind": values.get("error_kind"),
-        "reason": values.get("last_error"),
-        "to": values.get("to"),
-        "subject": values.get("subject"),
-        "attempts": values.get("attempts"),
-        "failed_at": values.get("failed_at"),
-        "retry_at": values.get("retry_at"),
-    }
-
-
-def _preview(row: Row, parsed: Message | list[str]) -> dict[str, Any]:
-    """The mail as it would be sent: the parser's text part (derived from the HTML where the
-    row has none) and whether there is HTML to show in the sandboxed frame."""
-    html = string_attribute(row.image, "html")
-    if isinstance(parsed, Message):
-        text = parsed.text
-        subject = parsed.subject
-    else:  # the row as it stands, the text part made from the HTML as the parser would
-        text = string_attribute(row.image, "text") or (html_to_text(html) if html else "")
-        subject = string_attribute(row.image, "subject") or ""
-    return {
-        "subject": subject,
-        "text": text,
-        "has_html": html is not None,
-        "valid": isinstance(parsed, Message),
-    }
-
-
-def _fields() -> dict[str, tuple[str, ...]]:
-    return {"text": TEXT_FIELDS, "list": LIST_FIELDS, "json": JSON_FIELDS}
-
-
 async def _submitted(request: Request) -> Form:
-    if _is_api(request) and request.headers.get("content-type", "").startswith("application/json"):
+    if is_api(request) and request.headers.get("content-type", "").startswith("application/json"):
         body = await request.json()
         if not isinstance(body, dict):
             raise ConsoleError(400, "the body must be a JSON object of form fields")
@@ -497,40 +175,13 @@ def flash(done: str | None) -> str:
     return ""
 
 
-def _done(request: Request, where: str, done: str, data: dict[str, Any]) -> Response:
-    if _is_api(request):
-        return JSONResponse(data)
-    separator = "&" if "?" in where else "?"
-    return RedirectResponse(f"{where}{separator}{urlencode({'done': done})}", status_code=303)
-
-
-def _is_api(request: Request) -> bool:
-    """A request to a page's JSON twin."""
-    return request.url.path.startswith("/api/")
-
-
-def _error(ctx: _Context, request: Request, status: int, message: str, api: bool) -> Response:
+def _error(ctx: Context, request: Request, status: int, message: str, api: bool) -> Response:
     if api:
         return JSONResponse({"error": message}, status_code=status)
     html = ctx.templates.get_template("error.html").render(
         request=request, message=message, status=status, target=ctx.target, query=_query
     )
     return HTMLResponse(html, status_code=status)
-
-
-def _url(action: str, row_id: str) -> str:
-    """A row's page (``rows``) or action, its id quoted ("/" too: the path ends with it)."""
-    return f"/{action}/{quote(row_id, safe='')}"
-
-
-def _day(value: str | None, name: str, *, next_day: bool = False) -> str | None:
-    if not value:
-        return None
-    try:
-        day = datetime.strptime(value, "%Y-%m-%d").replace(tzinfo=UTC)
-    except ValueError:
-        raise ConsoleError(400, f"{name} must be a date (YYYY-MM-DD), not {value!r}") from None
-    return (day + timedelta(days=1 if next_day else 0)).strftime("%Y-%m-%d")
 
 
 def _query(**params: Any) -> str:
