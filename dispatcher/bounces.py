@@ -26,8 +26,8 @@ from typing import TYPE_CHECKING, Any
 
 from dispatcher.clock import SYSTEM_CLOCK, Clock, iso_utc
 from dispatcher.delivery_events import DeliveryEvent, EventPublisher
+from dispatcher.dynamodb import conditionally, translated
 from dispatcher.settings import Settings, SettingsError
-from dispatcher.store import conditionally, translated
 from dispatcher.suppression import Suppression, SuppressionList, normalise
 
 if TYPE_CHECKING:

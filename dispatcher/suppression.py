@@ -16,8 +16,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
+from dispatcher.dynamodb import batch_get, conditionally, translated
 from dispatcher.message import Message
-from dispatcher.store import batch_get, conditionally, translated
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient

@@ -3,7 +3,7 @@
 The CLI and the console share this; the Lambda functions never need it, so it is left out of
 their package. Writes go through the same conditions as the function's own
 (:meth:`Store.refire <dispatcher.store.Store.refire>` is the one re-fire), and every
-DynamoDB failure through :func:`~dispatcher.store.translated`.
+DynamoDB failure through :func:`~dispatcher.dynamodb.translated`.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from dispatcher.clock import iso_utc
+from dispatcher.dynamodb import BATCH_GET_LIMIT, StoreError, batch_get, conditionally, translated
 from dispatcher.ops.counts import QueueCounts, SentCounts, queue_counts, sent_since
 from dispatcher.ops.reads import (
     BadPageTokenError,
@@ -24,19 +25,7 @@ from dispatcher.ops.reads import (
     read_page,
 )
 from dispatcher.row import REQUEST_ATTRIBUTES, AttributeValue, Row
-from dispatcher.store import (
-    BATCH_GET_LIMIT,
-    STAMPED_INDEX,
-    WAITING_INDEX,
-    Store,
-    StoreError,
-    as_read,
-    batch_get,
-    conditionally,
-    row_key,
-    translated,
-    unchanged,
-)
+from dispatcher.store import STAMPED_INDEX, WAITING_INDEX, Store, as_read, row_key, unchanged
 
 __all__ = [
     "LISTABLE_STATUSES",

@@ -119,9 +119,9 @@ def _suppressions(ctx: typer.Context) -> Any:
 def _errors_as_exit() -> Iterator[None]:
     """At the command edge: a domain error is one stderr line and exit status 2."""
     from dispatcher.attachments import AttachmentsUnavailableError
+    from dispatcher.dynamodb import StoreError
     from dispatcher.ops.targets import TargetError
     from dispatcher.providers.errors import ProviderError
-    from dispatcher.store import StoreError
 
     try:
         yield

@@ -26,6 +26,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from dispatcher.clock import parse_iso
+from dispatcher.dynamodb import StoreError
 from dispatcher.ops.admin import LISTABLE_STATUSES, Admin, BadPageTokenError
 from dispatcher.ops.console.actions import bulk_refire, cancel, edit, refire
 from dispatcher.ops.console.chart import Timeline
@@ -40,7 +41,6 @@ from dispatcher.ops.console.context import (
 )
 from dispatcher.ops.console.security import Guard, TokenMiddleware
 from dispatcher.ops.console.views import history, overview, preview, row_page, rows
-from dispatcher.store import StoreError
 
 __all__ = ["create_app"]
 
