@@ -1,9 +1,10 @@
 """What blastengine's transaction API accepts, as the sandbox checks it.
 
-The limits come from the provider's API reference as ``../shared/BLASTENGINE.md`` records
-them, written down here on their own rather than imported from the client: the sandbox
-answers to the real API, so a mistake in the client's checks is one it can catch, not one
-it shares. Refusals are in the API's error shape, ``{field: [message, ...]}``.
+The limits are BLASTENGINE.md's, from :mod:`dispatcher.blastengine_limits`
+(checked against the document's words by a test); the checks are the sandbox's own, written
+as the API states them rather than as the client's parser does, so a mistake in the client's
+checks is one the sandbox can catch, not one it shares. Refusals are in the API's error
+shape, ``{field: [message, ...]}``.
 """
 
 from __future__ import annotations
@@ -13,32 +14,32 @@ from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
 
+from dispatcher.blastengine_limits import (
+    ADDRESS_CHARS,
+    ATTACHMENT_BYTES,
+    ATTACHMENT_FILES,
+    ENCODINGS,
+    HTML_BYTES,
+    INSERT_CODE_NAME,
+    INSERT_CODES,
+    LIST_ADDRESSES,
+    NAME_CHARS,
+    REFUSED_EXTENSIONS,
+    SUBJECT_CHARS,
+    TEXT_BYTES,
+    UNSUBSCRIBE_CHARS,
+)
+
 __all__ = ["validate_transaction"]
 
-_ADDRESS_LENGTH = (6, 254)
-_NAME_CHARS = 50
-_SUBJECT_CHARS = (1, 256)
-_TEXT_BYTES = 30_000
-_HTML_BYTES = 70_000
-_LIST_LIMIT = 10
-_INSERT_CODES = 50
-_INSERT_KEY = re.compile(r"^(__[A-Za-z0-9]+__|%%[A-Za-z0-9]+%%)$")
-_UNSUBSCRIBE_CHARS = 450
-_ENCODINGS = {"UTF-8": "utf-8", "ISO-2022-JP": "iso2022_jp"}
-_FILES = 100
-_REFUSED_EXTENSIONS = frozenset(
-    {
-        ".ade", ".adp", ".apk", ".appx", ".appxbundle", ".bat", ".bz2", ".cab", ".chm", ".cmd",
-        ".com", ".cpl", ".dll", ".dmg", ".ex", ".ex_", ".exe", ".gz", ".hta", ".ins", ".isp",
-        ".iso", ".jar", ".js", ".jse", ".lib", ".lnk", ".mde", ".msc", ".msi", ".msix",
-        ".msixbundle", ".msp", ".mst", ".nsh", ".pif", ".ps1", ".scr", ".sct", ".shb", ".sys",
-        ".tgz", ".vb", ".vbe", ".vbs", ".vxd", ".wsc", ".wsf", ".wsh", ".zip",
-    }
-)  # fmt: skip
+_INSERT_KEY = re.compile(rf"__{INSERT_CODE_NAME.pattern}__|%%{INSERT_CODE_NAME.pattern}%%")
 
 
 def validate_transaction(
-    body: Any, files: list[dict[str, Any]] | None = None, *, attachment_limit: int = 1_000_000
+    body: Any,
+    files: list[dict[str, Any]] | None = None,
+    *,
+    attachment_limit: int = ATTACHMENT_BYTES,
 ) -> dict[str, list[str]]:
     """The checks blastengine makes on a transaction request, in its error shape.
 
@@ -57,7 +58,7 @@ def validate_transaction(
         if not isinstance(value, str):
             refuse(name, "must be an email address")
             return
-        low, high = _ADDRESS_LENGTH
+        low, high = ADDRESS_CHARS
         if not low <= len(value) <= high:
             refuse(name, f"must be {low} to {high} characters")
             return
@@ -74,8 +75,8 @@ def validate_transaction(
             return
         address(f"{name}.email", value.get("email"))
         display = value.get("name")
-        if display is not None and (not isinstance(display, str) or len(display) > _NAME_CHARS):
-            refuse(f"{name}.name", f"must be a string of at most {_NAME_CHARS} characters")
+        if display is not None and (not isinstance(display, str) or len(display) > NAME_CHARS):
+            refuse(f"{name}.name", f"must be a string of at most {NAME_CHARS} characters")
 
     person("from", body.get("from"), required=True)
     person("reply_to", body.get("reply_to"), required=False)
@@ -83,22 +84,22 @@ def validate_transaction(
     for name in ("cc", "bcc"):
         if name in body:
             items = body[name]
-            if not isinstance(items, list) or len(items) > _LIST_LIMIT:
-                refuse(name, f"must be a list of at most {_LIST_LIMIT} addresses")
+            if not isinstance(items, list) or len(items) > LIST_ADDRESSES:
+                refuse(name, f"must be a list of at most {LIST_ADDRESSES} addresses")
             else:
                 for n, item in enumerate(items):
                     address(f"{name}[{n}]", item)
     subject = body.get("subject")
-    low, high = _SUBJECT_CHARS
+    low, high = SUBJECT_CHARS
     if not isinstance(subject, str) or not low <= len(subject) <= high:
         refuse("subject", f"is required, {low} to {high} characters")
     encode = body.get("encode", "UTF-8")
-    if encode not in _ENCODINGS:
+    if encode not in ENCODINGS:
         refuse("encode", "must be UTF-8 or ISO-2022-JP")
-    codec = _ENCODINGS.get(encode, "utf-8")
+    codec = ENCODINGS.get(encode, "utf-8")
     for name, limit, required in (
-        ("text_part", _TEXT_BYTES, True),
-        ("html_part", _HTML_BYTES, False),
+        ("text_part", TEXT_BYTES, True),
+        ("html_part", HTML_BYTES, False),
     ):
         value = body.get(name)
         if value is None and not required:
@@ -115,12 +116,12 @@ def validate_transaction(
             refuse(name, f"must be at most {limit} bytes")
     codes = body.get("insert_code")
     if codes is not None:
-        if not isinstance(codes, list) or len(codes) > _INSERT_CODES:
-            refuse("insert_code", f"must be a list of at most {_INSERT_CODES} items")
+        if not isinstance(codes, list) or len(codes) > INSERT_CODES:
+            refuse("insert_code", f"must be a list of at most {INSERT_CODES} items")
         else:
             for n, item in enumerate(codes):
                 key = item.get("key") if isinstance(item, dict) else None
-                if not isinstance(key, str) or not _INSERT_KEY.match(key):
+                if not isinstance(key, str) or not _INSERT_KEY.fullmatch(key):
                     refuse(
                         f"insert_code[{n}].key",
                         "must be __name__ or %%name%%, name letters and digits",
@@ -140,20 +141,20 @@ def validate_transaction(
                     continue
                 if not isinstance(value, str) or not value.startswith(schemes):
                     refuse(f"list_unsubscribe.{name}", f"must start with {' or '.join(schemes)}")
-                elif len(value) > _UNSUBSCRIBE_CHARS:
+                elif len(value) > UNSUBSCRIBE_CHARS:
                     refuse(
                         f"list_unsubscribe.{name}",
-                        f"must be at most {_UNSUBSCRIBE_CHARS} characters",
+                        f"must be at most {UNSUBSCRIBE_CHARS} characters",
                     )
     for n, attached in enumerate(files or []):
         filename = str(attached.get("filename", ""))
         suffix = "." + filename.rsplit(".", 1)[-1].lower() if "." in filename else ""
         if not filename:
             refuse(f"file[{n}]", "needs a filename")
-        elif suffix in _REFUSED_EXTENSIONS:
+        elif suffix in REFUSED_EXTENSIONS:
             refuse(f"file[{n}]", f"{suffix} files are not accepted")
-    if files and len(files) > _FILES:
-        refuse("file", f"at most {_FILES} files")
+    if files and len(files) > ATTACHMENT_FILES:
+        refuse("file", f"at most {ATTACHMENT_FILES} files")
     if files and sum(int(f.get("size", 0)) for f in files) > attachment_limit:
         refuse("file", f"at most {attachment_limit} bytes in all")
     return problems

@@ -15,17 +15,16 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from dispatcher.message import (
+from dispatcher.blastengine_limits import (
     ADDRESS_CHARS,
-    MAX_ATTACHMENTS,
-    MAX_BCC,
-    MAX_CC,
-    MAX_INSERT_CODES,
-    MAX_NAME_CHARS,
-    MAX_SUBJECT_CHARS,
-    MAX_UNSUBSCRIBE_CHARS,
-    Encode,
+    ATTACHMENT_FILES,
+    INSERT_CODES,
+    LIST_ADDRESSES,
+    NAME_CHARS,
+    SUBJECT_CHARS,
+    UNSUBSCRIBE_CHARS,
 )
+from dispatcher.message import Encode
 from dispatcher.settings import PROVIDERS
 
 __all__ = ["NOT_EXPRESSED", "SCHEMA_PATH", "build_schema"]
@@ -44,7 +43,7 @@ NOT_EXPRESSED = (
     "a subject that is only blank space, or a body that is empty",
     "strings must be valid UTF-8 (no lone surrogates)",
     "an attachment's filename may not end in an extension blastengine refuses (.exe, .zip, "
-    "... : message.REFUSED_EXTENSIONS; ECMAScript patterns have no case-insensitive flag)",
+    "...: BLASTENGINE.md's list; ECMAScript patterns have no case-insensitive flag)",
 )
 
 # Characters no header may carry: C0 controls but TAB, DEL, C1 controls, line and paragraph
@@ -76,7 +75,7 @@ def _plain() -> dict[str, Any]:
         "maxLength": 255,
         "pattern": f"^[^/\\\\{_CONTROLS}]+$",
     }
-    name = {"type": "string", "maxLength": MAX_NAME_CHARS, "pattern": _HEADER_SAFE}
+    name = {"type": "string", "maxLength": NAME_CHARS, "pattern": _HEADER_SAFE}
     return {
         "type": "object",
         "description": "A row as a producer builds it (plain JSON).",
@@ -89,7 +88,7 @@ def _plain() -> dict[str, Any]:
             "subject": {
                 "type": "string",
                 "minLength": 1,
-                "maxLength": MAX_SUBJECT_CHARS,
+                "maxLength": SUBJECT_CHARS[1],
                 "pattern": _HEADER_SAFE,
             },
             "text": {"type": "string", "description": "At most 30,000 bytes as sent."},
@@ -98,30 +97,38 @@ def _plain() -> dict[str, Any]:
             "from_name": name,
             "reply_to": _address("The Reply-To address."),
             "reply_to_name": name,
-            "cc": {"type": "array", "maxItems": MAX_CC, "items": _address("A cc recipient.")},
-            "bcc": {"type": "array", "maxItems": MAX_BCC, "items": _address("A bcc recipient.")},
+            "cc": {
+                "type": "array",
+                "maxItems": LIST_ADDRESSES,
+                "items": _address("A cc recipient."),
+            },
+            "bcc": {
+                "type": "array",
+                "maxItems": LIST_ADDRESSES,
+                "items": _address("A bcc recipient."),
+            },
             "list_unsubscribe_url": {
                 "type": "string",
-                "maxLength": MAX_UNSUBSCRIBE_CHARS,
+                "maxLength": UNSUBSCRIBE_CHARS,
                 "pattern": "^[Hh][Tt][Tt][Pp][Ss]?://[^ ]+$",
             },
             "list_unsubscribe_mailto": {
                 "type": "string",
-                "maxLength": MAX_UNSUBSCRIBE_CHARS,
+                "maxLength": UNSUBSCRIBE_CHARS,
                 "pattern": "^[Mm][Aa][Ii][Ll][Tt][Oo]:[^ ]+$",
             },
             "encode": {"enum": [e.value for e in Encode]},
             "provider": {"enum": list(PROVIDERS)},
             "insert_code": {
                 "type": "object",
-                "maxProperties": MAX_INSERT_CODES,
+                "maxProperties": INSERT_CODES,
                 "propertyNames": {"pattern": "^[A-Za-z0-9]+$"},
                 "additionalProperties": {"type": "string"},
                 "description": '{"name": "Hanako"} fills __name__ in the subject and bodies.',
             },
             "attachments": {
                 "type": "array",
-                "maxItems": MAX_ATTACHMENTS,
+                "maxItems": ATTACHMENT_FILES,
                 "items": {
                     "type": "object",
                     "required": ["key"],
