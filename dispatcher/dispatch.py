@@ -30,11 +30,12 @@ from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import 
 from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
 
 from dispatcher.attachments import Attachments
+from dispatcher.bookkeeping import Bookkeeping
 from dispatcher.clock import SYSTEM_CLOCK, Clock, Deadline, iso_utc, remaining_time
-from dispatcher.delivery_events import EventPublisher, sent_event, stamp_event
+from dispatcher.delivery_events import EventPublisher
 from dispatcher.failure_policy import FailurePolicy, FailureStamp
 from dispatcher.invocation import Invocation
-from dispatcher.message import Message, expiry_of, parse_message
+from dispatcher.message import Message, parse_message
 from dispatcher.observability import logger, metrics
 from dispatcher.outcome import Outcome, RecordResult, emit_metrics
 from dispatcher.providers.base import MailProvider
@@ -43,16 +44,15 @@ from dispatcher.providers.errors import ProviderError
 from dispatcher.providers.routing import Routes
 from dispatcher.ratelimit import RequestSlots, TokenBucket
 from dispatcher.retry import SendFailedError
-from dispatcher.row import Row, RowStatus, string_attribute
-from dispatcher.send_once import MaybeSentError, OnceSender, Sent
+from dispatcher.row import Row, string_attribute
+from dispatcher.send_once import MaybeSentError, OnceSender
 from dispatcher.settings import Settings
-from dispatcher.settle import LookupFailed, NotTaken, Settler, Taken, Wait
+from dispatcher.settle import NotTaken, Settler, Taken
 from dispatcher.shared_limit import LimitTable, SharedBucket
 from dispatcher.staging import Staging
-from dispatcher.store import HistoryEntry, Store
+from dispatcher.store import Store
 from dispatcher.suppression import RecipientSuppressedError, SuppressionList
 from dispatcher.triage import Reason, triage
-from dispatcher.unsettled import Unsettled, message_digests
 
 if TYPE_CHECKING:
     import httpx
@@ -100,6 +100,9 @@ class Dispatcher:
         self.policy = FailurePolicy.from_settings(settings)
         self._clock = clock
         self._rng = rng or random.Random()  # noqa: S311  (jitter, not security)
+        self.books = Bookkeeping(
+            store=store, sender=sender, policy=self.policy, clock=clock, rng=self._rng
+        )
         self._processor = AsyncBatchProcessor(
             event_type=EventType.DynamoDBStreams, raise_on_entire_batch_failure=False
         )
@@ -321,9 +324,9 @@ class Dispatcher:
         unsettled = current.unsettled
         if isinstance(parsed, list):
             stamp = self.policy.invalid(parsed, prior=prior, now=now)
-            return self._write(row, stamp, unsettled=unsettled)
+            return self.books.keep(row, stamp, unsettled=unsettled)
         if schedule is not None:
-            return self._write(row, schedule, unsettled=unsettled)
+            return self.books.keep(row, schedule, unsettled=unsettled)
 
         # Before anything is sent again: did the provider take the unanswered send?
         settled: str | None = None
@@ -332,11 +335,11 @@ class Dispatcher:
                 unsettled, slots=invocation.slots, deadline=invocation.deadline
             )
             if isinstance(verdict, Taken):
-                result = self._confirmed(row, parsed, unsettled, verdict)
+                result = self.books.confirmed(row, parsed, unsettled, verdict)
                 if result is not None:
                     return result
             elif not isinstance(verdict, NotTaken):
-                return self._unsettled(row, unsettled, verdict, prior)
+                return self.books.await_lookup(row, unsettled, verdict, prior)
             else:
                 settled = iso_utc(unsettled.opened_at)
             unsettled = None
@@ -345,24 +348,24 @@ class Dispatcher:
         # have been taken is settled first, and goes to the history if it was).
         if parsed.expires_at is not None and parsed.expires_at <= now:
             stamp = self.policy.expired(parsed.expires_at, prior=prior, now=now)
-            return self._write(row, stamp, unsettled=None)
+            return self.books.keep(row, stamp, unsettled=None)
 
         # A staging deployment's recipient rules, before any API call (README, "Staging
         # safety"): a `to` outside the allowlist blocks the row; REDIRECT_ALL_TO replaces all.
         staged = self.staging.apply(parsed)
         if isinstance(staged, str):
             stamp = self.policy.blocked(staged, prior=prior, now=now)
-            return self._write(row, stamp, unsettled=None)
+            return self.books.keep(row, stamp, unsettled=None)
         parsed = staged
 
         # Still step 1: the attachments exist and fit (an S3 lookup, so outside the parser).
         try:
             resolved = self.attachments.resolve(parsed)
         except ProviderError as exc:  # no bucket, or no permission on it: `config`
-            return self._write(row, self._after_error(exc, prior, 0), unsettled=None)
+            return self.books.keep(row, self.books.after_error(exc, prior, 0), unsettled=None)
         if isinstance(resolved, list):
             stamp = self.policy.invalid(resolved, prior=prior, now=now)
-            return self._write(row, stamp, unsettled=None)
+            return self.books.keep(row, stamp, unsettled=None)
         parsed = resolved
 
         # Steps 2 and 3: send once, under the idempotency record keyed on id + content. No
@@ -380,165 +383,14 @@ class Dispatcher:
             )
         except RecipientSuppressedError as exc:
             stamp = self.policy.suppressed(exc.reason, prior=prior, now=now)
-            return self._write(row, stamp, unsettled=None)
+            return self.books.keep(row, stamp, unsettled=None)
         except SendFailedError as exc:
-            stamp = self._after_error(exc.error, prior, exc.attempts)
-            return self._write(row, stamp, unsettled=None)
+            stamp = self.books.after_error(exc.error, prior, exc.attempts)
+            return self.books.keep(row, stamp, unsettled=None)
         except MaybeSentError as exc:
             stamp = self.policy.ambiguous(exc.unsettled, attempts=exc.attempts, now=now)
-            return replace(self._write(row, stamp, unsettled=exc.unsettled), ambiguous=True)
-        return self._record_success(sent.message, row, sent)
-
-    def _confirmed(
-        self, row: Row, message: Message, unsettled: Unsettled, taken: Taken
-    ) -> RecordResult | None:
-        """The look-up found the unanswered send taken: its history item, confirmed by
-        look-up. The row is moved if it still holds that mail; if a person has since edited
-        it into another mail, that one is still to be sent (None: go on)."""
-        found = taken.found
-        entry = HistoryEntry(
-            id=row.id,
-            sent_at=self.store.recorded_at(row.id, found.delivery_id) or iso_utc(found.taken_at),
-            provider=taken.provider,
-            delivery_id=found.delivery_id,
-            to=unsettled.to,
-            subject=unsettled.subject or message.subject,
-            attempts=row.attempts,
-            content_hash=unsettled.content_hash,
-            expires_at=self.sender.history_expiry(found.taken_at),
-            cc_count=len(message.cc),
-            bcc_count=len(message.bcc),
-            confirmed_by="lookup",
-        )
-        same = message.to == unsettled.to and bool(
-            set(message_digests(message)) & set(unsettled.digests)
-        )
-        if not same:
-            self.store.record_history(entry)
-            logger.info(
-                "an earlier send was taken; the row's edited content is sent as a new mail",
-                extra={"delivery_id": found.delivery_id},
-            )
-            return None
-        deleted = self._move(entry, row, replayed=False)
-        kept = "" if deleted else "; the row changed meanwhile and was kept"
-        return RecordResult(
-            Outcome.CONFIRMED,
-            row.id,
-            f"{taken.provider} had taken it as delivery {found.delivery_id} (confirmed by "
-            f"look-up); not sent again{kept}",
-            event=sent_event(entry),
-        )
-
-    def _move(self, entry: HistoryEntry, row: Row, *, replayed: bool) -> bool:
-        """Step 4: the history item and the delete, in one transaction; True if deleted.
-
-        A row that changed meanwhile is kept for its own record to send, unless the change
-        is a re-fire alone (``revision`` bumped, ``fired_at`` set: the sweeper's, the CLI's,
-        the console's), which asked for exactly the mail that just went out. Left, its
-        record would send it a second time (or, after a look-up, record it twice).
-        """
-        if self.store.record_sent(entry, row, replayed=replayed):
-            return True
-        current = self.store.get_row(row.id)
-        if current is None or current.fired_at is None:
-            return current is None
-        same = {k: v for k, v in current.request.items() if k != "revision"} == {
-            k: v for k, v in row.request.items() if k != "revision"
-        }
-        return same and self.store.delete_answered_refire(current)
-
-    def _unsettled(
-        self, row: Row, unsettled: Unsettled, verdict: Wait | LookupFailed, prior: int
-    ) -> RecordResult:
-        """Not sent: too early to look up, or the look-up failed. The row keeps waiting."""
-        now = self._clock.now()
-        if isinstance(verdict, Wait):
-            stamp = self.policy.ambiguous(unsettled, attempts=prior, now=now)
-            return self._write(row, stamp, unsettled=unsettled)
-        stamp = self.policy.lookup_failed(
-            unsettled, verdict.error, prior=prior, now=now, rng=self._rng
-        )
-        return replace(self._write(row, stamp, unsettled=unsettled), lookup_failed=True)
-
-    def _record_success(self, message: Message, row: Row, sent: Sent) -> RecordResult:
-        """Step 4: history item and delete, in one transaction."""
-        result = sent.result
-        sent_at = result["sent_at"]
-        if sent.replayed:  # it may have been recorded already, under another key (store)
-            sent_at = self.store.recorded_at(message.id, result["delivery_id"]) or sent_at
-        entry = HistoryEntry(
-            id=message.id,
-            sent_at=sent_at,
-            provider=result["provider"],
-            delivery_id=result["delivery_id"],
-            to=message.to,
-            subject=message.subject,
-            attempts=int(result["attempts"]),
-            content_hash=message.content_hash,
-            expires_at=result.get("expires_at") or self.sender.history_expiry(self._clock.now()),
-            cc_count=len(message.cc),
-            bcc_count=len(message.bcc),
-            left_out=message.left_out,
-            original_recipients=message.original_recipients,
-        )
-        deleted = self._move(entry, row, replayed=sent.replayed)
-        kept = "" if deleted else "; the row changed meanwhile and was kept"
-        event = sent_event(entry, left_out=message.left_out)
-        if sent.replayed:
-            return RecordResult(
-                Outcome.DUPLICATE,
-                message.id,
-                f"already sent as delivery {result['delivery_id']}; not sent again{kept}",
-                event=event,
-            )
-        return RecordResult(
-            Outcome.SENT,
-            message.id,
-            f"sent through {result['provider']} as delivery {result['delivery_id']}{kept}",
-            latency_seconds=sent.latency_seconds,
-            provider=result["provider"],
-            event=event,
-        )
-
-    def _after_error(self, error: ProviderError, prior: int, attempts: int) -> FailureStamp:
-        return self.policy.after_error(
-            error, prior=prior, attempts=attempts, now=self._clock.now(), rng=self._rng
-        )
-
-    def _write(self, row: Row, stamp: FailureStamp, *, unsettled: Unsettled | None) -> RecordResult:
-        """Step 5 (and 2's scheduling): stamp a row that stays, conditional on the content
-        that was tried. ``unsettled`` is what the row must keep of a send that may have been
-        taken (None: nothing, or settled now); every stamp says, so none forgets it."""
-        stamp = replace(stamp, unsettled=unsettled)
-        if (
-            unsettled is None
-            and stamp.retry_at is not None
-            and (expiry := expiry_of(row)) is not None
-        ):
-            # A wait never outlasts the row's life: the sweeper comes back by expires_at to
-            # expire it (a row waiting on a look-up waits for it, whatever its expiry). Only
-            # a row the parser passed waits, so its expiry converts to UTC.
-            stamp = replace(stamp, retry_at=min(stamp.retry_at, iso_utc(expiry)))
-        parked = (row.status, row.retry_at) == (stamp.status.value, stamp.retry_at)
-        if stamp.status is RowStatus.SCHEDULED and parked and unsettled == row.unsettled:
-            # Already parked with this time: rewriting identical values would only echo.
-            return RecordResult(Outcome.SCHEDULED, row.id, f"already {stamp.describe()}")
-        if not self.store.stamp(row, stamp):
-            # Edited or removed while we worked: its own record decides its fate.
-            return RecordResult(
-                Outcome.STALE,
-                row.id,
-                f"not stamped {stamp.status.value}: the row changed meanwhile",
-                error_kind=stamp.error_kind,
-            )
-        return RecordResult(
-            Outcome(stamp.status.value),
-            row.id,
-            stamp.describe(),
-            error_kind=stamp.error_kind,
-            event=stamp_event(row, stamp),
-        )
+            return replace(self.books.keep(row, stamp, unsettled=exc.unsettled), ambiguous=True)
+        return self.books.sent(sent.message, row, sent)
 
 
 def _row_id(record: DynamoDBRecord) -> str | None:

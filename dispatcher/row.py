@@ -22,8 +22,11 @@ from typing import Any
 from dispatcher.unsettled import Unsettled
 
 __all__ = [
+    "ADDRESS_LIST_ATTRIBUTES",
     "BOOKKEEPING_ATTRIBUTES",
     "REQUEST_ATTRIBUTES",
+    "STRING_ATTRIBUTES",
+    "STRUCTURED_ATTRIBUTES",
     "WAITING_STATUSES",
     "AttributeValue",
     "ErrorKind",
@@ -41,28 +44,30 @@ AttributeValue = dict[str, Any]
 #: A stream image or item: attribute name -> wire value.
 Image = Mapping[str, Any]
 
+#: The request attributes by the DynamoDB type they take, each in the order a person reads a
+#: mail (the console's form shows them so): one string each; lists of addresses (L of S);
+#: structured ones (``insert_code`` a map of strings, ``attachments`` a list of maps).
+STRING_ATTRIBUTES = (
+    "to",
+    "subject",
+    "text",
+    "html",
+    "from",
+    "from_name",
+    "reply_to",
+    "reply_to_name",
+    "encode",
+    "provider",
+    "list_unsubscribe_url",
+    "list_unsubscribe_mailto",
+    "send_after",
+    "expires_at",
+)
+ADDRESS_LIST_ATTRIBUTES = ("cc", "bcc")
+STRUCTURED_ATTRIBUTES = ("insert_code", "attachments")
+#: What a producer writes: the above, and ``revision`` (a number bumped to send a row again).
 REQUEST_ATTRIBUTES = frozenset(
-    {
-        "to",
-        "cc",
-        "bcc",
-        "subject",
-        "text",
-        "html",
-        "from",
-        "from_name",
-        "reply_to",
-        "reply_to_name",
-        "list_unsubscribe_url",
-        "list_unsubscribe_mailto",
-        "encode",
-        "insert_code",
-        "attachments",
-        "send_after",
-        "expires_at",
-        "provider",
-        "revision",
-    }
+    {*STRING_ATTRIBUTES, *ADDRESS_LIST_ATTRIBUTES, *STRUCTURED_ATTRIBUTES, "revision"}
 )
 BOOKKEEPING_ATTRIBUTES = frozenset(
     {

@@ -18,7 +18,16 @@ from typing import Any
 from boto3.dynamodb.types import TypeSerializer
 
 from dispatcher.message import parse_message
-from dispatcher.row import REQUEST_ATTRIBUTES, AttributeValue, Image, Row, plain
+from dispatcher.row import (
+    ADDRESS_LIST_ATTRIBUTES,
+    REQUEST_ATTRIBUTES,
+    STRING_ATTRIBUTES,
+    STRUCTURED_ATTRIBUTES,
+    AttributeValue,
+    Image,
+    Row,
+    plain,
+)
 
 __all__ = [
     "JSON_FIELDS",
@@ -31,25 +40,11 @@ __all__ = [
     "split_problems",
 ]
 
-#: Request attributes edited as one string each, in the order the form shows them.
-TEXT_FIELDS = (
-    "to",
-    "subject",
-    "text",
-    "html",
-    "from",
-    "from_name",
-    "reply_to",
-    "reply_to_name",
-    "encode",
-    "provider",
-    "list_unsubscribe_url",
-    "list_unsubscribe_mailto",
-    "send_after",
-    "expires_at",
-)
-LIST_FIELDS = ("cc", "bcc")
-JSON_FIELDS = ("insert_code", "attachments")
+#: The form's fields, in the order it shows them: a text field per string attribute, one
+#: address per line for the lists, JSON for the structured ones.
+TEXT_FIELDS = STRING_ATTRIBUTES
+LIST_FIELDS = ADDRESS_LIST_ATTRIBUTES
+JSON_FIELDS = STRUCTURED_ATTRIBUTES
 #: A problem naming one of these belongs to that form field.
 _FIELD_OF = {"text/html": "text"}
 
