@@ -18,6 +18,7 @@ from typing import Any
 from dispatcher.attachments import Attachments
 from dispatcher.bounces import BounceLedger
 from dispatcher.credentials import Credentials, parameter_loader
+from dispatcher.local.options import STATE_FILE, default_state_dir
 from dispatcher.ops.admin import Admin
 from dispatcher.providers.blastengine import BlastengineClient
 from dispatcher.settings import DEFAULT_BLASTENGINE_BASE_URL
@@ -29,11 +30,6 @@ __all__ = ["Target", "TargetError", "default_state_dir", "deployed_stack", "loca
 
 #: Where README "Deploy to AWS", step 1, puts the credentials (the template's default).
 DEFAULT_PARAMETER = "/mail-dispatcher/blastengine"
-
-
-def default_state_dir() -> Path:
-    """``$DISPATCHER_STATE_DIR``, or ``.dispatcher`` in the current directory."""
-    return Path(os.environ.get("DISPATCHER_STATE_DIR") or ".dispatcher")
 
 
 class TargetError(Exception):
@@ -109,7 +105,7 @@ def _client(service: str, endpoint_url: str | None = None, region: str | None = 
 
 def local_stack(state_dir: Path) -> Target:
     """The stack ``dispatcher dev`` is running, from its ``local.json``."""
-    path = state_dir / "local.json"
+    path = state_dir / STATE_FILE
     try:
         info = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
