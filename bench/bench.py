@@ -796,7 +796,7 @@ def local_latency(stack: Stack, rows: int = 200, pace: float = 20.0) -> dict[str
                 latencies[row_id] = sent.timestamp() - at
         time.sleep(0.5)
     values = sorted(latencies.values())
-    from dispatcher.local.poller import MappingConfig
+    from dispatcher.local.mapping import MappingConfig
 
     return {
         "rows": rows,

@@ -39,9 +39,10 @@ from dispatcher.local.function_env import (
     shareable_environment,
 )
 from dispatcher.local.function_url import FunctionUrlServer
+from dispatcher.local.mapping import FileFailureDestination, MappingConfig
 from dispatcher.local.options import STATE_FILE, ReadyInfo, StackOptions, default_state_dir
 from dispatcher.local.persistence import SAVE_INTERVAL_SECONDS, SNAPSHOT_FILE, TableSnapshots
-from dispatcher.local.poller import FileFailureDestination, MappingConfig, StreamPoller
+from dispatcher.local.poller import StreamPoller
 from dispatcher.local.sam_env import SAM_ENV_FILE, store_secrets, write_sam_env
 from dispatcher.local.sandbox import SANDBOX_API_KEY, SANDBOX_LOGIN_ID
 from dispatcher.local.sandbox_process import SandboxProcess

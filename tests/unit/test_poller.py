@@ -10,7 +10,9 @@ from typing import Any
 
 import pytest
 
-from dispatcher.local.poller import MappingConfig, ShardConsumer, StreamPoller, matches_filter
+from dispatcher.local.mapping import MappingConfig, matches_filter
+from dispatcher.local.poller import StreamPoller
+from dispatcher.local.shard_consumer import ShardConsumer
 from tests.fakes import FakeClock
 
 T0 = 1764000000  # ApproximateCreationDateTime of the fake records (the FakeClock's start)
