@@ -43,7 +43,7 @@ os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
 from dispatcher.clock import iso_utc
 from dispatcher.dispatch import Dispatcher
 from dispatcher.local.context import LocalContext
-from dispatcher.local.sandbox import SANDBOX_API_KEY, SANDBOX_LOGIN_ID
+from dispatcher.local.sandbox_model import SANDBOX_API_KEY, SANDBOX_LOGIN_ID
 from dispatcher.local.tables import create_tables, load_template
 from dispatcher.observability import metrics
 from dispatcher.settings import Settings

@@ -1,12 +1,14 @@
-"""A socket server run on a daemon thread, started and stopped as one thing."""
+"""The local stack's HTTP servers: run on a daemon thread, started and stopped as one thing."""
 
 from __future__ import annotations
 
 import socketserver
+import sys
 import threading
-from typing import Self
+from http.server import ThreadingHTTPServer
+from typing import Any, Self
 
-__all__ = ["BackgroundServer"]
+__all__ = ["BackgroundServer", "QuietHTTPServer"]
 
 
 class BackgroundServer:
@@ -44,3 +46,16 @@ class BackgroundServer:
         address = self._server.server_address
         assert isinstance(address, tuple)  # an IP socket: (host, port, ...)
         return str(address[0]), int(address[1])
+
+
+class QuietHTTPServer(ThreadingHTTPServer):
+    """A client that gave up (a timeout the sandbox was told to cause) is not an error."""
+
+    # Every execution environment opens a pool of connections at once; socketserver's
+    # backlog of 5 would leave the rest waiting a second for their SYN to be retried.
+    request_queue_size = 128
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)

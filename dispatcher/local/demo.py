@@ -21,7 +21,7 @@ from rich.console import Console
 from rich.table import Table
 
 from dispatcher.clock import iso_utc
-from dispatcher.local.sandbox import Faults
+from dispatcher.local.sandbox_model import Faults
 from dispatcher.local.sandbox_process import SandboxProcess
 from dispatcher.row import plain, string_attribute
 

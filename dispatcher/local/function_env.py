@@ -13,7 +13,7 @@ import secrets
 from collections.abc import Mapping
 
 from dispatcher.local.options import StackOptions
-from dispatcher.local.sandbox import SANDBOX_API_KEY
+from dispatcher.local.sandbox_model import SANDBOX_API_KEY
 from dispatcher.local.tables import (
     BOUNCE_TABLE,
     HISTORY_TABLE,

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import urlsplit
 
-from dispatcher.local._server import BackgroundServer
+from dispatcher.local._server import BackgroundServer, QuietHTTPServer
 
 __all__ = ["FunctionUrlServer"]
 
@@ -35,7 +35,7 @@ class FunctionUrlServer(BackgroundServer):
         port: int = 0,
     ) -> None:
         self._invoke = invoke
-        self._server = ThreadingHTTPServer((host, port), self._handler_class())
+        self._server = QuietHTTPServer((host, port), self._handler_class())
         self._server.daemon_threads = True
 
     @property

@@ -15,106 +15,38 @@ It binds loopback only, runs in a daemon thread and stops with :meth:`Sandbox.st
 
 from __future__ import annotations
 
-import email.parser
-import email.policy
 import json
 import os
 import random
 import threading
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from dispatcher.local._server import BackgroundServer
+from dispatcher.local._server import BackgroundServer, QuietHTTPServer
 from dispatcher.local.sandbox_lookups import bounce_events, delivery_detail, mail_results
-from dispatcher.local.sandbox_rules import validate_transaction
+from dispatcher.local.sandbox_model import (
+    API_KEY_VARIABLE,
+    Faults,
+    SentMail,
+    bounces_of,
+)
+from dispatcher.local.sandbox_rules import Multipart, validate_transaction
 from dispatcher.providers.blastengine import TRANSACTION_PATH, bearer_token
 
-__all__ = ["Faults", "Sandbox", "SentMail"]
-
-
-class _QuietServer(ThreadingHTTPServer):
-    """A client that gave up (a timeout the sandbox was told to cause) is not an error."""
-
-    # Every execution environment opens a pool of connections at once; socketserver's
-    # backlog of 5 would leave the rest waiting a second for their SYN to be retried.
-    request_queue_size = 128
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        import sys
-
-        if isinstance(sys.exc_info()[1], ConnectionError):
-            return
-        super().handle_error(request, client_address)
+__all__ = ["Sandbox"]
 
 
 API_PREFIX = "/api/v1"
-#: The sandbox's own credentials (README), used when the environment sets none.
-SANDBOX_LOGIN_ID = "sandbox"
-SANDBOX_API_KEY = "sandbox-api-key"  # not a real account's key
 #: blastengine's rate-limit headers, on every answer.
 RATE_REMAINING = "X-RateLimit-Remaining"
 RATE_RESETS_IN = "X-Rate-Limit-Retry-After-Seconds"
 #: X-RateLimit-Remaining when no rate limit is set: plenty, as on an idle account.
 UNLIMITED_REMAINING = 500
-#: The environment variable that hands the sandbox process its API key.
-API_KEY_VARIABLE = "DISPATCHER_SANDBOX_API_KEY"
-#: Seconds an accepted mail stays invisible to the look-ups unless told otherwise.
-DEFAULT_LOOKUP_LAG = 1.0
-
-
-@dataclass(frozen=True)
-class Faults:
-    """What share of requests misbehave, and how."""
-
-    rate_limited: float = 0.0  # share answered 429
-    server_error: float = 0.0  # share answered 500
-    retry_after: float = 1.0  # seconds, sent with each 429
-    latency: float = 0.0  # seconds added to every answer
-    timeout: float = 0.0  # share that hangs for hang_seconds, then 504, mail NOT accepted
-    accepted_timeout: float = 0.0  # share accepted, then answered only after hang_seconds
-    hang_seconds: float = 5.0
-    hang_once_to: tuple[str, ...] = ()  # recipients whose first mail is accepted, answered late
-    rate_limit: float = 0.0  # requests/second accepted before answering 429; 0: no limit
-    fail_to: tuple[str, ...] = ()  # recipients always answered 500 (for demos)
-    attachment_limit: int = 1_000_000  # bytes of attachments per mail (the contract's)
-    #: Recipients that bounce: an address, or "@domain" for every address there, to the
-    #: bounce type (HARDERROR, SOFTERROR, DROP). Accepted, then reported by webhook.
-    bounce: dict[str, str] = field(default_factory=dict)
-    webhook: bool = True  # report bounces to the webhook (off: only /logs/mails/results has them)
-    bounce_delay: float = 0.3  # seconds between accepting a mail and reporting its bounces
-    #: Seconds before an accepted mail shows in /logs/mails/results, the look-up that finds
-    #: a mail by recipient: the real mail log is not instant either.
-    lookup_lag: float = DEFAULT_LOOKUP_LAG
-    lookups_down: bool = False  # answer every look-up 503
-    seed: int | None = None
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any], base: Faults | None = None) -> Faults:
-        current = base or cls()
-        known = {k: v for k, v in data.items() if k in asdict(current)}
-        for name in ("fail_to", "hang_once_to"):
-            if name in known:
-                known[name] = tuple(known[name])
-        if "bounce" in known:
-            known["bounce"] = {str(k).lower(): str(v) for k, v in dict(known["bounce"]).items()}
-        return replace(current, **known)
-
-
-@dataclass(frozen=True)
-class SentMail:
-    """One mail the sandbox accepted; ``attachments`` as received (name, size, type)."""
-
-    delivery_id: int
-    received_at: str
-    payload: dict[str, Any]
-    attachments: tuple[dict[str, Any], ...] = ()
-    #: Recipients that bounced, and how (the sandbox's Faults.bounce decided at acceptance).
-    bounces: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -155,7 +87,7 @@ class Sandbox(BackgroundServer):
         self._token = bearer_token(login_id, api_key)
         initial = faults or Faults()
         self._state = _State(faults=initial, rng=random.Random(initial.seed))  # noqa: S311
-        self._server = _QuietServer((host, port), self._handler_class())
+        self._server = QuietHTTPServer((host, port), self._handler_class())
         self._server.daemon_threads = True
         #: Where bounces are reported, as blastengine's console would be set to (the stack's
         #: webhook URL); None reports none.
@@ -233,7 +165,7 @@ class Sandbox(BackgroundServer):
                     self._json(HTTPStatus.OK, asdict(state.faults))
                 elif self.path == API_PREFIX + TRANSACTION_PATH:
                     files: list[dict[str, Any]] = []
-                    if isinstance(body, _Multipart):
+                    if isinstance(body, Multipart):
                         body, files = body.data, body.files
                     status, payload, headers = sandbox._transaction(
                         self.headers.get("Authorization", ""), body, files
@@ -247,7 +179,7 @@ class Sandbox(BackgroundServer):
                 raw = self.rfile.read(length) if length else b""
                 content_type = self.headers.get("Content-Type", "")
                 if content_type.startswith("multipart/form-data"):
-                    return _Multipart.parse(content_type, raw)
+                    return Multipart.parse(content_type, raw)
                 try:
                     return json.loads(raw or b"null")
                 except ValueError:
@@ -320,7 +252,7 @@ class Sandbox(BackgroundServer):
         problems = validate_transaction(body, files, attachment_limit=faults.attachment_limit)
         if problems:
             return 400, {"error_messages": problems}
-        bounces = _bounces(body, faults.bounce)
+        bounces = bounces_of(body, faults.bounce)
         with state.lock:
             delivery_id = state.next_id
             state.next_id += 1
@@ -425,55 +357,6 @@ class Sandbox(BackgroundServer):
                 f"subject={p.get('subject')!r}"
             )
         return "\n".join(lines) + "\n"
-
-
-@dataclass(frozen=True)
-class _Multipart:
-    """A ``multipart/form-data`` request: the JSON of its ``data`` part, and its files."""
-
-    data: Any
-    files: list[dict[str, Any]]
-
-    @classmethod
-    def parse(cls, content_type: str, raw: bytes) -> _Multipart:
-        document = email.parser.BytesParser(policy=email.policy.default).parsebytes(
-            f"Content-Type: {content_type}\r\n\r\n".encode() + raw
-        )
-        data: Any = None
-        files: list[dict[str, Any]] = []
-        for part in document.iter_parts() if document.is_multipart() else ():
-            name = part.get_param("name", header="content-disposition")
-            payload = part.get_payload(decode=True)
-            payload = payload if isinstance(payload, bytes) else b""
-            if name == "data":
-                try:
-                    data = json.loads(payload)
-                except ValueError:
-                    data = None
-            elif name == "file":
-                files.append(
-                    {
-                        "filename": part.get_filename() or "",
-                        "size": len(payload),
-                        "content_type": part.get_content_type(),
-                    }
-                )
-        return cls(data, files)
-
-
-def _bounces(body: Any, rules: dict[str, str]) -> dict[str, str]:
-    """Which recipients of an accepted mail bounce, by the rules (address or @domain)."""
-    if not rules or not isinstance(body, dict):
-        return {}
-    out = {}
-    for address in (body.get("to"), *body.get("cc", []), *body.get("bcc", [])):
-        if not isinstance(address, str):
-            continue
-        lowered = address.lower()
-        kind = rules.get(lowered) or rules.get("@" + lowered.rsplit("@", 1)[-1])
-        if kind:
-            out[address] = kind
-    return out
 
 
 def _main(argv: list[str]) -> int:

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from dispatcher.local.sandbox import SentMail
+    from dispatcher.local.sandbox_model import SentMail
 
 __all__ = ["RESULT_STATUSES", "bounce_events", "delivery_detail", "mail_results"]
 

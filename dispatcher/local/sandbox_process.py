@@ -9,7 +9,7 @@ from dataclasses import asdict
 from typing import Any
 
 from dispatcher.local.child import ChildProcess, ServiceProcess
-from dispatcher.local.sandbox import API_KEY_VARIABLE, Faults, SentMail
+from dispatcher.local.sandbox_model import API_KEY_VARIABLE, Faults, SentMail
 
 __all__ = ["SandboxProcess"]
 

@@ -9,7 +9,11 @@ shape, ``{field: [message, ...]}``.
 
 from __future__ import annotations
 
+import email.parser
+import email.policy
+import json
 import re
+from dataclasses import dataclass
 from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
@@ -30,7 +34,7 @@ from dispatcher.blastengine_limits import (
     UNSUBSCRIBE_CHARS,
 )
 
-__all__ = ["validate_transaction"]
+__all__ = ["Multipart", "validate_transaction"]
 
 _INSERT_KEY = re.compile(rf"__{INSERT_CODE_NAME.pattern}__|%%{INSERT_CODE_NAME.pattern}%%")
 
@@ -158,3 +162,37 @@ def validate_transaction(
     if files and sum(int(f.get("size", 0)) for f in files) > attachment_limit:
         refuse("file", f"at most {attachment_limit} bytes in all")
     return problems
+
+
+@dataclass(frozen=True)
+class Multipart:
+    """A ``multipart/form-data`` request: the JSON of its ``data`` part, and its files."""
+
+    data: Any
+    files: list[dict[str, Any]]
+
+    @classmethod
+    def parse(cls, content_type: str, raw: bytes) -> Multipart:
+        document = email.parser.BytesParser(policy=email.policy.default).parsebytes(
+            f"Content-Type: {content_type}\r\n\r\n".encode() + raw
+        )
+        data: Any = None
+        files: list[dict[str, Any]] = []
+        for part in document.iter_parts() if document.is_multipart() else ():
+            name = part.get_param("name", header="content-disposition")
+            payload = part.get_payload(decode=True)
+            payload = payload if isinstance(payload, bytes) else b""
+            if name == "data":
+                try:
+                    data = json.loads(payload)
+                except ValueError:
+                    data = None
+            elif name == "file":
+                files.append(
+                    {
+                        "filename": part.get_filename() or "",
+                        "size": len(payload),
+                        "content_type": part.get_content_type(),
+                    }
+                )
+        return cls(data, files)

@@ -44,7 +44,7 @@ from dispatcher.local.options import STATE_FILE, ReadyInfo, StackOptions, defaul
 from dispatcher.local.persistence import SAVE_INTERVAL_SECONDS, SNAPSHOT_FILE, TableSnapshots
 from dispatcher.local.poller import StreamPoller
 from dispatcher.local.sam_env import SAM_ENV_FILE, store_secrets, write_sam_env
-from dispatcher.local.sandbox import SANDBOX_API_KEY, SANDBOX_LOGIN_ID
+from dispatcher.local.sandbox_model import SANDBOX_API_KEY, SANDBOX_LOGIN_ID
 from dispatcher.local.sandbox_process import SandboxProcess
 from dispatcher.local.tables import (
     BOUNCE_TABLE,

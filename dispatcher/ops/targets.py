@@ -75,7 +75,7 @@ class Target:
             static = Credentials(login_id, api_key)
             credentials: Callable[[], Credentials] = lambda: static  # noqa: E731
         elif self.sandbox_url is not None:
-            from dispatcher.local.sandbox import SANDBOX_API_KEY, SANDBOX_LOGIN_ID
+            from dispatcher.local.sandbox_model import SANDBOX_API_KEY, SANDBOX_LOGIN_ID
 
             local = Credentials(SANDBOX_LOGIN_ID, SANDBOX_API_KEY)
             credentials = lambda: local  # noqa: E731

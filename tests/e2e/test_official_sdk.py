@@ -19,7 +19,8 @@ from blastengine.Log import Log
 from blastengine.MailBase import MailBase
 from blastengine.Transaction import Transaction
 
-from dispatcher.local.sandbox import Faults, Sandbox
+from dispatcher.local.sandbox import Sandbox
+from dispatcher.local.sandbox_model import Faults
 
 
 @pytest.fixture

@@ -8,7 +8,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from dispatcher.local.sandbox import Faults, Sandbox
+from dispatcher.local.sandbox import Sandbox
+from dispatcher.local.sandbox_model import Faults
 from dispatcher.providers import bearer_token
 
 BODY = {

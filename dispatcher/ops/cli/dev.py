@@ -221,7 +221,7 @@ def dev(
     handler = function_logger.registered_handler
     if isinstance(handler, logging.StreamHandler):
         handler.setStream(sys.stderr)
-    from dispatcher.local.sandbox import Faults
+    from dispatcher.local.sandbox_model import Faults
     from dispatcher.local.stack import LocalStack, StackOptions
 
     log_format = log_format or ("human" if sys.stderr.isatty() else "json")
