@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import warnings
+from pathlib import Path
 
 import pytest
 
@@ -320,3 +321,26 @@ def test_the_overview_charts_the_flow_from_what_it_reads(script, browser, table,
     page = browser.get("/").text
     assert page.count('<svg class="chart"') == 2
     assert "<script" not in page
+
+
+def test_the_reference_page_names_every_route_and_what_each_twin_answers(admin, script, table):
+    page = (Path(__file__).resolve().parents[2] / "docs/reference/console-api.md").read_text()
+    app = create_app(admin, token=TOKEN, allowed_hosts=frozenset({HOST}))
+    paths = {
+        r.path.replace(":path}", "}")
+        for r in app.routes
+        if not r.path.startswith(("/api/", "/static"))
+    }
+    assert paths == set(re.findall(r"^\| `(/[^`]*)` \|", page, re.M))
+    _failed(table, "a", to="x@")
+    answers = {
+        "/api/overview": script.get("/api/overview").json(),
+        "/api/rows": script.get("/api/rows").json(),
+        "/api/rows/a": script.get("/api/rows/a").json(),
+        "/api/history": script.get("/api/history").json(),
+    }
+    answers["/api/rows/a row"] = answers["/api/rows/a"]["row"]
+    answers["/api/overview counts"] = answers["/api/overview"]["counts"]
+    for where, answer in answers.items():
+        for key in answer:
+            assert f"`{key}`" in page, f"{where} answers {key!r}, which the page does not name"

@@ -207,3 +207,10 @@ def test_the_dashboard_charts_only_metrics_the_code_emits() -> None:
         line[1] for w in widgets for line in w["properties"]["metrics"] if line[0] == "AWS/Lambda"
     }
     assert lambda_metrics == {"IteratorAge", "ConcurrentExecutions"}
+
+
+def test_the_reference_page_lists_every_parameter_and_nothing_else() -> None:
+    page = Path(__file__).resolve().parents[2] / "docs" / "reference" / "template-parameters.md"
+    listed = re.findall(r"^\| `(\w+)` \|", page.read_text(), re.M)
+    assert sorted(listed) == sorted(TEMPLATE["Parameters"])
+    assert len(listed) == len(set(listed))

@@ -26,7 +26,15 @@ class _Provider(StrEnum):
 
 
 app = typer.Typer(
-    help="A visible queue for outgoing mail: DynamoDB rows in, blastengine deliveries out.",
+    help=(
+        "A visible queue for outgoing mail: DynamoDB rows in, provider deliveries out.\n\n"
+        "Every command but dev, demo and invoke talks to a stack: the local one dispatcher dev "
+        "runs (found through local.json in --state-dir), or a deployed one (--stack NAME, "
+        "from its CloudFormation outputs, with your AWS credentials).\n\n"
+        "Data goes to stdout, a table or with --json JSON for scripts; messages go to stderr. "
+        "A bad argument, an unknown id or an unreachable endpoint is one line on stderr and "
+        "exit status 2."
+    ),
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -84,7 +92,7 @@ def _options(
         ),
     ] = None,
 ) -> None:
-    """A visible queue for outgoing mail: DynamoDB rows in, blastengine deliveries out."""
+    """A visible queue for outgoing mail: DynamoDB rows in, provider deliveries out."""
     from dispatcher.ops.targets import default_state_dir
 
     ctx.obj = _Factory(stack, state_dir or default_state_dir())
@@ -96,7 +104,7 @@ def _options(
 # ----------------------------------------------------------------------------- helpers
 
 
-def _duration(value: str, option: str) -> timedelta:
+def duration(value: str, option: str) -> timedelta:
     units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
     number, unit = value[:-1], value[-1:].lower()
     if unit not in units or not number.isdigit() or int(number) <= 0:
@@ -104,19 +112,19 @@ def _duration(value: str, option: str) -> timedelta:
     return timedelta(seconds=int(number) * units[unit])
 
 
-def _target(ctx: typer.Context) -> Any:
+def target_of(ctx: typer.Context) -> Any:
     return ctx.find_root().obj.target()
 
 
-def _suppressions(ctx: typer.Context) -> Any:
-    suppressions = _target(ctx).suppressions
+def suppressions_of(ctx: typer.Context) -> Any:
+    suppressions = target_of(ctx).suppressions
     if suppressions is None:
         raise CommandError("this stack has no suppression table")
     return suppressions
 
 
 @contextlib.contextmanager
-def _errors_as_exit() -> Iterator[None]:
+def errors_as_exit() -> Iterator[None]:
     """At the command edge: a domain error is one stderr line and exit status 2."""
     from dispatcher.attachments import AttachmentsUnavailableError
     from dispatcher.dynamodb import StoreError
@@ -126,9 +134,9 @@ def _errors_as_exit() -> Iterator[None]:
     try:
         yield
     except (CommandError, SettingsError, TargetError, StoreError) as exc:
-        _fail(str(exc))
+        fail(str(exc))
     except (AttachmentsUnavailableError, ProviderError) as exc:
-        _fail(str(exc))
+        fail(str(exc))
     except (typer.Exit, typer.Abort, KeyboardInterrupt):
         raise
     except Exception as exc:
@@ -136,15 +144,15 @@ def _errors_as_exit() -> Iterator[None]:
         # traceback is there for whoever asks.
         if os.environ.get("DISPATCHER_DEBUG"):
             raise
-        _fail(f"unexpected {type(exc).__name__}: {exc} (DISPATCHER_DEBUG=1 shows the traceback)")
+        fail(f"unexpected {type(exc).__name__}: {exc} (DISPATCHER_DEBUG=1 shows the traceback)")
 
 
-def _fail(message: str) -> None:
+def fail(message: str) -> None:
     err.print(f"dispatcher: error: {message}", markup=False, highlight=False)
     raise typer.Exit(2)
 
 
-def _read_json(path: Path, what: str) -> Any:
+def read_json(path: Path, what: str) -> Any:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -155,7 +163,7 @@ def _read_json(path: Path, what: str) -> Any:
         raise CommandError(f"{what} {path} is not JSON: {exc}") from None
 
 
-def _read_jsonl(path: Path) -> list[Any]:
+def read_jsonl(path: Path) -> list[Any]:
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except FileNotFoundError:
@@ -174,14 +182,14 @@ def _read_jsonl(path: Path) -> list[Any]:
     return rows
 
 
-def _key_value(item: str) -> tuple[str, str]:
+def key_value(item: str) -> tuple[str, str]:
     key, sep, value = item.partition("=")
     if not sep or not key:
         raise CommandError(f"--insert-code wants KEY=VALUE, got {item!r}")
     return key, value
 
 
-def _take(items: Iterator[Any], limit: int) -> tuple[list[Any], bool]:
+def take(items: Iterator[Any], limit: int) -> tuple[list[Any], bool]:
     taken: list[Any] = []
     for item in items:
         if len(taken) == limit:
@@ -190,7 +198,7 @@ def _take(items: Iterator[Any], limit: int) -> tuple[list[Any], bool]:
     return taken, False
 
 
-def _iso(value: str, option: str) -> str:
+def iso(value: str, option: str) -> str:
     from dispatcher.clock import iso_utc
 
     try:
@@ -200,7 +208,7 @@ def _iso(value: str, option: str) -> str:
     return iso_utc(moment if moment.tzinfo else moment.replace(tzinfo=UTC))
 
 
-def _age(stamp: Any) -> str:
+def age(stamp: Any) -> str:
     then = parse_iso(stamp)
     if then is None:
         return ""
@@ -211,14 +219,14 @@ def _age(stamp: Any) -> str:
     return f"{max(seconds, 0)}s"
 
 
-def _clip(text: str, limit: int) -> str:
+def clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _deliveries(ctx: typer.Context, history: list[dict[str, Any]]) -> dict[str, Any]:
+def deliveries_of(ctx: typer.Context, history: list[dict[str, Any]]) -> dict[str, Any]:
     """blastengine's current detail of each history item's delivery, by delivery id (SES
     has no such look-up: its deliveries come as events, on the history item already)."""
-    provider = _target(ctx).provider()
+    provider = target_of(ctx).provider()
     return {
         str(item["delivery_id"]): provider.delivery(str(item["delivery_id"]))
         for item in history
@@ -227,7 +235,7 @@ def _deliveries(ctx: typer.Context, history: list[dict[str, Any]]) -> dict[str, 
     }
 
 
-def _delivery_line(detail: dict[str, Any]) -> str:
+def delivery_line(detail: dict[str, Any]) -> str:
     counts = ", ".join(
         f"{detail.get(key, 0)} {label}"
         for key, label in (

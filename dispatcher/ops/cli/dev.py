@@ -13,12 +13,12 @@ import typer
 
 from dispatcher.ops.cli.common import (
     CommandError,
-    _errors_as_exit,
-    _fail,
     _Provider,
-    _target,
     app,
     err,
+    errors_as_exit,
+    fail,
+    target_of,
 )
 
 
@@ -211,7 +211,7 @@ def dev(
     # the stream current when it is created, which may have been before this command ran
     # (any module importing it), so its handler is pointed at stderr explicitly.
     if log_format not in (None, "json", "human"):
-        _fail(f"--log-format must be json or human, not {log_format!r}")
+        fail(f"--log-format must be json or human, not {log_format!r}")
     real_stdout = sys.stdout
     sys.stdout = sys.stderr
     import logging
@@ -236,7 +236,7 @@ def dev(
     for rule in sandbox_bounce or []:
         where, _, kind = rule.partition("=")
         if not where or kind not in ("HARDERROR", "SOFTERROR", "DROP"):
-            _fail(f"--sandbox-bounce wants ADDRESS=TYPE (HARDERROR, SOFTERROR, DROP), got {rule!r}")
+            fail(f"--sandbox-bounce wants ADDRESS=TYPE (HARDERROR, SOFTERROR, DROP), got {rule!r}")
         bounces[where.lower()] = kind
     faults = Faults(
         bounce=bounces,
@@ -283,7 +283,7 @@ def dev(
         signal.signal(signum, lambda *_: stop.set())
     stack = LocalStack(options)
     web: Any = None
-    with _errors_as_exit():
+    with errors_as_exit():
         try:
             info = stack.start()
             if console:
@@ -348,8 +348,8 @@ def console_command(
 ) -> None:
     """Serve the web console for the stack (the local one, or --stack NAME with your own AWS
     credentials) until Ctrl-C. Prints the URL to open: it carries the console's token."""
-    with _errors_as_exit():
-        target = _target(ctx)
+    with errors_as_exit():
+        target = target_of(ctx)
         try:
             web = _serve_console(
                 target,

@@ -16,12 +16,12 @@ from rich.table import Table
 from dispatcher.ops.cli.common import (
     CommandError,
     JsonOption,
-    _clip,
-    _errors_as_exit,
-    _read_json,
-    _target,
     app,
+    clip,
+    errors_as_exit,
     out,
+    read_json,
+    target_of,
 )
 from dispatcher.settings import SettingsError
 
@@ -30,7 +30,7 @@ from dispatcher.settings import SettingsError
 def demo() -> None:
     """Send the sample rows through the real handler against an in-memory DynamoDB and the
     built-in blastengine sandbox, then show what was sent and what stayed (no AWS needed)."""
-    with _errors_as_exit():
+    with errors_as_exit():
         try:
             from dispatcher.local.demo import run_demo
         except ImportError as exc:
@@ -62,8 +62,8 @@ def invoke(
     boto3's AWS_ENDPOINT_URL; prints the partial batch response as JSON on stdout, logs on
     stderr.
     """
-    with _errors_as_exit():
-        event = _read_json(event_file, "event file")
+    with errors_as_exit():
+        event = read_json(event_file, "event file")
         if not isinstance(event, dict) or not isinstance(event.get("Records"), list):
             raise CommandError(f"event file {event_file} has no 'Records' list: not a stream event")
         # Powertools writes logs and metrics to stdout; stdout is for the response here.
@@ -103,8 +103,8 @@ def events(
     on it receives): one line each, or one JSON object per line with --json."""
     import time
 
-    with _errors_as_exit():
-        name = _target(ctx).events_file
+    with errors_as_exit():
+        name = target_of(ctx).events_file
         if name is None:
             raise CommandError(
                 "only the local stack keeps its events; on AWS, subscribe to the stack's "
@@ -144,7 +144,7 @@ def _print_event(event: dict[str, Any], as_json: bool) -> None:
     if d.get("retry_at"):
         parts.append(f"until {d['retry_at']}")
     if d.get("reason"):
-        parts.append(_clip(str(d["reason"]), 80))
+        parts.append(clip(str(d["reason"]), 80))
     typer.echo("  ".join(parts))
 
 
@@ -153,8 +153,8 @@ def sandbox(ctx: typer.Context, as_json: JsonOption = False) -> None:
     """What the local sandbox received (the mail it accepted)."""
     import httpx
 
-    with _errors_as_exit():
-        url = _target(ctx).sandbox_url
+    with errors_as_exit():
+        url = target_of(ctx).sandbox_url
         if url is None:
             raise CommandError("there is no sandbox here: it belongs to the local stack")
         root = url.rsplit("/api/", 1)[0]
@@ -178,7 +178,7 @@ def sandbox(ctx: typer.Context, as_json: JsonOption = False) -> None:
             str(mail["delivery_id"]),
             mail["received_at"][:19],
             str(payload.get("to")),
-            _clip(str(payload.get("subject", "")), 50),
+            clip(str(payload.get("subject", "")), 50),
             files,
         )
     out.print(table)

@@ -17,18 +17,18 @@ from dispatcher.ops.cli.common import (
     CommandError,
     JsonOption,
     LiveOption,
-    _clip,
-    _deliveries,
-    _delivery_line,
-    _duration,
-    _errors_as_exit,
-    _iso,
-    _suppressions,
-    _take,
-    _target,
     app,
+    clip,
+    deliveries_of,
+    delivery_line,
+    duration,
     err,
+    errors_as_exit,
+    iso,
     out,
+    suppressions_of,
+    take,
+    target_of,
 )
 from dispatcher.row import plain
 
@@ -45,9 +45,9 @@ def history(
     as_json: JsonOption = False,
 ) -> None:
     """What was sent: the history table."""
-    with _errors_as_exit():
-        since_utc = _iso(since, "--since") if since else None
-        admin = _target(ctx).admin
+    with errors_as_exit():
+        since_utc = iso(since, "--since") if since else None
+        admin = target_of(ctx).admin
         if row_id is not None:
             items_iter: Iterator[dict[str, Any]] = iter(admin.history(row_id, since=since_utc))
         else:
@@ -55,9 +55,9 @@ def history(
             items_iter = admin.scan_history(since=since_utc)
         if live and row_id is None:
             raise CommandError("--live goes with --id (one row's deliveries, not the table's)")
-        items, more = _take(items_iter, limit)
+        items, more = take(items_iter, limit)
         plain_items = sorted((plain(i) for i in items), key=lambda i: str(i.get("sent_at")))
-        deliveries = _deliveries(ctx, plain_items) if live else {}
+        deliveries = deliveries_of(ctx, plain_items) if live else {}
     if as_json:
         document: dict[str, Any] = {"history": plain_items, "truncated": more}
         if live:
@@ -70,12 +70,12 @@ def history(
             str(item.get("sent_at")),
             str(item.get("id")),
             str(item.get("to")),
-            _clip(str(item.get("subject", "")), 40),
+            clip(str(item.get("subject", "")), 40),
             str(item.get("provider", "")),
             str(item.get("delivery_id", ""))
             + (" (confirmed by look-up)" if item.get("confirmed_by") == "lookup" else "")
             + (
-                f" ({_delivery_line(deliveries[str(item.get('delivery_id'))])})"
+                f" ({delivery_line(deliveries[str(item.get('delivery_id'))])})"
                 if str(item.get("delivery_id")) in deliveries
                 else ""
             ),
@@ -102,8 +102,8 @@ def suppressed_list(ctx: typer.Context, as_json: JsonOption = False) -> None:
     """List the suppressed addresses and why each is."""
     if ctx.invoked_subcommand is not None:
         return
-    with _errors_as_exit():
-        entries = sorted(_suppressions(ctx).all(), key=lambda e: e.address)
+    with errors_as_exit():
+        entries = sorted(suppressions_of(ctx).all(), key=lambda e: e.address)
     if as_json:
         typer.echo(json.dumps({"suppressed": [asdict(e) for e in entries]}))
         return
@@ -128,7 +128,7 @@ def suppressed_add(
     from dispatcher.clock import iso_utc
     from dispatcher.suppression import Suppression, normalise
 
-    with _errors_as_exit():
+    with errors_as_exit():
         try:
             validate_email(address, check_deliverability=False)
         except EmailNotValidError as exc:
@@ -139,7 +139,7 @@ def suppressed_add(
             added_at=iso_utc(datetime.now(UTC)),
             message=note,
         )
-        _suppressions(ctx).add(entry)
+        suppressions_of(ctx).add(entry)
     typer.echo(json.dumps({"added": asdict(entry)}) if as_json else f"suppressed {entry.address}")
 
 
@@ -150,8 +150,8 @@ def suppressed_remove(
     as_json: JsonOption = False,
 ) -> None:
     """Lift an address's suppression (edit or re-fire its failed rows to send them)."""
-    with _errors_as_exit():
-        if not _suppressions(ctx).remove(address):
+    with errors_as_exit():
+        if not suppressions_of(ctx).remove(address):
             raise CommandError(f"{address!r} is not suppressed")
     typer.echo(json.dumps({"removed": address}) if as_json else f"no longer suppressed: {address}")
 
@@ -173,14 +173,14 @@ def bounces(
     from dispatcher.bounces import BounceType
     from dispatcher.clock import iso_utc
 
-    with _errors_as_exit():
+    with errors_as_exit():
         try:
             wanted = BounceType(kind) if kind is not None else None
         except ValueError:
             raise CommandError("--type must be HARDERROR, SOFTERROR, DROP or COMPLAINT") from None
-        cutoff = iso_utc(datetime.now(UTC) - _duration(since, "--since")) if since else None
+        cutoff = iso_utc(datetime.now(UTC) - duration(since, "--since")) if since else None
         err.print("[dim](a paginated Scan of the bounce table)[/]")
-        items, more = _take(_target(ctx).ledger().recent(since=cutoff, kind=wanted), limit)
+        items, more = take(target_of(ctx).ledger().recent(since=cutoff, kind=wanted), limit)
     rows = sorted((plain(i) for i in items), key=lambda i: str(i.get("received_at")))
     if as_json:
         typer.echo(json.dumps({"bounces": rows, "truncated": more}, default=str))
@@ -212,11 +212,11 @@ def reconcile(
     the webhook's own idempotent path; then join orphan bounces to their history."""
     from dispatcher.reconcile import Reconciler
 
-    with _errors_as_exit():
+    with errors_as_exit():
         until = datetime.now(UTC)
-        target = _target(ctx)
+        target = target_of(ctx)
         reconciler = Reconciler(provider=target.provider(), ledger=target.ledger())
-        result = reconciler.catch_up(until - _duration(since, "--since"), until)
+        result = reconciler.catch_up(until - duration(since, "--since"), until)
     if as_json:
         typer.echo(json.dumps(asdict(result)))
         return
@@ -230,8 +230,8 @@ def reconcile(
 @app.command("webhook-url")
 def webhook_url(ctx: typer.Context) -> None:
     """The bounce webhook's full URL, secret included, to paste into blastengine's console."""
-    with _errors_as_exit():
-        target = _target(ctx)
+    with errors_as_exit():
+        target = target_of(ctx)
         url = target.webhook_url
         if not url:
             raise CommandError("this stack has no bounce webhook")

@@ -16,20 +16,20 @@ from dispatcher.ops.cli.common import (
     CommandError,
     JsonOption,
     LiveOption,
-    _age,
-    _clip,
-    _deliveries,
-    _delivery_line,
-    _errors_as_exit,
-    _fail,
-    _key_value,
-    _read_json,
-    _read_jsonl,
-    _take,
-    _target,
+    age,
     app,
+    clip,
+    deliveries_of,
+    delivery_line,
     err,
+    errors_as_exit,
+    fail,
+    key_value,
     out,
+    read_json,
+    read_jsonl,
+    take,
+    target_of,
 )
 from dispatcher.row import ErrorKind, plain
 from dispatcher.unsettled import describe_unsettled
@@ -74,13 +74,13 @@ def send(
 ) -> None:
     """Insert rows into the send table, as an application would. Each row is checked first;
     nothing is inserted if any row is malformed."""
-    with _errors_as_exit():
+    with errors_as_exit():
         if jsonl is not None:
-            rows = _read_jsonl(jsonl)
+            rows = read_jsonl(jsonl)
         elif file is not None:
-            rows = [_read_json(file, "row file")]
+            rows = [read_json(file, "row file")]
         else:
-            codes = dict(_key_value(item) for item in insert_code or [])
+            codes = dict(key_value(item) for item in insert_code or [])
             rows = [
                 {
                     k: v
@@ -111,7 +111,7 @@ def send(
             _checked_item(row, label=f"row {n}" if len(rows) > 1 else "the row")
             for n, row in enumerate(rows, 1)
         ]
-        admin = _target(ctx).admin
+        admin = target_of(ctx).admin
         inserted = []
         progress: Iterable[dict[str, Any]] = items
         if len(items) > 1 and not as_json:
@@ -140,12 +140,12 @@ def list_rows(
     as_json: JsonOption = False,
 ) -> None:
     """List the send table: what is waiting, failed or deferred, and why."""
-    with _errors_as_exit():
+    with errors_as_exit():
         if status not in (None, "failed", "deferred", "scheduled", "pending"):
             raise CommandError(
                 f"--status must be failed, deferred, scheduled or pending, not {status!r}"
             )
-        admin = _target(ctx).admin
+        admin = target_of(ctx).admin
         if status == "scheduled":
             rows_iter = admin.waiting_rows(status)
         elif status in ("failed", "deferred"):
@@ -155,7 +155,7 @@ def list_rows(
             rows_iter = admin.scan_rows()
             if status == "pending":
                 rows_iter = (r for r in rows_iter if "status" not in r.image)
-        rows, more = _take(rows_iter, limit)
+        rows, more = take(rows_iter, limit)
     plain_rows = [plain(r.image) for r in rows]
     if as_json:
         typer.echo(json.dumps({"rows": plain_rows, "truncated": more}, default=str))
@@ -167,8 +167,8 @@ def list_rows(
             row.get("status", "pending"),
             str(row.get("attempts", "")),
             row.get("error_kind", ""),
-            _clip(row.get("last_error", ""), 60),
-            _age(row.get("failed_at")),
+            clip(row.get("last_error", ""), 60),
+            age(row.get("failed_at")),
         )
     out.print(table)
     if more:
@@ -183,14 +183,14 @@ def show(
     as_json: JsonOption = False,
 ) -> None:
     """Show one row, its last error and its history."""
-    with _errors_as_exit():
-        admin = _target(ctx).admin
+    with errors_as_exit():
+        admin = target_of(ctx).admin
         row = admin.get_row(row_id)
         history = admin.history(row_id)
         if row is None and not history:
             raise CommandError(f"no row and no history for id {row_id!r}")
         plain_history = [plain(h) for h in history]
-        deliveries = _deliveries(ctx, plain_history) if live else {}
+        deliveries = deliveries_of(ctx, plain_history) if live else {}
     plain_row = plain(row.image) if row else None
     if as_json:
         document = {"row": plain_row, "history": plain_history}
@@ -204,7 +204,7 @@ def show(
         out.print(f"[bold]{row_id}[/]  status: {plain_row.get('status', 'pending')}")
         for key in sorted(plain_row):
             if key not in ("id", "last_error", "unsettled"):
-                out.print(f"  {key}: {_clip(str(plain_row[key]), 200)}", markup=False)
+                out.print(f"  {key}: {clip(str(plain_row[key]), 200)}", markup=False)
         if "last_error" in plain_row:
             out.print("  last error:", markup=False)
             for reason in str(plain_row["last_error"]).split("; "):
@@ -228,7 +228,7 @@ def show(
             )
         detail = deliveries.get(str(item.get("delivery_id")))
         if detail is not None:
-            out.print(f"    blastengine now: {_delivery_line(detail)}", markup=False)
+            out.print(f"    blastengine now: {delivery_line(detail)}", markup=False)
 
 
 @app.command()
@@ -250,7 +250,7 @@ def retry(
     as_json: JsonOption = False,
 ) -> None:
     """Re-send rows by bumping their revision (only if they are still as they were read)."""
-    with _errors_as_exit():
+    with errors_as_exit():
         if bool(row_ids) == all_failed:
             raise CommandError("give row ids or --all-failed (one of the two)")
         if kind is not None and not all_failed:
@@ -258,7 +258,7 @@ def retry(
         kinds = [k.value for k in ErrorKind]
         if kind is not None and kind not in kinds:
             raise CommandError(f"--kind must be one of {', '.join(kinds)}, not {kind!r}")
-        admin = _target(ctx).admin
+        admin = target_of(ctx).admin
         if all_failed:
             targets = [(r.id, r) for r in admin.stamped_rows("failed", error_kind=kind)]
         else:
@@ -282,7 +282,7 @@ def retry(
             out.print("nothing to retry")
     missing = [r["id"] for r in results if r["result"] == "not found"]
     if missing:
-        _fail(f"no row with id {', '.join(repr(i) for i in missing)}")
+        fail(f"no row with id {', '.join(repr(i) for i in missing)}")
 
 
 @app.command()
@@ -306,8 +306,8 @@ def cancel(
     """
     from dispatcher.clock import iso_utc
 
-    with _errors_as_exit():
-        admin = _target(ctx).admin
+    with errors_as_exit():
+        admin = target_of(ctx).admin
         row = admin.get_row(row_id)
         if row is None:
             raise CommandError(f"no row with id {row_id!r}")
@@ -326,7 +326,7 @@ def cancel(
         sent = admin.history(row_id, since=read_at)
     if sent:
         delivery = plain(sent[-1]).get("delivery_id", "?")
-        _fail(
+        fail(
             f"{row_id} was deleted, but it was already being sent: the history has it as "
             f"delivery {delivery}"
         )
@@ -368,7 +368,7 @@ def _attach(ctx: typer.Context, row: dict[str, Any], files: list[Path]) -> dict[
     for path in files:
         if not path.is_file():
             raise CommandError(f"--attach: no such file: {path}")
-    attachments = _target(ctx).attachments
+    attachments = target_of(ctx).attachments
     if attachments is None or not attachments.bucket:
         raise CommandError("this stack has no attachments bucket")
     named = []

@@ -1,0 +1,150 @@
+"""What a mail costs (AWS prices, requests per mail), how fast the package imports cold, and
+the handler's peak memory.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from bench.harness import ROOT, Bench, Stack
+
+PRICES = {
+    "lambda_arm64_gb_second_usd": 0.0000133334,
+    "lambda_request_usd": 0.20 / 1_000_000,
+    "dynamodb_write_request_unit_usd": 0.625 / 1_000_000,
+    "dynamodb_read_request_unit_usd": 0.125 / 1_000_000,
+    # GetRecords calls made by Lambda's DynamoDB trigger are not charged.
+    "dynamodb_stream_read_request_unit_usd_via_lambda": 0.0,
+    # EventBridge custom events, per 64 KB chunk of an entry (one delivery event is one).
+    "eventbridge_custom_event_usd": 1.00 / 1_000_000,
+}
+
+
+def cost_per_100k(bench: Bench, mails: int, memory_mb: int) -> dict[str, Any]:
+    """What 100,000 mails cost in AWS terms, from this run's counts and durations."""
+    scale = 100_000 / max(1, mails)
+    gb_seconds = bench.invocation_seconds * scale * memory_mb / 1024
+    parts = {
+        "lambda_compute_usd": gb_seconds * PRICES["lambda_arm64_gb_second_usd"],
+        "lambda_requests_usd": bench.invocations * scale * PRICES["lambda_request_usd"],
+        "dynamodb_writes_usd": bench.write_units
+        * scale
+        * PRICES["dynamodb_write_request_unit_usd"],
+        "dynamodb_reads_usd": bench.read_units * scale * PRICES["dynamodb_read_request_unit_usd"],
+        "stream_reads_usd": 0.0,
+        "delivery_events_usd": bench.events_published
+        * scale
+        * PRICES["eventbridge_custom_event_usd"],
+    }
+    return {
+        "total_usd": sum(parts.values()),
+        **parts,
+        "gb_seconds": gb_seconds,
+        "memory_mb": memory_mb,
+        "write_units_per_mail": bench.write_units / max(1, mails),
+        "read_units_per_mail": bench.read_units / max(1, mails),
+        "delivery_events_per_mail": bench.events_published / max(1, mails),
+        "prices": PRICES,
+    }
+
+
+def function_package(workdir: Path) -> Path:
+    """The function's code as `sam build` packages it (the Makefile's build target, bytecode
+    included), with wheels and bytecode for this machine instead of arm64 and python3.13."""
+    target = workdir / "function"
+    subprocess.run(
+        [
+            "make",
+            "--no-print-directory",
+            "--silent",
+            "build-DispatcherFunction",
+            f"ARTIFACTS_DIR={target}",
+            "LAMBDA_WHEELS=",
+            f"PYTHON={sys.executable}",
+            f"RUNTIME_PYTHON={sys.executable}",
+        ],
+        cwd=ROOT,
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    return target
+
+
+def import_ratio(package: Path, runs: int = 7) -> dict[str, Any]:
+    """Median cold import time of the handler module over a bare `import boto3`, both from
+    the function package in a fresh `python -S` that writes no bytecode (no site-packages,
+    read-only code: Lambda's /var/task). With tracing on (the template's default) and off
+    (`Tracing=PassThrough`), and without the bytecode the build ships."""
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "PYTHONPATH": str(package),
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "LAMBDA_TASK_ROOT": str(package),
+        "SEND_TABLE_NAME": "s",
+        "HISTORY_TABLE_NAME": "h",
+        "IDEMPOTENCY_TABLE_NAME": "i",
+        "DEFAULT_FROM_EMAIL": "a@example.com",
+        "BLASTENGINE_LOGIN_ID": "x",
+        "BLASTENGINE_API_KEY": "y",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "POWERTOOLS_TRACE_DISABLED": "false",
+    }
+    # The same package as the build made it before it shipped bytecode.
+    source_only = package.parent / "source-only"
+    shutil.copytree(package, source_only, ignore=shutil.ignore_patterns("__pycache__"))
+    no_bytecode = {"PYTHONPATH": str(source_only)}
+
+    def timed(statement: str, **overrides: str) -> float:
+        code = f"import time; t = time.perf_counter(); {statement}; print(time.perf_counter() - t)"
+        result = subprocess.run(
+            [sys.executable, "-S", "-c", code],
+            capture_output=True,
+            text=True,
+            env={**env, **overrides},
+            check=True,
+            cwd=package.parent,  # not on sys.path: only PYTHONPATH is
+        )
+        return float(result.stdout.strip().splitlines()[-1])
+
+    times: dict[str, list[float]] = {"boto3": [], "traced": [], "untraced": [], "source": []}
+    for _ in range(runs):  # interleaved, so all of them see the same machine
+        times["boto3"].append(timed("import boto3"))
+        times["traced"].append(timed("import dispatcher.handler"))
+        times["untraced"].append(
+            timed("import dispatcher.handler", POWERTOOLS_TRACE_DISABLED="true")
+        )
+        times["source"].append(timed("import dispatcher.handler", **no_bytecode))
+    median = {name: statistics.median(values) for name, values in times.items()}
+    return {
+        **{f"{name}_ms": round(value * 1000, 1) for name, value in median.items()},
+        "ratio": median["traced"] / median["boto3"],
+        "ratio_untraced": median["untraced"] / median["boto3"],
+        "without_bytecode_ratio": median["source"] / median["traced"],
+    }
+
+
+def peak_rss(stack: Stack) -> dict[str, Any]:
+    """Peak RSS of a fresh process that imports the handler and handles a batch of 100."""
+    script = f"""
+import json, resource, sys
+sys.path.insert(0, {str(ROOT)!r})
+from bench.harness import Bench, local_dynamodb
+class S: pass
+stack = S(); stack.ready = {json.dumps(stack.ready)}
+stack.client = local_dynamodb(stack.ready["endpoint_url"])
+bench = Bench(stack, "rss", rate=1000, concurrency=8)
+bench.handle(bench.records("rss-", 100))
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, cwd=ROOT
+    )
+    return {"peak_rss_mb": round(int(result.stdout.strip().splitlines()[-1]) / 1024, 1)}
