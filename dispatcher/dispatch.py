@@ -45,7 +45,7 @@ from dispatcher.providers.routing import Routes
 from dispatcher.ratelimit import RequestSlots, TokenBucket
 from dispatcher.retry import SendFailedError
 from dispatcher.row import Row, string_attribute
-from dispatcher.send_once import MaybeSentError, OnceSender
+from dispatcher.send_once import MaybeSentError, OnceSender, SendTerms
 from dispatcher.settings import Settings
 from dispatcher.settle import NotTaken, Settler, Taken
 from dispatcher.shared_limit import LimitTable, SharedBucket
@@ -372,8 +372,7 @@ class Dispatcher:
         # mail to an address that bounced for good: the suppression screen runs inside, only
         # if this content was not sent already (a replay is finished, not failed).
         try:
-            sent = self.sender.send(
-                parsed,
+            terms = SendTerms(
                 slots=invocation.slots,
                 deadline=invocation.deadline,
                 prior=prior,
@@ -381,6 +380,7 @@ class Dispatcher:
                 screen=self.suppressions.screen if self.suppressions is not None else None,
                 settled=settled,
             )
+            sent = self.sender.send(parsed, terms)
         except RecipientSuppressedError as exc:
             stamp = self.policy.suppressed(exc.reason, prior=prior, now=now)
             return self.books.keep(row, stamp, unsettled=None)

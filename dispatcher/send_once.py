@@ -42,7 +42,14 @@ from dispatcher.retry import RetryPolicy, SendFailedError, send_with_retries
 from dispatcher.suppression import leaving_out
 from dispatcher.unsettled import Unsettled
 
-__all__ = ["IDEMPOTENCY_KEY_PREFIX", "MaybeSentError", "OnceSender", "SendResult", "Sent"]
+__all__ = [
+    "IDEMPOTENCY_KEY_PREFIX",
+    "MaybeSentError",
+    "OnceSender",
+    "SendResult",
+    "SendTerms",
+    "Sent",
+]
 
 #: Stable idempotency key prefix, so a refactor of the code does not reset every key.
 IDEMPOTENCY_KEY_PREFIX = "dispatcher.send"
@@ -99,6 +106,27 @@ class Sent:
     latency_seconds: float | None = None
 
 
+@dataclass(frozen=True)
+class SendTerms:
+    """What one send may spend and must respect, decided by the dispatcher for its row."""
+
+    #: Each provider's request slots (its account's own limit), by provider name.
+    slots: Callable[[str], RequestSlots]
+    #: The invocation's deadline, less the time its bookkeeping needs.
+    deadline: Deadline
+    #: Requests the row has used in earlier deliveries, and how many this one may make.
+    prior: int
+    budget: int
+    #: The suppression list's screen; it runs only when the message is really to be sent,
+    #: after the idempotency record says it was not yet: a redelivery of a mail already
+    #: accepted replays it, even if an address was suppressed since.
+    screen: Callable[[Message], Message] | None = None
+    #: An ambiguous send of this content that a look-up has since found not taken (its
+    #: window's opening): it joins the idempotency key, so that the record which remembers
+    #: "may have been taken" is not replayed over the send that follows.
+    settled: str | None = None
+
+
 @dataclass
 class _Progress:
     """Side channel out of the idempotent function: ``ran`` tells a fresh send from a
@@ -142,54 +170,29 @@ class OnceSender:
             key_prefix=IDEMPOTENCY_KEY_PREFIX,
         )
 
-    def send(
-        self,
-        message: Message,
-        *,
-        slots: Callable[[str], RequestSlots],
-        deadline: Deadline,
-        prior: int,
-        budget: int,
-        screen: Callable[[Message], Message] | None = None,
-        settled: str | None = None,
-    ) -> Sent:
-        """Send ``message`` once, or recognise that it already was.
+    def send(self, message: Message, terms: SendTerms) -> Sent:
+        """Send ``message`` once, within ``terms``, or recognise that it already was.
 
-        ``screen`` (the suppression list's) runs only when the message is really to be sent,
-        after the idempotency record says it was not yet: a redelivery of a mail already
-        accepted replays it, even if an address was suppressed since.
-
-        ``slots`` paces each provider's requests (its account's own limit). The routes decide
-        which provider sends, and which takes over (:mod:`dispatcher.providers.routing`).
-
-        ``settled`` names an ambiguous send of this content that a look-up has since found
-        not taken (its window's opening): it joins the idempotency key, so that the record
-        which remembers "may have been taken" is not replayed over the send that follows.
+        The routes decide which provider sends, and which takes over
+        (:mod:`dispatcher.providers.routing`).
 
         Raises
         ------
         SendFailedError
-            The provider did not accept it within ``budget`` requests.
+            The provider did not accept it within ``terms.budget`` requests.
         MaybeSentError
             The provider may have taken it, now or in an earlier delivery of the same record
             (which returned no answer, or died mid-send).
         RecipientSuppressedError
-            ``screen`` refused it (no idempotency record is kept: Powertools deletes it).
+            ``terms.screen`` refused it (no idempotency record is kept: Powertools deletes it).
         """
         progress = _Progress()
         key = {"id": message.id, "content_hash": message.content_hash}
-        if settled is not None:
-            key["settled"] = settled
+        if terms.settled is not None:
+            key["settled"] = terms.settled
         try:
             result: SendResult = self._send_once(
-                key=key,
-                message=message,
-                slots=slots,
-                deadline=deadline,
-                budget=budget,
-                prior=prior,
-                progress=progress,
-                screen=screen,
+                key=key, message=message, terms=terms, progress=progress
             )
         except IdempotencyAlreadyInProgressError:
             # An earlier delivery of this record died mid-send (killed, or timed out): its
@@ -197,12 +200,12 @@ class OnceSender:
             # at that invocation's deadline into a blind resend). Lambda does not redeliver a
             # shard's batch while an invocation of it still runs, so the holder is gone, and
             # whether its request reached the provider only the provider can say.
-            raise MaybeSentError(self._interrupted(key, message), prior + 1) from None
+            raise MaybeSentError(self._interrupted(key, message), terms.prior + 1) from None
         except IdempotencyPersistenceLayerError:
             if progress.result is None:
                 raise  # nothing was sent; Lambda retries the record (step 6)
             result = progress.result
-            self._keep(key, result, deadline)
+            self._keep(key, result, terms.deadline)
         if "unsettled" in result:
             unsettled = Unsettled.from_plain(result["unsettled"])
             if unsettled is not None:
@@ -266,20 +269,16 @@ class OnceSender:
         *,
         key: dict[str, str],
         message: Message,
-        slots: Callable[[str], RequestSlots],
-        deadline: Deadline,
-        budget: int,
-        prior: int,
+        terms: SendTerms,
         progress: _Progress,
-        screen: Callable[[Message], Message] | None,
     ) -> SendResult:
         """Step 3, under Powertools Idempotency keyed on ``key`` (row id + content hash):
         through the routes' providers in turn, the next only when the one before proved it
         did not take the mail. All of it is one idempotent send, so a failover is never a
         second mail."""
         progress.ran = True
-        if screen is not None:
-            message = screen(message)
+        if terms.screen is not None:
+            message = terms.screen(message)
         progress.message = message
         plan = self.routes.plan(message)
         used = 0
@@ -289,11 +288,11 @@ class OnceSender:
                 delivery = send_with_retries(
                     provider,
                     message,
-                    bucket=slots(name),
-                    deadline=deadline,
+                    bucket=terms.slots(name),
+                    deadline=terms.deadline,
                     clock=self._clock,
                     policy=RetryPolicy(
-                        max_attempts=self.routes.budget(name, plan, budget),
+                        max_attempts=self.routes.budget(name, plan, terms.budget),
                         request_timeout=self._request_timeout,
                         rng=self._rng,
                     ),
@@ -305,7 +304,9 @@ class OnceSender:
                 if isinstance(exc.error, AmbiguousSendError):
                     # Returned, not raised: Powertools keeps it, and a redelivery replays it.
                     # Never failed over: the look-up says first whether `name` took it.
-                    progress.result = self._maybe_taken(message, exc.error, name, prior + used)
+                    progress.result = self._maybe_taken(
+                        message, exc.error, name, terms.prior + used
+                    )
                     return progress.result
                 # No request made (no slot before the deadline) proves nothing of `name`.
                 if name == plan[-1] or not exc.attempts or not proves_not_taken(exc.error):
@@ -326,7 +327,7 @@ class OnceSender:
             delivery_id=delivery.delivery_id,
             sent_at=iso_utc(sent_at),
             expires_at=self.history_expiry(sent_at),
-            attempts=prior + used,
+            attempts=terms.prior + used,
         )
         if message.left_out:
             progress.result["left_out"] = list(message.left_out)
