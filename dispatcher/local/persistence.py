@@ -100,7 +100,11 @@ class TableSnapshots:
 
     def _put_all(self, table: str, items: list[dict[str, Any]]) -> None:
         for start in range(0, len(items), _BATCH_WRITE_LIMIT):
-            request: Any = {table: [{"PutRequest": {"Item": i}} for i in items[start : start + 25]]}
+            request: Any = {
+                table: [
+                    {"PutRequest": {"Item": i}} for i in items[start : start + _BATCH_WRITE_LIMIT]
+                ]
+            }
             while request:
                 request = self._client.batch_write_item(RequestItems=request).get(
                     "UnprocessedItems"
