@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -45,9 +46,15 @@ def test_the_xray_sdk_is_imported_only_when_tracing(disabled: str, traced: bool)
     assert has_tracer is traced
 
 
-@pytest.mark.parametrize(
-    "entry", ["dispatcher.handler", "dispatcher.sweeper", "dispatcher.webhook"]
-)
+ENTRIES = [
+    "dispatcher.handler",
+    "dispatcher.sweeper",
+    "dispatcher.webhook",
+    "dispatcher.ses_handler",
+]
+
+
+@pytest.mark.parametrize("entry", ENTRIES)
 def test_each_lambda_entry_imports_from_its_environment(entry: str) -> None:
     env = {
         **os.environ,
@@ -75,3 +82,35 @@ def test_each_lambda_entry_imports_from_its_environment(entry: str) -> None:
 
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().splitlines()[-2:] == ["True", "[]"]
+
+
+def test_the_lambda_package_holds_only_what_the_functions_import() -> None:
+    """Every module the build ships (dispatcher/ without ops/, local/, producer/) is loaded by
+    some function's entry: nothing rides along to Lambda unused."""
+    root = Path(__file__).resolve().parents[2]
+    shipped = set()
+    for path in (root / "dispatcher").rglob("*.py"):
+        parts = path.relative_to(root).with_suffix("").parts
+        if parts[1] not in ("ops", "local", "producer"):
+            shipped.add(".".join(parts[:-1] if parts[-1] == "__init__" else parts))
+    env = {
+        **os.environ,
+        "SEND_TABLE_NAME": "s",
+        "HISTORY_TABLE_NAME": "h",
+        "IDEMPOTENCY_TABLE_NAME": "i",
+        "SUPPRESSION_TABLE_NAME": "x",
+        "BOUNCE_TABLE_NAME": "b",
+        "DEFAULT_FROM_EMAIL": "a@example.com",
+        "BLASTENGINE_CREDENTIALS_PARAMETER": "/mail-dispatcher/blastengine",
+        "WEBHOOK_SECRET_PARAMETER": "/mail-dispatcher/webhook-secret",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    code = (
+        f"import json, sys; import {', '.join(ENTRIES)}; "
+        "print(json.dumps(sorted(n for n in sys.modules if n.startswith('dispatcher'))))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
+    )
+    loaded = set(json.loads(out.stdout.strip().splitlines()[-1]))
+    assert shipped - loaded == set()
