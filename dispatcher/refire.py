@@ -17,10 +17,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from itertools import islice
 from typing import Any
 
 from dispatcher.clock import SYSTEM_CLOCK, Clock, Deadline, iso_utc
 from dispatcher.delivery_events import EventPublisher, stamp_event
+from dispatcher.dynamodb import BATCH_GET_LIMIT
 from dispatcher.failure_policy import FailurePolicy
 from dispatcher.message import expiry_of
 from dispatcher.row import Row, RowStatus
@@ -80,29 +82,32 @@ class Sweeper:
         result = SweepResult()
         try:
             for status in (RowStatus.DEFERRED, RowStatus.SCHEDULED):
-                for row in self._store.due_rows(status.value, due_by):
-                    done = len(result.fired) + len(result.moved) + len(result.expired)
-                    if done >= self._max_rows or (
-                        deadline is not None and deadline.remaining() <= 0
-                    ):
-                        result.truncated = True
-                        return result
-                    expired = self._expired(row, now)
-                    if expired is not None:
-                        self._expire(*expired, now, result)
-                    elif self._store.refire(row, now=due_by, lease_until=lease_until):
-                        result.fired.append(row.id)
-                    else:
-                        result.moved.append(row.id)
+                due = self._store.due_rows(status.value, due_by)
+                while page := list(islice(due, BATCH_GET_LIMIT)):
+                    # The index holds keys only: the rows themselves (for expires_at) are
+                    # read a page at a time, one BatchGetItem per hundred due rows.
+                    wholes = self._store.get_rows([row.id for row in page])
+                    for row in page:
+                        done = len(result.fired) + len(result.moved) + len(result.expired)
+                        if done >= self._max_rows or (
+                            deadline is not None and deadline.remaining() <= 0
+                        ):
+                            result.truncated = True
+                            return result
+                        expired = self._expired(row, wholes.get(row.id), now)
+                        if expired is not None:
+                            self._expire(*expired, now, result)
+                        elif self._store.refire(row, now=due_by, lease_until=lease_until):
+                            result.fired.append(row.id)
+                        else:
+                            result.moved.append(row.id)
             return result
         finally:
             if self._events is not None:
                 self._events.flush()
 
-    def _expired(self, row: Row, now: datetime) -> tuple[Row, datetime] | None:
-        """The whole row and its expiry if it is past (the index holds keys only: one read
-        per due row), and no look-up is pending on it."""
-        whole = self._store.get_row(row.id)
+    def _expired(self, row: Row, whole: Row | None, now: datetime) -> tuple[Row, datetime] | None:
+        """The whole row and its expiry if it is past and no look-up is pending on it."""
         if whole is None or whole.status != row.status or whole.retry_at != row.retry_at:
             return None  # moved on: the re-fire's condition will say so
         expiry = expiry_of(whole)

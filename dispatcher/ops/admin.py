@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from dispatcher.clock import iso_utc
-from dispatcher.dynamodb import BATCH_GET_LIMIT, StoreError, batch_get, conditionally, translated
+from dispatcher.dynamodb import BATCH_GET_LIMIT, StoreError, conditionally, translated
 from dispatcher.ops.counts import QueueCounts, SentCounts, queue_counts, sent_since
 from dispatcher.ops.reads import (
     BadPageTokenError,
@@ -292,11 +292,7 @@ class Admin:
 
     def _get_rows(self, ids: list[str]) -> Iterator[Row]:
         """Rows by id, in the order given; rows gone meanwhile are left out."""
-        found: dict[str, Row] = {}
-        for item in batch_get(self._client, self.store.send_table, [row_key(i) for i in ids]):
-            row = Row.from_item(item)
-            if row is not None:
-                found[row.id] = row
+        found = self.store.get_rows(ids)
         return (found[i] for i in ids if i in found)
 
     def _scan(

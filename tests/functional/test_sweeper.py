@@ -188,3 +188,17 @@ def test_a_deferred_row_is_sent_after_the_sweeper_refires_it(
     assert table.get("r1") is None
     [history] = table.history("r1")
     assert attr(history, "attempts") == "4"
+
+
+def test_due_rows_are_read_whole_a_hundred_at_a_time(table, store, calls) -> None:
+    # GIVEN 150 due deferred rows (the index holds their keys only)
+    for n in range(150):
+        _waiting(table, f"d{n:03}", "deferred", PAST)
+
+    # WHEN the sweeper runs
+    result = Sweeper(store, clock=FakeClock()).sweep()
+
+    # THEN each is fired, its expiry seen through two BatchGetItems, not 150 GetItems
+    assert len(result.fired) == 150
+    assert calls.get("BatchGetItem") == 2
+    assert "GetItem" not in calls
