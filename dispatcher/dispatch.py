@@ -205,6 +205,7 @@ class Dispatcher:
                 remaining_time(context), self._clock, reserve=BOOKKEEPING_RESERVE_SECONDS
             ),
             open_bucket=partial(self._bucket, expected=len(event.get("Records") or [])),
+            clock=self._clock,
         )
 
         async def record_handler(record: DynamoDBRecord) -> str:

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from dispatcher.clock import Deadline
+from dispatcher.clock import SYSTEM_CLOCK, Clock, Deadline
 from dispatcher.outcome import RecordResult
 from dispatcher.ratelimit import RequestSlots
 
@@ -25,13 +24,14 @@ class Invocation:
     locks: dict[str, asyncio.Lock] = field(default_factory=dict)
     results: list[RecordResult] = field(default_factory=list)
     buckets: dict[str, TimedSlots] = field(default_factory=dict)
+    clock: Clock = SYSTEM_CLOCK
     _guard: threading.Lock = field(default_factory=threading.Lock)
 
     def slots(self, provider: str) -> RequestSlots:
         """This invocation's pacing of ``provider``'s account, opened on first use."""
         with self._guard:
             if provider not in self.buckets:
-                self.buckets[provider] = TimedSlots(self.open_bucket(provider))
+                self.buckets[provider] = TimedSlots(self.open_bucket(provider), self.clock)
             return self.buckets[provider]
 
     def waited_seconds(self) -> float:
@@ -47,8 +47,9 @@ class TimedSlots:
     """A provider's request slots, counting the time spent waiting for them: the shared
     limit's waits (metric ``RateLimitWait``), a dashboard's sign that R is what bounds."""
 
-    def __init__(self, slots: RequestSlots) -> None:
+    def __init__(self, slots: RequestSlots, clock: Clock = SYSTEM_CLOCK) -> None:
         self._slots = slots
+        self._clock = clock
         self._lock = threading.Lock()
         self.waited = 0.0
 
@@ -57,12 +58,12 @@ class TimedSlots:
         return self._slots.rate
 
     def acquire(self, deadline: Deadline | None = None, *, reserve: float = 0.0) -> None:
-        started = time.monotonic()
+        started = self._clock.monotonic()
         try:
             self._slots.acquire(deadline, reserve=reserve)
         finally:
             with self._lock:
-                self.waited += time.monotonic() - started
+                self.waited += self._clock.monotonic() - started
 
     def pause(self, seconds: float) -> None:
         self._slots.pause(seconds)
