@@ -54,20 +54,23 @@ ENTRIES = [
 ]
 
 
+#: Every function's environment as the template gives it (secrets by parameter name).
+DEPLOYED = {
+    "SEND_TABLE_NAME": "s",
+    "HISTORY_TABLE_NAME": "h",
+    "IDEMPOTENCY_TABLE_NAME": "i",
+    "SUPPRESSION_TABLE_NAME": "x",
+    "BOUNCE_TABLE_NAME": "b",
+    "DEFAULT_FROM_EMAIL": "a@example.com",
+    "BLASTENGINE_CREDENTIALS_PARAMETER": "/mail-dispatcher/blastengine",
+    "WEBHOOK_SECRET_PARAMETER": "/mail-dispatcher/webhook-secret",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
+
+
 @pytest.mark.parametrize("entry", ENTRIES)
 def test_each_lambda_entry_imports_from_its_environment(entry: str) -> None:
-    env = {
-        **os.environ,
-        "SEND_TABLE_NAME": "s",
-        "HISTORY_TABLE_NAME": "h",
-        "IDEMPOTENCY_TABLE_NAME": "i",
-        "SUPPRESSION_TABLE_NAME": "x",
-        "BOUNCE_TABLE_NAME": "b",
-        "DEFAULT_FROM_EMAIL": "a@example.com",
-        "BLASTENGINE_CREDENTIALS_PARAMETER": "/mail-dispatcher/blastengine",
-        "WEBHOOK_SECRET_PARAMETER": "/mail-dispatcher/webhook-secret",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }
+    env = {**os.environ, **DEPLOYED}
     # ... and none of the operator's tools, which the Lambda package leaves out
     code = (
         f"import sys, {entry} as m; print(callable(m.lambda_handler)); "
@@ -93,18 +96,7 @@ def test_the_lambda_package_holds_only_what_the_functions_import() -> None:
         parts = path.relative_to(root).with_suffix("").parts
         if parts[1] not in ("ops", "local", "producer"):
             shipped.add(".".join(parts[:-1] if parts[-1] == "__init__" else parts))
-    env = {
-        **os.environ,
-        "SEND_TABLE_NAME": "s",
-        "HISTORY_TABLE_NAME": "h",
-        "IDEMPOTENCY_TABLE_NAME": "i",
-        "SUPPRESSION_TABLE_NAME": "x",
-        "BOUNCE_TABLE_NAME": "b",
-        "DEFAULT_FROM_EMAIL": "a@example.com",
-        "BLASTENGINE_CREDENTIALS_PARAMETER": "/mail-dispatcher/blastengine",
-        "WEBHOOK_SECRET_PARAMETER": "/mail-dispatcher/webhook-secret",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }
+    env = {**os.environ, **DEPLOYED}
     code = (
         f"import json, sys; import {', '.join(ENTRIES)}; "
         "print(json.dumps(sorted(n for n in sys.modules if n.startswith('dispatcher'))))"
