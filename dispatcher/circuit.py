@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 from botocore.exceptions import BotoCoreError, ClientError
 
 from dispatcher.clock import Clock
+from dispatcher.dynamodb import seconds_value
 from dispatcher.observability import logger
 
 if TYPE_CHECKING:
@@ -97,7 +98,10 @@ class Circuit:
                 Key=self._key,
                 UpdateExpression="SET open_until = :until",
                 ConditionExpression="attribute_not_exists(open_until) OR open_until < :now",
-                ExpressionAttributeValues={":until": _n(until), ":now": _n(now)},
+                ExpressionAttributeValues={
+                    ":until": seconds_value(until),
+                    ":now": seconds_value(now),
+                },
             )
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
@@ -127,7 +131,10 @@ class Circuit:
                     Key=self._key,
                     UpdateExpression="ADD failures :one",
                     ConditionExpression="window_start > :cutoff",
-                    ExpressionAttributeValues={":one": {"N": "1"}, ":cutoff": _n(cutoff)},
+                    ExpressionAttributeValues={
+                        ":one": {"N": "1"},
+                        ":cutoff": seconds_value(cutoff),
+                    },
                     ReturnValues="UPDATED_NEW",
                 )
                 return int(answer["Attributes"]["failures"]["N"])
@@ -143,9 +150,9 @@ class Circuit:
                         "attribute_not_exists(window_start) OR window_start <= :cutoff"
                     ),
                     ExpressionAttributeValues={
-                        ":now": _n(now),
+                        ":now": seconds_value(now),
                         ":one": {"N": "1"},
-                        ":cutoff": _n(cutoff),
+                        ":cutoff": seconds_value(cutoff),
                     },
                 )
                 return 1
@@ -159,7 +166,3 @@ class Circuit:
 
     def _now(self) -> float:
         return self._clock.now().timestamp()
-
-
-def _n(value: float) -> dict[str, str]:
-    return {"N": f"{value:.6f}"}

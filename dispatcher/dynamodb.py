@@ -31,6 +31,7 @@ __all__ = [
     "StoreUnavailableError",
     "batch_get",
     "conditionally",
+    "seconds_value",
     "translated",
 ]
 
@@ -112,3 +113,9 @@ def _only_condition_failures(exc: ClientError) -> bool:
     if not codes:  # no reasons given: fall back to the message, as moto and DynamoDB word it
         return "ConditionalCheckFailed" in str(exc)
     return codes == {"ConditionalCheckFailed"}
+
+
+def seconds_value(seconds: float) -> dict[str, str]:
+    """A time in seconds as a DynamoDB number, to the microsecond (the limit table's slots
+    and the circuit's cool-down)."""
+    return {"N": f"{seconds:.6f}"}

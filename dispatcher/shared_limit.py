@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from dispatcher.clock import Clock, Deadline
+from dispatcher.dynamodb import seconds_value
 from dispatcher.observability import logger
 from dispatcher.ratelimit import BucketTimeoutError, TokenBucket
 
@@ -136,7 +137,7 @@ class LimitTable:
             Key=self._key,
             UpdateExpression=expression,
             ConditionExpression=condition,
-            ExpressionAttributeValues={name: {"N": _number(t)} for name, t in times.items()},
+            ExpressionAttributeValues={name: seconds_value(t) for name, t in times.items()},
             **extra,
         )
 
@@ -244,7 +245,3 @@ class SharedBucket:
 
     def _wall(self) -> float:
         return self._clock.now().timestamp()
-
-
-def _number(seconds: float) -> str:
-    return f"{seconds:.6f}"
