@@ -42,7 +42,8 @@ class SentCounts:
     bounced: int
     #: True if the count stopped short of the history table's end.
     capped: bool = False
-    #: Each counted item's ``sent_at`` (the console's chart).
+    #: Each counted item's ``sent_at`` (the console's chart), on the widest window only:
+    #: every other window's items are among them.
     times: tuple[str, ...] = ()
 
     @property
@@ -118,25 +119,28 @@ def sent_since(store: Store, windows: dict[str, datetime]) -> dict[str, SentCoun
     stamps = {name: iso_utc(start) for name, start in windows.items()}
     sent: Counter[str] = Counter()
     bounced: Counter[str] = Counter()
-    times: dict[str, list[str]] = {name: [] for name in stamps}
+    widest = min(stamps, key=stamps.__getitem__)
+    times: list[str] = []
     pages = BoundedPages(
         store.client.scan,
         TableName=store.history_table,
         FilterExpression="#sent_at >= :since",
         ProjectionExpression="#sent_at, #bounce",
         ExpressionAttributeNames={"#sent_at": "sent_at", "#bounce": "bounce_type"},
-        ExpressionAttributeValues={":since": {"S": min(stamps.values())}},
+        ExpressionAttributeValues={":since": {"S": stamps[widest]}},
     )
     for page in pages:
         for item in page.get("Items", []):
             when = item.get("sent_at", {}).get("S", "")
+            times.append(when)
             for name, stamp in stamps.items():
                 if when >= stamp:
                     sent[name] += 1
                     bounced[name] += "bounce_type" in item
-                    times[name].append(when)
     return {
-        name: SentCounts(stamp, sent[name], bounced[name], pages.capped, tuple(times[name]))
+        name: SentCounts(
+            stamp, sent[name], bounced[name], pages.capped, tuple(times) if name == widest else ()
+        )
         for name, stamp in stamps.items()
     }
 

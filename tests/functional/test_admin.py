@@ -199,6 +199,11 @@ def test_sent_since_counts_history_and_bounces(admin, dynamodb) -> None:
     )
     assert (counts["day"].sent, counts["day"].bounced, counts["day"].bounce_share) == (2, 1, 0.5)
     assert (counts["month"].sent, counts["month"].bounced) == (3, 1)
+    # the times for the chart once, on the widest window
+    assert sorted(counts["month"].times) == [
+        "2026-11-01T00:00:00.000Z", "2026-12-01T10:00:00.000Z", "2026-12-01T10:30:00.000Z"
+    ]  # fmt: skip
+    assert counts["day"].times == ()
 
 
 def test_edit_replaces_the_request_only_if_the_row_is_as_read(admin, table) -> None:
