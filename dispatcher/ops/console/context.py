@@ -61,6 +61,9 @@ View = Callable[["Context", Request, Form], "Response | dict[str, Any]"]
 
 @dataclass(frozen=True)
 class Context:
+    """What every page is given: the operator's queries and writes, the token's guard, the
+    stack's name and default sender, the templates, the overview's cached counts."""
+
     admin: Admin
     guard: Guard
     default_from_email: str
@@ -89,11 +92,13 @@ class SentCache:
             return counts
 
 
-def done(request: Request, where: str, done: str, data: dict[str, Any]) -> Response:
+def done(request: Request, where: str, notice: str, data: dict[str, Any]) -> Response:
+    """A write's answer: ``data`` as JSON to a script; to a browser, a redirect to ``where``
+    carrying the ``notice`` code its next page turns into words."""
     if is_api(request):
         return JSONResponse(data)
     separator = "&" if "?" in where else "?"
-    return RedirectResponse(f"{where}{separator}{urlencode({'done': done})}", status_code=303)
+    return RedirectResponse(f"{where}{separator}{urlencode({'done': notice})}", status_code=303)
 
 
 def is_api(request: Request) -> bool:
