@@ -117,11 +117,12 @@ class Bookkeeping:
         )
         return replace(self.keep(row, stamp, unsettled=unsettled), lookup_failed=True)
 
-    def sent(self, message: Message, row: Row, sent: Sent) -> RecordResult:
+    def sent(self, row: Row, accepted: Sent) -> RecordResult:
         """Step 4: history item and delete, in one transaction."""
-        result = sent.result
+        message = accepted.message
+        result = accepted.result
         sent_at = result["sent_at"]
-        if sent.replayed:  # it may have been recorded already, under another key (store)
+        if accepted.replayed:  # it may have been recorded already, under another key (store)
             sent_at = self._store.recorded_at(message.id, result["delivery_id"]) or sent_at
         entry = HistoryEntry(
             id=message.id,
@@ -138,10 +139,10 @@ class Bookkeeping:
             left_out=message.left_out,
             original_recipients=message.original_recipients,
         )
-        deleted = self._move(entry, row, replayed=sent.replayed)
+        deleted = self._move(entry, row, replayed=accepted.replayed)
         kept = "" if deleted else "; the row changed meanwhile and was kept"
         event = sent_event(entry, left_out=message.left_out)
-        if sent.replayed:
+        if accepted.replayed:
             return RecordResult(
                 Outcome.DUPLICATE,
                 message.id,
@@ -152,7 +153,7 @@ class Bookkeeping:
             Outcome.SENT,
             message.id,
             f"sent through {result['provider']} as delivery {result['delivery_id']}{kept}",
-            latency_seconds=sent.latency_seconds,
+            latency_seconds=accepted.latency_seconds,
             provider=result["provider"],
             event=event,
         )

@@ -391,7 +391,7 @@ class Dispatcher:
         except MaybeSentError as exc:
             stamp = self.policy.ambiguous(exc.unsettled, attempts=exc.attempts, now=now)
             return replace(self.books.keep(row, stamp, unsettled=exc.unsettled), ambiguous=True)
-        return self.books.sent(sent.message, row, sent)
+        return self.books.sent(row, sent)
 
 
 def _row_id(record: DynamoDBRecord) -> str | None:
