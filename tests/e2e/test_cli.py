@@ -128,8 +128,10 @@ def test_retry_all_failed_of_a_kind_no_row_has_is_an_empty_result(stack: Running
 def test_cancelling_a_row_whose_send_is_in_flight_is_refused_or_told(
     stack: RunningStack,
 ) -> None:
-    # GIVEN a row the dispatcher is sending right now (the sandbox takes 3 s to answer)
-    stack.faults(latency=3.0)
+    # GIVEN a row the dispatcher is sending right now (the sandbox takes 7 s to answer, under
+    # the 10 s request timeout: long enough for two CLI runs on a loaded 2-core machine,
+    # where 3 s once let the send finish between them)
+    stack.faults(latency=7.0)
     try:
         stack.put({"id": "in-flight", "to": "f@example.com", "subject": "in-flight", "text": "x"})
         wait_for(lambda: _sending(stack), what="the send to start")
