@@ -20,10 +20,9 @@ from collections.abc import Callable
 from typing import Any
 
 from aws_lambda_powertools.event_handler import LambdaFunctionUrlResolver, Response
-from aws_lambda_powertools.metrics import MetricUnit
 
-from dispatcher.bounces import BadBounceError, BounceLedger, parse_events
-from dispatcher.observability import logger, metrics
+from dispatcher.bounces import BadBounceError, BounceLedger, count_new_bounce, parse_events
+from dispatcher.observability import logger
 from dispatcher.settings import Settings, SettingsError
 
 __all__ = ["MAX_BODY_BYTES", "receiver_from_settings", "secret_loader", "webhook_app"]
@@ -68,8 +67,7 @@ def webhook_app(ledger: BounceLedger, secret: Callable[[], str]) -> LambdaFuncti
                 applied = ledger.apply(event)
                 joined += applied.joined
                 if applied.new:
-                    metrics.add_metric(name="Bounced", unit=MetricUnit.Count, value=1)
-                    metrics.add_metric(name=f"Bounced_{event.type}", unit=MetricUnit.Count, value=1)
+                    count_new_bounce(event)
         finally:
             ledger.flush_events()
         logger.info("bounces recorded", extra={"events": len(events), "joined": joined})

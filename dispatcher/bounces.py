@@ -24,9 +24,12 @@ from datetime import datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
+from aws_lambda_powertools.metrics import MetricUnit
+
 from dispatcher.clock import SYSTEM_CLOCK, Clock, iso_utc
 from dispatcher.delivery_events import DeliveryEvent, EventPublisher
 from dispatcher.dynamodb import conditionally, translated
+from dispatcher.observability import metrics
 from dispatcher.settings import Settings, SettingsError
 from dispatcher.suppression import Suppression, SuppressionList, normalise
 
@@ -41,6 +44,7 @@ __all__ = [
     "BounceEvent",
     "BounceLedger",
     "BounceType",
+    "count_new_bounce",
     "parse_events",
 ]
 
@@ -157,6 +161,14 @@ class Applied:
 
     new: bool
     joined: bool
+
+
+def count_new_bounce(event: BounceEvent) -> None:
+    """The metrics of a bounce recorded for the first time, whichever provider reported it:
+    ``Bounced`` (the bounce-share alarm's numerator) and ``Bounced_<type>``. A redelivered
+    event (:attr:`Applied.new` False) is not counted again."""
+    metrics.add_metric(name="Bounced", unit=MetricUnit.Count, value=1)
+    metrics.add_metric(name=f"Bounced_{event.type}", unit=MetricUnit.Count, value=1)
 
 
 class BounceLedger:

@@ -25,7 +25,7 @@ from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 
-from dispatcher.bounces import BounceEvent, BounceLedger, BounceType
+from dispatcher.bounces import BounceEvent, BounceLedger, BounceType, count_new_bounce
 from dispatcher.clock import parse_iso
 from dispatcher.observability import logger, metrics
 from dispatcher.providers.ses import CONTENT_TAG, ROW_TAG
@@ -126,9 +126,10 @@ class SesEvents:
         bounces = parse_bounces(detail)
         joined = 0
         for bounce in bounces:
-            joined += self._ledger.apply(bounce).joined
-            metrics.add_metric(name="Bounced", unit=MetricUnit.Count, value=1)
-            metrics.add_metric(name=f"Bounced_{bounce.type}", unit=MetricUnit.Count, value=1)
+            applied = self._ledger.apply(bounce)
+            joined += applied.joined
+            if applied.new:  # EventBridge redelivers: a bounce is counted once
+                count_new_bounce(bounce)
         logger.info("SES bounces recorded", extra={"events": len(bounces), "joined": joined})
         return Handled(kind, len(bounces))
 

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from dispatcher.bounces import BadBounceError, BounceLedger, parse_events
+from dispatcher.observability import metrics
 from dispatcher.providers.ses import CONTENT_TAG, ROW_TAG, row_digest
 from dispatcher.providers.ses_lookup import SesLookup, SesSendLog
 from dispatcher.ses_events import SesEvents
@@ -141,12 +142,16 @@ def test_a_permanent_bounce_is_a_hard_error_on_the_history_item_and_suppresses(
 
 def test_the_same_event_delivered_twice_changes_nothing(events, dynamodb) -> None:
     _history(dynamodb)
+    metrics.clear_metrics()
     events.handle(bounce())
     before = (_item(dynamodb), dynamodb.scan(TableName=TABLE_NAMES["BounceTable"])["Items"])
 
     events.handle(copy.deepcopy(bounce()))
 
     assert (_item(dynamodb), dynamodb.scan(TableName=TABLE_NAMES["BounceTable"])["Items"]) == before
+    # and the bounce is counted once (the bounce-share alarm reads Bounced)
+    assert metrics.metric_set["Bounced"]["Value"] == [1.0]
+    assert metrics.metric_set["Bounced_HARDERROR"]["Value"] == [1.0]
 
 
 @pytest.mark.parametrize("kind", ["Transient", "Undetermined"])
