@@ -36,8 +36,8 @@ from bench.throughput import (
     shared_limit,
     stack_shards,
 )
-from dispatcher.clock import iso_utc
-from dispatcher.local.tables import load_template
+from dispatcher.local.dynamodb.tables import load_template
+from dispatcher.support.clock import iso_utc
 
 
 def main() -> None:

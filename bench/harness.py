@@ -25,12 +25,12 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")  # a line per record drowns the table
 os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
 
-from dispatcher.dispatch import Dispatcher
-from dispatcher.local.context import LocalContext
-from dispatcher.local.sandbox_model import SANDBOX_API_KEY, SANDBOX_LOGIN_ID
-from dispatcher.local.tables import create_tables
-from dispatcher.observability import metrics
-from dispatcher.settings import Settings
+from dispatcher.config.settings import Settings
+from dispatcher.flow.dispatch import Dispatcher
+from dispatcher.local.dynamodb.tables import create_tables
+from dispatcher.local.lambda_service.context import LocalContext
+from dispatcher.local.sandbox.model import SANDBOX_API_KEY, SANDBOX_LOGIN_ID
+from dispatcher.support.observability import metrics
 
 WRITE_OPERATIONS = ("PutItem", "UpdateItem", "DeleteItem", "TransactWriteItems", "BatchWriteItem")
 READ_OPERATIONS = ("GetItem", "BatchGetItem", "Query", "Scan", "TransactGetItems")
@@ -285,7 +285,7 @@ def dynamodb(n):
         counts[n] += 1
 def sandbox(n):
     import httpx
-    from dispatcher.providers.blastengine import bearer_token
+    from dispatcher.providers.blastengine.client import bearer_token
     h = {"Authorization": "Bearer " + bearer_token("sandbox", "sandbox-api-key")}
     body = {"from": {"email": "cap@example.com"}, "to": "cap@example.com", "subject": "cap",
             "encode": "UTF-8", "text_part": "capacity"}
@@ -344,7 +344,7 @@ def endpoint_cpu_seconds(dev_pid: int) -> float:
     """CPU used so far by the stack's DynamoDB endpoint (its own process). It serves one
     request at a time, so it can never use more than one core: its CPU per mail sets the
     ceiling of everything the stack measures end to end."""
-    return children_cpu_seconds(dev_pid, b"dispatcher.local.dynamodb_server")
+    return children_cpu_seconds(dev_pid, b"dispatcher.local.dynamodb.server")
 
 
 def children_cpu_seconds(dev_pid: int, marker: bytes) -> float:

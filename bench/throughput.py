@@ -27,7 +27,7 @@ from bench.harness import (
     local_dynamodb,
     running_stack,
 )
-from dispatcher.local.tables import create_tables
+from dispatcher.local.dynamodb.tables import create_tables
 
 
 def sustained_rate(mails: list[dict[str, Any]]) -> float:
@@ -312,7 +312,7 @@ def local_latency(stack: Stack, rows: int = 200, pace: float = 20.0) -> dict[str
                 latencies[row_id] = sent.timestamp() - at
         time.sleep(0.5)
     values = sorted(latencies.values())
-    from dispatcher.local.mapping import MappingConfig
+    from dispatcher.local.lambda_service.mapping import MappingConfig
 
     return {
         "rows": rows,

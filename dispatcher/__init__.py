@@ -4,10 +4,10 @@ The Lambda entry points are :mod:`dispatcher.handler` and (for deferred rows)
 :mod:`dispatcher.sweeper`; the pieces they compose are importable from here.
 """
 
-from dispatcher.message import Encode, Message, parse_message
-from dispatcher.row import ErrorKind, Row, RowStatus
-from dispatcher.settings import Settings, SettingsError
-from dispatcher.triage import Decision, triage
+from dispatcher.config.settings import Settings, SettingsError
+from dispatcher.flow.triage import Decision, triage
+from dispatcher.model.message import Encode, Message, parse_message
+from dispatcher.model.row import ErrorKind, Row, RowStatus
 
 __all__ = [
     "Decision",

@@ -2,8 +2,8 @@
 
 The entry modules (:mod:`dispatcher.handler`, :mod:`dispatcher.sweeper`) build their parts
 from the environment at import, as Lambda expects; the local stack, the CLI's ``invoke`` and
-the tests build theirs from a :class:`~dispatcher.settings.Settings` they hold, with their own
-clients. Both get the same function from here, with the same Powertools decorators.
+the tests build theirs from a :class:`~dispatcher.config.settings.Settings` they hold, with
+their own clients. Both get the same function from here, with the same Powertools decorators.
 """
 
 from __future__ import annotations
@@ -16,14 +16,14 @@ from typing import TYPE_CHECKING, Any, cast
 
 from aws_lambda_powertools.metrics import MetricUnit
 
-from dispatcher.clock import SYSTEM_CLOCK, Deadline
-from dispatcher.observability import logger, metrics, traced_handler
+from dispatcher.support.clock import SYSTEM_CLOCK, Deadline
+from dispatcher.support.observability import logger, metrics, traced_handler
 
 if TYPE_CHECKING:
-    from dispatcher.dispatch import Dispatcher
-    from dispatcher.reconcile import Reconciler
-    from dispatcher.refire import Sweeper
-    from dispatcher.ses_events import SesEvents
+    from dispatcher.bounces.catch_up import Reconciler
+    from dispatcher.bounces.ses_events import SesEvents
+    from dispatcher.flow.dispatch import Dispatcher
+    from dispatcher.flow.sweep import Sweeper
 
 __all__ = [
     "SWEEP_TIME_RESERVE_SECONDS",

@@ -7,8 +7,8 @@ the variable, rather than failing every record.
 
 from __future__ import annotations
 
-from dispatcher.dispatch import Dispatcher
+from dispatcher.config.settings import Settings
+from dispatcher.flow.dispatch import Dispatcher
 from dispatcher.functions import dispatch_function
-from dispatcher.settings import Settings
 
 lambda_handler = dispatch_function(Dispatcher.from_settings(Settings.from_env()))

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 from moto import mock_aws
 
-from dispatcher.local.tables import (
+from dispatcher.local.dynamodb.tables import (
     BOUNCE_TABLE,
     HISTORY_TABLE,
     IDEMPOTENCY_TABLE,

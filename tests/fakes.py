@@ -7,7 +7,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from dispatcher.message import Message
+from dispatcher.model.message import Message
 from dispatcher.providers.base import Accepted
 
 EPOCH = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)

@@ -64,7 +64,7 @@ class ChildProcess:
 
     Example
     -------
-    >>> child = ChildProcess("dynamodb", "dispatcher.local.dynamodb_server", [])
+    >>> child = ChildProcess("dynamodb", "dispatcher.local.dynamodb.server", [])
     >>> child.start()["endpoint_url"]  # doctest: +SKIP
     'http://127.0.0.1:40123'
     """

@@ -20,10 +20,10 @@ from typing import TYPE_CHECKING, Any
 from rich.console import Console
 from rich.table import Table
 
-from dispatcher.clock import iso_utc
-from dispatcher.local.sandbox_model import Faults
-from dispatcher.local.sandbox_process import SandboxProcess
-from dispatcher.row import plain, string_attribute
+from dispatcher.local.sandbox.model import Faults
+from dispatcher.local.sandbox.process import SandboxProcess
+from dispatcher.model.row import plain, string_attribute
+from dispatcher.support.clock import iso_utc
 
 if TYPE_CHECKING:
     from dispatcher.local.stack import LocalStack
@@ -44,7 +44,7 @@ _FLAKY_ROW = {
 def run_demo(console: Console | None = None, *, events_dir: Path = EVENTS_DIR) -> dict[str, Any]:
     """Run the demo on a local stack of its own; returns what it saw (used by the tests)."""
     from dispatcher.local.stack import LocalStack, StackOptions
-    from dispatcher.observability import logger
+    from dispatcher.support.observability import logger
 
     out = console or Console()
     level = logger.log_level
@@ -97,7 +97,7 @@ def run_demo(console: Console | None = None, *, events_dir: Path = EVENTS_DIR) -
 
 @contextlib.contextmanager
 def _restored_log_level(level: int) -> Iterator[None]:
-    from dispatcher.observability import logger
+    from dispatcher.support.observability import logger
 
     try:
         yield

@@ -12,9 +12,8 @@ import os
 import secrets
 from collections.abc import Mapping
 
-from dispatcher.local.options import StackOptions
-from dispatcher.local.sandbox_model import SANDBOX_API_KEY
-from dispatcher.local.tables import (
+from dispatcher.config.settings import Settings
+from dispatcher.local.dynamodb.tables import (
     BOUNCE_TABLE,
     HISTORY_TABLE,
     IDEMPOTENCY_TABLE,
@@ -22,7 +21,8 @@ from dispatcher.local.tables import (
     SEND_TABLE,
     SUPPRESSION_TABLE,
 )
-from dispatcher.settings import Settings
+from dispatcher.local.options import StackOptions
+from dispatcher.local.sandbox.model import SANDBOX_API_KEY
 
 __all__ = [
     "ATTACHMENTS_BUCKET",

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dispatcher.local.sandbox_model import Faults
+from dispatcher.local.sandbox.model import Faults
 
 __all__ = ["STATE_FILE", "ReadyInfo", "StackOptions", "default_state_dir"]
 

@@ -10,7 +10,7 @@
 - the sweeper function on a timer.
 
 Both functions are composed exactly as the Lambda entry modules compose them
-(:mod:`dispatcher.functions`), from a :class:`~dispatcher.settings.Settings` read from the
+(:mod:`dispatcher.functions`), from a :class:`~dispatcher.config.settings.Settings` read from the
 environment a deployed function would have (:attr:`LocalStack.function_env`) and clients of
 this stack's endpoint; nothing here touches the process's own environment. What the CLI
 needs to find the stack is written to ``local.json`` in the state directory and removed on
@@ -28,25 +28,13 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import IO, Any
 
-from dispatcher.local.dynamodb_process import DynamoDBProcess
-from dispatcher.local.environments import Environments, function_timeouts
-from dispatcher.local.event_bus import EVENTS_FILE, LocalEventBus
-from dispatcher.local.function_env import (
-    ATTACHMENTS_BUCKET,
-    REGION,
-    TABLE_NAMES,
-    function_environment,
-    shareable_environment,
+from dispatcher.local.dynamodb.persistence import (
+    SAVE_INTERVAL_SECONDS,
+    SNAPSHOT_FILE,
+    TableSnapshots,
 )
-from dispatcher.local.function_url import FunctionUrlServer
-from dispatcher.local.mapping import FileFailureDestination, MappingConfig
-from dispatcher.local.options import STATE_FILE, ReadyInfo, StackOptions, default_state_dir
-from dispatcher.local.persistence import SAVE_INTERVAL_SECONDS, SNAPSHOT_FILE, TableSnapshots
-from dispatcher.local.poller import StreamPoller
-from dispatcher.local.sam_env import SAM_ENV_FILE, store_secrets, write_sam_env
-from dispatcher.local.sandbox_model import SANDBOX_API_KEY, SANDBOX_LOGIN_ID
-from dispatcher.local.sandbox_process import SandboxProcess
-from dispatcher.local.tables import (
+from dispatcher.local.dynamodb.process import DynamoDBProcess
+from dispatcher.local.dynamodb.tables import (
     BOUNCE_TABLE,
     HISTORY_TABLE,
     IDEMPOTENCY_TABLE,
@@ -55,7 +43,23 @@ from dispatcher.local.tables import (
     create_bucket,
     load_template,
 )
-from dispatcher.local.worker import FunctionWorker
+from dispatcher.local.event_bus import EVENTS_FILE, LocalEventBus
+from dispatcher.local.function_env import (
+    ATTACHMENTS_BUCKET,
+    REGION,
+    TABLE_NAMES,
+    function_environment,
+    shareable_environment,
+)
+from dispatcher.local.lambda_service.environments import Environments, function_timeouts
+from dispatcher.local.lambda_service.function_url import FunctionUrlServer
+from dispatcher.local.lambda_service.mapping import FileFailureDestination, MappingConfig
+from dispatcher.local.lambda_service.poller import StreamPoller
+from dispatcher.local.lambda_service.worker import FunctionWorker
+from dispatcher.local.options import STATE_FILE, ReadyInfo, StackOptions, default_state_dir
+from dispatcher.local.sam_env import SAM_ENV_FILE, store_secrets, write_sam_env
+from dispatcher.local.sandbox.model import SANDBOX_API_KEY, SANDBOX_LOGIN_ID
+from dispatcher.local.sandbox.process import SandboxProcess
 
 __all__ = ["STATE_FILE", "LocalStack", "ReadyInfo", "StackOptions", "default_state_dir"]
 
@@ -306,7 +310,7 @@ class LocalStack:
                     raise RuntimeError(f"the {name}'s process died ({part.describe_exit()})")
 
     def _save(self) -> None:
-        from dispatcher.observability import logger
+        from dispatcher.support.observability import logger
 
         assert self.snapshots is not None
         try:
@@ -315,7 +319,7 @@ class LocalStack:
             logger.exception("saving the local tables failed; the next save retries")
 
     def _sweep_forever(self, sweeper: FunctionWorker, timeout: float) -> None:
-        from dispatcher.observability import logger
+        from dispatcher.support.observability import logger
 
         runs = 0
         while not self._stop.wait(self.options.sweep_interval):
@@ -335,7 +339,7 @@ class LocalStack:
             try:
                 target(*args)
             except BaseException as exc:
-                from dispatcher.observability import logger
+                from dispatcher.support.observability import logger
 
                 logger.critical(f"the {name} thread died; stopping the stack", exc_info=True)
                 self.failure = f"the {name} thread died ({type(exc).__name__}: {exc})"

@@ -2,8 +2,8 @@
 
 The CLI and the console share this; the Lambda functions never need it, so it is left out of
 their package. Writes go through the same conditions as the function's own
-(:meth:`Store.refire <dispatcher.store.Store.refire>` is the one re-fire), and every
-DynamoDB failure through :func:`~dispatcher.dynamodb.translated`.
+(:meth:`Store.refire <dispatcher.storage.store.Store.refire>` is the one re-fire), and every
+DynamoDB failure through :func:`~dispatcher.storage.dynamodb.translated`.
 """
 
 from __future__ import annotations
@@ -12,8 +12,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-from dispatcher.clock import iso_utc
-from dispatcher.dynamodb import BATCH_GET_LIMIT, StoreError, conditionally, translated
+from dispatcher.model.row import REQUEST_ATTRIBUTES, AttributeValue, Row
 from dispatcher.ops.counts import QueueCounts, SentCounts, queue_counts, sent_since
 from dispatcher.ops.reads import (
     BadPageTokenError,
@@ -24,8 +23,16 @@ from dispatcher.ops.reads import (
     matches,
     read_page,
 )
-from dispatcher.row import REQUEST_ATTRIBUTES, AttributeValue, Row
-from dispatcher.store import STAMPED_INDEX, WAITING_INDEX, Store, as_read, row_key, unchanged
+from dispatcher.storage.dynamodb import BATCH_GET_LIMIT, StoreError, conditionally, translated
+from dispatcher.storage.store import (
+    STAMPED_INDEX,
+    WAITING_INDEX,
+    Store,
+    as_read,
+    row_key,
+    unchanged,
+)
+from dispatcher.support.clock import iso_utc
 
 __all__ = [
     "LISTABLE_STATUSES",
@@ -46,7 +53,7 @@ class RowExistsError(StoreError):
 
 
 class Admin:
-    """Operator queries and writes over a :class:`~dispatcher.store.Store`'s tables."""
+    """Operator queries and writes over a :class:`~dispatcher.storage.store.Store`'s tables."""
 
     def __init__(self, store: Store) -> None:
         self.store = store
@@ -152,7 +159,7 @@ class Admin:
 
     def edit(self, row: Row, request: dict[str, AttributeValue]) -> bool:
         """Replace the row's request attributes with ``request``, if the row is still exactly
-        as it was read (:func:`~dispatcher.store.unchanged`); False if it changed or went
+        as it was read (:func:`~dispatcher.storage.store.unchanged`); False if it changed or went
         away. Bookkeeping stays: the changed request attributes are what makes the stream's
         MODIFY a send (``DESIGN.md``, triage)."""
         unknown = set(request) - REQUEST_ATTRIBUTES

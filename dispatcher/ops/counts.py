@@ -10,9 +10,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from dispatcher.clock import iso_utc
 from dispatcher.ops.reads import BoundedPages
-from dispatcher.store import STAMPED_INDEX, WAITING_INDEX, Store
+from dispatcher.storage.store import STAMPED_INDEX, WAITING_INDEX, Store
+from dispatcher.support.clock import iso_utc
 
 __all__ = ["QueueCounts", "SentCounts", "queue_counts", "sent_since"]
 

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from dispatcher.dynamodb import translated
+from dispatcher.storage.dynamodb import translated
 
 __all__ = [
     "MAX_CALLS_PER_PAGE",

@@ -15,15 +15,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dispatcher.attachments import Attachments
-from dispatcher.bounces import BounceLedger
-from dispatcher.credentials import Credentials, parameter_loader
+from dispatcher.bounces.ledger import BounceLedger
+from dispatcher.config.settings import DEFAULT_BLASTENGINE_BASE_URL
 from dispatcher.local.options import STATE_FILE, default_state_dir
 from dispatcher.ops.admin import Admin
-from dispatcher.providers.blastengine import BlastengineClient
-from dispatcher.settings import DEFAULT_BLASTENGINE_BASE_URL
-from dispatcher.store import Store
-from dispatcher.suppression import SuppressionList
+from dispatcher.providers.attachments import Attachments
+from dispatcher.providers.blastengine.client import BlastengineClient
+from dispatcher.providers.blastengine.credentials import Credentials, parameter_loader
+from dispatcher.recipients.suppression import SuppressionList
+from dispatcher.storage.store import Store
 
 __all__ = ["Target", "TargetError", "default_state_dir", "deployed_stack", "local_stack"]
 
@@ -75,7 +75,7 @@ class Target:
             static = Credentials(login_id, api_key)
             credentials: Callable[[], Credentials] = lambda: static  # noqa: E731
         elif self.sandbox_url is not None:
-            from dispatcher.local.sandbox_model import SANDBOX_API_KEY, SANDBOX_LOGIN_ID
+            from dispatcher.local.sandbox.model import SANDBOX_API_KEY, SANDBOX_LOGIN_ID
 
             local = Credentials(SANDBOX_LOGIN_ID, SANDBOX_API_KEY)
             credentials = lambda: local  # noqa: E731
@@ -188,8 +188,8 @@ def deployed_stack(name: str) -> Target:
 
 def _staging(allowlist: str | None, redirect: str | None) -> str:
     """What the function's staging safety does, in a line (as its settings read it)."""
-    from dispatcher.settings import parse_allowlist
-    from dispatcher.staging import Staging
+    from dispatcher.config.settings import parse_allowlist
+    from dispatcher.recipients.staging import Staging
 
     try:
         return Staging(parse_allowlist(allowlist), redirect or None).describe()

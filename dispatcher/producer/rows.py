@@ -10,7 +10,7 @@ For Python applications that write rows::
         ...  # each names its attribute, in the words the row's last_error would use
 
 The row is a plain dict (as boto3's resource API takes it). It is checked exactly as the
-dispatcher will read it (:func:`~dispatcher.message.parse_message`), so a row this accepts is
+dispatcher will read it (:func:`~dispatcher.model.message.parse_message`), so a row this accepts is
 not stamped ``invalid`` later, except for what needs the stack (an attachment missing from
 the bucket). It is inserted with ``attribute_not_exists(id)``: an id already queued is a
 problem, never an overwrite of a row on its way out. Applications in other languages use
@@ -27,8 +27,8 @@ from typing import Any
 from boto3.dynamodb.types import TypeSerializer
 from botocore.exceptions import ClientError
 
-from dispatcher.message import parse_message
-from dispatcher.row import REQUEST_ATTRIBUTES, Row
+from dispatcher.model.message import parse_message
+from dispatcher.model.row import REQUEST_ATTRIBUTES, Row
 
 __all__ = ["Produced", "check_row", "insert_row"]
 

@@ -2,7 +2,7 @@
 
 ``python -m dispatcher.producer.schema`` writes ``schema/send-row.schema.json``; a test keeps the
 file equal to what this module builds, and checks the schema against the parser
-(:func:`~dispatcher.message.parse_message`) on the row corpus. Two shapes are described: the
+(:func:`~dispatcher.model.message.parse_message`) on the row corpus. Two shapes are described: the
 plain JSON a producer builds (``boto3``'s resource API, a TypeScript object) and the DynamoDB
 JSON it becomes on the wire (``{"S": ...}``). What JSON Schema cannot say is listed in
 :data:`NOT_EXPRESSED`: the parser alone checks it, and a row failing it ends ``invalid``.
@@ -15,7 +15,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from dispatcher.blastengine_limits import (
+from dispatcher.config.settings import PROVIDERS
+from dispatcher.model.blastengine_limits import (
     ADDRESS_CHARS,
     ATTACHMENT_FILES,
     INSERT_CODES,
@@ -24,8 +25,7 @@ from dispatcher.blastengine_limits import (
     SUBJECT_CHARS,
     UNSUBSCRIBE_CHARS,
 )
-from dispatcher.message import Encode
-from dispatcher.settings import PROVIDERS
+from dispatcher.model.message import Encode
 
 __all__ = ["NOT_EXPRESSED", "SCHEMA_PATH", "build_schema"]
 

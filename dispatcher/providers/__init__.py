@@ -1,28 +1,6 @@
-"""Mail providers: one interface, one file per backend, one error tree."""
-
-from dispatcher.providers.base import MailProvider
-from dispatcher.providers.blastengine import BlastengineClient, bearer_token
-from dispatcher.providers.errors import (
-    AmbiguousSendError,
-    ConfigError,
-    InvalidMessageError,
-    ProviderError,
-    RateLimitedError,
-    RejectedError,
-    TransientError,
-    error_for_status,
-)
-
-__all__ = [
-    "AmbiguousSendError",
-    "BlastengineClient",
-    "ConfigError",
-    "InvalidMessageError",
-    "MailProvider",
-    "ProviderError",
-    "RateLimitedError",
-    "RejectedError",
-    "TransientError",
-    "bearer_token",
-    "error_for_status",
-]
+"""Mail providers: one interface (``base``), one error tree (``errors``), a package per
+backend (``blastengine/``, ``ses/``: client, wire format, look-up of a mail it may have taken),
+which provider sends and when failover takes over (``routing``, ``circuit``), the attachments
+bucket, and the providers a deployment names (``deployment``). Independent of the record flow:
+imports ``config``, ``storage``, ``model``, ``support`` only. Empty, so importing one provider
+loads no other."""

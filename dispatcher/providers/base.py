@@ -7,10 +7,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Protocol
 
-from dispatcher.message import Message
+from dispatcher.model.message import Message
 
 if TYPE_CHECKING:
-    from dispatcher.unsettled import Unsettled
+    from dispatcher.model.unsettled import Unsettled
 
 __all__ = ["Accepted", "DeliveryLookup", "Found", "MailProvider"]
 
@@ -31,7 +31,8 @@ class Accepted:
 
 
 class MailProvider(Protocol):
-    """Sends one message with one HTTP request; retries and pacing live in :mod:`dispatcher.retry`.
+    """Sends one message with one HTTP request; retries and pacing live in
+    :mod:`dispatcher.pacing.retry`.
 
     ``send`` returns what the provider accepted (its delivery id is None if it did not say
     which delivery the mail became) or raises a

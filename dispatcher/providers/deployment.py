@@ -11,18 +11,18 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from dispatcher.circuit import Circuit
-from dispatcher.clock import Clock
-from dispatcher.credentials import credentials_loader
 from dispatcher.providers.base import DeliveryLookup, MailProvider
+from dispatcher.providers.blastengine.credentials import credentials_loader
+from dispatcher.providers.circuit import Circuit
 from dispatcher.providers.routing import Routes
+from dispatcher.support.clock import Clock
 
 if TYPE_CHECKING:
     import httpx
     from mypy_boto3_dynamodb import DynamoDBClient
 
-    from dispatcher.attachments import Attachments
-    from dispatcher.settings import Settings
+    from dispatcher.config.settings import Settings
+    from dispatcher.providers.attachments import Attachments
 
 __all__ = ["build_providers"]
 
@@ -41,8 +41,8 @@ def build_providers(
     built: dict[str, MailProvider] = {}
     lookups: dict[str, DeliveryLookup] = {}
     if settings.has_blastengine:
-        from dispatcher.providers.blastengine import BlastengineClient
-        from dispatcher.providers.blastengine_lookup import BlastengineLookup
+        from dispatcher.providers.blastengine.client import BlastengineClient
+        from dispatcher.providers.blastengine.lookup import BlastengineLookup
 
         blastengine = BlastengineClient(
             base_url=settings.blastengine_base_url,
@@ -54,8 +54,8 @@ def build_providers(
         built["blastengine"] = blastengine
         lookups["blastengine"] = BlastengineLookup(blastengine)
     if "ses" in settings.providers or ses_client is not None:
-        from dispatcher.providers.ses import SesClient, client_config
-        from dispatcher.providers.ses_lookup import SesLookup, SesSendLog
+        from dispatcher.providers.ses.client import SesClient, client_config
+        from dispatcher.providers.ses.lookup import SesLookup, SesSendLog
 
         if ses_client is None:
             import boto3

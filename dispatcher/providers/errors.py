@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from dispatcher.row import ErrorKind
+from dispatcher.model.row import ErrorKind
 
 __all__ = [
     "AmbiguousSendError",

@@ -12,7 +12,8 @@ The rules (docs/concepts/providers.md):
 - a permanent refusal of the mail itself (invalid, rejected, suppressed) is never failed over:
   the other provider would refuse it too, or should not be asked to;
 - after ``FAILOVER_THRESHOLD`` such failures within a window, across the deployment, the
-  primary's :class:`~dispatcher.circuit.Circuit` opens and it is skipped for the cool-down.
+  primary's :class:`~dispatcher.providers.circuit.Circuit` opens and it is skipped for the
+  cool-down.
 """
 
 from __future__ import annotations
@@ -20,18 +21,18 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from dispatcher.message import Message
-from dispatcher.observability import logger
+from dispatcher.model.message import Message
 from dispatcher.providers.errors import (
     AmbiguousSendError,
     ConfigError,
     ProviderError,
     TransientError,
 )
+from dispatcher.support.observability import logger
 
 if TYPE_CHECKING:
-    from dispatcher.circuit import Circuit
     from dispatcher.providers.base import MailProvider
+    from dispatcher.providers.circuit import Circuit
 
 __all__ = ["Routes", "proves_not_taken"]
 

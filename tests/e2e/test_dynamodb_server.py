@@ -9,8 +9,8 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from dispatcher.local.dynamodb_server import DynamoDBServer
-from dispatcher.local.tables import create_tables
+from dispatcher.local.dynamodb.server import DynamoDBServer
+from dispatcher.local.dynamodb.tables import create_tables
 from tests.fakes import move_row
 
 

@@ -265,7 +265,7 @@ def test_a_stack_killed_hard_leaves_no_process_behind(tmp_path: Path) -> None:
 
 
 def test_provider_url_sends_to_an_external_blastengine_compatible_api(tmp_path: Path) -> None:
-    from dispatcher.local.sandbox import Sandbox
+    from dispatcher.local.sandbox.server import Sandbox
 
     # GIVEN an external API (here another sandbox) and its credentials in the environment
     with Sandbox(login_id="external", api_key="external-key") as external:
@@ -387,7 +387,7 @@ def test_sam_local_invoke_reads_the_stacks_env_vars_file_as_pointing_at_the_stac
 
     import boto3
 
-    from dispatcher.local.tables import load_template
+    from dispatcher.local.dynamodb.tables import load_template
 
     path = Path(stack.local["sam_env_file"])
     text = path.read_text()
@@ -438,7 +438,7 @@ def test_sam_local_invoke_reads_the_stacks_env_vars_file_as_pointing_at_the_stac
     run = subprocess.run(
         [sys.executable, "-c",
          "import json,sys; from dispatcher.handler import lambda_handler; "
-         "from dispatcher.local.context import LocalContext; "
+         "from dispatcher.local.lambda_service.context import LocalContext; "
          "context = LocalContext(timeout_seconds=60); "
          "print(json.dumps(lambda_handler(json.load(sys.stdin), context)))"],
         input=json.dumps({"Records": [record]}), capture_output=True, text=True,

@@ -19,8 +19,8 @@ from blastengine.Log import Log
 from blastengine.MailBase import MailBase
 from blastengine.Transaction import Transaction
 
-from dispatcher.local.sandbox import Sandbox
-from dispatcher.local.sandbox_model import Faults
+from dispatcher.local.sandbox.model import Faults
+from dispatcher.local.sandbox.server import Sandbox
 
 
 @pytest.fixture

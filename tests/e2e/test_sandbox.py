@@ -8,9 +8,9 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from dispatcher.local.sandbox import Sandbox
-from dispatcher.local.sandbox_model import Faults
-from dispatcher.providers import bearer_token
+from dispatcher.local.sandbox.model import Faults
+from dispatcher.local.sandbox.server import Sandbox
+from dispatcher.providers.blastengine.client import bearer_token
 
 BODY = {
     "from": {"email": "f@example.com", "name": ""},

@@ -12,11 +12,11 @@ import httpx
 import pytest
 import respx
 
-from dispatcher.dispatch import Dispatcher
-from dispatcher.local.context import LocalContext
+from dispatcher.config.settings import Settings
+from dispatcher.flow.dispatch import Dispatcher
+from dispatcher.local.lambda_service.context import LocalContext
 from dispatcher.ops.admin import Admin
-from dispatcher.settings import Settings
-from dispatcher.store import Store
+from dispatcher.storage.store import Store
 from tests.conftest import BASE_URL, TABLE_NAMES, image
 from tests.fakes import FakeClock, SerializedClient
 

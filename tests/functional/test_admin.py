@@ -51,7 +51,7 @@ def test_waiting_rows_come_from_the_sparse_index(admin, table) -> None:
 def test_a_request_botocore_refuses_is_not_reported_as_unreachable(admin, dynamodb) -> None:
     from botocore.exceptions import ParamValidationError
 
-    from dispatcher.dynamodb import StoreUnavailableError
+    from dispatcher.storage.dynamodb import StoreUnavailableError
 
     def refuse(**_: object) -> None:
         raise ParamValidationError(report="injected")

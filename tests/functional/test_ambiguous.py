@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
-from dispatcher.unsettled import Unsettled
+from dispatcher.model.unsettled import Unsettled
 from tests.conftest import TABLE_NAMES, row
 from tests.functional.conftest import attr, failed_ids
 

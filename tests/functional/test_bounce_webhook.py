@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from dispatcher.bounce_webhook import webhook_app
-from dispatcher.bounces import BounceLedger
-from dispatcher.local.context import LocalContext
-from dispatcher.suppression import SuppressionList
+from dispatcher.bounces.ledger import BounceLedger
+from dispatcher.bounces.webhook import webhook_app
+from dispatcher.local.lambda_service.context import LocalContext
+from dispatcher.recipients.suppression import SuppressionList
 from tests.conftest import TABLE_NAMES
 
 SECRET = "s3cr3t-" + "x" * 40

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from dispatcher.bounces import BadBounceError, BounceLedger, BounceType, parse_events
-from dispatcher.suppression import SuppressionList
+from dispatcher.bounces.ledger import BadBounceError, BounceLedger, BounceType, parse_events
+from dispatcher.recipients.suppression import SuppressionList
 from tests.conftest import TABLE_NAMES
 from tests.fakes import FakeClock
 

@@ -31,7 +31,7 @@ def test_the_xray_sdk_is_imported_only_when_tracing(disabled: str, traced: bool)
     }
     code = (
         "import json, sys; import dispatcher.handler; "
-        "from dispatcher.observability import tracer; "
+        "from dispatcher.support.observability import tracer; "
         "print(json.dumps(['aws_xray_sdk.core' in sys.modules, tracer is not None]))"
     )
 

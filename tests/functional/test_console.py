@@ -223,8 +223,8 @@ def test_encode_is_a_choice_that_still_shows_a_bad_value(browser, table) -> None
 
 
 def test_the_edit_form_has_a_field_for_every_request_attribute() -> None:
+    from dispatcher.model.row import REQUEST_ATTRIBUTES
     from dispatcher.ops.console.forms import JSON_FIELDS, LIST_FIELDS, TEXT_FIELDS
-    from dispatcher.row import REQUEST_ATTRIBUTES
 
     fields = [*TEXT_FIELDS, *LIST_FIELDS, *JSON_FIELDS]
     assert len(fields) == len(set(fields))
@@ -236,7 +236,7 @@ def test_a_row_waiting_for_its_lookup_says_so_and_why(browser, script, table) ->
     # GIVEN a row whose send went unanswered, and the history of another, confirmed by look-up
     from datetime import UTC, datetime
 
-    from dispatcher.unsettled import Unsettled
+    from dispatcher.model.unsettled import Unsettled
 
     marker = Unsettled(
         provider="blastengine",
@@ -292,7 +292,7 @@ def test_a_banner_says_when_staging_safety_is_on(admin) -> None:
 def test_the_overview_charts_the_flow_from_what_it_reads(script, browser, table, dynamodb) -> None:
     from datetime import UTC, datetime, timedelta
 
-    from dispatcher.clock import iso_utc
+    from dispatcher.support.clock import iso_utc
     from tests.conftest import TABLE_NAMES
 
     now = datetime.now(UTC)

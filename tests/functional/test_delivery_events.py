@@ -11,7 +11,7 @@ import boto3
 import httpx
 import pytest
 
-from dispatcher.delivery_events import DeliveryEvent, EventPublisher
+from dispatcher.notify.delivery_events import DeliveryEvent, EventPublisher
 from tests.conftest import row
 from tests.functional.conftest import attr
 
@@ -168,8 +168,8 @@ def test_events_are_put_ten_to_a_request_and_refused_entries_once_more() -> None
 
 
 def test_a_bounce_on_a_rows_history_is_a_mail_bounced_event(dynamodb, subscriber) -> None:
-    from dispatcher.bounces import BounceLedger, parse_events
-    from dispatcher.suppression import SuppressionList
+    from dispatcher.bounces.ledger import BounceLedger, parse_events
+    from dispatcher.recipients.suppression import SuppressionList
     from tests.conftest import TABLE_NAMES
 
     ledger = BounceLedger(

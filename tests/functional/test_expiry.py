@@ -7,8 +7,8 @@ from typing import Any
 
 import httpx
 
-from dispatcher.refire import Sweeper
-from dispatcher.store import Store
+from dispatcher.flow.sweep import Sweeper
+from dispatcher.storage.store import Store
 from tests.conftest import TABLE_NAMES, row
 from tests.fakes import SerializedClient
 from tests.functional.conftest import attr
@@ -131,6 +131,6 @@ def dispatcher_iso(value: str) -> str:
     """An ISO timestamp as the dispatcher writes it (UTC, milliseconds, Z)."""
     from datetime import datetime
 
-    from dispatcher.clock import iso_utc
+    from dispatcher.support.clock import iso_utc
 
     return iso_utc(datetime.fromisoformat(value))

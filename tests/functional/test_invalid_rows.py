@@ -93,7 +93,7 @@ def test_an_exception_on_a_rows_content_ends_in_a_stamp_not_a_retry(
     dispatcher, table, stream_record, blastengine, invoke, monkeypatch
 ) -> None:
     # GIVEN a parser bug that some content triggers
-    import dispatcher.dispatch as dispatch_module
+    import dispatcher.flow.dispatch as dispatch_module
 
     def broken_parser(*_: Any, **__: Any) -> Any:
         raise OverflowError("date value out of range")

@@ -1,6 +1,6 @@
 """The one adapter onto moto's internals still fits the moto that is installed.
 
-If an upgrade changes what :mod:`dispatcher.local.moto_transactions` relies on, these fail:
+If an upgrade changes what :mod:`dispatcher.local.dynamodb.moto_transactions` relies on, these fail:
 the pinned version, the whole-table deep copy it replaces, and DynamoDB's all-or-nothing
 transactions with the items restored.
 """
@@ -19,8 +19,8 @@ from moto import mock_aws
 from moto.dynamodb import models
 from moto.dynamodb.models.table import Table
 
-from dispatcher.local import moto_transactions
-from dispatcher.local.tables import create_tables
+from dispatcher.local.dynamodb import moto_transactions
+from dispatcher.local.dynamodb.tables import create_tables
 from tests.fakes import move_row
 
 NAMES = {"SendTable": "s", "HistoryTable": "h", "IdempotencyTable": "i"}

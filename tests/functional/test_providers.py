@@ -12,12 +12,12 @@ import pytest
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.ses.models import ses_backends
 
-from dispatcher.message import Message
-from dispatcher.observability import metrics
-from dispatcher.providers import AmbiguousSendError, RejectedError, TransientError
+from dispatcher.model.message import Message
+from dispatcher.model.unsettled import Unsettled
 from dispatcher.providers.base import Accepted
-from dispatcher.providers.ses import client_config
-from dispatcher.unsettled import Unsettled
+from dispatcher.providers.errors import AmbiguousSendError, RejectedError, TransientError
+from dispatcher.providers.ses.client import client_config
+from dispatcher.support.observability import metrics
 from tests.conftest import TABLE_NAMES, row
 from tests.functional.conftest import attr, failed_ids
 
@@ -257,8 +257,8 @@ def test_a_send_interrupted_with_failover_on_is_looked_up_at_both_providers(
     assert marker.provider == "blastengine+ses"
 
     # AND SES's Send event says SES took it (the failover had sent it before the kill)
-    from dispatcher.providers.ses import row_digest
-    from dispatcher.providers.ses_lookup import SesSendLog
+    from dispatcher.providers.ses.client import row_digest
+    from dispatcher.providers.ses.lookup import SesSendLog
 
     SesSendLog(dynamodb, TABLE_NAMES["BounceTable"]).record(
         row=row_digest("int-1"),

@@ -7,8 +7,8 @@ import logging
 import httpx
 import pytest
 
-from dispatcher.observability import logger
-from dispatcher.providers import bearer_token
+from dispatcher.providers.blastengine.client import bearer_token
+from dispatcher.support.observability import logger
 from tests.conftest import API_KEY, LOGIN_ID, row
 
 

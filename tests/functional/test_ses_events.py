@@ -9,13 +9,13 @@ from typing import Any
 
 import pytest
 
-from dispatcher.bounces import BadBounceError, BounceLedger, parse_events
-from dispatcher.observability import metrics
-from dispatcher.providers.ses import CONTENT_TAG, ROW_TAG, row_digest
-from dispatcher.providers.ses_lookup import SesLookup, SesSendLog
-from dispatcher.ses_events import SesEvents
-from dispatcher.suppression import SuppressionList
-from dispatcher.unsettled import Unsettled
+from dispatcher.bounces.ledger import BadBounceError, BounceLedger, parse_events
+from dispatcher.bounces.ses_events import SesEvents
+from dispatcher.model.unsettled import Unsettled
+from dispatcher.providers.ses.client import CONTENT_TAG, ROW_TAG, row_digest
+from dispatcher.providers.ses.lookup import SesLookup, SesSendLog
+from dispatcher.recipients.suppression import SuppressionList
+from dispatcher.support.observability import metrics
 from tests.conftest import TABLE_NAMES
 
 MESSAGE_ID = "0100018c-ses-message-1"

@@ -11,8 +11,8 @@ import pytest
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.ses.models import ses_backends
 
-from dispatcher.providers.ses import ORIGINAL_RECIPIENTS_HEADER, client_config
-from dispatcher.settings import SettingsError
+from dispatcher.config.settings import SettingsError
+from dispatcher.providers.ses.client import ORIGINAL_RECIPIENTS_HEADER, client_config
 from tests.conftest import row
 from tests.functional.conftest import attr
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from dispatcher.suppression import Suppression, SuppressionList
+from dispatcher.recipients.suppression import Suppression, SuppressionList
 from tests.conftest import TABLE_NAMES, row
 from tests.fakes import throttle_first_call
 from tests.functional.conftest import attr, failed_ids

@@ -8,8 +8,8 @@ from typing import Any
 import httpx
 import pytest
 
-from dispatcher.refire import LEASE_SECONDS, Sweeper
-from dispatcher.store import Store
+from dispatcher.flow.sweep import LEASE_SECONDS, Sweeper
+from dispatcher.storage.store import Store
 from tests.conftest import TABLE_NAMES, row
 from tests.fakes import FakeClock, SerializedClient
 from tests.functional.conftest import attr

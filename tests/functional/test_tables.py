@@ -8,7 +8,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from dispatcher.local.tables import create_tables, load_template
+from dispatcher.local.dynamodb.tables import create_tables, load_template
 
 RESOURCES: dict[str, Any] = load_template()["Resources"]
 TABLES = [k for k, v in RESOURCES.items() if v["Type"] == "AWS::DynamoDB::Table"]

@@ -15,9 +15,9 @@ from typing import Any
 import boto3
 from botocore.awsrequest import AWSResponse
 
-from dispatcher.local.mapping import MappingConfig
-from dispatcher.local.poller import StreamPoller
-from dispatcher.local.stream import UnreadableRecords, readable
+from dispatcher.local.dynamodb.stream import UnreadableRecords, readable
+from dispatcher.local.lambda_service.mapping import MappingConfig
+from dispatcher.local.lambda_service.poller import StreamPoller
 
 ARN = "arn:aws:dynamodb:us-east-1:000000000000:table/send/stream/2026-12-01T00:00:00.000"
 

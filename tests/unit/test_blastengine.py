@@ -7,18 +7,17 @@ import httpx
 import pytest
 import respx
 
-from dispatcher.credentials import Credentials
-from dispatcher.message import Encode, Message
-from dispatcher.providers import (
+from dispatcher.model.message import Encode, Message
+from dispatcher.model.row import ErrorKind
+from dispatcher.providers.blastengine.client import BlastengineClient, bearer_token
+from dispatcher.providers.blastengine.credentials import Credentials
+from dispatcher.providers.errors import (
     AmbiguousSendError,
-    BlastengineClient,
     ConfigError,
     RateLimitedError,
     RejectedError,
     TransientError,
-    bearer_token,
 )
-from dispatcher.row import ErrorKind
 from tests.conftest import API_KEY, BASE_URL, LOGIN_ID
 
 URL = BASE_URL + "/deliveries/transaction"

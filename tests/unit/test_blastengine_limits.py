@@ -1,6 +1,6 @@
 """The one statement of blastengine's limits says what ../shared/BLASTENGINE.md says.
 
-The row's parser and the sandbox both read dispatcher.blastengine_limits; this holds that
+The row's parser and the sandbox both read dispatcher.model.blastengine_limits; this holds that
 module to the document, so neither can drift from the real API through the other.
 """
 
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from dispatcher import blastengine_limits as limits
+from dispatcher.model import blastengine_limits as limits
 
 DOCUMENT = Path(__file__).resolve().parents[2].parent / "shared" / "BLASTENGINE.md"
 

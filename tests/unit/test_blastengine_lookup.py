@@ -10,10 +10,11 @@ import httpx
 import pytest
 import respx
 
-from dispatcher.credentials import Credentials
-from dispatcher.providers import BlastengineClient, TransientError
-from dispatcher.providers.blastengine_lookup import MAX_CANDIDATES, BlastengineLookup
-from dispatcher.unsettled import Unsettled, content_digest
+from dispatcher.model.unsettled import Unsettled, content_digest
+from dispatcher.providers.blastengine.client import BlastengineClient
+from dispatcher.providers.blastengine.credentials import Credentials
+from dispatcher.providers.blastengine.lookup import MAX_CANDIDATES, BlastengineLookup
+from dispatcher.providers.errors import TransientError
 from tests.conftest import API_KEY, BASE_URL, LOGIN_ID
 from tests.fakes import EPOCH
 

@@ -3,9 +3,9 @@ from __future__ import annotations
 import pytest
 from botocore.exceptions import ClientError
 
-from dispatcher.credentials import Credentials, credentials_loader
+from dispatcher.config.settings import Settings
+from dispatcher.providers.blastengine.credentials import Credentials, credentials_loader
 from dispatcher.providers.errors import ConfigError, TransientError
-from dispatcher.settings import Settings
 from tests.unit.test_settings import ENV
 
 PARAM_ENV = {

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from dispatcher.local.dynamodb_rules import DynamoDBRules
+from dispatcher.local.dynamodb.rules import DynamoDBRules
 
 
 @pytest.fixture

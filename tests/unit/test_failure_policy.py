@@ -7,7 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from dispatcher.failure_policy import DEFER_CAP_SECONDS, FailurePolicy, deferral_delay
+from dispatcher.flow.failure_policy import DEFER_CAP_SECONDS, FailurePolicy, deferral_delay
+from dispatcher.model.row import ErrorKind, RowStatus
 from dispatcher.providers.errors import (
     ConfigError,
     InvalidMessageError,
@@ -15,7 +16,6 @@ from dispatcher.providers.errors import (
     RejectedError,
     TransientError,
 )
-from dispatcher.row import ErrorKind, RowStatus
 
 NOW = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 POLICY = FailurePolicy(max_attempts=8, attempts_per_invocation=3, deferral_base_seconds=30)

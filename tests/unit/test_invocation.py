@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from dispatcher.clock import Deadline
-from dispatcher.invocation import Invocation
-from dispatcher.ratelimit import TokenBucket
+from dispatcher.flow.invocation import Invocation
+from dispatcher.pacing.invocation_bucket import TokenBucket
+from dispatcher.support.clock import Deadline
 from tests.fakes import FakeClock
 
 

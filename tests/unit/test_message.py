@@ -4,8 +4,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from dispatcher.message import Encode, Message, parse_message
-from dispatcher.row import BOOKKEEPING_ATTRIBUTES, Row, content_hash
+from dispatcher.model.message import Encode, Message, parse_message
+from dispatcher.model.row import BOOKKEEPING_ATTRIBUTES, Row, content_hash
 from tests.conftest import image, row
 from tests.corpus import malformed_rows
 
@@ -248,7 +248,7 @@ def test_a_tab_and_right_to_left_text_stay_allowed_in_headers() -> None:
 
 
 def test_any_item_renders_for_people_even_a_mangled_one() -> None:
-    from dispatcher.row import plain
+    from dispatcher.model.row import plain
 
     mangled = {
         "id": {"S": "poison-2"},

@@ -8,8 +8,8 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dispatcher.message import Message, parse_message
-from dispatcher.row import REQUEST_ATTRIBUTES, Row
+from dispatcher.model.message import Message, parse_message
+from dispatcher.model.row import REQUEST_ATTRIBUTES, Row
 
 # DynamoDB's rules: names and map keys are non-empty, sets are non-empty and unique,
 # strings are valid Unicode (no lone surrogates), numbers are decimal strings.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from dispatcher.observability import tracing_enabled
+from dispatcher.support.observability import tracing_enabled
 
 LAMBDA = {"LAMBDA_TASK_ROOT": "/var/task"}
 

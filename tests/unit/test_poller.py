@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from dispatcher.local.mapping import MappingConfig, matches_filter
-from dispatcher.local.poller import StreamPoller
-from dispatcher.local.shard_consumer import ShardConsumer
+from dispatcher.local.lambda_service.mapping import MappingConfig, matches_filter
+from dispatcher.local.lambda_service.poller import StreamPoller
+from dispatcher.local.lambda_service.shard_consumer import ShardConsumer
 from tests.fakes import FakeClock
 
 T0 = 1764000000  # ApproximateCreationDateTime of the fake records (the FakeClock's start)
@@ -360,7 +360,7 @@ def test_a_failed_read_is_retried_and_the_poller_goes_on() -> None:
 
 
 def test_a_poller_that_cannot_read_at_all_gives_up_with_the_error(monkeypatch) -> None:
-    import dispatcher.local.poller as poller_module
+    import dispatcher.local.lambda_service.poller as poller_module
 
     monkeypatch.setattr(poller_module, "MAX_FAILED_POLLS", 3)
     streams = _FlakyStreams({"s": {"parent": None, "records": [], "closed": False}}, 99)

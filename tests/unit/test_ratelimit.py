@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from dispatcher.clock import Deadline
-from dispatcher.ratelimit import BucketTimeoutError, TokenBucket
+from dispatcher.pacing.invocation_bucket import BucketTimeoutError, TokenBucket
+from dispatcher.support.clock import Deadline
 from tests.fakes import FakeClock
 
 

@@ -4,8 +4,14 @@ import random
 
 import pytest
 
-from dispatcher.clock import Deadline
-from dispatcher.message import Message
+from dispatcher.model.message import Message
+from dispatcher.pacing.invocation_bucket import TokenBucket
+from dispatcher.pacing.retry import (
+    RetryPolicy,
+    SendFailedError,
+    full_jitter,
+    send_with_retries,
+)
 from dispatcher.providers.base import Accepted
 from dispatcher.providers.errors import (
     AmbiguousSendError,
@@ -15,13 +21,7 @@ from dispatcher.providers.errors import (
     RejectedError,
     TransientError,
 )
-from dispatcher.ratelimit import TokenBucket
-from dispatcher.retry import (
-    RetryPolicy,
-    SendFailedError,
-    full_jitter,
-    send_with_retries,
-)
+from dispatcher.support.clock import Deadline
 from tests.fakes import FakeClock
 
 MESSAGE = Message(

@@ -11,9 +11,9 @@ import pytest
 from boto3.dynamodb.types import TypeDeserializer
 from jsonschema import Draft202012Validator
 
-from dispatcher.message import parse_message
+from dispatcher.model.message import parse_message
+from dispatcher.model.row import Row
 from dispatcher.producer.schema import SCHEMA_PATH, build_schema, render
-from dispatcher.row import Row
 from tests.corpus import MALFORMED, _row
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from dispatcher.local.sandbox_rules import validate_transaction
+from dispatcher.local.sandbox.rules import validate_transaction
 
 VALID: dict[str, Any] = {
     "from": {"email": "shop@example.com", "name": "Shop"},

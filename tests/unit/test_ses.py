@@ -19,8 +19,9 @@ from moto import mock_aws
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.ses.models import ses_backends
 
-from dispatcher.message import Attachment, Encode, Message
-from dispatcher.providers import (
+from dispatcher.model.message import Attachment, Encode, Message
+from dispatcher.model.row import ErrorKind
+from dispatcher.providers.errors import (
     AmbiguousSendError,
     ConfigError,
     InvalidMessageError,
@@ -28,7 +29,7 @@ from dispatcher.providers import (
     RejectedError,
     TransientError,
 )
-from dispatcher.providers.ses import (
+from dispatcher.providers.ses.client import (
     CONTENT_TAG,
     MAX_RECIPIENTS,
     ROW_TAG,
@@ -37,7 +38,6 @@ from dispatcher.providers.ses import (
     client_config,
     row_digest,
 )
-from dispatcher.row import ErrorKind
 
 MESSAGE = Message(
     id="r1",

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from dispatcher.settings import DEFAULT_BLASTENGINE_BASE_URL, Settings, SettingsError
+from dispatcher.config.settings import DEFAULT_BLASTENGINE_BASE_URL, Settings, SettingsError
 
 ENV = {
     "SEND_TABLE_NAME": "send",

@@ -13,10 +13,10 @@ import pytest
 from botocore.exceptions import ClientError
 from moto import mock_aws
 
-from dispatcher.clock import Deadline
-from dispatcher.local.tables import create_tables
-from dispatcher.ratelimit import BucketTimeoutError
-from dispatcher.shared_limit import FALLBACK_SECONDS, LimitTable, SharedBucket
+from dispatcher.local.dynamodb.tables import create_tables
+from dispatcher.pacing.account_limit import FALLBACK_SECONDS, LimitTable, SharedBucket
+from dispatcher.pacing.invocation_bucket import BucketTimeoutError
+from dispatcher.support.clock import Deadline
 from tests.fakes import EPOCH, FakeClock, SerializedClient
 
 T0 = EPOCH.timestamp()

@@ -8,8 +8,8 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from dispatcher.local.tables import load_template
-from dispatcher.store import STAMPED_INDEX, WAITING_INDEX
+from dispatcher.local.dynamodb.tables import load_template
+from dispatcher.storage.store import STAMPED_INDEX, WAITING_INDEX
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = load_template()
@@ -183,8 +183,8 @@ def test_every_function_may_publish_delivery_events_to_the_stacks_bus_only() -> 
 def test_the_dashboard_charts_only_metrics_the_code_emits() -> None:
     import re
 
-    from dispatcher.row import ErrorKind
-    from dispatcher.settings import PROVIDERS
+    from dispatcher.config.settings import PROVIDERS
+    from dispatcher.model.row import ErrorKind
 
     body = RESOURCES["Dashboard"]["Properties"]["DashboardBody"]["Fn::Sub"]
     widgets = json.loads(re.sub(r"\$\{[^}]+\}", "1", body))["widgets"]

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dispatcher.row import BOOKKEEPING_ATTRIBUTES, REQUEST_ATTRIBUTES, WAITING_STATUSES
-from dispatcher.triage import Reason, triage
+from dispatcher.flow.triage import Reason, triage
+from dispatcher.model.row import BOOKKEEPING_ATTRIBUTES, REQUEST_ATTRIBUTES, WAITING_STATUSES
 from tests.conftest import image, row
 
 BASE = image(row("r1"))

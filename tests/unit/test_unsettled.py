@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from dispatcher.message import Message
-from dispatcher.unsettled import Unsettled, content_digest, message_digests
+from dispatcher.model.message import Message
+from dispatcher.model.unsettled import Unsettled, content_digest, message_digests
 from tests.fakes import EPOCH
 
 MARKER = Unsettled(

@@ -16,8 +16,8 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from dispatcher.clock import parse_iso
-from dispatcher.settings import SettingsError
+from dispatcher.config.settings import SettingsError
+from dispatcher.support.clock import parse_iso
 
 
 class _Provider(StrEnum):
@@ -126,10 +126,10 @@ def suppressions_of(ctx: typer.Context) -> Any:
 @contextlib.contextmanager
 def errors_as_exit() -> Iterator[None]:
     """At the command edge: a domain error is one stderr line and exit status 2."""
-    from dispatcher.attachments import AttachmentsUnavailableError
-    from dispatcher.dynamodb import StoreError
     from dispatcher.ops.targets import TargetError
+    from dispatcher.providers.attachments import AttachmentsUnavailableError
     from dispatcher.providers.errors import ProviderError
+    from dispatcher.storage.dynamodb import StoreError
 
     try:
         yield
@@ -199,7 +199,7 @@ def take(items: Iterator[Any], limit: int) -> tuple[list[Any], bool]:
 
 
 def iso(value: str, option: str) -> str:
-    from dispatcher.clock import iso_utc
+    from dispatcher.support.clock import iso_utc
 
     try:
         moment = datetime.fromisoformat(value)

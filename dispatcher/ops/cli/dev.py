@@ -216,19 +216,19 @@ def dev(
     sys.stdout = sys.stderr
     import logging
 
-    from dispatcher.observability import logger as function_logger
+    from dispatcher.support.observability import logger as function_logger
 
     handler = function_logger.registered_handler
     if isinstance(handler, logging.StreamHandler):
         handler.setStream(sys.stderr)
-    from dispatcher.local.sandbox_model import Faults
+    from dispatcher.local.sandbox.model import Faults
     from dispatcher.local.stack import LocalStack, StackOptions
 
     log_format = log_format or ("human" if sys.stderr.isatty() else "json")
     colour = err.is_terminal and not err.no_color
     if log_format == "human":
         from dispatcher.local.terminal import use_human_logs
-        from dispatcher.observability import logger
+        from dispatcher.support.observability import logger
 
         use_human_logs(logger, colour=colour)
 

@@ -13,6 +13,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
+from dispatcher.config.settings import SettingsError
 from dispatcher.ops.cli.common import (
     CommandError,
     JsonOption,
@@ -23,7 +24,6 @@ from dispatcher.ops.cli.common import (
     read_json,
     target_of,
 )
-from dispatcher.settings import SettingsError
 
 
 @app.command()
@@ -68,11 +68,11 @@ def invoke(
             raise CommandError(f"event file {event_file} has no 'Records' list: not a stream event")
         # Powertools writes logs and metrics to stdout; stdout is for the response here.
         with contextlib.redirect_stdout(sys.stderr):
-            from dispatcher.dispatch import Dispatcher
+            from dispatcher.config.settings import Settings
+            from dispatcher.flow.dispatch import Dispatcher
             from dispatcher.functions import dispatch_function
-            from dispatcher.local.context import LocalContext
+            from dispatcher.local.lambda_service.context import LocalContext
             from dispatcher.ops.admin import Admin
-            from dispatcher.settings import Settings
 
             # Composed as dispatcher.handler composes it, from the same environment.
             try:

@@ -13,6 +13,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
+from dispatcher.model.row import plain
 from dispatcher.ops.cli.common import (
     CommandError,
     JsonOption,
@@ -30,7 +31,6 @@ from dispatcher.ops.cli.common import (
     take,
     target_of,
 )
-from dispatcher.row import plain
 
 
 @app.command()
@@ -125,8 +125,8 @@ def suppressed_add(
     """Suppress an address by hand: rows to it fail `suppressed` until it is removed."""
     from email_validator import EmailNotValidError, validate_email
 
-    from dispatcher.clock import iso_utc
-    from dispatcher.suppression import Suppression, normalise
+    from dispatcher.recipients.suppression import Suppression, normalise
+    from dispatcher.support.clock import iso_utc
 
     with errors_as_exit():
         try:
@@ -170,8 +170,8 @@ def bounces(
 ) -> None:
     """Recent bounces and complaints the providers reported, joined to their history item
     or still orphans (their delivery has no history item yet)."""
-    from dispatcher.bounces import BounceType
-    from dispatcher.clock import iso_utc
+    from dispatcher.bounces.ledger import BounceType
+    from dispatcher.support.clock import iso_utc
 
     with errors_as_exit():
         try:
@@ -210,7 +210,7 @@ def reconcile(
 ) -> None:
     """Catch up bounces whose webhook never came, from blastengine's delivery logs, through
     the webhook's own idempotent path; then join orphan bounces to their history."""
-    from dispatcher.reconcile import Reconciler
+    from dispatcher.bounces.catch_up import Reconciler
 
     with errors_as_exit():
         until = datetime.now(UTC)

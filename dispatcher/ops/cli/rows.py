@@ -12,6 +12,8 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
+from dispatcher.model.row import ErrorKind, plain
+from dispatcher.model.unsettled import describe_unsettled
 from dispatcher.ops.cli.common import (
     CommandError,
     JsonOption,
@@ -31,8 +33,6 @@ from dispatcher.ops.cli.common import (
     take,
     target_of,
 )
-from dispatcher.row import ErrorKind, plain
-from dispatcher.unsettled import describe_unsettled
 
 
 @app.command()
@@ -304,7 +304,7 @@ def cancel(
     someone edited meanwhile is left alone. If its mail went out anyway (its send was already
     under way), the command says so as an error (exit 2).
     """
-    from dispatcher.clock import iso_utc
+    from dispatcher.support.clock import iso_utc
 
     with errors_as_exit():
         admin = target_of(ctx).admin
@@ -343,8 +343,8 @@ def _checked_item(row: Any, *, label: str) -> dict[str, Any]:
     """A plain row as a DynamoDB item, refused with every problem if the dispatcher would."""
     from boto3.dynamodb.types import TypeSerializer
 
-    from dispatcher.message import parse_message
-    from dispatcher.row import Row
+    from dispatcher.model.message import parse_message
+    from dispatcher.model.row import Row
 
     if not isinstance(row, dict):
         raise CommandError(f"{label} must be a JSON object")

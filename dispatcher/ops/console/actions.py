@@ -12,6 +12,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
+from dispatcher.model.row import plain
 from dispatcher.ops.console.context import ERROR_KINDS, ConsoleError, Context, Form, done, row_url
 from dispatcher.ops.console.forms import (
     JSON_FIELDS,
@@ -21,7 +22,6 @@ from dispatcher.ops.console.forms import (
     read_form,
     row_version,
 )
-from dispatcher.row import plain
 
 __all__ = ["bulk_refire", "cancel", "edit", "refire"]
 

@@ -25,8 +25,6 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from dispatcher.clock import parse_iso
-from dispatcher.dynamodb import StoreError
 from dispatcher.ops.admin import LISTABLE_STATUSES, Admin, BadPageTokenError
 from dispatcher.ops.console.actions import bulk_refire, cancel, edit, refire
 from dispatcher.ops.console.chart import Timeline
@@ -41,6 +39,8 @@ from dispatcher.ops.console.context import (
 )
 from dispatcher.ops.console.security import Guard, TokenMiddleware
 from dispatcher.ops.console.views import history, overview, preview, row_page, rows
+from dispatcher.storage.dynamodb import StoreError
+from dispatcher.support.clock import parse_iso
 
 __all__ = ["create_app"]
 

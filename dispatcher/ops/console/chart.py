@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from xml.sax.saxutils import escape
 
-from dispatcher.clock import parse_iso
+from dispatcher.support.clock import parse_iso
 
 __all__ = ["SERIES", "Timeline"]
 

@@ -21,9 +21,9 @@ from jinja2 import Environment
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
+from dispatcher.model.row import ErrorKind
 from dispatcher.ops.admin import Admin, SentCounts
 from dispatcher.ops.console.security import Guard
-from dispatcher.row import ErrorKind
 
 __all__ = [
     "ERROR_KINDS",

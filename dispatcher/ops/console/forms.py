@@ -17,8 +17,8 @@ from typing import Any
 
 from boto3.dynamodb.types import TypeSerializer
 
-from dispatcher.message import parse_message
-from dispatcher.row import (
+from dispatcher.model.message import parse_message
+from dispatcher.model.row import (
     ADDRESS_LIST_ATTRIBUTES,
     REQUEST_ATTRIBUTES,
     STRING_ATTRIBUTES,

@@ -13,15 +13,15 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
-from dispatcher.html_text import html_to_text
-from dispatcher.message import Message, parse_message
+from dispatcher.model.html_text import html_to_text
+from dispatcher.model.message import Message, parse_message
+from dispatcher.model.row import Row, plain, string_attribute
+from dispatcher.model.unsettled import describe_unsettled
 from dispatcher.ops.admin import LISTABLE_STATUSES, Page
 from dispatcher.ops.console.chart import Timeline
 from dispatcher.ops.console.context import ERROR_KINDS, PAGE_SIZE, ConsoleError, Context, Form
 from dispatcher.ops.console.forms import row_version, split_problems
 from dispatcher.ops.console.security import PREVIEW_POLICY
-from dispatcher.row import Row, plain, string_attribute
-from dispatcher.unsettled import describe_unsettled
 
 __all__ = ["history", "overview", "preview", "row_page", "rows"]
 

@@ -1,0 +1,385 @@
+"""Bounces: providers' reports of recipients they could not reach, recorded where they matter.
+
+One path for every bounce, whether it came by blastengine's webhook, was caught up from its
+delivery logs, or came from SES's event publishing (:mod:`dispatcher.bounces.ses_events`; a
+complaint is recorded as one more kind) (``DESIGN.md``, "Bounces and suppression"):
+
+1. the event is kept in the bounce table, keyed by delivery id and event (so the same event
+   twice changes nothing);
+2. it is recorded on the history item of its delivery (found through the history table's
+   ``by-delivery-id`` index): ``bounce_type``, ``bounced_at``, ``bounce_code``,
+   ``bounce_message``, ``bounce_address``, and every bounced address in ``bounced_addresses``
+   (to, cc and bcc can each bounce). An event whose delivery has no history item yet stays an
+   *orphan* in the bounce table (a sparse index lists them) and is joined later;
+3. ``HARDERROR``, ``DROP`` and ``COMPLAINT`` put the address on the suppression list;
+   ``SOFTERROR`` (a full mailbox: it may still arrive) is recorded only, and never suppresses.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any
+
+from aws_lambda_powertools.metrics import MetricUnit
+
+from dispatcher.config.settings import Settings, SettingsError
+from dispatcher.notify.delivery_events import DeliveryEvent, EventPublisher
+from dispatcher.recipients.suppression import Suppression, SuppressionList, normalise
+from dispatcher.storage.dynamodb import conditionally, translated
+from dispatcher.support.clock import SYSTEM_CLOCK, Clock, iso_utc
+from dispatcher.support.observability import metrics
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+
+__all__ = [
+    "BLASTENGINE_KINDS",
+    "DELIVERY_INDEX",
+    "ORPHAN_INDEX",
+    "BadBounceError",
+    "BounceEvent",
+    "BounceLedger",
+    "BounceType",
+    "count_new_bounce",
+    "parse_events",
+]
+
+#: The history table's index by the provider's delivery id (``template.yaml``).
+DELIVERY_INDEX = "by-delivery-id"
+#: The bounce table's sparse index of events not yet joined to a history item.
+ORPHAN_INDEX = "orphans"
+#: Events one POST may carry; blastengine batches a few, a flood is not a webhook.
+MAX_EVENTS = 500
+
+
+class BounceType(StrEnum):
+    """blastengine's bounce kinds (``../shared/BLASTENGINE.md``)."""
+
+    HARDERROR = "HARDERROR"  # permanent: no such user or host (SES: a Permanent bounce)
+    SOFTERROR = "SOFTERROR"  # temporary: a full mailbox; may still arrive later (SES: Transient)
+    DROP = "DROP"  # the address is on blastengine's stop list
+    COMPLAINT = "COMPLAINT"  # SES: the recipient marked the mail as spam
+
+    @property
+    def suppresses(self) -> bool:
+        return self is not BounceType.SOFTERROR
+
+
+#: The kinds blastengine reports (its webhook's and its delivery logs' statuses).
+BLASTENGINE_KINDS = (BounceType.HARDERROR, BounceType.SOFTERROR, BounceType.DROP)
+
+
+class BadBounceError(ValueError):
+    """A webhook body that is not blastengine's bounce shape; the message names no person."""
+
+
+@dataclass(frozen=True)
+class BounceEvent:
+    """One recipient blastengine could not reach."""
+
+    type: BounceType
+    at: str  # the event's own time, ISO-8601 with its offset, as blastengine sent it
+    address: str  # normalised
+    delivery_id: str
+    code: str | None = None
+    message: str | None = None
+
+    @property
+    def key(self) -> str:
+        """Stable per event: the same event posted twice has the same key."""
+        raw = f"{self.type}\n{self.address}\n{self.at}\n{self.code}"
+        return f"{self.at}#{hashlib.sha256(raw.encode()).hexdigest()[:16]}"
+
+
+def parse_events(body: Any) -> list[BounceEvent]:
+    """The events of a webhook body ``{"events": [{"event": {...}}, ...]}``.
+
+    Raises
+    ------
+    BadBounceError
+        For anything else, saying what is wrong without repeating the body (it holds
+        addresses and subjects).
+    """
+    if not isinstance(body, Mapping) or not isinstance(body.get("events"), list):
+        raise BadBounceError('the body must be {"events": [...]}')
+    items = body["events"]
+    if not items:
+        raise BadBounceError("no events")
+    if len(items) > MAX_EVENTS:
+        raise BadBounceError(f"{len(items)} events in one request, over {MAX_EVENTS}")
+    return [_event(n, item) for n, item in enumerate(items)]
+
+
+def _event(n: int, item: Any) -> BounceEvent:
+    event = item.get("event") if isinstance(item, Mapping) else None
+    if not isinstance(event, Mapping):
+        raise BadBounceError(f"events[{n}] has no event object")
+    try:
+        kind = BounceType(str(event.get("type")))
+        if kind not in BLASTENGINE_KINDS:
+            raise ValueError
+    except ValueError:
+        kinds = ", ".join(t.value for t in BLASTENGINE_KINDS)
+        raise BadBounceError(f"events[{n}].type must be one of {kinds}") from None
+    at = event.get("datetime")
+    try:
+        if not isinstance(at, str) or datetime.fromisoformat(at).tzinfo is None:
+            raise ValueError
+    except ValueError:
+        raise BadBounceError(f"events[{n}].datetime must be ISO-8601 with an offset") from None
+    detail = event.get("detail")
+    if not isinstance(detail, Mapping):
+        raise BadBounceError(f"events[{n}] has no detail object")
+    address = detail.get("mailaddress")
+    if not isinstance(address, str) or "@" not in address or len(address) > 254:
+        raise BadBounceError(f"events[{n}].detail.mailaddress must be an address")
+    delivery = detail.get("delivery_id")
+    if isinstance(delivery, bool) or not isinstance(delivery, int | str) or str(delivery) == "":
+        raise BadBounceError(f"events[{n}].detail.delivery_id must be a number")
+
+    def text(name: str, limit: int) -> str | None:
+        value = detail.get(name)
+        return str(value)[:limit] if value not in (None, "") else None
+
+    return BounceEvent(
+        type=kind,
+        at=at,
+        address=normalise(address),
+        delivery_id=str(delivery),
+        code=text("error_code", 16),
+        message=text("error_message", 500),
+    )
+
+
+@dataclass(frozen=True)
+class Applied:
+    """What one event changed: whether it was new, and whether a history item has it."""
+
+    new: bool
+    joined: bool
+
+
+def count_new_bounce(event: BounceEvent) -> None:
+    """The metrics of a bounce recorded for the first time, whichever provider reported it:
+    ``Bounced`` (the bounce-share alarm's numerator) and ``Bounced_<type>``. A redelivered
+    event (:attr:`Applied.new` False) is not counted again."""
+    metrics.add_metric(name="Bounced", unit=MetricUnit.Count, value=1)
+    metrics.add_metric(name=f"Bounced_{event.type}", unit=MetricUnit.Count, value=1)
+
+
+class BounceLedger:
+    """Applies bounce events to the bounce table, the history and the suppression list."""
+
+    def __init__(
+        self,
+        *,
+        bounce_table: str,
+        history_table: str,
+        suppressions: SuppressionList,
+        boto3_client: DynamoDBClient,
+        clock: Clock = SYSTEM_CLOCK,
+        events: EventPublisher | None = None,
+    ) -> None:
+        self.events = events
+        self.bounce_table = bounce_table
+        self.history_table = history_table
+        self._suppressions = suppressions
+        self._client = boto3_client
+        self._clock = clock
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, dynamodb_client: Any = None) -> BounceLedger:
+        """The ledger over the stack's tables, as the webhook and the catch-up build it.
+
+        Raises
+        ------
+        SettingsError
+            Without ``BOUNCE_TABLE_NAME`` and ``SUPPRESSION_TABLE_NAME``.
+        """
+        import boto3
+
+        if not (settings.bounce_table_name and settings.suppression_table_name):
+            raise SettingsError("BOUNCE_TABLE_NAME and SUPPRESSION_TABLE_NAME are required")
+        client = dynamodb_client or boto3.client("dynamodb")
+        return cls(
+            bounce_table=settings.bounce_table_name,
+            history_table=settings.history_table_name,
+            suppressions=SuppressionList(
+                table=settings.suppression_table_name, boto3_client=client
+            ),
+            boto3_client=client,
+            events=settings.event_publisher(),
+        )
+
+    def deliveries(self, delivery_id: str) -> list[dict[str, Any]]:
+        """The history items of one provider delivery (the ``by-delivery-id`` index)."""
+        with translated():
+            return self._client.query(
+                TableName=self.history_table,
+                IndexName=DELIVERY_INDEX,
+                KeyConditionExpression="delivery_id = :d",
+                ExpressionAttributeValues={":d": {"S": delivery_id}},
+            ).get("Items", [])
+
+    def apply(self, event: BounceEvent) -> Applied:
+        """Record one event, idempotently; raises a store error for the caller to retry."""
+        new = conditionally(
+            self._client.put_item,
+            TableName=self.bounce_table,
+            Item=self._bounce_item(event),
+            ConditionExpression="attribute_not_exists(event_key)",
+        )
+        # Suppress before joining: once the history shows the bounce, the address is on the
+        # list (a row to it inserted on seeing the bounce cannot slip through).
+        if event.type.suppresses:
+            self._suppress(event)
+        joined = self._join(event)
+        return Applied(new=new, joined=joined)
+
+    def join_orphans(self, *, limit: int = 500) -> int:
+        """Join orphan events whose history item exists by now; how many were joined."""
+        joined = 0
+        for event in self._orphans(limit):
+            if self._join(event):
+                joined += 1
+        return joined
+
+    def recent(
+        self, *, since: str | None = None, kind: BounceType | None = None
+    ) -> Iterator[dict[str, Any]]:
+        """Bounce events (joined or orphan), received at or after ``since``: a Scan."""
+        names: dict[str, str] = {}
+        values: dict[str, Any] = {}
+        filters = []
+        if since:
+            names["#r"], values[":since"] = "received_at", {"S": since}
+            filters.append("#r >= :since")
+        if kind:
+            names["#t"], values[":type"] = "type", {"S": kind.value}
+            filters.append("#t = :type")
+        kwargs: dict[str, Any] = {"TableName": self.bounce_table}
+        if filters:
+            kwargs.update(
+                FilterExpression=" AND ".join(filters),
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+            )
+        with translated():
+            for page in self._client.get_paginator("scan").paginate(**kwargs):
+                yield from page.get("Items", [])
+
+    def _join(self, event: BounceEvent) -> bool:
+        found = self.deliveries(event.delivery_id)
+        if not found:
+            return False
+        fields = {
+            "bounce_type": event.type.value,
+            "bounced_at": event.at,
+            "bounce_code": event.code,
+            "bounce_message": event.message,
+            "bounce_address": event.address,
+        }
+        sets = [f"#f{i} = :f{i}" for i, (_, v) in enumerate(fields.items()) if v]
+        names = {f"#f{i}": k for i, (k, v) in enumerate(fields.items()) if v}
+        values: dict[str, Any] = {f":f{i}": {"S": v} for i, v in enumerate(fields.values()) if v}
+        names["#a"], values[":a"] = "bounced_addresses", {"SS": [event.address]}
+        for item in found:
+            with translated():
+                self._client.update_item(
+                    TableName=self.history_table,
+                    Key={"id": item["id"], "sent_at": item["sent_at"]},
+                    # The latest event's fields, and every address that bounced: a set, so
+                    # the same event applied twice adds nothing.
+                    UpdateExpression="SET " + ", ".join(sets) + " ADD #a :a",
+                    ConditionExpression="attribute_exists(id)",
+                    ExpressionAttributeNames=names,
+                    ExpressionAttributeValues=values,
+                )
+        with translated():
+            self._client.update_item(
+                TableName=self.bounce_table,
+                Key={"delivery_id": {"S": event.delivery_id}, "event_key": {"S": event.key}},
+                UpdateExpression="REMOVE orphan SET joined_to = :h",
+                ExpressionAttributeValues={":h": {"S": found[0]["id"]["S"]}},
+            )
+        if self.events is not None:
+            # Told once it is on a row's history (an orphan, when it is joined).
+            self.events.add(_bounced_event(event, item) for item in found)
+        return True
+
+    def flush_events(self) -> None:
+        """Publish the delivery events collected so far (never raises)."""
+        if self.events is not None:
+            self.events.flush()
+
+    def _suppress(self, event: BounceEvent) -> None:
+        entry = Suppression(
+            address=event.address,
+            reason=event.type.value,
+            added_at=iso_utc(self._clock.now()),
+            bounced_at=event.at,
+            code=event.code,
+            message=event.message,
+            delivery_id=event.delivery_id,
+        )
+        self._suppressions.add_once(entry)
+
+    def _orphans(self, limit: int) -> Iterator[BounceEvent]:
+        with translated():
+            pages = self._client.get_paginator("query").paginate(
+                TableName=self.bounce_table,
+                IndexName=ORPHAN_INDEX,
+                KeyConditionExpression="orphan = :o",
+                ExpressionAttributeValues={":o": {"S": "1"}},
+                PaginationConfig={"MaxItems": limit},
+            )
+            for page in pages:
+                for item in page.get("Items", []):
+                    yield _event_of(item)
+
+    def _bounce_item(self, event: BounceEvent) -> dict[str, Any]:
+        fields = {
+            "delivery_id": event.delivery_id,
+            "event_key": event.key,
+            "type": event.type.value,
+            "at": event.at,
+            "address": event.address,
+            "code": event.code,
+            "message": event.message,
+            "received_at": iso_utc(self._clock.now()),
+            "orphan": "1",  # until joined: keys the sparse orphans index
+        }
+        return {k: {"S": v} for k, v in fields.items() if v}
+
+
+def _bounced_event(event: BounceEvent, history: Mapping[str, Any]) -> DeliveryEvent:
+    return DeliveryEvent(
+        detail_type="Mail Bounced",
+        row_id=str(history["id"]["S"]),
+        at=event.at,
+        recipient=event.address,
+        provider=history.get("provider", {}).get("S"),
+        delivery_id=event.delivery_id,
+        error_kind=event.type.value,
+        reason=event.message or event.code,
+        identity=(event.delivery_id, event.key),
+    )
+
+
+def _event_of(item: Mapping[str, Any]) -> BounceEvent:
+    def text(name: str) -> str | None:
+        value = item.get(name, {}).get("S")
+        return value if isinstance(value, str) else None
+
+    return BounceEvent(
+        type=BounceType(text("type") or ""),
+        at=text("at") or "",
+        address=text("address") or "",
+        delivery_id=text("delivery_id") or "",
+        code=text("code"),
+        message=text("message"),
+    )

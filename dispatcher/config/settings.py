@@ -1,0 +1,273 @@
+"""Configuration, read once from the environment into one typed, frozen object.
+
+Every name here is fixed by the design contract (``DESIGN.md``, "Interfaces"), so that users'
+deploy scripts and the SAM template can rely on them. A missing or malformed value fails fast
+with a :class:`SettingsError` naming the variable at fault.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from email_validator import EmailNotValidError, validate_email
+
+if TYPE_CHECKING:
+    from dispatcher.notify.delivery_events import EventPublisher
+
+__all__ = [
+    "DEFAULT_BLASTENGINE_BASE_URL",
+    "DEFAULT_LOOKUP_DELAY_SECONDS",
+    "PROVIDERS",
+    "Settings",
+    "SettingsError",
+    "parse_allowlist",
+]
+
+DEFAULT_BLASTENGINE_BASE_URL = "https://app.engn.jp/api/v1"
+#: Ten minutes: blastengine documents no visibility lag for its look-ups, a transaction is
+#: logged once it is queued (seconds, normally), and a queue backed up for minutes is what a
+#: provider's bad hour looks like. The price is only that rare ambiguous rows wait this long.
+DEFAULT_LOOKUP_DELAY_SECONDS = 600.0
+#: The mail providers a deployment (MAIL_PROVIDER, FAILOVER_PROVIDER) or a row may name.
+PROVIDERS = ("blastengine", "ses")
+
+#: The stream keeps records 24 hours; an idempotency record must outlive any redelivery.
+_STREAM_RETENTION_SECONDS = 24 * 60 * 60
+
+_T = TypeVar("_T")
+
+
+class SettingsError(ValueError):
+    """A setting is missing or malformed; the message names the environment variable."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    """Everything the dispatcher is configured with.
+
+    Example
+    -------
+    >>> s = Settings.from_env({"SEND_TABLE_NAME": "send", "HISTORY_TABLE_NAME": "history",
+    ...     "IDEMPOTENCY_TABLE_NAME": "idem", "DEFAULT_FROM_EMAIL": "noreply@example.com",
+    ...     "BLASTENGINE_LOGIN_ID": "me", "BLASTENGINE_API_KEY": "secret"})
+    >>> s.rate_limit_rps
+    10.0
+    >>> "secret" in repr(s)
+    False
+    """
+
+    send_table_name: str
+    history_table_name: str
+    idempotency_table_name: str
+    default_from_email: str
+    default_from_name: str = ""
+    blastengine_base_url: str = DEFAULT_BLASTENGINE_BASE_URL
+    blastengine_login_id: str | None = None
+    blastengine_api_key: str | None = field(default=None, repr=False)
+    blastengine_credentials_parameter: str | None = None
+    rate_limit_rps: float = 10.0
+    rate_limit_table_name: str | None = None
+    #: Which provider sends a row that names none, and which one takes over when it fails
+    #: in a way that proves the mail was not taken (docs/concepts/providers.md).
+    mail_provider: str = "blastengine"
+    failover_provider: str | None = None
+    #: SES's sending rate (``aws sesv2 get-account``: ``SendQuota.MaxSendRate``); 1/s is
+    #: what every account has in the SES sandbox.
+    ses_rate_limit_rps: float = 1.0
+    ses_configuration_set: str | None = None
+    #: Requests the primary provider gets for a row before the failover provider takes it.
+    failover_after_attempts: int = 2
+    #: Failures of the primary across the deployment within the window that open its
+    #: circuit: it is skipped for the cool-down, then probed again.
+    failover_threshold: int = 5
+    failover_window_seconds: float = 60.0
+    failover_cooldown_seconds: float = 120.0
+    send_concurrency: int = 8
+    max_attempts: int = 8
+    attempts_per_invocation: int = 3
+    request_timeout_seconds: float = 10.0
+    history_retention_days: int = 90
+    deferral_base_seconds: float = 30.0
+    #: How long after an ambiguous send's window a taken mail is assumed visible to the
+    #: provider's look-ups (docs/concepts/exactly-once.md).
+    lookup_delay_seconds: float = DEFAULT_LOOKUP_DELAY_SECONDS
+    idempotency_expiry_seconds: int = 2 * _STREAM_RETENTION_SECONDS
+    suppression_table_name: str | None = None
+    #: The event bus delivery events go to (docs/how-to/subscribe-to-events.md); unset: none.
+    event_bus_name: str | None = None
+    #: Staging safety (docs/how-to/staging.md; :mod:`dispatcher.recipients.staging`).
+    recipient_allowlist: str | None = None
+    redirect_all_to: str | None = None
+    bounce_table_name: str | None = None
+    webhook_secret: str | None = field(default=None, repr=False)
+    webhook_secret_parameter: str | None = None
+    attachments_bucket: str | None = None
+    attachments_max_bytes: int = 1_000_000
+
+    def __post_init__(self) -> None:
+        _positive("RATE_LIMIT_RPS", self.rate_limit_rps)
+        _positive("SES_RATE_LIMIT_RPS", self.ses_rate_limit_rps)
+        _positive("FAILOVER_AFTER_ATTEMPTS", self.failover_after_attempts)
+        _positive("FAILOVER_THRESHOLD", self.failover_threshold)
+        _positive("FAILOVER_WINDOW_SECONDS", self.failover_window_seconds)
+        _positive("FAILOVER_COOLDOWN_SECONDS", self.failover_cooldown_seconds)
+        for name, value in (
+            ("MAIL_PROVIDER", self.mail_provider),
+            ("FAILOVER_PROVIDER", self.failover_provider),
+        ):
+            if value is not None and value not in PROVIDERS:
+                raise SettingsError(f"{name} must be one of {', '.join(PROVIDERS)}, got {value!r}")
+        if self.failover_provider == self.mail_provider:
+            raise SettingsError(
+                f"FAILOVER_PROVIDER must differ from MAIL_PROVIDER ({self.mail_provider})"
+            )
+        _positive("SEND_CONCURRENCY", self.send_concurrency)
+        _positive("MAX_ATTEMPTS", self.max_attempts)
+        _positive("ATTEMPTS_PER_INVOCATION", self.attempts_per_invocation)
+        _positive("REQUEST_TIMEOUT_SECONDS", self.request_timeout_seconds)
+        _positive("HISTORY_RETENTION_DAYS", self.history_retention_days)
+        _positive("DEFERRAL_BASE_SECONDS", self.deferral_base_seconds)
+        _positive("ATTACHMENTS_MAX_BYTES", self.attachments_max_bytes)
+        if not self.lookup_delay_seconds >= 0:
+            raise SettingsError(
+                f"LOOKUP_DELAY_SECONDS must be 0 or more, got {self.lookup_delay_seconds!r}"
+            )
+        if self.idempotency_expiry_seconds <= _STREAM_RETENTION_SECONDS:
+            raise SettingsError(
+                "IDEMPOTENCY_EXPIRY_SECONDS must exceed the stream's 24-hour retention "
+                f"({_STREAM_RETENTION_SECONDS}s), got {self.idempotency_expiry_seconds}"
+            )
+        for name in ("send_table_name", "history_table_name", "idempotency_table_name"):
+            if not getattr(self, name):
+                raise SettingsError(f"{name.upper()} is required")
+        parse_allowlist(self.recipient_allowlist)  # raises naming the entry
+        if self.redirect_all_to is not None:
+            try:
+                validate_email(self.redirect_all_to, check_deliverability=False)
+            except EmailNotValidError as exc:
+                raise SettingsError(f"REDIRECT_ALL_TO is not a valid address: {exc}") from exc
+        try:
+            validate_email(self.default_from_email, check_deliverability=False)
+        except EmailNotValidError as exc:
+            raise SettingsError(f"DEFAULT_FROM_EMAIL is not a valid address: {exc}") from exc
+        if not self.blastengine_base_url.startswith(("http://", "https://")):
+            raise SettingsError(
+                f"BLASTENGINE_BASE_URL must be an http(s) URL, got {self.blastengine_base_url!r}"
+            )
+        if "blastengine" in self.providers and not self.has_blastengine:
+            raise SettingsError(
+                "blastengine credentials are required: set BLASTENGINE_CREDENTIALS_PARAMETER "
+                "(deployed) or both BLASTENGINE_LOGIN_ID and BLASTENGINE_API_KEY (local)"
+            )
+
+    @property
+    def providers(self) -> tuple[str, ...]:
+        """The deployment's providers: the primary, then the failover one if any."""
+        return (self.mail_provider, *((self.failover_provider,) if self.failover_provider else ()))
+
+    @property
+    def has_blastengine(self) -> bool:
+        """blastengine credentials are configured (a row may pin it only then)."""
+        pair = bool(self.blastengine_login_id and self.blastengine_api_key)
+        return pair or bool(self.blastengine_credentials_parameter)
+
+    def event_publisher(self, client: Any = None) -> EventPublisher | None:
+        """The delivery events' publisher, or None without ``EVENT_BUS_NAME``."""
+        if not self.event_bus_name:
+            return None
+        from dispatcher.notify.delivery_events import EventPublisher
+
+        if client is None:
+            import boto3
+
+            client = boto3.client("events")
+        return EventPublisher(client, self.event_bus_name)
+
+    def provider_rate(self, provider: str) -> float:
+        """The account limit of ``provider``, requests per second."""
+        return self.ses_rate_limit_rps if provider == "ses" else self.rate_limit_rps
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Read the settings from ``environ`` (default: ``os.environ``).
+
+        Explicit keyword arguments win over the environment, so tests and the CLI can pin a
+        value without touching process state.
+        """
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            if f.name in overrides:
+                values[f.name] = overrides[f.name]
+                continue
+            raw = env.get(f.name.upper())
+            if raw is None or raw == "":
+                continue
+            values[f.name] = _PARSERS.get(f.name, _text)(f.name.upper(), raw)
+        for required in (
+            "send_table_name",
+            "history_table_name",
+            "idempotency_table_name",
+            "default_from_email",
+        ):
+            if required not in values:
+                raise SettingsError(f"{required.upper()} is required but not set")
+        return cls(**values)
+
+
+def parse_allowlist(raw: str | None) -> tuple[str, ...]:
+    """``RECIPIENT_ALLOWLIST`` (addresses and ``@domain``\\ s, comma- or space-separated) as
+    lowercased entries; raises ``SettingsError`` naming the entry that is neither."""
+    entries = tuple(e for e in (raw or "").replace(",", " ").split() if e)
+    for entry in entries:
+        address = f"x{entry}" if entry.startswith("@") else entry
+        try:
+            validate_email(address, check_deliverability=False)
+        except EmailNotValidError:
+            raise SettingsError(
+                f"RECIPIENT_ALLOWLIST: {entry!r} is neither an address nor an @domain"
+            ) from None
+    return tuple(e.strip().lower() for e in entries)
+
+
+def _number(kind: Callable[[str], _T]) -> Callable[[str, str], _T]:
+    def parse(name: str, raw: str) -> _T:
+        try:
+            return kind(raw)
+        except ValueError:
+            raise SettingsError(f"{name} must be a number ({kind.__name__}), got {raw!r}") from None
+
+    return parse
+
+
+def _text(_name: str, raw: str) -> str:
+    return raw.strip()
+
+
+def _positive(name: str, value: float) -> None:
+    if not value > 0:
+        raise SettingsError(f"{name} must be greater than 0, got {value!r}")
+
+
+_PARSERS: dict[str, Callable[[str, str], Any]] = {
+    "rate_limit_rps": _number(float),
+    "ses_rate_limit_rps": _number(float),
+    "failover_after_attempts": _number(int),
+    "failover_threshold": _number(int),
+    "failover_window_seconds": _number(float),
+    "failover_cooldown_seconds": _number(float),
+    "mail_provider": lambda _name, raw: raw.strip().lower(),
+    "failover_provider": lambda _name, raw: raw.strip().lower(),
+    "send_concurrency": _number(int),
+    "max_attempts": _number(int),
+    "attempts_per_invocation": _number(int),
+    "request_timeout_seconds": _number(float),
+    "history_retention_days": _number(int),
+    "deferral_base_seconds": _number(float),
+    "lookup_delay_seconds": _number(float),
+    "idempotency_expiry_seconds": _number(int),
+    "attachments_max_bytes": _number(int),
+}

@@ -1,0 +1,4 @@
+"""DynamoDB on this machine: moto's server in a process of its own (``server``,
+``process``), the tables from template.yaml (``tables``), the stream (``stream``), the one
+adapter onto moto's internals (``moto_transactions``), the rules AWS enforces that moto does
+not (``rules``), and saving the tables between runs (``persistence``)."""

@@ -1,0 +1,133 @@
+"""The sandbox's lookups, in blastengine's shapes: ``GET /deliveries/{id}`` and
+``GET /logs/mails/results``, answered from the mail it kept."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from dispatcher.local.sandbox.model import SentMail
+
+__all__ = ["RESULT_STATUSES", "bounce_events", "delivery_detail", "mail_results"]
+
+
+#: The recipient results a kept mail has (bounces are reported as they arrive, issue 13).
+RESULT_STATUSES = ("SENT", "RETRY", "HARDERROR", "SOFTERROR", "DROP")
+
+
+def delivery_detail(mail: SentMail) -> dict[str, Any]:
+    """A delivery's detail in blastengine's shape (the fields its SDK reads)."""
+    p = mail.payload
+    recipients = 1 + len(p.get("cc", [])) + len(p.get("bcc", []))
+    kinds = list(mail.bounces.values())
+    sender = p.get("from", {})
+    return {
+        "delivery_id": mail.delivery_id,
+        "delivery_type": "TRANSACTION",
+        "status": "SENT",
+        "from": {"email": sender.get("email"), "name": sender.get("name", "")},
+        "subject": p.get("subject"),
+        "text_part": p.get("text_part"),
+        "html_part": p.get("html_part"),
+        "total_count": recipients,
+        "sent_count": recipients - len(kinds),
+        "drop_count": kinds.count("DROP"),
+        "hard_error_count": kinds.count("HARDERROR"),
+        "soft_error_count": kinds.count("SOFTERROR"),
+        "open_count": 0,
+        "delivery_time": mail.received_at,
+        "reservation_time": None,
+        "created_time": mail.received_at,
+        "updated_time": mail.received_at,
+    }
+
+
+def mail_results(mails: list[SentMail], query: dict[str, list[str]]) -> tuple[int, dict[str, Any]]:
+    """``GET /logs/mails/results``: one result per recipient, oldest first, filtered by
+    ``delivery_id``, ``email``, ``status[]``, ``delivery_start``/``delivery_end``, paged by
+    ``count`` (1-1000) after ``anchor`` (the last ``maillog_id`` seen)."""
+
+    def first(name: str) -> str | None:
+        values = query.get(name)
+        return values[0] if values else None
+
+    problems: dict[str, list[str]] = {}
+    try:
+        count = int(first("count") or 100)
+        anchor = int(first("anchor") or 0)
+        if not 1 <= count <= 1000:
+            raise ValueError
+    except ValueError:
+        problems["count"] = ["must be a number from 1 to 1000 (anchor: a maillog_id)"]
+        count, anchor = 100, 0
+    window = []
+    for name in ("delivery_start", "delivery_end"):
+        raw = first(name)
+        try:
+            moment = datetime.fromisoformat(raw) if raw else None
+            if moment is not None and moment.tzinfo is None:
+                raise ValueError
+        except ValueError:
+            problems[name] = ["must be ISO-8601 with an offset"]
+            moment = None
+        window.append(moment)
+    statuses = set(query.get("status[]", []) or query.get("status", []))
+    if statuses - set(RESULT_STATUSES):
+        problems["status"] = [f"must be among {', '.join(RESULT_STATUSES)}"]
+    if problems:
+        return 400, {"error_messages": problems}
+    results = []
+    serial = 0
+    for mail in mails:
+        p = mail.payload
+        for address in (p.get("to"), *p.get("cc", []), *p.get("bcc", [])):
+            serial += 1
+            result = {
+                "maillog_id": serial,
+                "delivery_id": mail.delivery_id,
+                "delivery_type": "TRANSACTION",
+                "email": address,
+                "status": mail.bounces.get(address, "SENT"),
+                "delivery_time": mail.received_at,
+                "created_time": mail.received_at,
+                "updated_time": mail.received_at,
+                "last_response_code": "550" if address in mail.bounces else "250",
+                "last_response_message": (
+                    "user unknown (sandbox)" if address in mail.bounces else "OK (sandbox)"
+                ),
+            }
+            sent = datetime.fromisoformat(mail.received_at)
+            if (
+                serial > anchor
+                and (first("delivery_id") in (None, str(mail.delivery_id)))
+                and (first("email") in (None, address))
+                and (not statuses or result["status"] in statuses)
+                and (window[0] is None or sent >= window[0])
+                and (window[1] is None or sent <= window[1])
+            ):
+                results.append(result)
+    return 200, {"data": results[:count]}
+
+
+def bounce_events(mail: SentMail) -> list[dict[str, Any]]:
+    """A mail's bounces as blastengine's webhook carries them (``BLASTENGINE.md``)."""
+    at = datetime.fromisoformat(mail.received_at).isoformat(timespec="seconds")
+    return [
+        {
+            "event": {
+                "type": kind,
+                "datetime": at,
+                "detail": {
+                    "mailaddress": address,
+                    "subject": mail.payload.get("subject", ""),
+                    "error_code": "550" if kind != "SOFTERROR" else "452",
+                    "error_message": "user unknown (sandbox)"
+                    if kind != "SOFTERROR"
+                    else "mailbox full (sandbox)",
+                    "delivery_id": mail.delivery_id,
+                },
+            }
+        }
+        for address, kind in mail.bounces.items()
+    ]

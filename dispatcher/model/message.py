@@ -1,0 +1,280 @@
+"""The mail a send-table row asks for, validated: :func:`parse_message` and :class:`Message`.
+
+:func:`parse_message` turns a :class:`~dispatcher.model.row.Row` into a :class:`Message` or a list
+of readable problems. It never raises halfway: a malformed row must end ``failed`` with a
+reason, not crash the batch. Everything the provider would refuse (blastengine's limits,
+:mod:`dispatcher.model.blastengine_limits`) is refused here, before the row takes an idempotency
+record or a rate-limit slot; the attribute checks are :mod:`dispatcher.model.checks`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from enum import StrEnum
+
+from dispatcher.model.blastengine_limits import (
+    ATTACHMENT_FILES,
+    HTML_BYTES,
+    LIST_ADDRESSES,
+    SUBJECT_CHARS,
+    TEXT_BYTES,
+)
+from dispatcher.model.checks import (
+    MAX_SEND_AFTER,
+    Problems,
+    clip,
+    encodable,
+    encoded_size,
+    filename_problem,
+    header_problem,
+    type_name,
+    typed,
+)
+from dispatcher.model.html_text import html_to_text
+from dispatcher.model.row import Image, Row, string_attribute
+from dispatcher.support.clock import parse_iso
+
+__all__ = [
+    "MAX_SEND_AFTER",
+    "Attachment",
+    "Encode",
+    "Message",
+    "expiry_of",
+    "parse_message",
+]
+
+#: Fields that become mail headers: none may carry a line break or a control character.
+_HEADER_FIELDS = ("to", "subject", "from", "from_name", "reply_to", "reply_to_name")
+
+
+class Encode(StrEnum):
+    """Character set of the sent mail; ISO-2022-JP is for Japanese mobile carriers."""
+
+    UTF_8 = "UTF-8"
+    ISO_2022_JP = "ISO-2022-JP"
+
+
+@dataclass(frozen=True)
+class Attachment:
+    """A file a row names in the attachments bucket; ``size`` and ``etag`` are known once the
+    object has been looked up (:mod:`dispatcher.providers.attachments`), just before the send."""
+
+    key: str
+    filename: str
+    size: int | None = None
+    etag: str | None = None
+    content_type: str = "application/octet-stream"
+
+
+@dataclass(frozen=True)
+class Message:
+    """One validated mail, ready for a provider."""
+
+    id: str
+    to: str
+    subject: str
+    from_email: str
+    from_name: str
+    text: str  # the plain part the API requires: the row's, or derived from its html
+    html: str | None = None
+    cc: tuple[str, ...] = ()
+    bcc: tuple[str, ...] = ()
+    reply_to: str | None = None
+    reply_to_name: str = ""
+    list_unsubscribe_url: str | None = None
+    list_unsubscribe_mailto: str | None = None
+    encode: Encode = Encode.UTF_8
+    insert_code: Mapping[str, str] = field(default_factory=dict)
+    attachments: tuple[Attachment, ...] = ()
+    #: cc/bcc addresses the suppression list kept out of this send.
+    left_out: tuple[str, ...] = ()
+    send_after: datetime | None = None
+    #: Not sent after this: the row fails ``expired`` instead (``expires_at``).
+    expires_at: datetime | None = None
+    content_hash: str = ""
+    #: The provider the row pins (``provider``); None: the deployment's choice.
+    provider: str | None = None
+    #: Who the row named, when ``REDIRECT_ALL_TO`` sent the mail elsewhere.
+    original_recipients: tuple[str, ...] = ()
+
+    @property
+    def recipients(self) -> tuple[str, ...]:
+        return (self.to, *self.cc, *self.bcc)
+
+    def filled(self) -> Message:
+        """This message with its ``insert_code`` variables (``__name__``) substituted in
+        the subject and both bodies, as blastengine fills them; a provider without the
+        feature sends this."""
+        if not self.insert_code:
+            return self
+        codes = {f"__{key}__": value for key, value in self.insert_code.items()}
+        pattern = re.compile("|".join(re.escape(code) for code in codes))
+
+        def fill(part: str) -> str:
+            return pattern.sub(lambda m: codes[m.group()], part)
+
+        return replace(
+            self,
+            subject=fill(self.subject),
+            text=fill(self.text),
+            html=None if self.html is None else fill(self.html),
+            insert_code={},
+        )
+
+
+def expiry_of(row: Row) -> datetime | None:
+    """The row's ``expires_at`` if it is a time with an offset (the sweeper's question,
+    without parsing the whole row); whether it is in range is the parser's to say."""
+    return parse_iso(string_attribute(row.image, "expires_at"))
+
+
+def parse_message(
+    row: Row,
+    *,
+    default_from_email: str,
+    default_from_name: str = "",
+    now: datetime | None = None,
+) -> Message | list[str]:
+    """Validate a send-table row's request attributes.
+
+    ``now`` bounds ``send_after`` (at most :data:`MAX_SEND_AFTER` ahead); default: the time
+    of the call.
+
+    Returns
+    -------
+    Message | list[str]
+        The message, or every problem found, each naming its attribute (``"to: missing"``).
+    """
+    image = row.image
+    p = Problems(now or datetime.now(UTC))
+    to = p.address("to", p.string(image, "to", required=True))
+    subject = p.string(image, "subject", required=True)
+    if subject is not None and not subject.strip():
+        p.add("subject", "must not be empty")
+    elif subject is not None and len(subject) > SUBJECT_CHARS[1]:
+        p.add("subject", f"is {len(subject)} characters, over the limit of {SUBJECT_CHARS[1]}")
+    text = p.string(image, "text")
+    html = p.string(image, "html")
+    if "text" not in image and "html" not in image:
+        p.add("text/html", "missing: the row needs a text or an html body")
+    elif not (text or html) and not p.has("text", "html"):
+        p.add("text/html", "the body is empty")
+    elif not text and html and not p.has("html"):
+        text = _derived_text(p, html)
+
+    from_email = p.address("from", p.string(image, "from")) if "from" in image else None
+    from_name = p.name(image, "from_name")
+    reply_to = p.address("reply_to", p.string(image, "reply_to")) if "reply_to" in image else None
+    reply_to_name = p.name(image, "reply_to_name")
+    if reply_to_name is not None and reply_to is None and not p.has("reply_to"):
+        p.add("reply_to_name", "needs a reply_to address")
+    unsubscribe_url = p.unsubscribe(image, "list_unsubscribe_url", ("http://", "https://"))
+    unsubscribe_mailto = p.unsubscribe(image, "list_unsubscribe_mailto", ("mailto:",))
+    cc = p.address_list(image, "cc", LIST_ADDRESSES)
+    bcc = p.address_list(image, "bcc", LIST_ADDRESSES)
+    encode = _encode(p, image)
+    provider = p.provider(image)
+    insert_code = p.insert_code(image)
+    attachments = _attachments(p, image)
+    send_after = p.timestamp(image, "send_after")
+    expires_at = p.timestamp(image, "expires_at", bounded=False)
+    if send_after is not None and expires_at is not None and send_after > expires_at:
+        p.add("send_after", "is after expires_at: the mail could never be sent")
+    p.number(image, "revision")
+
+    for name in _HEADER_FIELDS:
+        value = string_attribute(image, name)
+        problem = header_problem(value) if value is not None else None
+        if problem is not None:
+            p.add(name, problem)
+    codec = "iso2022_jp" if encode is Encode.ISO_2022_JP else "utf-8"
+    parts = (("subject", subject), ("from_name", from_name), ("text", text), ("html", html))
+    for name, value in parts:
+        if value and codec != "utf-8" and not p.has(name) and not encodable(value, codec):
+            p.add(name, "has characters that ISO-2022-JP cannot encode")
+    for name, value, limit in (("text", text, TEXT_BYTES), ("html", html, HTML_BYTES)):
+        size = encoded_size(value, codec) if value and not p.has(name) else None
+        if size is not None and size > limit:
+            what = "is" if name in image else "(the plain text derived from html) is"
+            p.add(name, f"{what} {size:,} bytes as sent, over the API's limit of {limit:,}")
+
+    if p.problems:
+        return p.problems
+    assert to is not None  # guaranteed by the empty problem list
+    assert subject is not None
+    return Message(
+        id=row.id,
+        to=to,
+        subject=subject,
+        from_email=from_email or default_from_email,
+        from_name=from_name if from_name is not None else default_from_name,
+        text=text or "",
+        html=html or None,
+        cc=cc,
+        bcc=bcc,
+        reply_to=reply_to,
+        reply_to_name=reply_to_name or "",
+        list_unsubscribe_url=unsubscribe_url,
+        list_unsubscribe_mailto=unsubscribe_mailto,
+        encode=encode or Encode.UTF_8,
+        insert_code=insert_code,
+        attachments=attachments,
+        send_after=send_after,
+        expires_at=expires_at,
+        content_hash=row.content_hash,
+        provider=provider,
+    )
+
+
+def _encode(p: Problems, image: Image) -> Encode | None:
+    raw = p.string(image, "encode")
+    if raw is None:
+        return None
+    try:
+        return Encode(raw)
+    except ValueError:
+        allowed = ", ".join(e.value for e in Encode)
+        p.add("encode", f"{clip(raw)!r} is not one of {allowed}")
+        return None
+
+
+def _attachments(p: Problems, image: Image) -> tuple[Attachment, ...]:
+    if "attachments" not in image:
+        return ()
+    items = typed(image["attachments"], "L")
+    if not isinstance(items, list):
+        got = type_name(image["attachments"])
+        p.add("attachments", f"must be a list of maps (L of M), got {got}")
+        return ()
+    if len(items) > ATTACHMENT_FILES:
+        p.add("attachments", f"has {len(items)} files, over the API's {ATTACHMENT_FILES}")
+        return ()
+    out: list[Attachment] = []
+    for index, item in enumerate(items):
+        label = f"attachments[{index}]"
+        entry = typed(item, "M")
+        key = typed(entry.get("key"), "S") if isinstance(entry, dict) else None
+        if not isinstance(key, str) or not key.strip():
+            p.add("attachments", f"{label} needs a key (S): the object's key in the bucket")
+            continue
+        raw_name = entry.get("filename") if isinstance(entry, dict) else None
+        filename = typed(raw_name, "S") if raw_name is not None else key.rsplit("/", 1)[-1]
+        problem = filename_problem(filename)
+        if problem is not None:
+            p.add("attachments", f"{label} {problem}")
+            continue
+        assert isinstance(filename, str)
+        out.append(Attachment(key=key, filename=filename))
+    return tuple(out)
+
+
+def _derived_text(p: Problems, html: str) -> str | None:
+    """The plain part for a row with only html (the API requires one)."""
+    text = html_to_text(html)
+    if not text.strip():
+        p.add("html", "has no readable text for the plain-text part the API requires; add `text`")
+        return None
+    return text

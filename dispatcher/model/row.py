@@ -1,0 +1,255 @@
+"""The send-table row: its two attribute sets, and one parsed value of it.
+
+A row carries two kinds of attributes (``DESIGN.md``, "Data model"): *request* attributes that
+the application writes and that make up the mail, and *bookkeeping* attributes that only the
+dispatcher writes. Triage, the content hash and the store's content conditions all lean on
+that split, so it is defined here once.
+
+A stream record's image is read once into a :class:`Row`; everything after that (validation,
+the failure policy, the store's conditional writes) takes the row, never the raw image.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any
+
+from dispatcher.model.unsettled import Unsettled
+
+__all__ = [
+    "ADDRESS_LIST_ATTRIBUTES",
+    "BOOKKEEPING_ATTRIBUTES",
+    "REQUEST_ATTRIBUTES",
+    "STRING_ATTRIBUTES",
+    "STRUCTURED_ATTRIBUTES",
+    "WAITING_STATUSES",
+    "AttributeValue",
+    "ErrorKind",
+    "Image",
+    "Row",
+    "RowStatus",
+    "content_hash",
+    "plain",
+    "request_attributes",
+    "string_attribute",
+]
+
+#: A DynamoDB attribute value in the low-level wire shape, e.g. ``{"S": "hello"}``.
+AttributeValue = dict[str, Any]
+#: A stream image or item: attribute name -> wire value.
+Image = Mapping[str, Any]
+
+#: The request attributes by the DynamoDB type they take, each in the order a person reads a
+#: mail (the console's form shows them so): one string each; lists of addresses (L of S);
+#: structured ones (``insert_code`` a map of strings, ``attachments`` a list of maps).
+STRING_ATTRIBUTES = (
+    "to",
+    "subject",
+    "text",
+    "html",
+    "from",
+    "from_name",
+    "reply_to",
+    "reply_to_name",
+    "encode",
+    "provider",
+    "list_unsubscribe_url",
+    "list_unsubscribe_mailto",
+    "send_after",
+    "expires_at",
+)
+ADDRESS_LIST_ATTRIBUTES = ("cc", "bcc")
+STRUCTURED_ATTRIBUTES = ("insert_code", "attachments")
+#: What a producer writes: the above, and ``revision`` (a number bumped to send a row again).
+REQUEST_ATTRIBUTES = frozenset(
+    {*STRING_ATTRIBUTES, *ADDRESS_LIST_ATTRIBUTES, *STRUCTURED_ATTRIBUTES, "revision"}
+)
+BOOKKEEPING_ATTRIBUTES = frozenset(
+    {
+        "status",
+        "attempts",
+        "last_error",
+        "error_kind",
+        "http_status",
+        "failed_at",
+        "retry_at",
+        "fired_at",
+        "unsettled",
+    }
+)
+
+
+class ErrorKind(StrEnum):
+    """Why a row was not sent; stamped as ``error_kind``."""
+
+    INVALID = "invalid"
+    REJECTED = "rejected"
+    TRANSIENT = "transient"
+    RATE_LIMITED = "rate_limited"
+    CONFIG = "config"
+    SUPPRESSED = "suppressed"
+    #: The provider may have taken the mail (its answer never came): the row waits for the
+    #: look-up that settles it (docs/concepts/exactly-once.md).
+    AMBIGUOUS = "ambiguous"
+    #: Not sent by its ``expires_at``: never sent (a password reset an hour late is worse
+    #: than none).
+    EXPIRED = "expired"
+    #: Its ``to`` is outside ``RECIPIENT_ALLOWLIST`` (a staging deployment).
+    BLOCKED = "blocked"
+
+
+class RowStatus(StrEnum):
+    """The ``status`` the dispatcher stamps on a row it keeps."""
+
+    FAILED = "failed"
+    DEFERRED = "deferred"
+    SCHEDULED = "scheduled"
+
+
+#: Statuses that mean "the dispatcher has dealt with this row and is waiting".
+WAITING_STATUSES = frozenset(s.value for s in RowStatus)
+
+
+@dataclass(frozen=True)
+class Row:
+    """One send-table row as read from a stream image or a table item.
+
+    ``image`` stays beside the parsed fields because the store's writes are conditioned on
+    the row still holding exactly the request attributes that were read.
+    """
+
+    id: str
+    image: Image
+    status: str | None = None
+    attempts: int = 0
+    retry_at: str | None = None
+    #: When the sweeper or a person last re-fired the row; cleared by the next stamp. While
+    #: set, the dispatcher may be sending the row.
+    fired_at: str | None = None
+
+    @classmethod
+    def from_image(cls, row_id: str, image: Image) -> Row:
+        return cls(
+            id=row_id,
+            image=image,
+            status=string_attribute(image, "status"),
+            attempts=_count(image.get("attempts")),
+            retry_at=string_attribute(image, "retry_at"),
+            fired_at=string_attribute(image, "fired_at"),
+        )
+
+    @classmethod
+    def from_item(cls, item: Image) -> Row | None:
+        """A table item's row, or None if its ``id`` is not a string (DynamoDB refuses that,
+        but a hand-made event may carry anything)."""
+        row_id = string_attribute(item, "id")
+        return None if row_id is None else cls.from_image(row_id, item)
+
+    @property
+    def request(self) -> dict[str, AttributeValue]:
+        return request_attributes(self.image)
+
+    @property
+    def content_hash(self) -> str:
+        return content_hash(self.image)
+
+    @property
+    def unsettled(self) -> Unsettled | None:
+        """A send of this row the provider may have taken, still to be looked up."""
+        return Unsettled.from_attribute(self.image.get("unsettled"))
+
+    @property
+    def in_flight(self) -> bool:
+        """The dispatcher may be on this row now: it has no status yet, or was re-fired and
+        not stamped since."""
+        return self.status is None or self.fired_at is not None
+
+    @property
+    def prior_attempts(self) -> int:
+        """Attempts already spent: carried while the row is deferred, fresh after a re-fire
+        or an edit (a person looked at it)."""
+        return self.attempts if self.status == RowStatus.DEFERRED else 0
+
+
+def string_attribute(image: Image, name: str) -> str | None:
+    """The value of a string (``S``) attribute, or None if absent or of another type."""
+    value = image.get(name)
+    text = value.get("S") if isinstance(value, dict) else None
+    return text if isinstance(text, str) else None
+
+
+def request_attributes(image: Image) -> dict[str, AttributeValue]:
+    """The request attributes present in ``image``, in wire shape."""
+    return {name: value for name, value in image.items() if name in REQUEST_ATTRIBUTES}
+
+
+def content_hash(image: Image) -> str:
+    """A stable hash of exactly the request attributes, the idempotency key's second half."""
+    canonical = json.dumps(
+        {name: _canonical(value) for name, value in request_attributes(image).items()},
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=True,  # lone surrogates from a bad event must not break hashing
+    )
+    return hashlib.sha256(canonical.encode("ascii")).hexdigest()
+
+
+def plain(item: Image) -> dict[str, Any]:
+    """An item as plain JSON-able values, for people and scripts (numbers as int/float).
+
+    An attribute that is not a well-formed wire value is shown as it is, never raised on:
+    the CLI and the console must render any row they find.
+    """
+    from boto3.dynamodb.types import TypeDeserializer
+
+    deserializer = TypeDeserializer()
+
+    def simple(value: Any) -> Any:
+        if isinstance(value, Decimal):
+            return int(value) if value == value.to_integral_value() else float(value)
+        if isinstance(value, dict):
+            return {k: simple(v) for k, v in value.items()}
+        if isinstance(value, list | set):
+            return [simple(v) for v in value]
+        return value
+
+    def one(value: Any) -> Any:
+        try:
+            return simple(deserializer.deserialize(value))
+        except (TypeError, ValueError, AttributeError, KeyError):
+            return value if _json_able(value) else repr(value)
+
+    return {k: one(v) for k, v in item.items()}
+
+
+def _json_able(value: Any) -> bool:
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def _count(value: Any) -> int:
+    raw = value.get("N") if isinstance(value, dict) else None
+    try:
+        return max(0, int(raw)) if isinstance(raw, str) else 0
+    except ValueError:
+        return 0
+
+
+def _canonical(value: Any) -> Any:
+    """Order set members, which DynamoDB does not keep in a stable order."""
+    if isinstance(value, dict):
+        return {
+            k: sorted(v) if k in ("SS", "NS", "BS") and isinstance(v, list) else _canonical(v)
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [_canonical(v) for v in value]
+    return value

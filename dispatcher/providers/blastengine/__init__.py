@@ -1,0 +1,3 @@
+"""blastengine: the HTTP client for ``POST /deliveries/transaction``
+(``client``), its wire shapes (``wire``), the look-up of a delivery it may have taken
+(``lookup``) and the account's credentials (``credentials``)."""
