@@ -81,9 +81,12 @@ $(BROWSER):
 screenshots: $(STAMP) $(BROWSER)
 	UPDATE_SCREENSHOTS=1 $(BIN)/pytest tests/e2e/test_console_browser.py
 
+## lint: ruff (style, complexity), the format, and the import contracts (import-linter: the
+## layers, nothing shipped importing ops/local/producer, no cycle)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports --no-cache
 
 typecheck: $(STAMP)
 	$(BIN)/mypy dispatcher

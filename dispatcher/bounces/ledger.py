@@ -212,7 +212,7 @@ class BounceLedger:
                 table=settings.suppression_table_name, boto3_client=client
             ),
             boto3_client=client,
-            events=settings.event_publisher(),
+            events=EventPublisher.from_settings(settings),
         )
 
     def deliveries(self, delivery_id: str) -> list[dict[str, Any]]:

@@ -10,17 +10,15 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 from email_validator import EmailNotValidError, validate_email
 
-if TYPE_CHECKING:
-    from dispatcher.notify.delivery_events import EventPublisher
+from dispatcher.model.row import PROVIDERS
 
 __all__ = [
     "DEFAULT_BLASTENGINE_BASE_URL",
     "DEFAULT_LOOKUP_DELAY_SECONDS",
-    "PROVIDERS",
     "Settings",
     "SettingsError",
     "parse_allowlist",
@@ -32,7 +30,6 @@ DEFAULT_BLASTENGINE_BASE_URL = "https://app.engn.jp/api/v1"
 #: provider's bad hour looks like. The price is only that rare ambiguous rows wait this long.
 DEFAULT_LOOKUP_DELAY_SECONDS = 600.0
 #: The mail providers a deployment (MAIL_PROVIDER, FAILOVER_PROVIDER) or a row may name.
-PROVIDERS = ("blastengine", "ses")
 
 #: The stream keeps records 24 hours; an idempotency record must outlive any redelivery.
 _STREAM_RETENTION_SECONDS = 24 * 60 * 60
@@ -173,18 +170,6 @@ class Settings:
         """blastengine credentials are configured (a row may pin it only then)."""
         pair = bool(self.blastengine_login_id and self.blastengine_api_key)
         return pair or bool(self.blastengine_credentials_parameter)
-
-    def event_publisher(self, client: Any = None) -> EventPublisher | None:
-        """The delivery events' publisher, or None without ``EVENT_BUS_NAME``."""
-        if not self.event_bus_name:
-            return None
-        from dispatcher.notify.delivery_events import EventPublisher
-
-        if client is None:
-            import boto3
-
-            client = boto3.client("events")
-        return EventPublisher(client, self.event_bus_name)
 
     def provider_rate(self, provider: str) -> float:
         """The account limit of ``provider``, requests per second."""

@@ -11,11 +11,12 @@ from __future__ import annotations
 import random
 from dataclasses import replace
 
-from dispatcher.flow.failure_policy import FailurePolicy, FailureStamp
+from dispatcher.flow.failure_policy import FailurePolicy
 from dispatcher.flow.outcome import Outcome, RecordResult
 from dispatcher.model.message import Message, expiry_of
 from dispatcher.model.row import Row, RowStatus
-from dispatcher.model.unsettled import Unsettled, message_digests
+from dispatcher.model.stamp import FailureStamp
+from dispatcher.model.unsettled import Unsettled
 from dispatcher.notify.delivery_events import sent_event, stamp_event
 from dispatcher.once.send import OnceSender, Sent
 from dispatcher.once.settle import LookupFailed, Taken, Wait
@@ -66,9 +67,7 @@ class Bookkeeping:
             bcc_count=len(message.bcc),
             confirmed_by="lookup",
         )
-        same = message.to == unsettled.to and bool(
-            set(message_digests(message)) & set(unsettled.digests)
-        )
+        same = message.to == unsettled.to and bool(set(message.digests()) & set(unsettled.digests))
         if not same:
             self._store.record_history(entry)
             logger.info(

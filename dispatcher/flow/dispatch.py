@@ -31,12 +31,13 @@ from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
 
 from dispatcher.config.settings import Settings
 from dispatcher.flow.bookkeeping import Bookkeeping
-from dispatcher.flow.failure_policy import FailurePolicy, FailureStamp
+from dispatcher.flow.failure_policy import FailurePolicy
 from dispatcher.flow.invocation import Invocation
 from dispatcher.flow.outcome import Outcome, RecordResult, emit_metrics
 from dispatcher.flow.triage import Reason, triage
 from dispatcher.model.message import Message, parse_message
 from dispatcher.model.row import Row, string_attribute
+from dispatcher.model.stamp import FailureStamp
 from dispatcher.notify.delivery_events import EventPublisher
 from dispatcher.once.send import MaybeSentError, OnceSender, SendTerms
 from dispatcher.once.settle import NotTaken, Settler, Taken
@@ -192,7 +193,7 @@ class Dispatcher:
             attachments=attachments,
             settler=settler,
             suppressions=suppressions,
-            events=settings.event_publisher(events_client),
+            events=EventPublisher.from_settings(settings, events_client),
             limits=limits,
             clock=clock,
             rng=rng,

@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 
 from dispatcher.config.settings import DEFAULT_LOOKUP_DELAY_SECONDS, Settings
 from dispatcher.model.row import ErrorKind, RowStatus
+from dispatcher.model.stamp import FailureStamp
 from dispatcher.model.unsettled import Unsettled
 from dispatcher.providers.errors import InvalidMessageError, ProviderError, TransientError
 from dispatcher.support.clock import iso_utc
@@ -23,39 +24,12 @@ __all__ = [
     "DEFER_BASE_SECONDS",
     "DEFER_CAP_SECONDS",
     "FailurePolicy",
-    "FailureStamp",
     "deferral_delay",
 ]
 
 #: First pause of a deferred row, doubled on each deferral up to the cap.
 DEFER_BASE_SECONDS = 30.0
 DEFER_CAP_SECONDS = 3600.0
-
-
-@dataclass(frozen=True)
-class FailureStamp:
-    """The bookkeeping written onto a row that stays in the send table."""
-
-    status: RowStatus
-    attempts: int
-    stamped_at: str
-    last_error: str | None = None
-    error_kind: ErrorKind | None = None
-    http_status: int | None = None
-    retry_at: str | None = None
-    #: A send that may have been taken, kept on the row until a look-up settles it; None
-    #: removes the row's marker. Set by the dispatcher alone, on every stamp it writes
-    #: (``Dispatcher._write``): the policy decides the stamp, not what the row remembers.
-    unsettled: Unsettled | None = None
-
-    def describe(self) -> str:
-        """One line for the logs and the CLI: ``deferred until ... (transient): HTTP 503``."""
-        if self.status is RowStatus.SCHEDULED:
-            return f"scheduled for {self.retry_at}"
-        until = f" until {self.retry_at}" if self.retry_at else ""
-        if self.error_kind is None:
-            return f"{self.status.value}{until}"
-        return f"{self.status.value}{until} ({self.error_kind.value}): {self.last_error}"
 
 
 def deferral_delay(

@@ -72,7 +72,7 @@ class Sweeper:
                 history_table=settings.history_table_name,
                 boto3_client=dynamodb_client,
             ),
-            events=settings.event_publisher(),
+            events=EventPublisher.from_settings(settings),
         )
 
     def sweep(self, deadline: Deadline | None = None) -> SweepResult:

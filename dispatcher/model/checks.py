@@ -18,7 +18,6 @@ from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
 
-from dispatcher.config.settings import PROVIDERS
 from dispatcher.model.blastengine_limits import (
     ADDRESS_CHARS,
     INSERT_CODE_NAME,
@@ -27,7 +26,7 @@ from dispatcher.model.blastengine_limits import (
     REFUSED_EXTENSIONS,
     UNSUBSCRIBE_CHARS,
 )
-from dispatcher.model.row import Image
+from dispatcher.model.row import PROVIDERS, Image
 
 __all__ = [
     "MAX_SEND_AFTER",

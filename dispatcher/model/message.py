@@ -35,6 +35,7 @@ from dispatcher.model.checks import (
 )
 from dispatcher.model.html_text import html_to_text
 from dispatcher.model.row import Image, Row, string_attribute
+from dispatcher.model.unsettled import Unsettled, content_digest
 from dispatcher.support.clock import parse_iso
 
 __all__ = [
@@ -122,6 +123,32 @@ class Message:
             text=fill(self.text),
             html=None if self.html is None else fill(self.html),
             insert_code={},
+        )
+
+    def digests(self) -> tuple[str, ...]:
+        """The digests a provider's stored copy of this message may have: as sent, and with
+        the ``insert_code`` variables substituted (``BLASTENGINE.md``: not known which it
+        keeps). A look-up compares them with what it finds."""
+        sent = content_digest(self.subject, self.text, self.html)
+        done = self.filled()
+        filled = content_digest(done.subject, done.text, done.html)
+        return (sent,) if filled == sent else (sent, filled)
+
+    def unsettled(
+        self, *, provider: str, opened_at: datetime, closed_at: datetime, reason: str
+    ) -> Unsettled:
+        """The marker of this message sent to ``provider`` between the two moments, with no
+        answer: what a look-up must find before it is sent again."""
+        return Unsettled(
+            provider=provider,
+            to=self.to,
+            opened_at=opened_at,
+            closed_at=closed_at,
+            digests=self.digests(),
+            content_hash=self.content_hash,
+            reason=reason,
+            subject=self.subject,
+            row_id=self.id,
         )
 
 

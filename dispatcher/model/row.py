@@ -24,6 +24,7 @@ from dispatcher.model.unsettled import Unsettled
 __all__ = [
     "ADDRESS_LIST_ATTRIBUTES",
     "BOOKKEEPING_ATTRIBUTES",
+    "PROVIDERS",
     "REQUEST_ATTRIBUTES",
     "STRING_ATTRIBUTES",
     "STRUCTURED_ATTRIBUTES",
@@ -82,6 +83,12 @@ BOOKKEEPING_ATTRIBUTES = frozenset(
         "unsettled",
     }
 )
+
+
+#: The providers a row's ``provider`` attribute may name, and ``MAIL_PROVIDER`` and
+#: ``FAILOVER_PROVIDER`` too: a word of the row's vocabulary, like its statuses, so the parser
+#: checks it without knowing the deployment (``dispatcher/providers/`` has a package for each).
+PROVIDERS = ("blastengine", "ses")
 
 
 class ErrorKind(StrEnum):

@@ -19,14 +19,11 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from dispatcher.support.clock import iso_utc, parse_iso
 
-if TYPE_CHECKING:
-    from dispatcher.model.message import Message
-
-__all__ = ["Unsettled", "content_digest", "describe_unsettled", "message_digests"]
+__all__ = ["Unsettled", "content_digest", "describe_unsettled"]
 
 
 def content_digest(subject: str | None, text: str | None, html: str | None) -> str:
@@ -39,15 +36,6 @@ def content_digest(subject: str | None, text: str | None, html: str | None) -> s
 
     canonical = json.dumps([norm(subject), norm(text), norm(html)], ensure_ascii=True)
     return hashlib.sha256(canonical.encode("ascii")).hexdigest()
-
-
-def message_digests(message: Message) -> tuple[str, ...]:
-    """The digests a provider's stored copy of ``message`` may have: as sent, and with the
-    ``insert_code`` variables substituted (``BLASTENGINE.md``: not known which it keeps)."""
-    sent = content_digest(message.subject, message.text, message.html)
-    done = message.filled()
-    filled = content_digest(done.subject, done.text, done.html)
-    return (sent,) if filled == sent else (sent, filled)
 
 
 @dataclass(frozen=True)
@@ -70,29 +58,6 @@ class Unsettled:
     subject: str = ""
     #: The row the mail was for (a look-up keyed by row, as SES's, needs it).
     row_id: str = ""
-
-    @classmethod
-    def of(
-        cls,
-        message: Message,
-        *,
-        provider: str,
-        opened_at: datetime,
-        closed_at: datetime,
-        reason: str,
-    ) -> Unsettled:
-        """The marker for ``message``, sent to ``provider`` between the two moments."""
-        return cls(
-            provider=provider,
-            to=message.to,
-            opened_at=opened_at,
-            closed_at=closed_at,
-            digests=message_digests(message),
-            content_hash=message.content_hash,
-            reason=reason,
-            subject=message.subject,
-            row_id=message.id,
-        )
 
     def visible_from(self, delay_seconds: float) -> datetime:
         """When a look-up may trust a "not found": the provider's lag after the window."""

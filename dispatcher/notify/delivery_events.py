@@ -28,8 +28,9 @@ from dispatcher.model.row import ErrorKind, RowStatus, string_attribute
 from dispatcher.support.observability import logger, metrics
 
 if TYPE_CHECKING:
-    from dispatcher.flow.failure_policy import FailureStamp
+    from dispatcher.config.settings import Settings
     from dispatcher.model.row import Row
+    from dispatcher.model.stamp import FailureStamp
     from dispatcher.storage.store import HistoryEntry
 
 __all__ = [
@@ -85,6 +86,17 @@ class DeliveryEvent:
 
 class EventPublisher:
     """Puts delivery events on one bus; thread-safe, one per container."""
+
+    @classmethod
+    def from_settings(cls, settings: Settings, client: Any = None) -> EventPublisher | None:
+        """The deployment's publisher, or None without ``EVENT_BUS_NAME``."""
+        if not settings.event_bus_name:
+            return None
+        if client is None:
+            import boto3
+
+            client = boto3.client("events")
+        return cls(client, settings.event_bus_name)
 
     def __init__(self, client: Any, bus_name: str) -> None:
         self._client = client

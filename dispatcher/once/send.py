@@ -252,8 +252,7 @@ class OnceSender:
         # Which provider it was in flight to died with the holder: with a failover provider
         # configured, either may have it, and the look-up asks both.
         plan = (message.provider,) if message.provider else self.routes.every()
-        return Unsettled.of(
-            message,
+        return message.unsettled(
             provider="+".join(plan),
             opened_at=min(opened, now),
             closed_at=now,
@@ -337,8 +336,7 @@ class OnceSender:
         self, message: Message, error: AmbiguousSendError, provider: str, attempts: int
     ) -> SendResult:
         now = self._clock.now()
-        unsettled = Unsettled.of(
-            message,
+        unsettled = message.unsettled(
             provider=provider,
             opened_at=error.opened_at or now,
             closed_at=error.closed_at or now,

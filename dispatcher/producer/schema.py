@@ -15,7 +15,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from dispatcher.config.settings import PROVIDERS
 from dispatcher.model.blastengine_limits import (
     ADDRESS_CHARS,
     ATTACHMENT_FILES,
@@ -26,6 +25,7 @@ from dispatcher.model.blastengine_limits import (
     UNSUBSCRIBE_CHARS,
 )
 from dispatcher.model.message import Encode
+from dispatcher.model.row import PROVIDERS
 
 __all__ = ["NOT_EXPRESSED", "SCHEMA_PATH", "build_schema"]
 

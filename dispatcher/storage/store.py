@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING, Any
 
 import boto3
 
-from dispatcher.flow.failure_policy import FailureStamp
 from dispatcher.model.row import REQUEST_ATTRIBUTES, Row
+from dispatcher.model.stamp import FailureStamp
 from dispatcher.storage.dynamodb import (
     RowChangedError,
     StoreError,

@@ -183,8 +183,7 @@ def test_every_function_may_publish_delivery_events_to_the_stacks_bus_only() -> 
 def test_the_dashboard_charts_only_metrics_the_code_emits() -> None:
     import re
 
-    from dispatcher.config.settings import PROVIDERS
-    from dispatcher.model.row import ErrorKind
+    from dispatcher.model.row import PROVIDERS, ErrorKind
 
     body = RESOURCES["Dashboard"]["Properties"]["DashboardBody"]["Fn::Sub"]
     widgets = json.loads(re.sub(r"\$\{[^}]+\}", "1", body))["widgets"]

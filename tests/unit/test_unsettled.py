@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from dispatcher.model.message import Message
-from dispatcher.model.unsettled import Unsettled, content_digest, message_digests
+from dispatcher.model.unsettled import Unsettled, content_digest
 from tests.fakes import EPOCH
 
 MARKER = Unsettled(
@@ -53,6 +53,6 @@ def test_a_personalised_message_matches_its_template_and_its_filled_copy() -> No
         text="Dear __name__, your code is __code__",
         insert_code={"name": "Alice", "code": "42"},
     )
-    template, filled = message_digests(message)
+    template, filled = message.digests()
     assert template == content_digest("Hi __name__", "Dear __name__, your code is __code__", None)
     assert filled == content_digest("Hi Alice", "Dear Alice, your code is 42", None)
