@@ -105,12 +105,24 @@ class Settings:
     attachments_max_bytes: int = 1_000_000
 
     def __post_init__(self) -> None:
-        _positive("RATE_LIMIT_RPS", self.rate_limit_rps)
-        _positive("SES_RATE_LIMIT_RPS", self.ses_rate_limit_rps)
-        _positive("FAILOVER_AFTER_ATTEMPTS", self.failover_after_attempts)
-        _positive("FAILOVER_THRESHOLD", self.failover_threshold)
-        _positive("FAILOVER_WINDOW_SECONDS", self.failover_window_seconds)
-        _positive("FAILOVER_COOLDOWN_SECONDS", self.failover_cooldown_seconds)
+        """Refuse a setting no deployment could run with, naming the variable."""
+        self._check_numbers()
+        self._check_providers()
+        for name in ("send_table_name", "history_table_name", "idempotency_table_name"):
+            if not getattr(self, name):
+                raise SettingsError(f"{name.upper()} is required")
+        parse_allowlist(self.recipient_allowlist)  # raises naming the entry
+        for name, address in (
+            ("REDIRECT_ALL_TO", self.redirect_all_to),
+            ("DEFAULT_FROM_EMAIL", self.default_from_email),
+        ):
+            try:
+                if address is not None:
+                    validate_email(address, check_deliverability=False)
+            except EmailNotValidError as exc:
+                raise SettingsError(f"{name} is not a valid address: {exc}") from exc
+
+    def _check_providers(self) -> None:
         for name, value in (
             ("MAIL_PROVIDER", self.mail_provider),
             ("FAILOVER_PROVIDER", self.failover_provider),
@@ -121,6 +133,23 @@ class Settings:
             raise SettingsError(
                 f"FAILOVER_PROVIDER must differ from MAIL_PROVIDER ({self.mail_provider})"
             )
+        if not self.blastengine_base_url.startswith(("http://", "https://")):
+            raise SettingsError(
+                f"BLASTENGINE_BASE_URL must be an http(s) URL, got {self.blastengine_base_url!r}"
+            )
+        if "blastengine" in self.providers and not self.has_blastengine:
+            raise SettingsError(
+                "blastengine credentials are required: set BLASTENGINE_CREDENTIALS_PARAMETER "
+                "(deployed) or both BLASTENGINE_LOGIN_ID and BLASTENGINE_API_KEY (local)"
+            )
+
+    def _check_numbers(self) -> None:
+        _positive("RATE_LIMIT_RPS", self.rate_limit_rps)
+        _positive("SES_RATE_LIMIT_RPS", self.ses_rate_limit_rps)
+        _positive("FAILOVER_AFTER_ATTEMPTS", self.failover_after_attempts)
+        _positive("FAILOVER_THRESHOLD", self.failover_threshold)
+        _positive("FAILOVER_WINDOW_SECONDS", self.failover_window_seconds)
+        _positive("FAILOVER_COOLDOWN_SECONDS", self.failover_cooldown_seconds)
         _positive("SEND_CONCURRENCY", self.send_concurrency)
         _positive("MAX_ATTEMPTS", self.max_attempts)
         _positive("ATTEMPTS_PER_INVOCATION", self.attempts_per_invocation)
@@ -136,28 +165,6 @@ class Settings:
             raise SettingsError(
                 "IDEMPOTENCY_EXPIRY_SECONDS must exceed the stream's 24-hour retention "
                 f"({_STREAM_RETENTION_SECONDS}s), got {self.idempotency_expiry_seconds}"
-            )
-        for name in ("send_table_name", "history_table_name", "idempotency_table_name"):
-            if not getattr(self, name):
-                raise SettingsError(f"{name.upper()} is required")
-        parse_allowlist(self.recipient_allowlist)  # raises naming the entry
-        if self.redirect_all_to is not None:
-            try:
-                validate_email(self.redirect_all_to, check_deliverability=False)
-            except EmailNotValidError as exc:
-                raise SettingsError(f"REDIRECT_ALL_TO is not a valid address: {exc}") from exc
-        try:
-            validate_email(self.default_from_email, check_deliverability=False)
-        except EmailNotValidError as exc:
-            raise SettingsError(f"DEFAULT_FROM_EMAIL is not a valid address: {exc}") from exc
-        if not self.blastengine_base_url.startswith(("http://", "https://")):
-            raise SettingsError(
-                f"BLASTENGINE_BASE_URL must be an http(s) URL, got {self.blastengine_base_url!r}"
-            )
-        if "blastengine" in self.providers and not self.has_blastengine:
-            raise SettingsError(
-                "blastengine credentials are required: set BLASTENGINE_CREDENTIALS_PARAMETER "
-                "(deployed) or both BLASTENGINE_LOGIN_ID and BLASTENGINE_API_KEY (local)"
             )
 
     @property

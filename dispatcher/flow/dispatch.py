@@ -15,7 +15,8 @@ import asyncio
 import random
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
+from dataclasses import dataclass, replace
+from datetime import datetime
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -27,7 +28,6 @@ from aws_lambda_powertools.utilities.batch import (
 )
 from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
-from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
 
 from dispatcher.config.settings import Settings
 from dispatcher.flow.bookkeeping import Bookkeeping
@@ -37,7 +37,7 @@ from dispatcher.flow.outcome import Outcome, RecordResult, emit_metrics
 from dispatcher.flow.triage import Reason, triage
 from dispatcher.model.message import Message, parse_message
 from dispatcher.model.row import Row, string_attribute
-from dispatcher.model.stamp import FailureStamp
+from dispatcher.model.unsettled import Unsettled
 from dispatcher.notify.delivery_events import EventPublisher
 from dispatcher.once.send import MaybeSentError, OnceSender, SendTerms
 from dispatcher.once.settle import NotTaken, Settler, Taken
@@ -135,11 +135,7 @@ class Dispatcher:
 
         client = dynamodb_client or boto3.client("dynamodb")
         rng = rng or random.Random()  # noqa: S311  (jitter, not security)
-        attachments = Attachments(
-            bucket=settings.attachments_bucket,
-            max_total_bytes=settings.attachments_max_bytes,
-            s3_client=s3_client,
-        )
+        attachments = Attachments.from_settings(settings, s3_client)
         routes, lookups = build_providers(
             settings,
             dynamodb_client=client,
@@ -151,50 +147,15 @@ class Dispatcher:
         )
         if provider is not None:
             routes = Routes.single(provider)
-        settler = Settler(
-            lookups,
-            delay_seconds=settings.lookup_delay_seconds,
-            request_timeout=settings.request_timeout_seconds,
-            clock=clock,
-        )
-        sender = OnceSender(
-            routes=routes,
-            persistence_store=DynamoDBPersistenceLayer(
-                table_name=settings.idempotency_table_name, boto3_client=client
-            ),
-            expires_after_seconds=settings.idempotency_expiry_seconds,
-            request_timeout=settings.request_timeout_seconds,
-            history_retention_days=settings.history_retention_days,
-            clock=clock,
-            rng=rng,
-        )
-        store = Store(
-            send_table=settings.send_table_name,
-            history_table=settings.history_table_name,
-            boto3_client=client,
-        )
-        suppressions = (
-            SuppressionList(table=settings.suppression_table_name, boto3_client=client)
-            if settings.suppression_table_name
-            else None
-        )
-        limits = (
-            {
-                name: LimitTable(client, settings.rate_limit_table_name, key=name)
-                for name in {*routes.every(), *lookups}
-            }
-            if settings.rate_limit_table_name
-            else {}
-        )
         return cls(
             settings=settings,
-            store=store,
-            sender=sender,
+            store=Store.from_settings(settings, client),
+            sender=OnceSender.from_settings(settings, routes, client, clock=clock, rng=rng),
             attachments=attachments,
-            settler=settler,
-            suppressions=suppressions,
+            settler=Settler.from_settings(settings, lookups, clock=clock),
+            suppressions=SuppressionList.from_settings(settings, client),
             events=EventPublisher.from_settings(settings, events_client),
-            limits=limits,
+            limits=LimitTable.per_provider(settings, client, {*routes.every(), *lookups}),
             clock=clock,
             rng=rng,
         )
@@ -292,20 +253,26 @@ class Dispatcher:
             logger.thread_safe_remove_keys(["row_id"])
 
     def _dispatch(self, row: Row, invocation: Invocation) -> RecordResult:
-        # Before step 1: a record can be older than the row (a redelivery after the row was
-        # sent, or an INSERT whose row was edited or cancelled before this batch ran).
-        # Sending it would send content nobody wants any more.
+        """One record through the screens, each a step of ``DESIGN.md``'s "Sending": a screen
+        passes the message on or ends the record with its result."""
         current = self.store.get_row(row.id)
-        if current is None:
-            return RecordResult(Outcome.STALE, row.id, "row is gone (sent or cancelled)")
-        if current.request != row.request:
-            return RecordResult(
-                Outcome.STALE, row.id, "row was edited since; its own record sends the new content"
-            )
+        if current is None or current.request != row.request:
+            return _stale(row, current)
+        # A send of this row that may have been taken stays named on every stamp until a
+        # look-up settles it (DESIGN.md, "When the provider's answer never came").
+        record = _Record(row, invocation, self._clock.now(), current.unsettled)
+        step = self._validated(record)
+        screens = (self._settle_unanswered, self._unexpired, self._staged, self._resolved)
+        for screen in screens:
+            if isinstance(step, RecordResult):
+                return step
+            step = screen(step, record)
+        return step if isinstance(step, RecordResult) else self._send(step, record)
 
-        # Step 1: validate; a malformed row is stamped failed/invalid and never reaches the API.
-        now, prior = self._clock.now(), row.prior_attempts
-        schedule: FailureStamp | None = None
+    def _validated(self, record: _Record) -> Message | RecordResult:
+        """Step 1, validate: a malformed row is stamped failed/invalid and never reaches the
+        API; step 2, a future ``send_after`` parks the row for the sweeper."""
+        row, now, prior = record.row, record.now, record.prior
         try:
             parsed = parse_message(
                 row,
@@ -313,76 +280,83 @@ class Dispatcher:
                 default_from_name=self.settings.default_from_name,
                 now=now,
             )
-            # Step 2: a future send_after parks the row for the sweeper.
-            if isinstance(parsed, Message) and parsed.send_after and parsed.send_after > now:
-                schedule = self.policy.scheduled(parsed.send_after, prior=prior, now=now)
         except Exception as exc:
             # A bug met content it did not expect. Retrying the record would meet it again
             # until the mapping gave up, leaving the row with no status: it fails, with why.
             logger.exception("the row's content could not be handled")
             parsed = [f"row: could not be handled ({type(exc).__name__}: {exc}); please report"]
-        # A send of this row that may have been taken stays named on every stamp until a
-        # look-up settles it (DESIGN.md, "When the provider's answer never came").
-        unsettled = current.unsettled
         if isinstance(parsed, list):
             stamp = self.policy.invalid(parsed, prior=prior, now=now)
-            return self.books.keep(row, stamp, unsettled=unsettled)
-        if schedule is not None:
-            return self.books.keep(row, schedule, unsettled=unsettled)
+            return self.books.keep(row, stamp, unsettled=record.unsettled)
+        if parsed.send_after and parsed.send_after > now:
+            stamp = self.policy.scheduled(parsed.send_after, prior=prior, now=now)
+            return self.books.keep(row, stamp, unsettled=record.unsettled)
+        return parsed
 
-        # Before anything is sent again: did the provider take the unanswered send?
-        settled: str | None = None
-        if unsettled is not None:
-            verdict = self.settler.settle(
-                unsettled, slots=invocation.slots, deadline=invocation.deadline
-            )
-            if isinstance(verdict, Taken):
-                result = self.books.confirmed(row, parsed, unsettled, verdict)
-                if result is not None:
-                    return result
-            elif not isinstance(verdict, NotTaken):
-                return self.books.await_lookup(row, unsettled, verdict, prior)
-            else:
-                settled = iso_utc(unsettled.opened_at)
-            unsettled = None
+    def _settle_unanswered(self, message: Message, record: _Record) -> Message | RecordResult:
+        """Before anything is sent again: did the provider take the unanswered send?"""
+        unsettled = record.unsettled
+        if unsettled is None:
+            return message
+        verdict = self.settler.settle(
+            unsettled, slots=record.invocation.slots, deadline=record.invocation.deadline
+        )
+        if isinstance(verdict, Taken):
+            confirmed = self.books.confirmed(record.row, message, unsettled, verdict)
+            if confirmed is not None:
+                return confirmed
+        elif isinstance(verdict, NotTaken):
+            record.settled = iso_utc(unsettled.opened_at)
+        else:
+            return self.books.await_lookup(record.row, unsettled, verdict, record.prior)
+        record.unsettled = None
+        return message
 
-        # A row not sent by its expires_at is never sent (asked only now: a send that may
-        # have been taken is settled first, and goes to the history if it was).
-        if parsed.expires_at is not None and parsed.expires_at <= now:
-            stamp = self.policy.expired(parsed.expires_at, prior=prior, now=now)
-            return self.books.keep(row, stamp, unsettled=None)
+    def _unexpired(self, message: Message, record: _Record) -> Message | RecordResult:
+        """A row not sent by its expires_at is never sent (asked only now: a send that may
+        have been taken is settled first, and goes to the history if it was)."""
+        if message.expires_at is None or message.expires_at > record.now:
+            return message
+        stamp = self.policy.expired(message.expires_at, prior=record.prior, now=record.now)
+        return self.books.keep(record.row, stamp, unsettled=None)
 
-        # A staging deployment's recipient rules, before any API call (README, "Staging
-        # safety"): a `to` outside the allowlist blocks the row; REDIRECT_ALL_TO replaces all.
-        staged = self.staging.apply(parsed)
-        if isinstance(staged, str):
-            stamp = self.policy.blocked(staged, prior=prior, now=now)
-            return self.books.keep(row, stamp, unsettled=None)
-        parsed = staged
+    def _staged(self, message: Message, record: _Record) -> Message | RecordResult:
+        """A staging deployment's recipient rules, before any API call: a ``to`` outside the
+        allowlist blocks the row; ``REDIRECT_ALL_TO`` replaces every recipient."""
+        staged = self.staging.apply(message)
+        if not isinstance(staged, str):
+            return staged
+        stamp = self.policy.blocked(staged, prior=record.prior, now=record.now)
+        return self.books.keep(record.row, stamp, unsettled=None)
 
-        # Still step 1: the attachments exist and fit (an S3 lookup, so outside the parser).
+    def _resolved(self, message: Message, record: _Record) -> Message | RecordResult:
+        """Still step 1: the attachments exist and fit (an S3 look-up, so not the parser's)."""
         try:
-            resolved = self.attachments.resolve(parsed)
+            resolved = self.attachments.resolve(message)
         except ProviderError as exc:  # no bucket, or no permission on it: `config`
-            return self.books.keep(row, self.books.after_error(exc, prior, 0), unsettled=None)
+            stamp = self.books.after_error(exc, record.prior, 0)
+            return self.books.keep(record.row, stamp, unsettled=None)
         if isinstance(resolved, list):
-            stamp = self.policy.invalid(resolved, prior=prior, now=now)
-            return self.books.keep(row, stamp, unsettled=None)
-        parsed = resolved
+            stamp = self.policy.invalid(resolved, prior=record.prior, now=record.now)
+            return self.books.keep(record.row, stamp, unsettled=None)
+        return resolved
 
-        # Steps 2 and 3: send once, under the idempotency record keyed on id + content. No
-        # mail to an address that bounced for good: the suppression screen runs inside, only
-        # if this content was not sent already (a replay is finished, not failed).
+    def _send(self, message: Message, record: _Record) -> RecordResult:
+        """Steps 2 to 5: send once, under the idempotency record keyed on id + content, then
+        move the row or stamp it. No mail to an address that bounced for good: the
+        suppression screen runs inside, only if this content was not sent already (a replay
+        is finished, not failed)."""
+        row, prior, now = record.row, record.prior, record.now
+        terms = SendTerms(
+            slots=record.invocation.slots,
+            deadline=record.invocation.deadline,
+            prior=prior,
+            budget=self.policy.budget(prior),
+            screen=self.suppressions.screen if self.suppressions is not None else None,
+            settled=record.settled,
+        )
         try:
-            terms = SendTerms(
-                slots=invocation.slots,
-                deadline=invocation.deadline,
-                prior=prior,
-                budget=self.policy.budget(prior),
-                screen=self.suppressions.screen if self.suppressions is not None else None,
-                settled=settled,
-            )
-            sent = self.sender.send(parsed, terms)
+            sent = self.sender.send(message, terms)
         except RecipientSuppressedError as exc:
             stamp = self.policy.suppressed(exc.reason, prior=prior, now=now)
             return self.books.keep(row, stamp, unsettled=None)
@@ -393,6 +367,35 @@ class Dispatcher:
             stamp = self.policy.ambiguous(exc.unsettled, attempts=exc.attempts, now=now)
             return replace(self.books.keep(row, stamp, unsettled=exc.unsettled), ambiguous=True)
         return self.books.sent(row, sent)
+
+
+@dataclass
+class _Record:
+    """What the screens of one record share: the row as the record carried it, when it was
+    taken up, and what is known of an earlier send that got no answer."""
+
+    row: Row
+    invocation: Invocation
+    now: datetime
+    unsettled: Unsettled | None
+    #: When a look-up found that an unanswered send was not taken (the idempotent send
+    #: may then replace its record).
+    settled: str | None = None
+
+    @property
+    def prior(self) -> int:
+        return self.row.prior_attempts
+
+
+def _stale(row: Row, current: Row | None) -> RecordResult:
+    """A record can be older than its row (a redelivery after the row was sent, or an INSERT
+    whose row was edited or cancelled before this batch ran): sending it would send content
+    nobody wants any more."""
+    if current is None:
+        return RecordResult(Outcome.STALE, row.id, "row is gone (sent or cancelled)")
+    return RecordResult(
+        Outcome.STALE, row.id, "row was edited since; its own record sends the new content"
+    )
 
 
 def _row_id(record: DynamoDBRecord) -> str | None:

@@ -15,6 +15,7 @@ same: whether its mail went out is settled first).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from itertools import islice
@@ -47,6 +48,10 @@ class SweepResult:
     expired: list[str] = field(default_factory=list)  # past expires_at: failed, not fired
     truncated: bool = False  # stopped by the row or time bound; the next run goes on
 
+    @property
+    def handled(self) -> int:
+        return len(self.fired) + len(self.moved) + len(self.expired)
+
 
 class Sweeper:
     """Finds due rows through the sparse index and re-fires them."""
@@ -67,11 +72,7 @@ class Sweeper:
     @classmethod
     def from_settings(cls, settings: Settings, *, dynamodb_client: Any = None) -> Sweeper:
         return cls(
-            Store(
-                send_table=settings.send_table_name,
-                history_table=settings.history_table_name,
-                boto3_client=dynamodb_client,
-            ),
+            Store.from_settings(settings, dynamodb_client),
             events=EventPublisher.from_settings(settings),
         )
 
@@ -81,30 +82,33 @@ class Sweeper:
         lease_until = iso_utc(now + timedelta(seconds=LEASE_SECONDS))
         result = SweepResult()
         try:
-            for status in (RowStatus.DEFERRED, RowStatus.SCHEDULED):
-                due = self._store.due_rows(status.value, due_by)
-                while page := list(islice(due, BATCH_GET_LIMIT)):
-                    # The index holds keys only: the rows themselves (for expires_at) are
-                    # read a page at a time, one BatchGetItem per hundred due rows.
-                    wholes = self._store.get_rows([row.id for row in page])
-                    for row in page:
-                        done = len(result.fired) + len(result.moved) + len(result.expired)
-                        if done >= self._max_rows or (
-                            deadline is not None and deadline.remaining() <= 0
-                        ):
-                            result.truncated = True
-                            return result
-                        expired = self._expired(row, wholes.get(row.id), now)
-                        if expired is not None:
-                            self._expire(*expired, now, result)
-                        elif self._store.refire(row, now=due_by, lease_until=lease_until):
-                            result.fired.append(row.id)
-                        else:
-                            result.moved.append(row.id)
+            for row, whole in self._due(due_by):
+                if result.handled >= self._max_rows or (
+                    deadline is not None and deadline.remaining() <= 0
+                ):
+                    result.truncated = True
+                    break
+                expired = self._expired(row, whole, now)
+                if expired is not None:
+                    self._expire(*expired, now, result)
+                elif self._store.refire(row, now=due_by, lease_until=lease_until):
+                    result.fired.append(row.id)
+                else:
+                    result.moved.append(row.id)
             return result
         finally:
             if self._events is not None:
                 self._events.flush()
+
+    def _due(self, due_by: str) -> Iterator[tuple[Row, Row | None]]:
+        """Due deferred rows, then due scheduled ones, each with the row as it is now. The
+        index holds keys only: the rows themselves (for ``expires_at``) are read a page at a
+        time, one BatchGetItem per hundred due rows."""
+        for status in (RowStatus.DEFERRED, RowStatus.SCHEDULED):
+            due = self._store.due_rows(status.value, due_by)
+            while page := list(islice(due, BATCH_GET_LIMIT)):
+                wholes = self._store.get_rows([row.id for row in page])
+                yield from ((row, wholes.get(row.id)) for row in page)
 
     def _expired(self, row: Row, whole: Row | None, now: datetime) -> tuple[Row, datetime] | None:
         """The whole row and its expiry if it is past and no look-up is pending on it."""

@@ -26,7 +26,7 @@ import threading
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from dispatcher.local.dynamodb.persistence import (
     SAVE_INTERVAL_SECONDS,
@@ -61,6 +61,9 @@ from dispatcher.local.sam_env import SAM_ENV_FILE, store_secrets, write_sam_env
 from dispatcher.local.sandbox.model import SANDBOX_API_KEY, SANDBOX_LOGIN_ID
 from dispatcher.local.sandbox.process import SandboxProcess
 
+if TYPE_CHECKING:
+    from dispatcher.config.settings import Settings
+
 __all__ = ["STATE_FILE", "LocalStack", "ReadyInfo", "StackOptions", "default_state_dir"]
 
 #: Sweeps between two catch-ups from the sandbox's delivery logs.
@@ -91,10 +94,35 @@ class LocalStack:
         self.environments: Environments | None = None
 
     def start(self) -> ReadyInfo:
+        """Start the parts in the order they depend on one another: DynamoDB and the
+        tables, the provider, the functions' environment, then the Lambda service (the
+        poller, the sweeper, the webhook's Function URL). Returns the ready line's facts."""
         state_dir = self.options.state_dir
         self._lock_state_dir()
         self.dynamodb = DynamoDBProcess(port=self.options.port).start()
-        endpoint = self.dynamodb.endpoint_url
+        streams, bus_name = self._start_tables(state_dir)
+        provider_url, credentials = self._start_provider()
+        self.function_env, settings = function_environment(
+            self.options,
+            endpoint=self.dynamodb.endpoint_url,
+            provider_url=provider_url,
+            credentials=credentials,
+            bus_name=bus_name,
+            sandboxed=self.sandbox is not None,
+        )
+        self.environments = Environments(self.options, self.function_env)
+        self._prepare_for(settings)
+        on_failure = FileFailureDestination(state_dir / "on-failure.jsonl")
+        self.info = self._ready_info(state_dir, streams, provider_url, on_failure, bus_name)
+        self._start_functions(streams[SEND_TABLE], on_failure)
+        state = {**asdict(self.info), "pid": os.getpid()}
+        (state_dir / STATE_FILE).write_text(json.dumps(state, indent=2))
+        self._wrote_state = True
+        return self.info
+
+    def _start_tables(self, state_dir: Path) -> tuple[dict[str, str], str]:
+        """The tables (restored from the last run's snapshot unless fresh), the attachments
+        bucket and the event bus; returns the tables' stream ARNs and the bus's name."""
         # One client for the stack's own use (saves, sweeps, catch-ups, the webhook): boto3
         # clients are thread-safe. The dispatcher gets its own, which chaos may throttle.
         tables = self.client("dynamodb")
@@ -107,33 +135,29 @@ class LocalStack:
         self.event_bus = LocalEventBus(
             self.client("events"), self.client("sqs"), state_dir / EVENTS_FILE
         )
-        bus_name = self.event_bus.create()
+        return streams, self.event_bus.create()
 
+    def _start_provider(self) -> tuple[str, dict[str, str]]:
+        """The sandbox, unless the options name a provider's URL; returns where mail goes
+        and the credentials the functions log in with there."""
         if self.options.provider_url:
-            provider_url = self.options.provider_url
-            credentials: dict[str, str] = {}  # the user's BLASTENGINE_* environment
-        else:
-            # The sandbox logs in as blastengine does: with the credentials in the
-            # environment when both are set, else with its own fixed ones (README).
-            env_id = os.environ.get("BLASTENGINE_LOGIN_ID")
-            env_key = os.environ.get("BLASTENGINE_API_KEY")
-            login_id, api_key = (
-                (env_id, env_key) if env_id and env_key else (SANDBOX_LOGIN_ID, SANDBOX_API_KEY)
-            )
-            self.sandbox = SandboxProcess(
-                login_id=login_id, api_key=api_key, faults=self.options.sandbox_faults
-            ).start()
-            provider_url = self.sandbox.base_url
-            credentials = {"BLASTENGINE_LOGIN_ID": login_id, "BLASTENGINE_API_KEY": api_key}
-        self.function_env, settings = function_environment(
-            self.options,
-            endpoint=endpoint,
-            provider_url=provider_url,
-            credentials=credentials,
-            bus_name=bus_name,
-            sandboxed=self.sandbox is not None,
+            return self.options.provider_url, {}  # the user's BLASTENGINE_* environment
+        # The sandbox logs in as blastengine does: with the credentials in the environment
+        # when both are set, else with its own fixed ones (README).
+        env_id = os.environ.get("BLASTENGINE_LOGIN_ID")
+        env_key = os.environ.get("BLASTENGINE_API_KEY")
+        login_id, api_key = (
+            (env_id, env_key) if env_id and env_key else (SANDBOX_LOGIN_ID, SANDBOX_API_KEY)
         )
-        self.environments = Environments(self.options, self.function_env)
+        self.sandbox = SandboxProcess(
+            login_id=login_id, api_key=api_key, faults=self.options.sandbox_faults
+        ).start()
+        credentials = {"BLASTENGINE_LOGIN_ID": login_id, "BLASTENGINE_API_KEY": api_key}
+        return self.sandbox.base_url, credentials
+
+    def _prepare_for(self, settings: Settings) -> None:
+        """What the functions' settings ask of the stack: SES's verified sender, sandbox
+        hangs that outlast the function's request timeout."""
         if "ses" in settings.providers:
             # SES sends only from verified identities: the default sender's whole domain.
             domain = settings.default_from_email.rpartition("@")[2]
@@ -144,9 +168,18 @@ class LocalStack:
             hang = max(faults.hang_seconds, settings.request_timeout_seconds + 1)
             self.sandbox.set_faults(replace(faults, hang_seconds=hang))
 
-        on_failure = FileFailureDestination(state_dir / "on-failure.jsonl")
-        self.info = ReadyInfo(
-            endpoint_url=endpoint,
+    def _ready_info(
+        self,
+        state_dir: Path,
+        streams: dict[str, str],
+        provider_url: str,
+        on_failure: FileFailureDestination,
+        bus_name: str,
+    ) -> ReadyInfo:
+        assert self.dynamodb is not None
+        assert self.event_bus is not None
+        return ReadyInfo(
+            endpoint_url=self.dynamodb.endpoint_url,
             region=REGION,
             send_table=TABLE_NAMES[SEND_TABLE],
             history_table=TABLE_NAMES[HISTORY_TABLE],
@@ -164,6 +197,12 @@ class LocalStack:
             env=shareable_environment(self.function_env, sandboxed=self.sandbox is not None),
         )
 
+    def _start_functions(self, stream_arn: str, on_failure: FileFailureDestination) -> None:
+        """The Lambda service's part: the webhook behind its Function URL, the stream's
+        poller invoking the dispatcher, the sweeper on its schedule, the event tap."""
+        assert self.environments is not None
+        assert self.event_bus is not None
+        assert self.info is not None
         template = load_template()
         timeouts = function_timeouts(template)
         self.mapping = replace(
@@ -177,10 +216,9 @@ class LocalStack:
         self.info = replace(self.info, webhook_url=webhook_url)
         if self.sandbox is not None:
             self.sandbox.webhook_url = webhook_url  # it reports bounces as blastengine would
-
         self.poller = StreamPoller(
             self.client("dynamodbstreams"),
-            streams[SEND_TABLE],
+            stream_arn,
             self.mapping,
             invoke,
             on_failure,
@@ -192,10 +230,6 @@ class LocalStack:
         self._spawn("sweeper", self._sweep_forever, sweeper, timeouts["SweeperFunction"])
         if self.options.persist:
             self._spawn("snapshots", self._save_while_running)
-        state = {**asdict(self.info), "pid": os.getpid()}
-        (state_dir / STATE_FILE).write_text(json.dumps(state, indent=2))
-        self._wrote_state = True
-        return self.info
 
     def _write_sam_env(self, state_dir: Path) -> Path:
         """The --env-vars file for ``sam local invoke``, and the secrets it names stored as

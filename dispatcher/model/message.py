@@ -165,33 +165,14 @@ def parse_message(
     default_from_name: str = "",
     now: datetime | None = None,
 ) -> Message | list[str]:
-    """Validate a send-table row's request attributes.
-
-    ``now`` bounds ``send_after`` (at most :data:`MAX_SEND_AFTER` ahead); default: the time
-    of the call.
-
-    Returns
-    -------
-    Message | list[str]
-        The message, or every problem found, each naming its attribute (``"to: missing"``).
-    """
+    """A send-table row's request attributes as a message, or every problem found, each
+    naming its attribute (``"to: missing"``). ``now`` bounds ``send_after`` (at most
+    :data:`MAX_SEND_AFTER` ahead); default: the time of the call."""
     image = row.image
     p = Problems(now or datetime.now(UTC))
     to = p.address("to", p.string(image, "to", required=True))
-    subject = p.string(image, "subject", required=True)
-    if subject is not None and not subject.strip():
-        p.add("subject", "must not be empty")
-    elif subject is not None and len(subject) > SUBJECT_CHARS[1]:
-        p.add("subject", f"is {len(subject)} characters, over the limit of {SUBJECT_CHARS[1]}")
-    text = p.string(image, "text")
-    html = p.string(image, "html")
-    if "text" not in image and "html" not in image:
-        p.add("text/html", "missing: the row needs a text or an html body")
-    elif not (text or html) and not p.has("text", "html"):
-        p.add("text/html", "the body is empty")
-    elif not text and html and not p.has("html"):
-        text = _derived_text(p, html)
-
+    subject = _subject(p, image)
+    text, html = _bodies(p, image)
     from_email = p.address("from", p.string(image, "from")) if "from" in image else None
     from_name = p.name(image, "from_name")
     reply_to = p.address("reply_to", p.string(image, "reply_to")) if "reply_to" in image else None
@@ -211,23 +192,8 @@ def parse_message(
     if send_after is not None and expires_at is not None and send_after > expires_at:
         p.add("send_after", "is after expires_at: the mail could never be sent")
     p.number(image, "revision")
-
-    for name in _HEADER_FIELDS:
-        value = string_attribute(image, name)
-        problem = header_problem(value) if value is not None else None
-        if problem is not None:
-            p.add(name, problem)
-    codec = "iso2022_jp" if encode is Encode.ISO_2022_JP else "utf-8"
-    parts = (("subject", subject), ("from_name", from_name), ("text", text), ("html", html))
-    for name, value in parts:
-        if value and codec != "utf-8" and not p.has(name) and not encodable(value, codec):
-            p.add(name, "has characters that ISO-2022-JP cannot encode")
-    for name, value, limit in (("text", text, TEXT_BYTES), ("html", html, HTML_BYTES)):
-        size = encoded_size(value, codec) if value and not p.has(name) else None
-        if size is not None and size > limit:
-            what = "is" if name in image else "(the plain text derived from html) is"
-            p.add(name, f"{what} {size:,} bytes as sent, over the API's limit of {limit:,}")
-
+    parts = {"subject": subject, "from_name": from_name, "text": text, "html": html}
+    _check_as_sent(p, image, encode, parts)
     if p.problems:
         return p.problems
     assert to is not None  # guaranteed by the empty problem list
@@ -254,6 +220,50 @@ def parse_message(
         content_hash=row.content_hash,
         provider=provider,
     )
+
+
+def _subject(p: Problems, image: Image) -> str | None:
+    subject = p.string(image, "subject", required=True)
+    if subject is not None and not subject.strip():
+        p.add("subject", "must not be empty")
+    elif subject is not None and len(subject) > SUBJECT_CHARS[1]:
+        p.add("subject", f"is {len(subject)} characters, over the limit of {SUBJECT_CHARS[1]}")
+    return subject
+
+
+def _bodies(p: Problems, image: Image) -> tuple[str | None, str | None]:
+    """The text and html parts; a missing text is derived from the html."""
+    text = p.string(image, "text")
+    html = p.string(image, "html")
+    if "text" not in image and "html" not in image:
+        p.add("text/html", "missing: the row needs a text or an html body")
+    elif not (text or html) and not p.has("text", "html"):
+        p.add("text/html", "the body is empty")
+    elif not text and html and not p.has("html"):
+        text = _derived_text(p, html)
+    return text, html
+
+
+def _check_as_sent(
+    p: Problems, image: Image, encode: Encode | None, parts: Mapping[str, str | None]
+) -> None:
+    """What the mail will be on the wire: header-safe values, characters the row's encoding
+    can carry, bodies within the API's limits in that encoding."""
+    for name in _HEADER_FIELDS:
+        value = string_attribute(image, name)
+        problem = header_problem(value) if value is not None else None
+        if problem is not None:
+            p.add(name, problem)
+    codec = "iso2022_jp" if encode is Encode.ISO_2022_JP else "utf-8"
+    for name, value in parts.items():
+        if value and codec != "utf-8" and not p.has(name) and not encodable(value, codec):
+            p.add(name, "has characters that ISO-2022-JP cannot encode")
+    for name, limit in (("text", TEXT_BYTES), ("html", HTML_BYTES)):
+        value = parts[name]
+        size = encoded_size(value, codec) if value and not p.has(name) else None
+        if size is not None and size > limit:
+            what = "is" if name in image else "(the plain text derived from html) is"
+            p.add(name, f"{what} {size:,} bytes as sent, over the API's limit of {limit:,}")
 
 
 def _encode(p: Problems, image: Image) -> Encode | None:

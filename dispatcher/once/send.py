@@ -19,7 +19,7 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, NotRequired, TypedDict
+from typing import TYPE_CHECKING, Any, NotRequired, TypedDict
 
 from aws_lambda_powertools.utilities.idempotency import (
     DynamoDBPersistenceLayer,
@@ -41,6 +41,11 @@ from dispatcher.providers.routing import Routes, proves_not_taken
 from dispatcher.recipients.suppression import leaving_out
 from dispatcher.support.clock import Clock, Deadline, iso_utc
 from dispatcher.support.observability import logger
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+
+    from dispatcher.config.settings import Settings
 
 __all__ = [
     "IDEMPOTENCY_KEY_PREFIX",
@@ -141,6 +146,29 @@ class _Progress:
 
 class OnceSender:
     """Sends a message at most once per (row id, content hash), with retries and pacing."""
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: Settings,
+        routes: Routes,
+        client: DynamoDBClient,
+        *,
+        clock: Clock,
+        rng: random.Random,
+    ) -> OnceSender:
+        """The sender whose idempotency records live in ``IDEMPOTENCY_TABLE_NAME``."""
+        return cls(
+            routes=routes,
+            persistence_store=DynamoDBPersistenceLayer(
+                table_name=settings.idempotency_table_name, boto3_client=client
+            ),
+            expires_after_seconds=settings.idempotency_expiry_seconds,
+            request_timeout=settings.request_timeout_seconds,
+            history_retention_days=settings.history_retention_days,
+            clock=clock,
+            rng=rng,
+        )
 
     def __init__(
         self,

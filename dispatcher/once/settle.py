@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from dispatcher.model.unsettled import Unsettled
 from dispatcher.pacing.invocation_bucket import BucketTimeoutError, RequestSlots
@@ -24,6 +25,9 @@ from dispatcher.pacing.retry import DEFAULT_429_PAUSE_SECONDS, MIN_REQUEST_SECON
 from dispatcher.providers.base import DeliveryLookup, Found
 from dispatcher.providers.errors import ConfigError, ProviderError, RateLimitedError, TransientError
 from dispatcher.support.clock import Clock, Deadline
+
+if TYPE_CHECKING:
+    from dispatcher.config.settings import Settings
 
 __all__ = ["LookupFailed", "NotTaken", "Settler", "Taken", "Verdict", "Wait"]
 
@@ -68,6 +72,17 @@ class Settler:
     delay_seconds:
         ``LOOKUP_DELAY_SECONDS``: how long after the window a taken mail is assumed visible.
     """
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, lookups: Mapping[str, DeliveryLookup], *, clock: Clock
+    ) -> Settler:
+        return cls(
+            lookups,
+            delay_seconds=settings.lookup_delay_seconds,
+            request_timeout=settings.request_timeout_seconds,
+            clock=clock,
+        )
 
     def __init__(
         self,

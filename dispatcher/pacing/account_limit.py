@@ -37,7 +37,11 @@ from dispatcher.support.clock import Clock, Deadline
 from dispatcher.support.observability import logger
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from mypy_boto3_dynamodb import DynamoDBClient
+
+    from dispatcher.config.settings import Settings
 
 __all__ = ["FALLBACK_SECONDS", "GRANT_SECONDS", "LimitTable", "SharedBucket"]
 
@@ -54,6 +58,15 @@ LEASE_ATTEMPTS = 16
 
 class LimitTable:
     """The limit item in DynamoDB: leases grants off it, pushes it forward on a pause."""
+
+    @classmethod
+    def per_provider(
+        cls, settings: Settings, client: DynamoDBClient, names: Iterable[str]
+    ) -> dict[str, LimitTable]:
+        """Each named provider's item of ``RATE_LIMIT_TABLE_NAME``; none without the table
+        (each invocation then paces on its own)."""
+        table = settings.rate_limit_table_name
+        return {name: cls(client, table, key=name) for name in names} if table else {}
 
     def __init__(self, client: DynamoDBClient, table: str, key: str) -> None:
         self._client = client

@@ -69,80 +69,92 @@ def _address(description: str) -> dict[str, Any]:
 
 
 def _plain() -> dict[str, Any]:
-    filename = {
-        "type": "string",
-        "minLength": 1,
-        "maxLength": 255,
-        "pattern": f"^[^/\\\\{_CONTROLS}]+$",
-    }
-    name = {"type": "string", "maxLength": NAME_CHARS, "pattern": _HEADER_SAFE}
     return {
         "type": "object",
         "description": "A row as a producer builds it (plain JSON).",
         "required": ["id", "to", "subject"],
         "anyOf": [{"required": ["text"]}, {"required": ["html"]}],
         "dependentRequired": {"reply_to_name": ["reply_to"]},
-        "properties": {
-            "id": {"type": "string", "minLength": 1, "description": "Yours to choose."},
-            "to": _address("One recipient."),
-            "subject": {
-                "type": "string",
-                "minLength": 1,
-                "maxLength": SUBJECT_CHARS[1],
-                "pattern": _HEADER_SAFE,
-            },
-            "text": {"type": "string", "description": "At most 30,000 bytes as sent."},
-            "html": {"type": "string", "description": "At most 70,000 bytes as sent."},
-            "from": _address("Default: DEFAULT_FROM_EMAIL."),
-            "from_name": name,
-            "reply_to": _address("The Reply-To address."),
-            "reply_to_name": name,
-            "cc": {
-                "type": "array",
-                "maxItems": LIST_ADDRESSES,
-                "items": _address("A cc recipient."),
-            },
-            "bcc": {
-                "type": "array",
-                "maxItems": LIST_ADDRESSES,
-                "items": _address("A bcc recipient."),
-            },
-            "list_unsubscribe_url": {
-                "type": "string",
-                "maxLength": UNSUBSCRIBE_CHARS,
-                "pattern": "^[Hh][Tt][Tt][Pp][Ss]?://[^ ]+$",
-            },
-            "list_unsubscribe_mailto": {
-                "type": "string",
-                "maxLength": UNSUBSCRIBE_CHARS,
-                "pattern": "^[Mm][Aa][Ii][Ll][Tt][Oo]:[^ ]+$",
-            },
-            "encode": {"enum": [e.value for e in Encode]},
-            "provider": {"enum": list(PROVIDERS)},
-            "insert_code": {
-                "type": "object",
-                "maxProperties": INSERT_CODES,
-                "propertyNames": {"pattern": "^[A-Za-z0-9]+$"},
-                "additionalProperties": {"type": "string"},
-                "description": '{"name": "Hanako"} fills __name__ in the subject and bodies.',
-            },
-            "attachments": {
-                "type": "array",
-                "maxItems": ATTACHMENT_FILES,
-                "items": {
-                    "type": "object",
-                    "required": ["key"],
-                    "properties": {
-                        "key": {"type": "string", "minLength": 1, "pattern": "\\S"},
-                        "filename": filename,
-                    },
-                    "additionalProperties": False,
-                },
-            },
-            "send_after": {"type": "string", "pattern": _TIMESTAMP},
-            "expires_at": {"type": "string", "pattern": _TIMESTAMP},
-            "revision": {"type": "integer"},
+        "properties": {**_mail_properties(), **_delivery_properties()},
+    }
+
+
+def _mail_properties() -> dict[str, Any]:
+    """The attributes that make up the mail: its people, subject and bodies."""
+    name = {"type": "string", "maxLength": NAME_CHARS, "pattern": _HEADER_SAFE}
+    return {
+        "id": {"type": "string", "minLength": 1, "description": "Yours to choose."},
+        "to": _address("One recipient."),
+        "subject": {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": SUBJECT_CHARS[1],
+            "pattern": _HEADER_SAFE,
         },
+        "text": {"type": "string", "description": "At most 30,000 bytes as sent."},
+        "html": {"type": "string", "description": "At most 70,000 bytes as sent."},
+        "from": _address("Default: DEFAULT_FROM_EMAIL."),
+        "from_name": name,
+        "reply_to": _address("The Reply-To address."),
+        "reply_to_name": name,
+        "cc": {
+            "type": "array",
+            "maxItems": LIST_ADDRESSES,
+            "items": _address("A cc recipient."),
+        },
+        "bcc": {
+            "type": "array",
+            "maxItems": LIST_ADDRESSES,
+            "items": _address("A bcc recipient."),
+        },
+    }
+
+
+def _delivery_properties() -> dict[str, Any]:
+    """The attributes that say how and when it is sent: headers, encoding, provider,
+    variables, attachments, times."""
+    filename = {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": 255,
+        "pattern": f"^[^/\\\\{_CONTROLS}]+$",
+    }
+    return {
+        "list_unsubscribe_url": {
+            "type": "string",
+            "maxLength": UNSUBSCRIBE_CHARS,
+            "pattern": "^[Hh][Tt][Tt][Pp][Ss]?://[^ ]+$",
+        },
+        "list_unsubscribe_mailto": {
+            "type": "string",
+            "maxLength": UNSUBSCRIBE_CHARS,
+            "pattern": "^[Mm][Aa][Ii][Ll][Tt][Oo]:[^ ]+$",
+        },
+        "encode": {"enum": [e.value for e in Encode]},
+        "provider": {"enum": list(PROVIDERS)},
+        "insert_code": {
+            "type": "object",
+            "maxProperties": INSERT_CODES,
+            "propertyNames": {"pattern": "^[A-Za-z0-9]+$"},
+            "additionalProperties": {"type": "string"},
+            "description": '{"name": "Hanako"} fills __name__ in the subject and bodies.',
+        },
+        "attachments": {
+            "type": "array",
+            "maxItems": ATTACHMENT_FILES,
+            "items": {
+                "type": "object",
+                "required": ["key"],
+                "properties": {
+                    "key": {"type": "string", "minLength": 1, "pattern": "\\S"},
+                    "filename": filename,
+                },
+                "additionalProperties": False,
+            },
+        },
+        "send_after": {"type": "string", "pattern": _TIMESTAMP},
+        "expires_at": {"type": "string", "pattern": _TIMESTAMP},
+        "revision": {"type": "integer"},
     }
 
 

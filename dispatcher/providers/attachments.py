@@ -27,6 +27,8 @@ from dispatcher.providers.errors import ConfigError, TransientError
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
+    from dispatcher.config.settings import Settings
+
 __all__ = ["Attachments", "AttachmentsUnavailableError"]
 
 
@@ -46,6 +48,14 @@ class Attachments:
         Injected by tests and the local stack; by default one is made lazily, so a
         deployment whose rows carry no attachments never builds an S3 client.
     """
+
+    @classmethod
+    def from_settings(cls, settings: Settings, s3_client: S3Client | None = None) -> Attachments:
+        return cls(
+            bucket=settings.attachments_bucket,
+            max_total_bytes=settings.attachments_max_bytes,
+            s3_client=s3_client,
+        )
 
     def __init__(
         self, *, bucket: str | None, max_total_bytes: int, s3_client: S3Client | None = None

@@ -22,6 +22,8 @@ from dispatcher.storage.dynamodb import batch_get, conditionally, translated
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
+    from dispatcher.config.settings import Settings
+
 __all__ = [
     "RecipientSuppressedError",
     "Suppression",
@@ -128,6 +130,13 @@ class RecipientSuppressedError(Exception):
 
 class SuppressionList:
     """The suppression table: looked up before each send, edited by bounces and operators."""
+
+    @classmethod
+    def from_settings(cls, settings: Settings, client: DynamoDBClient) -> SuppressionList | None:
+        """The deployment's list, or None without ``SUPPRESSION_TABLE_NAME``."""
+        if not settings.suppression_table_name:
+            return None
+        return cls(table=settings.suppression_table_name, boto3_client=client)
 
     def __init__(self, *, table: str, boto3_client: DynamoDBClient) -> None:
         self.table = table

@@ -36,6 +36,8 @@ from dispatcher.storage.dynamodb import (
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
+    from dispatcher.config.settings import Settings
+
 __all__ = [
     "LAST_ERROR_MAX_CHARS",
     "STAMPED_INDEX",
@@ -92,6 +94,14 @@ class Store:
         A low-level DynamoDB client; injected by tests and the local stack. By default one
         is created, following boto3's own ``AWS_ENDPOINT_URL`` and region settings.
     """
+
+    @classmethod
+    def from_settings(cls, settings: Settings, client: DynamoDBClient | None = None) -> Store:
+        return cls(
+            send_table=settings.send_table_name,
+            history_table=settings.history_table_name,
+            boto3_client=client,
+        )
 
     def __init__(
         self,

@@ -237,7 +237,9 @@ def test_dynamodb_is_a_process_of_its_own_and_its_death_stops_the_stack(tmp_path
     # service apart from the function
     running = start_stack(tmp_path)
     [endpoint] = [
-        pid for pid, cmd in _children(running.process.pid).items() if "dynamodb_server" in cmd
+        pid
+        for pid, cmd in _children(running.process.pid).items()
+        if "dispatcher.local.dynamodb.server" in cmd
     ]
 
     # WHEN that process dies

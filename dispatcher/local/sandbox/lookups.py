@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -47,43 +49,85 @@ def mail_results(mails: list[SentMail], query: dict[str, list[str]]) -> tuple[in
     """``GET /logs/mails/results``: one result per recipient, oldest first, filtered by
     ``delivery_id``, ``email``, ``status[]``, ``delivery_start``/``delivery_end``, paged by
     ``count`` (1-1000) after ``anchor`` (the last ``maillog_id`` seen)."""
+    asked = _ResultsQuery.read(query)
+    if isinstance(asked, dict):
+        return 400, {"error_messages": asked}
+    results = [result for result in _recipient_results(mails) if asked.matches(result)]
+    return 200, {"data": results[: asked.count]}
 
-    def first(name: str) -> str | None:
-        values = query.get(name)
-        return values[0] if values else None
 
-    problems: dict[str, list[str]] = {}
-    try:
-        count = int(first("count") or 100)
-        anchor = int(first("anchor") or 0)
-        if not 1 <= count <= 1000:
-            raise ValueError
-    except ValueError:
-        problems["count"] = ["must be a number from 1 to 1000 (anchor: a maillog_id)"]
-        count, anchor = 100, 0
-    window = []
-    for name in ("delivery_start", "delivery_end"):
-        raw = first(name)
+@dataclass(frozen=True)
+class _ResultsQuery:
+    """What a request to the mail results asks for."""
+
+    count: int
+    anchor: int
+    delivery_id: str | None
+    email: str | None
+    statuses: frozenset[str]
+    start: datetime | None
+    end: datetime | None
+
+    @classmethod
+    def read(cls, query: dict[str, list[str]]) -> _ResultsQuery | dict[str, list[str]]:
+        """The query, or its problems by parameter."""
+
+        def first(name: str) -> str | None:
+            values = query.get(name)
+            return values[0] if values else None
+
+        problems: dict[str, list[str]] = {}
         try:
-            moment = datetime.fromisoformat(raw) if raw else None
-            if moment is not None and moment.tzinfo is None:
+            count = int(first("count") or 100)
+            anchor = int(first("anchor") or 0)
+            if not 1 <= count <= 1000:
                 raise ValueError
         except ValueError:
-            problems[name] = ["must be ISO-8601 with an offset"]
-            moment = None
-        window.append(moment)
-    statuses = set(query.get("status[]", []) or query.get("status", []))
-    if statuses - set(RESULT_STATUSES):
-        problems["status"] = [f"must be among {', '.join(RESULT_STATUSES)}"]
-    if problems:
-        return 400, {"error_messages": problems}
-    results = []
+            problems["count"] = ["must be a number from 1 to 1000 (anchor: a maillog_id)"]
+            count, anchor = 100, 0
+        window = []
+        for name in ("delivery_start", "delivery_end"):
+            raw = first(name)
+            moment = _moment(raw) if raw else None
+            if raw and moment is None:
+                problems[name] = ["must be ISO-8601 with an offset"]
+            window.append(moment)
+        statuses = frozenset(query.get("status[]", []) or query.get("status", []))
+        if statuses - set(RESULT_STATUSES):
+            problems["status"] = [f"must be among {', '.join(RESULT_STATUSES)}"]
+        if problems:
+            return problems
+        return cls(count, anchor, first("delivery_id"), first("email"), statuses, *window)
+
+    def matches(self, result: dict[str, Any]) -> bool:
+        sent = datetime.fromisoformat(result["delivery_time"])
+        return (
+            result["maillog_id"] > self.anchor
+            and self.delivery_id in (None, str(result["delivery_id"]))
+            and self.email in (None, result["email"])
+            and (not self.statuses or result["status"] in self.statuses)
+            and (self.start is None or sent >= self.start)
+            and (self.end is None or sent <= self.end)
+        )
+
+
+def _moment(raw: str) -> datetime | None:
+    try:
+        moment = datetime.fromisoformat(raw)
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else None
+
+
+def _recipient_results(mails: list[SentMail]) -> Iterator[dict[str, Any]]:
+    """Every recipient of every mail taken, as a result, numbered from 1 in order."""
     serial = 0
     for mail in mails:
         p = mail.payload
         for address in (p.get("to"), *p.get("cc", []), *p.get("bcc", [])):
             serial += 1
-            result = {
+            bounced = address in mail.bounces
+            yield {
                 "maillog_id": serial,
                 "delivery_id": mail.delivery_id,
                 "delivery_type": "TRANSACTION",
@@ -92,22 +136,9 @@ def mail_results(mails: list[SentMail], query: dict[str, list[str]]) -> tuple[in
                 "delivery_time": mail.received_at,
                 "created_time": mail.received_at,
                 "updated_time": mail.received_at,
-                "last_response_code": "550" if address in mail.bounces else "250",
-                "last_response_message": (
-                    "user unknown (sandbox)" if address in mail.bounces else "OK (sandbox)"
-                ),
+                "last_response_code": "550" if bounced else "250",
+                "last_response_message": "user unknown (sandbox)" if bounced else "OK (sandbox)",
             }
-            sent = datetime.fromisoformat(mail.received_at)
-            if (
-                serial > anchor
-                and (first("delivery_id") in (None, str(mail.delivery_id)))
-                and (first("email") in (None, address))
-                and (not statuses or result["status"] in statuses)
-                and (window[0] is None or sent >= window[0])
-                and (window[1] is None or sent <= window[1])
-            ):
-                results.append(result)
-    return 200, {"data": results[:count]}
 
 
 def bounce_events(mail: SentMail) -> list[dict[str, Any]]:

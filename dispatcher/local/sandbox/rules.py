@@ -53,115 +53,134 @@ def validate_transaction(
     """
     if not isinstance(body, dict):
         return {"data" if files is not None else "body": ["must be a JSON object"]}
-    problems: dict[str, list[str]] = {}
+    check = _Refusals()
+    check.person("from", body.get("from"), required=True)
+    check.person("reply_to", body.get("reply_to"), required=False)
+    check.address("to", body.get("to"))
+    for name in ("cc", "bcc"):
+        if name in body:
+            check.address_list(name, body[name])
+    check.subject(body.get("subject"))
+    check.bodies(body)
+    if body.get("insert_code") is not None:
+        check.insert_codes(body["insert_code"])
+    if body.get("list_unsubscribe") is not None:
+        check.unsubscribe(body["list_unsubscribe"])
+    check.files(files or [], attachment_limit)
+    return check.problems
 
-    def refuse(name: str, message: str) -> None:
-        problems.setdefault(name, []).append(message)
 
-    def address(name: str, value: Any) -> None:
+class _Refusals:
+    """The problems of one request, by field, as each part of it is checked."""
+
+    def __init__(self) -> None:
+        self.problems: dict[str, list[str]] = {}
+
+    def refuse(self, name: str, message: str) -> None:
+        self.problems.setdefault(name, []).append(message)
+
+    def address(self, name: str, value: Any) -> None:
         if not isinstance(value, str):
-            refuse(name, "must be an email address")
+            self.refuse(name, "must be an email address")
             return
         low, high = ADDRESS_CHARS
         if not low <= len(value) <= high:
-            refuse(name, f"must be {low} to {high} characters")
+            self.refuse(name, f"must be {low} to {high} characters")
             return
         try:
             validate_email(value, check_deliverability=False)
         except EmailNotValidError:
-            refuse(name, "is not a valid email address")
+            self.refuse(name, "is not a valid email address")
 
-    def person(name: str, value: Any, *, required: bool) -> None:
+    def person(self, name: str, value: Any, *, required: bool) -> None:
         if value is None and not required:
             return
         if not isinstance(value, dict):
-            refuse(name, "must be an object {email, name}")
+            self.refuse(name, "must be an object {email, name}")
             return
-        address(f"{name}.email", value.get("email"))
+        self.address(f"{name}.email", value.get("email"))
         display = value.get("name")
         if display is not None and (not isinstance(display, str) or len(display) > NAME_CHARS):
-            refuse(f"{name}.name", f"must be a string of at most {NAME_CHARS} characters")
+            self.refuse(f"{name}.name", f"must be a string of at most {NAME_CHARS} characters")
 
-    person("from", body.get("from"), required=True)
-    person("reply_to", body.get("reply_to"), required=False)
-    address("to", body.get("to"))
-    for name in ("cc", "bcc"):
-        if name in body:
-            items = body[name]
-            if not isinstance(items, list) or len(items) > LIST_ADDRESSES:
-                refuse(name, f"must be a list of at most {LIST_ADDRESSES} addresses")
-            else:
-                for n, item in enumerate(items):
-                    address(f"{name}[{n}]", item)
-    subject = body.get("subject")
-    low, high = SUBJECT_CHARS
-    if not isinstance(subject, str) or not low <= len(subject) <= high:
-        refuse("subject", f"is required, {low} to {high} characters")
-    encode = body.get("encode", "UTF-8")
-    if encode not in ENCODINGS:
-        refuse("encode", "must be UTF-8 or ISO-2022-JP")
-    codec = ENCODINGS.get(encode, "utf-8")
-    for name, limit, required in (
-        ("text_part", TEXT_BYTES, True),
-        ("html_part", HTML_BYTES, False),
-    ):
-        value = body.get(name)
-        if value is None and not required:
-            continue
-        if not isinstance(value, str) or not value:
-            refuse(name, "is required" if required else "must be a string")
-            continue
-        try:
-            size = len(value.encode(codec))
-        except UnicodeEncodeError:
-            refuse(name, f"cannot be encoded as {encode}")
-            continue
-        if size > limit:
-            refuse(name, f"must be at most {limit} bytes")
-    codes = body.get("insert_code")
-    if codes is not None:
+    def address_list(self, name: str, items: Any) -> None:
+        if not isinstance(items, list) or len(items) > LIST_ADDRESSES:
+            self.refuse(name, f"must be a list of at most {LIST_ADDRESSES} addresses")
+            return
+        for n, item in enumerate(items):
+            self.address(f"{name}[{n}]", item)
+
+    def subject(self, subject: Any) -> None:
+        low, high = SUBJECT_CHARS
+        if not isinstance(subject, str) or not low <= len(subject) <= high:
+            self.refuse("subject", f"is required, {low} to {high} characters")
+
+    def bodies(self, body: dict[str, Any]) -> None:
+        """The text and html parts, measured in the request's encoding."""
+        encode = body.get("encode", "UTF-8")
+        if encode not in ENCODINGS:
+            self.refuse("encode", "must be UTF-8 or ISO-2022-JP")
+        codec = ENCODINGS.get(encode, "utf-8")
+        for name, limit, required in (
+            ("text_part", TEXT_BYTES, True),
+            ("html_part", HTML_BYTES, False),
+        ):
+            value = body.get(name)
+            if value is None and not required:
+                continue
+            if not isinstance(value, str) or not value:
+                self.refuse(name, "is required" if required else "must be a string")
+                continue
+            try:
+                size = len(value.encode(codec))
+            except UnicodeEncodeError:
+                self.refuse(name, f"cannot be encoded as {encode}")
+                continue
+            if size > limit:
+                self.refuse(name, f"must be at most {limit} bytes")
+
+    def insert_codes(self, codes: Any) -> None:
         if not isinstance(codes, list) or len(codes) > INSERT_CODES:
-            refuse("insert_code", f"must be a list of at most {INSERT_CODES} items")
-        else:
-            for n, item in enumerate(codes):
-                key = item.get("key") if isinstance(item, dict) else None
-                if not isinstance(key, str) or not _INSERT_KEY.fullmatch(key):
-                    refuse(
-                        f"insert_code[{n}].key",
-                        "must be __name__ or %%name%%, name letters and digits",
-                    )
-                if not isinstance(item, dict) or not isinstance(item.get("value"), str):
-                    refuse(f"insert_code[{n}].value", "must be a string")
-    unsubscribe = body.get("list_unsubscribe")
-    if unsubscribe is not None:
+            self.refuse("insert_code", f"must be a list of at most {INSERT_CODES} items")
+            return
+        for n, item in enumerate(codes):
+            key = item.get("key") if isinstance(item, dict) else None
+            if not isinstance(key, str) or not _INSERT_KEY.fullmatch(key):
+                self.refuse(
+                    f"insert_code[{n}].key",
+                    "must be __name__ or %%name%%, name letters and digits",
+                )
+            if not isinstance(item, dict) or not isinstance(item.get("value"), str):
+                self.refuse(f"insert_code[{n}].value", "must be a string")
+
+    def unsubscribe(self, unsubscribe: Any) -> None:
         if not isinstance(unsubscribe, dict) or not (
             unsubscribe.get("url") or unsubscribe.get("mailto")
         ):
-            refuse("list_unsubscribe", "needs a url or a mailto")
-        else:
-            for name, schemes in (("url", ("http://", "https://")), ("mailto", ("mailto:",))):
-                value = unsubscribe.get(name)
-                if value is None:
-                    continue
-                if not isinstance(value, str) or not value.startswith(schemes):
-                    refuse(f"list_unsubscribe.{name}", f"must start with {' or '.join(schemes)}")
-                elif len(value) > UNSUBSCRIBE_CHARS:
-                    refuse(
-                        f"list_unsubscribe.{name}",
-                        f"must be at most {UNSUBSCRIBE_CHARS} characters",
-                    )
-    for n, attached in enumerate(files or []):
-        filename = str(attached.get("filename", ""))
-        suffix = "." + filename.rsplit(".", 1)[-1].lower() if "." in filename else ""
-        if not filename:
-            refuse(f"file[{n}]", "needs a filename")
-        elif suffix in REFUSED_EXTENSIONS:
-            refuse(f"file[{n}]", f"{suffix} files are not accepted")
-    if files and len(files) > ATTACHMENT_FILES:
-        refuse("file", f"at most {ATTACHMENT_FILES} files")
-    if files and sum(int(f.get("size", 0)) for f in files) > attachment_limit:
-        refuse("file", f"at most {attachment_limit} bytes in all")
-    return problems
+            self.refuse("list_unsubscribe", "needs a url or a mailto")
+            return
+        for name, schemes in (("url", ("http://", "https://")), ("mailto", ("mailto:",))):
+            value = unsubscribe.get(name)
+            field = f"list_unsubscribe.{name}"
+            if value is None:
+                continue
+            if not isinstance(value, str) or not value.startswith(schemes):
+                self.refuse(field, f"must start with {' or '.join(schemes)}")
+            elif len(value) > UNSUBSCRIBE_CHARS:
+                self.refuse(field, f"must be at most {UNSUBSCRIBE_CHARS} characters")
+
+    def files(self, files: list[dict[str, Any]], attachment_limit: int) -> None:
+        for n, attached in enumerate(files):
+            filename = str(attached.get("filename", ""))
+            suffix = "." + filename.rsplit(".", 1)[-1].lower() if "." in filename else ""
+            if not filename:
+                self.refuse(f"file[{n}]", "needs a filename")
+            elif suffix in REFUSED_EXTENSIONS:
+                self.refuse(f"file[{n}]", f"{suffix} files are not accepted")
+        if len(files) > ATTACHMENT_FILES:
+            self.refuse("file", f"at most {ATTACHMENT_FILES} files")
+        if files and sum(int(f.get("size", 0)) for f in files) > attachment_limit:
+            self.refuse("file", f"at most {attachment_limit} bytes in all")
 
 
 @dataclass(frozen=True)

@@ -115,97 +115,7 @@ class Sandbox(BackgroundServer):
                 self._state.rng.seed(faults.seed)
 
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:
-        sandbox = self
-
-        class Handler(BaseHTTPRequestHandler):
-            server_version = "blastengine-sandbox/1"
-            # Keep-alive, as the real API's: every answer has its Content-Length. (HTTP/1.0
-            # would cost a new connection, and a new server thread, per request.)
-            protocol_version = "HTTP/1.1"
-            disable_nagle_algorithm = True  # headers and body are two writes: no 40 ms stall
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass  # quiet: the dispatcher's own logs tell the story
-
-            def do_GET(self) -> None:
-                url = urlsplit(self.path)
-                if url.path.rstrip("/") == "/sandbox/mails":
-                    self._json(HTTPStatus.OK, {"mails": [asdict(m) for m in sandbox.mails]})
-                elif url.path.rstrip("/") == "/sandbox/stats":
-                    self._json(
-                        HTTPStatus.OK,
-                        {"requests": sandbox.requests, "over_limit": sandbox.refused},
-                    )
-                elif url.path in ("/", "/sandbox"):
-                    self._text(HTTPStatus.OK, sandbox._page())
-                elif url.path.startswith(API_PREFIX + "/"):
-                    authorization = self.headers.get("Authorization", "")
-                    status, payload = sandbox._lookup(
-                        authorization, url.path.removeprefix(API_PREFIX), parse_qs(url.query)
-                    )
-                    self._json(status, payload)
-                else:
-                    self._json(HTTPStatus.NOT_FOUND, {"error_messages": {"path": ["not found"]}})
-
-            def do_POST(self) -> None:
-                body = self._body()
-                if self.path == "/sandbox/webhook":
-                    url = body.get("url") if isinstance(body, dict) else None
-                    sandbox.webhook_url = url if isinstance(url, str) and url else None
-                    self._json(HTTPStatus.OK, {"url": sandbox.webhook_url})
-                elif self.path == "/sandbox/faults":
-                    if not isinstance(body, dict):
-                        self._json(
-                            HTTPStatus.BAD_REQUEST,
-                            {"error_messages": {"body": ["must be a JSON object"]}},
-                        )
-                        return
-                    state = sandbox._state
-                    sandbox.set_faults(Faults.from_json(body, state.faults))
-                    self._json(HTTPStatus.OK, asdict(state.faults))
-                elif self.path == API_PREFIX + TRANSACTION_PATH:
-                    files: list[dict[str, Any]] = []
-                    if isinstance(body, Multipart):
-                        body, files = body.data, body.files
-                    status, payload, headers = sandbox._transaction(
-                        self.headers.get("Authorization", ""), body, files
-                    )
-                    self._json(status, payload, headers)
-                else:
-                    self._json(HTTPStatus.NOT_FOUND, {"error_messages": {"path": ["not found"]}})
-
-            def _body(self) -> Any:
-                length = int(self.headers.get("Content-Length") or 0)
-                raw = self.rfile.read(length) if length else b""
-                content_type = self.headers.get("Content-Type", "")
-                if content_type.startswith("multipart/form-data"):
-                    return Multipart.parse(content_type, raw)
-                try:
-                    return json.loads(raw or b"null")
-                except ValueError:
-                    return None
-
-            def _json(
-                self, status: int, payload: Any, headers: dict[str, str] | None = None
-            ) -> None:
-                data = json.dumps(payload, ensure_ascii=False).encode("utf-8")
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json; charset=utf-8")
-                self.send_header("Content-Length", str(len(data)))
-                for name, value in (headers or {}).items():
-                    self.send_header(name, value)
-                self.end_headers()
-                self.wfile.write(data)
-
-            def _text(self, status: int, text: str) -> None:
-                data = text.encode("utf-8")
-                self.send_response(status)
-                self.send_header("Content-Type", "text/plain; charset=utf-8")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-        return Handler
+        return type("Handler", (_Handler,), {"sandbox": self})
 
     def _transaction(
         self, authorization: str, body: Any, files: list[dict[str, Any]] | None = None
@@ -379,6 +289,98 @@ def _main(argv: list[str]) -> int:
     sandbox.start()
     serve_until_stdin_closes({"base_url": sandbox.base_url}, sandbox.stop)
     return 0
+
+
+class _Handler(BaseHTTPRequestHandler):
+    """The sandbox's HTTP face: its own pages and controls under ``/sandbox``, blastengine's
+    API under ``/api/v1``. A subclass per sandbox names it (:meth:`Sandbox._handler_class`)."""
+
+    sandbox: Sandbox
+    server_version = "blastengine-sandbox/1"
+    # Keep-alive, as the real API's: every answer has its Content-Length. (HTTP/1.0
+    # would cost a new connection, and a new server thread, per request.)
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body are two writes: no 40 ms stall
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass  # quiet: the dispatcher's own logs tell the story
+
+    def do_GET(self) -> None:
+        url = urlsplit(self.path)
+        if url.path.rstrip("/") == "/sandbox/mails":
+            self._json(HTTPStatus.OK, {"mails": [asdict(m) for m in self.sandbox.mails]})
+        elif url.path.rstrip("/") == "/sandbox/stats":
+            self._json(
+                HTTPStatus.OK,
+                {"requests": self.sandbox.requests, "over_limit": self.sandbox.refused},
+            )
+        elif url.path in ("/", "/sandbox"):
+            self._text(HTTPStatus.OK, self.sandbox._page())
+        elif url.path.startswith(API_PREFIX + "/"):
+            authorization = self.headers.get("Authorization", "")
+            status, payload = self.sandbox._lookup(
+                authorization, url.path.removeprefix(API_PREFIX), parse_qs(url.query)
+            )
+            self._json(status, payload)
+        else:
+            self._json(HTTPStatus.NOT_FOUND, {"error_messages": {"path": ["not found"]}})
+
+    def do_POST(self) -> None:
+        body = self._body()
+        if self.path == "/sandbox/webhook":
+            url = body.get("url") if isinstance(body, dict) else None
+            self.sandbox.webhook_url = url if isinstance(url, str) and url else None
+            self._json(HTTPStatus.OK, {"url": self.sandbox.webhook_url})
+        elif self.path == "/sandbox/faults":
+            self._set_faults(body)
+        elif self.path == API_PREFIX + TRANSACTION_PATH:
+            files: list[dict[str, Any]] = []
+            if isinstance(body, Multipart):
+                body, files = body.data, body.files
+            status, payload, headers = self.sandbox._transaction(
+                self.headers.get("Authorization", ""), body, files
+            )
+            self._json(status, payload, headers)
+        else:
+            self._json(HTTPStatus.NOT_FOUND, {"error_messages": {"path": ["not found"]}})
+
+    def _set_faults(self, body: Any) -> None:
+        if not isinstance(body, dict):
+            problem = {"error_messages": {"body": ["must be a JSON object"]}}
+            self._json(HTTPStatus.BAD_REQUEST, problem)
+            return
+        state = self.sandbox._state
+        self.sandbox.set_faults(Faults.from_json(body, state.faults))
+        self._json(HTTPStatus.OK, asdict(state.faults))
+
+    def _body(self) -> Any:
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        content_type = self.headers.get("Content-Type", "")
+        if content_type.startswith("multipart/form-data"):
+            return Multipart.parse(content_type, raw)
+        try:
+            return json.loads(raw or b"null")
+        except ValueError:
+            return None
+
+    def _json(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
+        data = json.dumps(payload, ensure_ascii=False).encode("utf-8")
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json; charset=utf-8")
+        self.send_header("Content-Length", str(len(data)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _text(self, status: int, text: str) -> None:
+        data = text.encode("utf-8")
+        self.send_response(status)
+        self.send_header("Content-Type", "text/plain; charset=utf-8")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
 
 
 if __name__ == "__main__":

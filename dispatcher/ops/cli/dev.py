@@ -207,23 +207,11 @@ def dev(
     """Start the local stack in the foreground: DynamoDB with streams, the sandbox, the
     stream poller and the sweeper. Prints one JSON "ready" line on stdout, then logs on
     stderr; Ctrl-C (or SIGTERM) stops everything."""
-    # Everything after the ready line goes to stderr, Powertools' logger included: it binds
-    # the stream current when it is created, which may have been before this command ran
-    # (any module importing it), so its handler is pointed at stderr explicitly.
     if log_format not in (None, "json", "human"):
         fail(f"--log-format must be json or human, not {log_format!r}")
-    real_stdout = sys.stdout
-    sys.stdout = sys.stderr
-    import logging
-
-    from dispatcher.support.observability import logger as function_logger
-
-    handler = function_logger.registered_handler
-    if isinstance(handler, logging.StreamHandler):
-        handler.setStream(sys.stderr)
-    from dispatcher.local.sandbox.model import Faults
     from dispatcher.local.stack import LocalStack, StackOptions
 
+    real_stdout = _logs_to_stderr()
     log_format = log_format or ("human" if sys.stderr.isatty() else "json")
     colour = err.is_terminal and not err.no_color
     if log_format == "human":
@@ -231,26 +219,19 @@ def dev(
         from dispatcher.support.observability import logger
 
         use_human_logs(logger, colour=colour)
-
-    bounces: dict[str, str] = {}
-    for rule in sandbox_bounce or []:
-        where, _, kind = rule.partition("=")
-        if not where or kind not in ("HARDERROR", "SOFTERROR", "DROP"):
-            fail(f"--sandbox-bounce wants ADDRESS=TYPE (HARDERROR, SOFTERROR, DROP), got {rule!r}")
-        bounces[where.lower()] = kind
-    faults = Faults(
-        bounce=bounces,
+    faults = _sandbox_faults(
+        bounce_rules=sandbox_bounce or [],
         server_error=sandbox_fail,
         rate_limited=sandbox_429,
         rate_limit=sandbox_rps,
         latency=sandbox_latency,
         accepted_timeout=sandbox_accept_then_hang,
         timeout=sandbox_hang,
+        lookup_lag=sandbox_lookup_lag,
         fail_to=("flaky@example.com",) if demo else (),
         seed=seed,
     )
-    if sandbox_lookup_lag is not None:
-        faults = replace(faults, lookup_lag=sandbox_lookup_lag)
+    mapping = {"parallelization_factor": parallelization_factor, "batching_window": batching_window}
     options = StackOptions(
         port=port,
         provider_url=provider_url,
@@ -269,19 +250,53 @@ def dev(
         sam_host=sam_host,
         mail_provider=mail_provider.value if mail_provider else None,
         failover_provider=failover_provider.value if failover_provider else None,
-        mapping_overrides={
-            name: value
-            for name, value in (
-                ("parallelization_factor", parallelization_factor),
-                ("batching_window", batching_window),
-            )
-            if value is not None
-        },
+        mapping_overrides={name: value for name, value in mapping.items() if value is not None},
     )
+    try:
+        _run(ctx, LocalStack(options), real_stdout, console=console, port=console_port, demo=demo)
+    finally:
+        sys.stdout = real_stdout
+
+
+def _logs_to_stderr() -> Any:
+    """Everything after the ready line goes to stderr, Powertools' logger included: it binds
+    the stream current when it is created, which may have been before this command ran (any
+    module importing it), so its handler is pointed at stderr explicitly. Returns the real
+    stdout, for the ready line."""
+    import logging
+
+    from dispatcher.support.observability import logger
+
+    real_stdout = sys.stdout
+    sys.stdout = sys.stderr
+    handler = logger.registered_handler
+    if isinstance(handler, logging.StreamHandler):
+        handler.setStream(sys.stderr)
+    return real_stdout
+
+
+def _sandbox_faults(*, bounce_rules: list[str], lookup_lag: float | None, **faults: Any) -> Any:
+    """The sandbox's faults from the options; ``--sandbox-bounce`` rules read and checked."""
+    from dispatcher.local.sandbox.model import Faults
+
+    bounces: dict[str, str] = {}
+    for rule in bounce_rules:
+        where, _, kind = rule.partition("=")
+        if not where or kind not in ("HARDERROR", "SOFTERROR", "DROP"):
+            fail(f"--sandbox-bounce wants ADDRESS=TYPE (HARDERROR, SOFTERROR, DROP), got {rule!r}")
+        bounces[where.lower()] = kind
+    built = Faults(bounce=bounces, **faults)
+    return built if lookup_lag is None else replace(built, lookup_lag=lookup_lag)
+
+
+def _run(
+    ctx: typer.Context, stack: Any, real_stdout: Any, *, console: bool, port: int, demo: bool
+) -> None:
+    """Start the stack (and the console over it), print the ready line, wait for Ctrl-C or
+    SIGTERM or the stack's failure, then stop everything."""
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
-    stack = LocalStack(options)
     web: Any = None
     with errors_as_exit():
         try:
@@ -291,7 +306,7 @@ def dev(
 
                 web = _serve_console(
                     local_stack(ctx.obj.state_dir),  # from the local.json just written
-                    port=console_port,
+                    port=port,
                     sender=stack.function_env["DEFAULT_FROM_EMAIL"],
                 )
                 info = replace(info, console_url=web.url)
@@ -316,7 +331,6 @@ def dev(
             if web is not None:
                 web.stop()
             stack.stop()
-            sys.stdout = real_stdout
 
 
 def _serve_console(target: Any, *, host: str = "127.0.0.1", port: int, sender: str) -> Any:

@@ -201,34 +201,42 @@ def show(
     if plain_row is None:
         out.print(f"{row_id}: not in the send table (sent, or cancelled)")
     else:
-        out.print(f"[bold]{row_id}[/]  status: {plain_row.get('status', 'pending')}")
-        for key in sorted(plain_row):
-            if key not in ("id", "last_error", "unsettled"):
-                out.print(f"  {key}: {clip(str(plain_row[key]), 200)}", markup=False)
-        if "last_error" in plain_row:
-            out.print("  last error:", markup=False)
-            for reason in str(plain_row["last_error"]).split("; "):
-                out.print(f"    {reason}", markup=False)
-        if row is not None and row.unsettled is not None:
-            waiting = describe_unsettled(row.unsettled, row.retry_at)
-            out.print(f"  waiting for its look-up: {waiting}", markup=False)
+        _print_row(row_id, plain_row, row)
     for item in plain_history:
-        confirmed = " - confirmed by look-up" if item.get("confirmed_by") == "lookup" else ""
+        _print_sent(item, deliveries.get(str(item.get("delivery_id"))))
+
+
+def _print_row(row_id: str, plain_row: dict[str, Any], row: Any) -> None:
+    out.print(f"[bold]{row_id}[/]  status: {plain_row.get('status', 'pending')}")
+    for key in sorted(plain_row):
+        if key not in ("id", "last_error", "unsettled"):
+            out.print(f"  {key}: {clip(str(plain_row[key]), 200)}", markup=False)
+    if "last_error" in plain_row:
+        out.print("  last error:", markup=False)
+        for reason in str(plain_row["last_error"]).split("; "):
+            out.print(f"    {reason}", markup=False)
+    if row.unsettled is not None:
+        waiting = describe_unsettled(row.unsettled, row.retry_at)
+        out.print(f"  waiting for its look-up: {waiting}", markup=False)
+
+
+def _print_sent(item: dict[str, Any], delivery: dict[str, Any] | None) -> None:
+    """One history item: how it was sent, its bounce, what the provider says now (--live)."""
+    confirmed = " - confirmed by look-up" if item.get("confirmed_by") == "lookup" else ""
+    out.print(
+        f"  sent {item.get('sent_at')} through {item.get('provider', 'blastengine')} as "
+        f"delivery {item.get('delivery_id', '?')} ({item.get('attempts')} attempt(s))"
+        f"{confirmed}",
+        markup=False,
+    )
+    if item.get("bounce_type"):
         out.print(
-            f"  sent {item.get('sent_at')} through {item.get('provider', 'blastengine')} as "
-            f"delivery {item.get('delivery_id', '?')} ({item.get('attempts')} attempt(s))"
-            f"{confirmed}",
+            f"    bounced: {item['bounce_type']} at {item.get('bounced_at')} "
+            f"({item.get('bounce_address')}, code {item.get('bounce_code', '?')})",
             markup=False,
         )
-        if item.get("bounce_type"):
-            out.print(
-                f"    bounced: {item['bounce_type']} at {item.get('bounced_at')} "
-                f"({item.get('bounce_address')}, code {item.get('bounce_code', '?')})",
-                markup=False,
-            )
-        detail = deliveries.get(str(item.get("delivery_id")))
-        if detail is not None:
-            out.print(f"    blastengine now: {delivery_line(detail)}", markup=False)
+    if delivery is not None:
+        out.print(f"    blastengine now: {delivery_line(delivery)}", markup=False)
 
 
 @app.command()

@@ -47,6 +47,21 @@ __all__ = ["create_app"]
 HERE = Path(__file__).resolve().parent
 
 
+#: Each page: its path, its view, its template, its methods; each has a JSON twin under /api.
+_PAGES: tuple[tuple[str, View, str, list[str]], ...] = (
+    ("/", overview, "overview", ["GET"]),
+    ("/rows", rows, "rows", ["GET"]),
+    # The id ends each path, whole (ids may hold "/"): the action comes first.
+    ("/rows/{row_id:path}", row_page, "row", ["GET"]),
+    ("/edit/{row_id:path}", edit, "edit", ["GET", "POST"]),
+    ("/refire/{row_id:path}", refire, "confirm", ["GET", "POST"]),
+    ("/cancel/{row_id:path}", cancel, "confirm", ["GET", "POST"]),
+    ("/preview/{row_id:path}", preview, "", ["GET"]),
+    ("/refire-failed", bulk_refire, "confirm", ["GET", "POST"]),
+    ("/history", history, "history", ["GET"]),
+)
+
+
 def create_app(
     admin: Admin,
     *,
@@ -100,18 +115,7 @@ def create_app(
         return endpoint
 
     routes: list[Route | Mount] = []
-    for path, view, name, methods in (
-        ("/", overview, "overview", ["GET"]),
-        ("/rows", rows, "rows", ["GET"]),
-        # The id ends each path, whole (ids may hold "/"): the action comes first.
-        ("/rows/{row_id:path}", row_page, "row", ["GET"]),
-        ("/edit/{row_id:path}", edit, "edit", ["GET", "POST"]),
-        ("/refire/{row_id:path}", refire, "confirm", ["GET", "POST"]),
-        ("/cancel/{row_id:path}", cancel, "confirm", ["GET", "POST"]),
-        ("/preview/{row_id:path}", preview, "", ["GET"]),
-        ("/refire-failed", bulk_refire, "confirm", ["GET", "POST"]),
-        ("/history", history, "history", ["GET"]),
-    ):
+    for path, view, name, methods in _PAGES:
         endpoint = page(view, name)
         routes.append(Route(path, endpoint, methods=methods))
         api_path = "/api/overview" if path == "/" else f"/api{path}"
