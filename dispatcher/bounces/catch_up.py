@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from dispatcher.bounces.ledger import BLASTENGINE_KINDS, BounceEvent, BounceLedger, BounceType
+from dispatcher.bounces.event import BLASTENGINE_KINDS, BounceEvent, BounceType
+from dispatcher.bounces.ledger import BounceLedger
 from dispatcher.config.settings import Settings
 from dispatcher.recipients.suppression import normalise
 

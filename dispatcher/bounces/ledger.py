@@ -17,142 +17,27 @@ complaint is recorded as one more kind) (``DESIGN.md``, "Bounces and suppression
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from datetime import datetime
-from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
-from aws_lambda_powertools.metrics import MetricUnit
-
+from dispatcher.bounces.event import BounceEvent, BounceType
+from dispatcher.bounces.signals import bounced_event
 from dispatcher.config.settings import Settings, SettingsError
-from dispatcher.notify.delivery_events import DeliveryEvent, EventPublisher
-from dispatcher.recipients.suppression import Suppression, SuppressionList, normalise
+from dispatcher.notify.delivery_events import EventPublisher
+from dispatcher.recipients.suppression import Suppression, SuppressionList
 from dispatcher.storage.dynamodb import conditionally, translated
 from dispatcher.support.clock import SYSTEM_CLOCK, Clock, iso_utc
-from dispatcher.support.observability import metrics
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
-__all__ = [
-    "BLASTENGINE_KINDS",
-    "DELIVERY_INDEX",
-    "ORPHAN_INDEX",
-    "BadBounceError",
-    "BounceEvent",
-    "BounceLedger",
-    "BounceType",
-    "count_new_bounce",
-    "parse_events",
-]
+__all__ = ["DELIVERY_INDEX", "ORPHAN_INDEX", "Applied", "BounceLedger"]
 
 #: The history table's index by the provider's delivery id (``template.yaml``).
 DELIVERY_INDEX = "by-delivery-id"
 #: The bounce table's sparse index of events not yet joined to a history item.
 ORPHAN_INDEX = "orphans"
-#: Events one POST may carry; blastengine batches a few, a flood is not a webhook.
-MAX_EVENTS = 500
-
-
-class BounceType(StrEnum):
-    """blastengine's bounce kinds (``../shared/BLASTENGINE.md``)."""
-
-    HARDERROR = "HARDERROR"  # permanent: no such user or host (SES: a Permanent bounce)
-    SOFTERROR = "SOFTERROR"  # temporary: a full mailbox; may still arrive later (SES: Transient)
-    DROP = "DROP"  # the address is on blastengine's stop list
-    COMPLAINT = "COMPLAINT"  # SES: the recipient marked the mail as spam
-
-    @property
-    def suppresses(self) -> bool:
-        return self is not BounceType.SOFTERROR
-
-
-#: The kinds blastengine reports (its webhook's and its delivery logs' statuses).
-BLASTENGINE_KINDS = (BounceType.HARDERROR, BounceType.SOFTERROR, BounceType.DROP)
-
-
-class BadBounceError(ValueError):
-    """A webhook body that is not blastengine's bounce shape; the message names no person."""
-
-
-@dataclass(frozen=True)
-class BounceEvent:
-    """One recipient blastengine could not reach."""
-
-    type: BounceType
-    at: str  # the event's own time, ISO-8601 with its offset, as blastengine sent it
-    address: str  # normalised
-    delivery_id: str
-    code: str | None = None
-    message: str | None = None
-
-    @property
-    def key(self) -> str:
-        """Stable per event: the same event posted twice has the same key."""
-        raw = f"{self.type}\n{self.address}\n{self.at}\n{self.code}"
-        return f"{self.at}#{hashlib.sha256(raw.encode()).hexdigest()[:16]}"
-
-
-def parse_events(body: Any) -> list[BounceEvent]:
-    """The events of a webhook body ``{"events": [{"event": {...}}, ...]}``.
-
-    Raises
-    ------
-    BadBounceError
-        For anything else, saying what is wrong without repeating the body (it holds
-        addresses and subjects).
-    """
-    if not isinstance(body, Mapping) or not isinstance(body.get("events"), list):
-        raise BadBounceError('the body must be {"events": [...]}')
-    items = body["events"]
-    if not items:
-        raise BadBounceError("no events")
-    if len(items) > MAX_EVENTS:
-        raise BadBounceError(f"{len(items)} events in one request, over {MAX_EVENTS}")
-    return [_event(n, item) for n, item in enumerate(items)]
-
-
-def _event(n: int, item: Any) -> BounceEvent:
-    event = item.get("event") if isinstance(item, Mapping) else None
-    if not isinstance(event, Mapping):
-        raise BadBounceError(f"events[{n}] has no event object")
-    try:
-        kind = BounceType(str(event.get("type")))
-        if kind not in BLASTENGINE_KINDS:
-            raise ValueError
-    except ValueError:
-        kinds = ", ".join(t.value for t in BLASTENGINE_KINDS)
-        raise BadBounceError(f"events[{n}].type must be one of {kinds}") from None
-    at = event.get("datetime")
-    try:
-        if not isinstance(at, str) or datetime.fromisoformat(at).tzinfo is None:
-            raise ValueError
-    except ValueError:
-        raise BadBounceError(f"events[{n}].datetime must be ISO-8601 with an offset") from None
-    detail = event.get("detail")
-    if not isinstance(detail, Mapping):
-        raise BadBounceError(f"events[{n}] has no detail object")
-    address = detail.get("mailaddress")
-    if not isinstance(address, str) or "@" not in address or len(address) > 254:
-        raise BadBounceError(f"events[{n}].detail.mailaddress must be an address")
-    delivery = detail.get("delivery_id")
-    if isinstance(delivery, bool) or not isinstance(delivery, int | str) or str(delivery) == "":
-        raise BadBounceError(f"events[{n}].detail.delivery_id must be a number")
-
-    def text(name: str, limit: int) -> str | None:
-        value = detail.get(name)
-        return str(value)[:limit] if value not in (None, "") else None
-
-    return BounceEvent(
-        type=kind,
-        at=at,
-        address=normalise(address),
-        delivery_id=str(delivery),
-        code=text("error_code", 16),
-        message=text("error_message", 500),
-    )
 
 
 @dataclass(frozen=True)
@@ -161,14 +46,6 @@ class Applied:
 
     new: bool
     joined: bool
-
-
-def count_new_bounce(event: BounceEvent) -> None:
-    """The metrics of a bounce recorded for the first time, whichever provider reported it:
-    ``Bounced`` (the bounce-share alarm's numerator) and ``Bounced_<type>``. A redelivered
-    event (:attr:`Applied.new` False) is not counted again."""
-    metrics.add_metric(name="Bounced", unit=MetricUnit.Count, value=1)
-    metrics.add_metric(name=f"Bounced_{event.type}", unit=MetricUnit.Count, value=1)
 
 
 class BounceLedger:
@@ -308,7 +185,7 @@ class BounceLedger:
             )
         if self.events is not None:
             # Told once it is on a row's history (an orphan, when it is joined).
-            self.events.add(_bounced_event(event, item) for item in found)
+            self.events.add(bounced_event(event, item) for item in found)
         return True
 
     def flush_events(self) -> None:
@@ -354,20 +231,6 @@ class BounceLedger:
             "orphan": "1",  # until joined: keys the sparse orphans index
         }
         return {k: {"S": v} for k, v in fields.items() if v}
-
-
-def _bounced_event(event: BounceEvent, history: Mapping[str, Any]) -> DeliveryEvent:
-    return DeliveryEvent(
-        detail_type="Mail Bounced",
-        row_id=str(history["id"]["S"]),
-        at=event.at,
-        recipient=event.address,
-        provider=history.get("provider", {}).get("S"),
-        delivery_id=event.delivery_id,
-        error_kind=event.type.value,
-        reason=event.message or event.code,
-        identity=(event.delivery_id, event.key),
-    )
 
 
 def _event_of(item: Mapping[str, Any]) -> BounceEvent:

@@ -25,7 +25,9 @@ from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 
-from dispatcher.bounces.ledger import BounceEvent, BounceLedger, BounceType, count_new_bounce
+from dispatcher.bounces.event import BounceEvent, BounceType
+from dispatcher.bounces.ledger import BounceLedger
+from dispatcher.bounces.signals import count_new_bounce
 from dispatcher.config.settings import Settings, SettingsError
 from dispatcher.providers.ses.client import CONTENT_TAG, ROW_TAG
 from dispatcher.providers.ses.lookup import SesSendLog

@@ -21,7 +21,9 @@ from typing import Any
 
 from aws_lambda_powertools.event_handler import LambdaFunctionUrlResolver, Response
 
-from dispatcher.bounces.ledger import BadBounceError, BounceLedger, count_new_bounce, parse_events
+from dispatcher.bounces.ledger import BounceLedger
+from dispatcher.bounces.payload import BadBounceError, parse_events
+from dispatcher.bounces.signals import count_new_bounce
 from dispatcher.config.settings import Settings, SettingsError
 from dispatcher.support.observability import logger
 

@@ -6,7 +6,9 @@ from typing import Any
 
 import pytest
 
-from dispatcher.bounces.ledger import BadBounceError, BounceLedger, BounceType, parse_events
+from dispatcher.bounces.event import BounceType
+from dispatcher.bounces.ledger import BounceLedger
+from dispatcher.bounces.payload import BadBounceError, parse_events
 from dispatcher.recipients.suppression import SuppressionList
 from tests.conftest import TABLE_NAMES
 from tests.fakes import FakeClock

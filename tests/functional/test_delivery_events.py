@@ -168,7 +168,8 @@ def test_events_are_put_ten_to_a_request_and_refused_entries_once_more() -> None
 
 
 def test_a_bounce_on_a_rows_history_is_a_mail_bounced_event(dynamodb, subscriber) -> None:
-    from dispatcher.bounces.ledger import BounceLedger, parse_events
+    from dispatcher.bounces.ledger import BounceLedger
+    from dispatcher.bounces.payload import parse_events
     from dispatcher.recipients.suppression import SuppressionList
     from tests.conftest import TABLE_NAMES
 

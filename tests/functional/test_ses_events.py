@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from dispatcher.bounces.ledger import BadBounceError, BounceLedger, parse_events
+from dispatcher.bounces.ledger import BounceLedger
+from dispatcher.bounces.payload import BadBounceError, parse_events
 from dispatcher.bounces.ses_events import SesEvents
 from dispatcher.model.unsettled import Unsettled
 from dispatcher.providers.ses.client import CONTENT_TAG, ROW_TAG, row_digest

@@ -170,7 +170,7 @@ def bounces(
 ) -> None:
     """Recent bounces and complaints the providers reported, joined to their history item
     or still orphans (their delivery has no history item yet)."""
-    from dispatcher.bounces.ledger import BounceType
+    from dispatcher.bounces.event import BounceType
     from dispatcher.support.clock import iso_utc
 
     with errors_as_exit():
