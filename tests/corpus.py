@@ -6,6 +6,7 @@ Shared by the unit tests (parse_message) and the functional tests (the handler l
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 S = lambda v: {"S": v}  # noqa: E731
@@ -154,3 +155,17 @@ MALFORMED: list[tuple[str, dict[str, Any], str]] = [
 def malformed_rows() -> list[tuple[str, dict[str, Any], str]]:
     """(case name, full raw image with id = case name, attribute named in the reason)."""
     return [(name, _row(name, **overrides), attr) for name, overrides, attr in MALFORMED]
+
+
+def storable_malformed_rows() -> list[tuple[str, dict[str, Any], str]]:
+    """The cases DynamoDB can hold (a table can receive them): under its 400 KB item limit,
+    and encodable as UTF-8 (a lone surrogate is not)."""
+    return [case for case in malformed_rows() if _storable(case[1])]
+
+
+def _storable(raw: dict[str, Any]) -> bool:
+    try:
+        size = len(json.dumps(raw, ensure_ascii=False).encode("utf-8"))
+    except UnicodeEncodeError:
+        return False
+    return size < 400_000  # DynamoDB's item size limit

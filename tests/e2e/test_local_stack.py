@@ -13,11 +13,12 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import row
 from tests.e2e.conftest import RunningStack, start_stack, stop_stack, wait_for
 
 
 def _row(row_id: str, subject: str, **extra: object) -> dict[str, object]:
-    return {"id": row_id, "to": "someone@example.com", "subject": subject, "text": "Hi", **extra}
+    return row(row_id, **{"to": "someone@example.com", "subject": subject, "text": "Hi", **extra})
 
 
 def test_the_ready_line_names_everything(stack: RunningStack) -> None:

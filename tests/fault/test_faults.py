@@ -19,7 +19,8 @@ from typing import Any
 
 import pytest
 
-from tests.corpus import malformed_rows
+from tests.conftest import row
+from tests.corpus import storable_malformed_rows
 from tests.e2e.conftest import RunningStack, start_stack, stop_stack, wait_for
 
 FAST = {
@@ -31,10 +32,10 @@ FAST = {
 
 
 def _row(row_id: str, **extra: Any) -> dict[str, Any]:
-    return {"id": row_id, "to": "fault@example.com", "subject": row_id, "text": "x", **extra}
+    return row(row_id, **{"to": "fault@example.com", "subject": row_id, "text": "x", **extra})
 
 
-def _insert(stack: RunningStack, rows: list[dict[str, Any]]) -> None:
+def _put_all(stack: RunningStack, rows: list[dict[str, Any]]) -> None:
     with ThreadPoolExecutor(max_workers=16) as pool:
         list(pool.map(stack.put, rows))
 
@@ -101,7 +102,7 @@ def test_thousands_of_rows_under_30_percent_provider_faults(tmp_path: Path) -> N
         # WHEN the rows are inserted concurrently, to fifty recipients (a look-up compares
         # every delivery to the address around the window: README, "When the provider's
         # answer never came", says what one address receiving hundreds a second costs)
-        _insert(stack, [_row(i, to=f"fault{n % 50}@example.com") for n, i in enumerate(ids)])
+        _put_all(stack, [_row(i, to=f"fault{n % 50}@example.com") for n, i in enumerate(ids)])
 
         # THEN every row settles, each sent exactly once or failed with its reason
         wait_for(
@@ -144,7 +145,7 @@ def test_dynamodb_throttling_and_transaction_conflicts_lose_nothing(
     )
     try:
         ids = [f"throttle-{i:04}" for i in range(300)]
-        _insert(stack, [_row(i) for i in ids])
+        _put_all(stack, [_row(i) for i in ids])
 
         # THEN every row is sent once, retried through partial batch failures; a row whose
         # retries ran out is still in the table and named in the on-failure record
@@ -190,7 +191,7 @@ def _run_under_kills(tmp_path: Path, concurrency: int) -> tuple[Counter[str], Co
                 rows.append({"id": row_id, "to": "x@example.com", "text": "no subject"})
             else:
                 rows.append(_row(row_id))
-        _insert(stack, rows)
+        _put_all(stack, rows)
 
         # a row whose record's retries ran out is named in the on-failure record and kept
         on_failure = stack.state_dir / "on-failure.jsonl"
@@ -280,7 +281,7 @@ def test_malformed_rows_fail_invalid_naming_the_attribute_and_the_valid_ones_go(
 ) -> None:
     from boto3.dynamodb.types import TypeDeserializer
 
-    cases = [(name, raw, attr) for name, raw, attr in malformed_rows() if _storable(raw)]
+    cases = storable_malformed_rows()
     valid = [f"fine-{i}" for i in range(10)]
     # Mixed, so that the valid rows share batches with the malformed ones.
     for n, (_, raw, _) in enumerate(cases):
@@ -309,12 +310,4 @@ def test_malformed_rows_fail_invalid_naming_the_attribute_and_the_valid_ones_go(
 
 
 def test_the_corpus_has_at_least_60_storable_cases() -> None:
-    assert len([c for c in malformed_rows() if _storable(c[1])]) >= 60
-
-
-def _storable(raw: dict[str, Any]) -> bool:
-    try:
-        size = len(json.dumps(raw, ensure_ascii=False).encode("utf-8"))
-    except UnicodeEncodeError:
-        return False
-    return size < 400_000
+    assert len(storable_malformed_rows()) >= 60

@@ -209,6 +209,32 @@ def invoke(clock: FakeClock) -> Callable[..., dict[str, Any]]:
     return run
 
 
+def insert(table: Table, stream_record: Any, values: dict[str, Any]) -> dict[str, Any]:
+    """The application inserts a row; returns the stream record that insert produces."""
+    return stream_record("INSERT", raw_new=table.put(values))
+
+
+#: When the history items the bounce tests put were sent.
+SENT_AT = "2026-11-30T00:59:00.000Z"
+
+
+def put_history(
+    dynamodb: Any, row_id: str = "order-1", sent_at: str = SENT_AT, **attributes: str
+) -> None:
+    """A history item, as the dispatcher writes one for a sent row (``delivery_id``,
+    ``provider``, ... as plain strings)."""
+    item = {"id": row_id, "sent_at": sent_at, "to": "bob@example.com", **attributes}
+    dynamodb.put_item(
+        TableName=TABLE_NAMES["HistoryTable"], Item={k: {"S": v} for k, v in item.items()}
+    )
+
+
+def get_history(dynamodb: Any, row_id: str = "order-1", sent_at: str = SENT_AT) -> dict[str, Any]:
+    return dynamodb.get_item(
+        TableName=TABLE_NAMES["HistoryTable"], Key={"id": {"S": row_id}, "sent_at": {"S": sent_at}}
+    )["Item"]
+
+
 def failed_ids(response: dict[str, Any]) -> list[str]:
     return [f["itemIdentifier"] for f in response.get("batchItemFailures", [])]
 

@@ -10,11 +10,7 @@ import pytest
 
 from dispatcher.model.unsettled import Unsettled
 from tests.conftest import TABLE_NAMES, row
-from tests.functional.conftest import attr, failed_ids
-
-
-def _insert(table: Any, stream_record: Any, values: dict[str, Any]) -> dict[str, Any]:
-    return stream_record("INSERT", raw_new=table.put(values))
+from tests.functional.conftest import attr, failed_ids, insert
 
 
 def _hang(request: httpx.Request) -> httpx.Response:
@@ -34,7 +30,7 @@ def test_an_accepted_mail_whose_answer_never_came_is_not_sent_again(
 ) -> None:
     # GIVEN blastengine takes the mail, but its answer never reaches the dispatcher
     blastengine.script.append(blastengine.accept_then_hang)
-    record = _insert(table, stream_record, row("amb-1"))
+    record = insert(table, stream_record, row("amb-1"))
 
     # WHEN the stream delivers the row
     response = invoke(dispatcher, record)
@@ -86,7 +82,7 @@ def test_a_mail_never_taken_is_sent_after_the_lookup_found_nothing(
 ) -> None:
     # GIVEN a request that hung without blastengine taking the mail
     blastengine.script.append(_hang)
-    invoke(dispatcher, _insert(table, stream_record, row("amb-2")))
+    invoke(dispatcher, insert(table, stream_record, row("amb-2")))
     assert attr(table.get("amb-2"), "error_kind") == "ambiguous"
 
     # WHEN it is re-fired after the look-up delay
@@ -108,7 +104,7 @@ def test_a_failing_lookup_keeps_the_row_waiting_then_fails_it_with_the_question(
     # GIVEN an unanswered send, and blastengine's look-ups answering 503 from then on
     dispatcher = make_dispatcher(max_attempts=3)
     blastengine.script.append(blastengine.accept_then_hang)
-    invoke(dispatcher, _insert(table, stream_record, row("amb-3")))
+    invoke(dispatcher, insert(table, stream_record, row("amb-3")))
     blastengine.lookups_down = True
 
     # WHEN it is re-fired after the delay
@@ -151,7 +147,7 @@ def test_a_connection_refused_is_retried_at_once_not_looked_up(
     blastengine.script.append(refuse)
 
     # WHEN a row is sent
-    invoke(dispatcher, _insert(table, stream_record, row("refused-1")))
+    invoke(dispatcher, insert(table, stream_record, row("refused-1")))
 
     # THEN it is retried in the same invocation, with no look-up
     assert blastengine.route.call_count == 2
@@ -174,7 +170,7 @@ def test_personalised_content_matches_whichever_way_blastengine_keeps_it(
     values = row(
         "amb-4", subject="Hi __name__", text="Dear __name__\r\n", insert_code={"name": "Alice"}
     )
-    invoke(dispatcher, _insert(table, stream_record, values))
+    invoke(dispatcher, insert(table, stream_record, values))
 
     # WHEN it is looked up after the delay
     clock.advance(dispatcher.settings.lookup_delay_seconds + 1)
@@ -194,9 +190,9 @@ def test_an_identical_mail_to_the_same_address_from_another_row_counts_as_taken(
 
     # GIVEN row A's mail was answered, and row B (same address, subject, body) was unanswered
     # and never taken
-    invoke(dispatcher, _insert(table, stream_record, row("twin-a")))
+    invoke(dispatcher, insert(table, stream_record, row("twin-a")))
     blastengine.script.append(_hang)
-    invoke(dispatcher, _insert(table, stream_record, row("twin-b")))
+    invoke(dispatcher, insert(table, stream_record, row("twin-b")))
 
     # WHEN B is looked up
     clock.advance(dispatcher.settings.lookup_delay_seconds + 1)
@@ -212,7 +208,7 @@ def test_a_row_edited_after_its_mail_was_taken_sends_the_new_content_and_keeps_b
 ) -> None:
     # GIVEN an unanswered send that blastengine took
     blastengine.script.append(blastengine.accept_then_hang)
-    invoke(dispatcher, _insert(table, stream_record, row("edit-1", subject="First")))
+    invoke(dispatcher, insert(table, stream_record, row("edit-1", subject="First")))
     waiting = table.get("edit-1")
 
     # WHEN a person edits the row into another mail after the delay
@@ -234,7 +230,7 @@ def test_a_refire_that_keeps_the_content_sends_after_the_lookup_found_nothing(
     # GIVEN an unanswered send never taken, and a person who re-fires the row by removing
     # its status (same content, so the same idempotency key as the unanswered send)
     blastengine.script.append(_hang)
-    invoke(dispatcher, _insert(table, stream_record, row("same-1")))
+    invoke(dispatcher, insert(table, stream_record, row("same-1")))
     waiting = table.get("same-1")
     clock.advance(dispatcher.settings.lookup_delay_seconds + 1)
     refired = dict(waiting)
@@ -268,7 +264,7 @@ def test_a_send_the_sweeper_refires_underneath_answers_the_refire_once(
     def die(request: httpx.Request) -> httpx.Response:
         raise _Killed
 
-    record = _insert(table, stream_record, row("race-1"))
+    record = insert(table, stream_record, row("race-1"))
     blastengine.script.append(die)
     with pytest.raises(_Killed):
         invoke(dispatcher, record)
@@ -310,7 +306,7 @@ def test_a_person_editing_the_row_while_it_is_sent_is_not_answered_by_that_send(
     dispatcher, table, stream_record, blastengine, invoke
 ) -> None:
     # GIVEN a person edits the row's subject while its first send is in flight
-    record = _insert(table, stream_record, row("edit-in-flight", subject="Draft"))
+    record = insert(table, stream_record, row("edit-in-flight", subject="Draft"))
 
     def edit_then_answer(request: httpx.Request) -> httpx.Response:
         table.update("edit-in-flight", subject="Final")

@@ -12,6 +12,7 @@ from dispatcher.bounces.payload import BadBounceError, parse_events
 from dispatcher.recipients.suppression import SuppressionList
 from tests.conftest import TABLE_NAMES
 from tests.fakes import FakeClock
+from tests.functional.conftest import get_history, put_history
 
 
 def _body(*events: dict[str, Any]) -> dict[str, Any]:
@@ -48,35 +49,16 @@ def ledger(dynamodb: Any, suppressions: SuppressionList) -> BounceLedger:
     )
 
 
-def _history(dynamodb: Any, delivery_id: str = "1128", row_id: str = "order-1") -> None:
-    dynamodb.put_item(
-        TableName=TABLE_NAMES["HistoryTable"],
-        Item={
-            "id": {"S": row_id},
-            "sent_at": {"S": "2026-11-30T00:59:00.000Z"},
-            "delivery_id": {"S": delivery_id},
-            "to": {"S": "dead@example.com"},
-        },
-    )
-
-
-def _item(dynamodb: Any, row_id: str = "order-1") -> dict[str, Any]:
-    return dynamodb.get_item(
-        TableName=TABLE_NAMES["HistoryTable"],
-        Key={"id": {"S": row_id}, "sent_at": {"S": "2026-11-30T00:59:00.000Z"}},
-    )["Item"]
-
-
 def test_a_hard_bounce_reaches_the_history_item_and_the_suppression_list(
     ledger, suppressions, dynamodb
 ) -> None:
-    _history(dynamodb)
+    put_history(dynamodb, delivery_id="1128", to="dead@example.com")
     [event] = parse_events(_body(_event()))
 
     applied = ledger.apply(event)
 
     assert (applied.new, applied.joined) == (True, True)
-    item = _item(dynamodb)
+    item = get_history(dynamodb)
     assert item["bounce_type"] == {"S": "HARDERROR"}
     assert item["bounced_at"] == {"S": "2026-11-30T10:00:00+09:00"}
     assert (item["bounce_code"], item["bounce_address"]) == (
@@ -89,32 +71,32 @@ def test_a_hard_bounce_reaches_the_history_item_and_the_suppression_list(
 
 
 def test_the_same_event_twice_changes_nothing(ledger, dynamodb) -> None:
-    _history(dynamodb)
+    put_history(dynamodb, delivery_id="1128", to="dead@example.com")
     [event] = parse_events(_body(_event()))
     ledger.apply(event)
-    before = (_item(dynamodb), list(ledger.recent()), dynamodb.scan(TableName="suppression"))
+    before = (get_history(dynamodb), list(ledger.recent()), dynamodb.scan(TableName="suppression"))
 
     again = ledger.apply(event)
 
     assert again.new is False
-    after = (_item(dynamodb), list(ledger.recent()), dynamodb.scan(TableName="suppression"))
+    after = (get_history(dynamodb), list(ledger.recent()), dynamodb.scan(TableName="suppression"))
     assert after[0] == before[0]
     assert after[1] == before[1]
     assert after[2]["Items"] == before[2]["Items"]
 
 
 def test_a_soft_error_is_recorded_and_never_suppresses(ledger, suppressions, dynamodb) -> None:
-    _history(dynamodb)
+    put_history(dynamodb, delivery_id="1128", to="dead@example.com")
     [event] = parse_events(_body(_event("SOFTERROR")))
 
     ledger.apply(event)
 
-    assert _item(dynamodb)["bounce_type"] == {"S": "SOFTERROR"}
+    assert get_history(dynamodb)["bounce_type"] == {"S": "SOFTERROR"}
     assert suppressions.find(["dead@example.com"]) == {}
 
 
 def test_a_drop_suppresses_like_a_hard_error(ledger, suppressions, dynamodb) -> None:
-    _history(dynamodb)
+    put_history(dynamodb, delivery_id="1128", to="dead@example.com")
     ledger.apply(parse_events(_body(_event("DROP")))[0])
 
     assert suppressions.find(["dead@example.com"])["dead@example.com"].reason == "DROP"
@@ -132,11 +114,11 @@ def test_an_orphan_is_kept_and_joined_once_its_history_item_exists(
     assert "dead@example.com" in suppressions.find(["dead@example.com"])  # suppressed anyway
 
     # WHEN the history item appears and orphans are joined
-    _history(dynamodb, delivery_id="77")
+    put_history(dynamodb, delivery_id="77", to="dead@example.com")
     assert ledger.join_orphans() == 1
 
     # THEN the history item has the bounce, and the event is an orphan no more
-    assert _item(dynamodb)["bounce_type"] == {"S": "HARDERROR"}
+    assert get_history(dynamodb)["bounce_type"] == {"S": "HARDERROR"}
     [joined] = list(ledger.recent())
     assert "orphan" not in joined
     assert joined["joined_to"] == {"S": "order-1"}

@@ -13,7 +13,7 @@ import pytest
 
 from dispatcher.notify.delivery_events import DeliveryEvent, EventPublisher
 from tests.conftest import row
-from tests.functional.conftest import attr
+from tests.functional.conftest import attr, insert
 
 BUS = "mail-events"
 
@@ -51,10 +51,6 @@ def subscriber(dynamodb: Any) -> Any:
     return Subscriber()
 
 
-def _insert(table: Any, stream_record: Any, values: dict[str, Any]) -> dict[str, Any]:
-    return stream_record("INSERT", raw_new=table.put(values))
-
-
 def test_each_outcome_is_one_event_with_what_an_application_needs(
     make_dispatcher, table, stream_record, invoke, blastengine, subscriber, clock
 ) -> None:
@@ -62,10 +58,10 @@ def test_each_outcome_is_one_event_with_what_an_application_needs(
     blastengine.script.extend([httpx.Response(503)] * 3)  # the second row is deferred
     later = (clock.now() + timedelta(days=1)).isoformat()
     records = [
-        _insert(table, stream_record, row("ev-sent")),
-        _insert(table, stream_record, row("ev-deferred")),
-        _insert(table, stream_record, row("ev-invalid", to="not an address")),
-        _insert(table, stream_record, row("ev-later", send_after=later)),
+        insert(table, stream_record, row("ev-sent")),
+        insert(table, stream_record, row("ev-deferred")),
+        insert(table, stream_record, row("ev-invalid", to="not an address")),
+        insert(table, stream_record, row("ev-later", send_after=later)),
     ]
     # (the script's 503 meets whichever row sends first: make the order certain)
     invoke(dispatcher, records[1])
@@ -98,7 +94,7 @@ def test_a_redelivered_record_publishes_the_same_event_id(
 ) -> None:
     dispatcher = make_dispatcher(event_bus_name=BUS, events_client=subscriber.client)
     blastengine.script.extend([httpx.Response(503)] * 6)
-    record = _insert(table, stream_record, row("ev-twice"))
+    record = insert(table, stream_record, row("ev-twice"))
 
     invoke(dispatcher, record)
     invoke(dispatcher, record)  # Lambda redelivers it (its batch failed elsewhere, say)
@@ -125,7 +121,7 @@ def test_publishing_that_fails_never_fails_a_send(
     down = _Down()
     dispatcher = make_dispatcher(event_bus_name=BUS, events_client=down)
 
-    response = invoke(dispatcher, _insert(table, stream_record, row("ev-down")))
+    response = invoke(dispatcher, insert(table, stream_record, row("ev-down")))
 
     assert response.get("batchItemFailures", []) == []
     assert table.get("ev-down") is None
@@ -135,7 +131,7 @@ def test_publishing_that_fails_never_fails_a_send(
 
 def test_no_bus_no_events(make_dispatcher, table, stream_record, invoke, blastengine) -> None:
     dispatcher = make_dispatcher()
-    invoke(dispatcher, _insert(table, stream_record, row("ev-none")))
+    invoke(dispatcher, insert(table, stream_record, row("ev-none")))
     assert dispatcher.events is None
 
 

@@ -10,13 +10,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from tests.conftest import row
-from tests.functional.conftest import attr, failed_ids
-
-
-def _insert(table: Any, stream_record: Any, values: dict[str, Any]) -> dict[str, Any]:
-    """The application inserts a row; returns the stream record that insert produces."""
-    item = table.put(values)
-    return stream_record("INSERT", raw_new=item)
+from tests.functional.conftest import attr, failed_ids, insert
 
 
 def _throttle_once(client: Any, operation: str) -> list[int]:
@@ -43,7 +37,7 @@ def test_insert_is_sent_moved_to_history_and_deleted(
     dispatcher, table, stream_record, blastengine, invoke
 ) -> None:
     # GIVEN an application inserted a row
-    record = _insert(table, stream_record, row("welcome-1", cc=["c@example.com"]))
+    record = insert(table, stream_record, row("welcome-1", cc=["c@example.com"]))
 
     # WHEN the stream delivers it
     response = invoke(dispatcher, record)
@@ -84,7 +78,7 @@ def test_the_dispatchers_own_echo_never_sends(
 def test_the_same_event_delivered_twice_sends_once(
     dispatcher, table, stream_record, blastengine, invoke
 ) -> None:
-    record = _insert(table, stream_record, row("r1"))
+    record = insert(table, stream_record, row("r1"))
 
     invoke(dispatcher, record)
     response = invoke(dispatcher, record)  # at-least-once: the stream redelivers it
@@ -98,8 +92,8 @@ def test_a_row_reinserted_with_identical_content_is_a_recorded_duplicate(
     dispatcher, table, stream_record, blastengine, invoke
 ) -> None:
     # GIVEN a row was sent, then re-inserted with the same id and content within the window
-    invoke(dispatcher, _insert(table, stream_record, row("r1")))
-    again = _insert(table, stream_record, row("r1"))
+    invoke(dispatcher, insert(table, stream_record, row("r1")))
+    again = insert(table, stream_record, row("r1"))
 
     # WHEN its INSERT arrives
     invoke(dispatcher, again)
@@ -114,9 +108,9 @@ def test_a_row_reinserted_with_identical_content_is_a_recorded_duplicate(
 def test_a_revision_bump_sends_the_same_content_again(
     dispatcher, table, stream_record, blastengine, invoke, clock
 ) -> None:
-    invoke(dispatcher, _insert(table, stream_record, row("r1")))
+    invoke(dispatcher, insert(table, stream_record, row("r1")))
     clock.advance(1)
-    invoke(dispatcher, _insert(table, stream_record, row("r1", revision=2)))
+    invoke(dispatcher, insert(table, stream_record, row("r1", revision=2)))
 
     assert blastengine.route.call_count == 2
     assert len(table.history("r1")) == 2
@@ -126,7 +120,7 @@ def test_send_succeeded_but_bookkeeping_failed_then_redelivery_sends_nothing_mor
     dispatcher, dynamodb, table, stream_record, blastengine, invoke
 ) -> None:
     # GIVEN the transaction that moves the row is throttled once
-    record = _insert(table, stream_record, row("r1"))
+    record = insert(table, stream_record, row("r1"))
     calls = _throttle_once(dynamodb, "TransactWriteItems")
 
     # WHEN the record is processed: the mail goes out, the bookkeeping fails
@@ -152,8 +146,8 @@ def test_send_succeeded_but_bookkeeping_failed_then_redelivery_sends_nothing_mor
 def test_a_throttled_read_is_a_batch_item_failure_and_the_row_is_kept(
     dispatcher, dynamodb, table, stream_record, blastengine, invoke
 ) -> None:
-    ok = _insert(table, stream_record, row("ok"))
-    throttled = _insert(table, stream_record, row("throttled"))
+    ok = insert(table, stream_record, row("ok"))
+    throttled = insert(table, stream_record, row("throttled"))
     seen: list[str] = []
 
     def hook(params: dict[str, Any], **_: Any) -> None:
@@ -179,7 +173,7 @@ def test_a_row_edited_while_in_flight_is_kept_and_its_own_modify_sends_the_new_c
 ) -> None:
     # GIVEN the row is edited while its send is in flight
     original = row("r1", subject="Draft")
-    record = _insert(table, stream_record, original)
+    record = insert(table, stream_record, original)
     edited: dict[str, Any] = {}
 
     def edit_during_send(request: httpx.Request) -> httpx.Response:
@@ -207,7 +201,7 @@ def test_a_row_edited_while_in_flight_is_kept_and_its_own_modify_sends_the_new_c
 def test_a_failure_while_edited_in_flight_does_not_stamp_the_new_content(
     dispatcher, table, stream_record, blastengine, invoke
 ) -> None:
-    record = _insert(table, stream_record, row("r1", subject="Draft"))
+    record = insert(table, stream_record, row("r1", subject="Draft"))
 
     def edit_then_reject(request: httpx.Request) -> httpx.Response:
         table.update("r1", subject="Fixed")
@@ -226,7 +220,7 @@ def test_a_failure_while_edited_in_flight_does_not_stamp_the_new_content(
 def test_failure_stamping_never_resurrects_a_deleted_row(
     dispatcher, table, stream_record, blastengine, invoke
 ) -> None:
-    record = _insert(table, stream_record, row("r1"))
+    record = insert(table, stream_record, row("r1"))
 
     def cancel_then_fail(request: httpx.Request) -> httpx.Response:
         table.delete("r1")
@@ -245,7 +239,7 @@ def test_transient_errors_past_the_invocation_budget_defer_the_row(
     dispatcher, table, stream_record, blastengine, invoke, clock
 ) -> None:
     # GIVEN the provider answers 503 to every request
-    record = _insert(table, stream_record, row("r1"))
+    record = insert(table, stream_record, row("r1"))
     blastengine.script.extend([httpx.Response(503)] * 10)
 
     # WHEN the record is processed
@@ -289,7 +283,7 @@ def test_the_attempt_limit_fails_the_row_for_good(
 def test_a_429_retry_after_is_waited_on_the_clock_not_for_real(
     dispatcher, table, stream_record, blastengine, invoke, clock
 ) -> None:
-    record = _insert(table, stream_record, row("r1"))
+    record = insert(table, stream_record, row("r1"))
     blastengine.script.append(httpx.Response(429, headers={"Retry-After": "4"}))
 
     invoke(dispatcher, record)
@@ -302,7 +296,7 @@ def test_a_429_retry_after_is_waited_on_the_clock_not_for_real(
 def test_bad_credentials_fail_the_row_as_a_config_error(
     dispatcher, table, stream_record, blastengine, invoke
 ) -> None:
-    record = _insert(table, stream_record, row("r1"))
+    record = insert(table, stream_record, row("r1"))
     blastengine.script.append(httpx.Response(401, json={"error_messages": {"auth": ["no"]}}))
 
     invoke(dispatcher, record)
@@ -336,7 +330,7 @@ def test_a_future_send_after_schedules_the_row_until_the_sweeper_refires_it(
 ) -> None:
     # GIVEN a row to be sent an hour from now
     later = row("r1", send_after="2026-11-24T19:00:00+09:00")  # 10:00 UTC; the clock is 09:00
-    record = _insert(table, stream_record, later)
+    record = insert(table, stream_record, later)
 
     # WHEN it is processed
     invoke(dispatcher, record)
@@ -365,7 +359,7 @@ def test_a_redelivery_after_a_death_mid_send_waits_for_the_lookup_then_sends(
     dispatcher, table, stream_record, blastengine, invoke, clock
 ) -> None:
     # GIVEN an invocation that died mid-send, leaving its idempotency record "in progress"
-    record = _insert(table, stream_record, row("r1"))
+    record = insert(table, stream_record, row("r1"))
 
     deaths: list[httpx.Request] = []
 

@@ -11,11 +11,7 @@ from dispatcher.flow.sweep import Sweeper
 from dispatcher.storage.store import Store
 from tests.conftest import TABLE_NAMES, row
 from tests.fakes import SerializedClient
-from tests.functional.conftest import attr
-
-
-def _insert(table: Any, stream_record: Any, values: dict[str, Any]) -> dict[str, Any]:
-    return stream_record("INSERT", raw_new=table.put(values))
+from tests.functional.conftest import attr, insert
 
 
 def _sweep(dynamodb: Any, clock: Any) -> Any:
@@ -29,7 +25,7 @@ def _sweep(dynamodb: Any, clock: Any) -> Any:
 
 
 def _scheduled(table: Any, stream_record: Any, row_id: str, send_after: str, expires: str) -> Any:
-    return _insert(table, stream_record, row(row_id, send_after=send_after, expires_at=expires))
+    return insert(table, stream_record, row(row_id, send_after=send_after, expires_at=expires))
 
 
 def _at(clock: Any, **delta: float) -> str:
@@ -40,7 +36,7 @@ def test_a_row_past_its_expiry_fails_expired_and_is_never_sent(
     dispatcher, table, stream_record, invoke, blastengine, clock
 ) -> None:
     invoke(
-        dispatcher, _insert(table, stream_record, row("exp-1", expires_at=_at(clock, minutes=-1)))
+        dispatcher, insert(table, stream_record, row("exp-1", expires_at=_at(clock, minutes=-1)))
     )
 
     current = table.get("exp-1")
@@ -52,7 +48,7 @@ def test_a_row_past_its_expiry_fails_expired_and_is_never_sent(
 def test_a_row_before_its_expiry_is_sent(
     dispatcher, table, stream_record, invoke, blastengine, clock
 ) -> None:
-    invoke(dispatcher, _insert(table, stream_record, row("exp-2", expires_at=_at(clock, hours=1))))
+    invoke(dispatcher, insert(table, stream_record, row("exp-2", expires_at=_at(clock, hours=1))))
 
     assert table.get("exp-2") is None
     assert blastengine.route.call_count == 1
@@ -61,7 +57,7 @@ def test_a_row_before_its_expiry_is_sent(
 def test_bad_expiry_input_is_invalid_naming_the_attribute(
     dispatcher, table, stream_record, invoke, clock
 ) -> None:
-    invoke(dispatcher, _insert(table, stream_record, row("exp-3", expires_at="tomorrow")))
+    invoke(dispatcher, insert(table, stream_record, row("exp-3", expires_at="tomorrow")))
     invoke(
         dispatcher,
         _scheduled(table, stream_record, "exp-4", _at(clock, hours=2), _at(clock, hours=1)),
@@ -80,7 +76,7 @@ def test_a_deferred_row_waits_no_longer_than_its_expiry_and_the_sweeper_expires_
     # GIVEN a row that expires in 10 s, and blastengine answering 503
     blastengine.script.extend([httpx.Response(503)] * 3)
     expires = _at(clock, seconds=10)
-    invoke(dispatcher, _insert(table, stream_record, row("exp-5", expires_at=expires)))
+    invoke(dispatcher, insert(table, stream_record, row("exp-5", expires_at=expires)))
 
     # THEN it is deferred, its wait cut to its expiry (the first deferral is 30 s or more)
     current = table.get("exp-5")
@@ -115,7 +111,7 @@ def test_moving_the_expiry_later_sends_it_as_any_edit_does(
     dispatcher, table, stream_record, invoke, blastengine, clock
 ) -> None:
     invoke(
-        dispatcher, _insert(table, stream_record, row("exp-7", expires_at=_at(clock, seconds=-1)))
+        dispatcher, insert(table, stream_record, row("exp-7", expires_at=_at(clock, seconds=-1)))
     )
     failed = table.get("exp-7")
     assert attr(failed, "error_kind") == "expired"

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from tests.conftest import row
-from tests.corpus import malformed_rows
+from tests.corpus import storable_malformed_rows
 from tests.functional.conftest import attr, failed_ids
 
 
@@ -15,7 +14,7 @@ def test_every_malformed_row_is_kept_failed_invalid_with_zero_api_calls(
 ) -> None:
     # GIVEN a batch of malformed rows with one valid row among them (DynamoDB cannot store
     # invalid UTF-8 nor items over 400 KB, so those cases live in the unit tests only)
-    cases = [c for c in malformed_rows() if _storable(c[1])]
+    cases = storable_malformed_rows()
     assert len(cases) >= 40
     records = []
     for _, raw, _ in cases:
@@ -62,14 +61,6 @@ def test_the_invalid_rows_echo_is_skipped_and_fixing_the_row_sends_it(
     )
     assert blastengine.route.call_count == 1
     assert table.get("r1") is None
-
-
-def _storable(raw: dict[str, Any]) -> bool:
-    try:
-        size = len(json.dumps(raw, ensure_ascii=False).encode("utf-8"))
-    except UnicodeEncodeError:
-        return False
-    return size < 400_000  # DynamoDB's item size limit
 
 
 def test_the_far_send_after_of_the_report_fails_invalid_instead_of_retrying(

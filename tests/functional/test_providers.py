@@ -19,7 +19,7 @@ from dispatcher.providers.errors import AmbiguousSendError, RejectedError, Trans
 from dispatcher.providers.ses.client import client_config
 from dispatcher.support.observability import metrics
 from tests.conftest import TABLE_NAMES, row
-from tests.functional.conftest import attr, failed_ids
+from tests.functional.conftest import attr, failed_ids, insert
 
 
 class Scripted:
@@ -52,10 +52,6 @@ def ses(dynamodb: Any) -> Any:
     return client
 
 
-def _insert(table: Any, stream_record: Any, values: dict[str, Any]) -> dict[str, Any]:
-    return stream_record("INSERT", raw_new=table.put(values))
-
-
 def test_ses_as_the_deployments_provider_sends_and_the_history_says_so(
     make_dispatcher, table, stream_record, invoke, ses
 ) -> None:
@@ -63,7 +59,7 @@ def test_ses_as_the_deployments_provider_sends_and_the_history_says_so(
     dispatcher = make_dispatcher(
         mail_provider="ses", ses_client=ses, blastengine_login_id=None, blastengine_api_key=None
     )
-    record = _insert(
+    record = insert(
         table, stream_record, row("ses-1", html="<p>Hi __name__</p>", insert_code={"name": "Alice"})
     )
 
@@ -91,7 +87,7 @@ def test_a_row_may_pin_its_provider(
 ) -> None:
     # GIVEN a blastengine deployment, and a row that names SES
     dispatcher = make_dispatcher(ses_client=ses)
-    record = _insert(table, stream_record, row("pin-1", provider="ses"))
+    record = insert(table, stream_record, row("pin-1", provider="ses"))
 
     invoke(dispatcher, record)
 
@@ -104,7 +100,7 @@ def test_a_row_naming_a_provider_the_deployment_lacks_fails_config(
     make_dispatcher, table, stream_record, invoke, blastengine
 ) -> None:
     dispatcher = make_dispatcher()  # blastengine only: no SES client is even built
-    record = _insert(table, stream_record, row("pin-2", provider="ses"))
+    record = insert(table, stream_record, row("pin-2", provider="ses"))
 
     invoke(dispatcher, record)
 
@@ -117,7 +113,7 @@ def test_a_row_naming_a_provider_the_deployment_lacks_fails_config(
 def test_an_unknown_provider_is_invalid_naming_the_attribute(
     dispatcher, table, stream_record, invoke
 ) -> None:
-    invoke(dispatcher, _insert(table, stream_record, row("pin-3", provider="mailgun")))
+    invoke(dispatcher, insert(table, stream_record, row("pin-3", provider="mailgun")))
 
     current = table.get("pin-3")
     assert (attr(current, "status"), attr(current, "error_kind")) == ("failed", "invalid")
@@ -139,7 +135,7 @@ def test_a_send_the_primary_proved_it_did_not_take_goes_through_the_failover_onc
     primary = Scripted("blastengine", refused(), refused(), refused())
     secondary = Scripted("ses")
     dispatcher = _failover(make_dispatcher, primary, secondary)
-    record = _insert(table, stream_record, row("fo-1"))
+    record = insert(table, stream_record, row("fo-1"))
 
     # WHEN the row is sent
     response = invoke(dispatcher, record)
@@ -174,7 +170,7 @@ def test_a_refusal_or_an_unanswered_send_is_never_failed_over(
     secondary = Scripted("ses")
     dispatcher = _failover(make_dispatcher, primary, secondary)
 
-    invoke(dispatcher, _insert(table, stream_record, row("fo-2")))
+    invoke(dispatcher, insert(table, stream_record, row("fo-2")))
 
     assert secondary.calls == 0
     current = table.get("fo-2")
@@ -193,7 +189,7 @@ def test_a_row_that_pins_the_primary_is_not_failed_over(
     secondary = Scripted("ses")
     dispatcher = _failover(make_dispatcher, primary, secondary)
 
-    invoke(dispatcher, _insert(table, stream_record, row("fo-3", provider="blastengine")))
+    invoke(dispatcher, insert(table, stream_record, row("fo-3", provider="blastengine")))
 
     assert secondary.calls == 0
     assert primary.calls == 3  # its whole budget: nothing waits behind it
@@ -211,19 +207,19 @@ def test_after_the_threshold_the_circuit_skips_the_primary_for_every_invocation(
 
     # WHEN two rows fail over
     for n in (1, 2):
-        invoke(first, _insert(table, stream_record, row(f"cb-{n}")))
+        invoke(first, insert(table, stream_record, row(f"cb-{n}")))
     calls = primary.calls
     assert calls == 4
 
     # THEN another container (another shard) skips blastengine altogether
     other = _failover(make_dispatcher, primary, secondary, **kw)
-    invoke(other, _insert(table, stream_record, row("cb-3")))
+    invoke(other, insert(table, stream_record, row("cb-3")))
     assert primary.calls == calls
     assert len(secondary.sent) == 3
 
     # AND after the cool-down, blastengine is probed again
     clock.advance(121)
-    invoke(other, _insert(table, stream_record, row("cb-4")))
+    invoke(other, insert(table, stream_record, row("cb-4")))
     assert primary.calls == calls + 2
 
 
@@ -241,7 +237,7 @@ def test_a_send_interrupted_with_failover_on_is_looked_up_at_both_providers(
         ses_configuration_set="mail-events",
         bounce_table_name=TABLE_NAMES["BounceTable"],
     )
-    record = _insert(table, stream_record, row("int-1"))
+    record = insert(table, stream_record, row("int-1"))
 
     # AND an invocation killed mid-send: which provider had the mail died with it
     def die(request: httpx.Request) -> httpx.Response:
@@ -291,7 +287,7 @@ def test_blastengines_http_errors_fail_over_too(
     secondary = Scripted("ses")
     dispatcher = make_dispatcher(failover_provider="ses", providers={"ses": secondary})
 
-    invoke(dispatcher, _insert(table, stream_record, row("fo-4")))
+    invoke(dispatcher, insert(table, stream_record, row("fo-4")))
 
     assert blastengine.route.call_count == 2
     assert attr(table.history("fo-4")[0], "provider") == "ses"

@@ -18,6 +18,7 @@ from dispatcher.providers.ses.lookup import SesLookup, SesSendLog
 from dispatcher.recipients.suppression import SuppressionList
 from dispatcher.support.observability import metrics
 from tests.conftest import TABLE_NAMES
+from tests.functional.conftest import get_history, put_history
 
 MESSAGE_ID = "0100018c-ses-message-1"
 
@@ -106,34 +107,23 @@ def events(dynamodb: Any, suppressions: SuppressionList) -> SesEvents:
     return SesEvents(ledger, SesSendLog(dynamodb, TABLE_NAMES["BounceTable"]))
 
 
-def _history(dynamodb: Any) -> None:
-    dynamodb.put_item(
-        TableName=TABLE_NAMES["HistoryTable"],
-        Item={
-            "id": {"S": "order-1"},
-            "sent_at": {"S": "2026-12-03T10:00:00.000Z"},
-            "provider": {"S": "ses"},
-            "delivery_id": {"S": MESSAGE_ID},
-            "to": {"S": "dead@example.com"},
-        },
+SENT_AT = "2026-12-03T10:00:00.000Z"
+
+
+def _ses_history(dynamodb: Any) -> None:
+    put_history(
+        dynamodb, sent_at=SENT_AT, provider="ses", delivery_id=MESSAGE_ID, to="dead@example.com"
     )
-
-
-def _item(dynamodb: Any) -> dict[str, Any]:
-    return dynamodb.get_item(
-        TableName=TABLE_NAMES["HistoryTable"],
-        Key={"id": {"S": "order-1"}, "sent_at": {"S": "2026-12-03T10:00:00.000Z"}},
-    )["Item"]
 
 
 def test_a_permanent_bounce_is_a_hard_error_on_the_history_item_and_suppresses(
     events, suppressions, dynamodb
 ) -> None:
-    _history(dynamodb)
+    _ses_history(dynamodb)
 
     assert events.handle(bounce()) == {"kind": "Bounce", "recorded": 1}
 
-    item = _item(dynamodb)
+    item = get_history(dynamodb, sent_at=SENT_AT)
     assert item["bounce_type"] == {"S": "HARDERROR"}
     assert item["bounced_addresses"] == {"SS": ["dead@example.com"]}
     assert item["bounce_code"] == {"S": "5.1.1"}
@@ -142,14 +132,20 @@ def test_a_permanent_bounce_is_a_hard_error_on_the_history_item_and_suppresses(
 
 
 def test_the_same_event_delivered_twice_changes_nothing(events, dynamodb) -> None:
-    _history(dynamodb)
+    _ses_history(dynamodb)
     metrics.clear_metrics()
     events.handle(bounce())
-    before = (_item(dynamodb), dynamodb.scan(TableName=TABLE_NAMES["BounceTable"])["Items"])
+    before = (
+        get_history(dynamodb, sent_at=SENT_AT),
+        dynamodb.scan(TableName=TABLE_NAMES["BounceTable"])["Items"],
+    )
 
     events.handle(copy.deepcopy(bounce()))
 
-    assert (_item(dynamodb), dynamodb.scan(TableName=TABLE_NAMES["BounceTable"])["Items"]) == before
+    assert (
+        get_history(dynamodb, sent_at=SENT_AT),
+        dynamodb.scan(TableName=TABLE_NAMES["BounceTable"])["Items"],
+    ) == before
     # and the bounce is counted once (the bounce-share alarm reads Bounced)
     assert metrics.metric_set["Bounced"]["Value"] == [1.0]
     assert metrics.metric_set["Bounced_HARDERROR"]["Value"] == [1.0]
@@ -159,20 +155,20 @@ def test_the_same_event_delivered_twice_changes_nothing(events, dynamodb) -> Non
 def test_a_transient_bounce_is_recorded_and_never_suppresses(
     events, suppressions, dynamodb, kind
 ) -> None:
-    _history(dynamodb)
+    _ses_history(dynamodb)
 
     events.handle(bounce(kind, "MailboxFull"))
 
-    assert _item(dynamodb)["bounce_type"] == {"S": "SOFTERROR"}
+    assert get_history(dynamodb, sent_at=SENT_AT)["bounce_type"] == {"S": "SOFTERROR"}
     assert suppressions.find(["dead@example.com"]) == {}
 
 
 def test_a_complaint_suppresses_the_address(events, suppressions, dynamodb) -> None:
-    _history(dynamodb)
+    _ses_history(dynamodb)
 
     events.handle(complaint())
 
-    assert _item(dynamodb)["bounce_type"] == {"S": "COMPLAINT"}
+    assert get_history(dynamodb, sent_at=SENT_AT)["bounce_type"] == {"S": "COMPLAINT"}
     assert suppressions.find(["dead@example.com"])["dead@example.com"].reason == "COMPLAINT"
 
 

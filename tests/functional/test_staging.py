@@ -4,7 +4,6 @@ to one address, keeping who it was for."""
 from __future__ import annotations
 
 import email
-from typing import Any
 
 import boto3
 import pytest
@@ -14,11 +13,7 @@ from moto.ses.models import ses_backends
 from dispatcher.config.settings import SettingsError
 from dispatcher.providers.ses.client import ORIGINAL_RECIPIENTS_HEADER, client_config
 from tests.conftest import row
-from tests.functional.conftest import attr
-
-
-def _insert(table: Any, stream_record: Any, values: dict[str, Any]) -> dict[str, Any]:
-    return stream_record("INSERT", raw_new=table.put(values))
+from tests.functional.conftest import attr, insert
 
 
 def test_a_recipient_outside_the_allowlist_blocks_the_row_before_any_call(
@@ -26,7 +21,7 @@ def test_a_recipient_outside_the_allowlist_blocks_the_row_before_any_call(
 ) -> None:
     dispatcher = make_dispatcher(recipient_allowlist="@staging.example.com qa@example.org")
 
-    invoke(dispatcher, _insert(table, stream_record, row("st-1", to="customer@example.com")))
+    invoke(dispatcher, insert(table, stream_record, row("st-1", to="customer@example.com")))
 
     current = table.get("st-1")
     assert (attr(current, "status"), attr(current, "error_kind")) == ("failed", "blocked")
@@ -45,7 +40,7 @@ def test_allowed_recipients_are_sent_and_a_cc_outside_is_left_out_and_named(
         bcc=["audit@example.com"],
     )
 
-    invoke(dispatcher, _insert(table, stream_record, values))
+    invoke(dispatcher, insert(table, stream_record, values))
 
     [payload] = blastengine.payloads
     assert payload["to"].lower() == "dev@staging.example.com"
@@ -62,7 +57,7 @@ def test_redirect_all_to_sends_to_one_address_and_keeps_the_original_recipients(
     dispatcher = make_dispatcher(redirect_all_to="inbox@staging.example.com")
     values = row("st-3", to="customer@example.com", cc=["c@example.com"], bcc=["b@example.com"])
 
-    invoke(dispatcher, _insert(table, stream_record, values))
+    invoke(dispatcher, insert(table, stream_record, values))
 
     [payload] = blastengine.payloads
     assert payload["to"] == "inbox@staging.example.com"
@@ -85,7 +80,7 @@ def test_through_ses_the_original_recipients_travel_in_a_header(
         mail_provider="ses", ses_client=ses, redirect_all_to="inbox@example.com"
     )
 
-    invoke(dispatcher, _insert(table, stream_record, row("st-4", to="customer@example.org")))
+    invoke(dispatcher, insert(table, stream_record, row("st-4", to="customer@example.org")))
 
     (sent,) = ses_backends[DEFAULT_ACCOUNT_ID]["us-east-1"].sent_messages
     mail = email.message_from_string(sent.raw_data)
