@@ -25,7 +25,14 @@ from dispatcher.providers.blastengine.credentials import Credentials, parameter_
 from dispatcher.recipients.suppression import SuppressionList
 from dispatcher.storage.store import Store
 
-__all__ = ["Target", "TargetError", "default_state_dir", "deployed_stack", "local_stack"]
+__all__ = [
+    "Target",
+    "TargetError",
+    "default_state_dir",
+    "deployed_stack",
+    "local_stack",
+    "local_state",
+]
 
 
 #: Where README "Deploy to AWS", step 1, puts the credentials (the template's default).
@@ -103,8 +110,9 @@ def _client(service: str, endpoint_url: str | None = None, region: str | None = 
     )
 
 
-def local_stack(state_dir: Path) -> Target:
-    """The stack ``dispatcher dev`` is running, from its ``local.json``."""
+def local_state(state_dir: Path) -> dict[str, Any]:
+    """What ``dispatcher dev`` wrote of the stack it runs (``local.json``: the ready line's
+    facts, the function's environment, the console's URL)."""
     path = state_dir / STATE_FILE
     try:
         info = json.loads(path.read_text(encoding="utf-8"))
@@ -115,6 +123,14 @@ def local_stack(state_dir: Path) -> Target:
         ) from None
     except (OSError, ValueError) as exc:
         raise TargetError(f"cannot read {path}: {exc}") from None
+    if not isinstance(info, dict) or "endpoint_url" not in info:
+        raise TargetError(f"{path} is not a local stack's state file")
+    return info
+
+
+def local_stack(state_dir: Path) -> Target:
+    """The stack ``dispatcher dev`` is running, from its ``local.json``."""
+    info = local_state(state_dir)
     client = _client("dynamodb", info["endpoint_url"], info["region"])
     store = Store(
         send_table=info["send_table"], history_table=info["history_table"], boto3_client=client

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -312,3 +313,46 @@ def test_console_serves_the_stack_until_stopped(stack: RunningStack) -> None:
 def test_console_with_a_bad_host_is_one_clear_line(stack: RunningStack) -> None:
     line = _one_clean_error_line(stack.cli("console", "--host", "203.0.113.77"))
     assert "cannot serve the console on 203.0.113.77" in line
+
+
+def test_env_tells_where_the_stack_is_and_its_shell_form_runs_the_function(
+    stack: RunningStack,
+) -> None:
+    # GIVEN the running stack: `dispatcher env` names its parts for a person
+    human = stack.cli("env")
+    assert human.returncode == 0, human.stderr
+    assert f"DynamoDB endpoint:            {stack.ready['endpoint_url']}" in human.stdout
+    assert "sandbox:" in human.stdout
+    # and as JSON, the state file's facts with the sandbox's root
+    document = json.loads(stack.cli("env", "--json").stdout)
+    assert document["endpoint_url"] == stack.ready["endpoint_url"]
+    assert not document["dispatcher_sandbox_url"].endswith("/api/v1")
+    # WHEN a shell evaluates --shell and runs the function and the sandbox's controls with it
+    script = (
+        f'eval "$({" ".join(DISPATCHER)} env --shell)" && '
+        f"{' '.join(DISPATCHER)} invoke --seed events/insert.json && "
+        'python -c "import os, urllib.request; '
+        "print(urllib.request.urlopen(os.environ['DISPATCHER_SANDBOX_URL'] "
+        "+ '/sandbox/stats').status)\""
+    )
+    env = {**os.environ, "DISPATCHER_STATE_DIR": str(stack.state_dir)}
+    bash = shutil.which("bash") or "/bin/bash"
+    root = Path(__file__).resolve().parents[2]  # events/ is the repository's
+    ran = subprocess.run(
+        [bash, "-c", script], capture_output=True, text=True, env=env, timeout=60, cwd=root
+    )
+    # THEN the function ran against this stack (a partial batch response) and the sandbox
+    # answered at the address it was given
+    assert ran.returncode == 0, ran.stderr
+    assert '"batchItemFailures": []' in ran.stdout
+    assert ran.stdout.strip().endswith("200")
+
+
+def test_env_with_two_ways_of_printing_is_one_clear_line(stack: RunningStack) -> None:
+    line = _one_clean_error_line(stack.cli("env", "--json", "--shell"))
+    assert "choose one" in line
+
+
+def test_env_without_a_stack_is_one_clear_line(tmp_path: Path) -> None:
+    line = _one_clean_error_line(_cli(tmp_path, "env", "--shell"))
+    assert "no local stack is running" in line

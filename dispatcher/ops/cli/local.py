@@ -1,10 +1,11 @@
 """Commands that run the function here (``demo``, ``invoke``), and what the local stack
-keeps (``events``, ``sandbox``)."""
+keeps (``env``, ``events``, ``sandbox``)."""
 
 from __future__ import annotations
 
 import contextlib
 import json
+import shlex
 import sys
 from collections import Counter
 from pathlib import Path
@@ -89,6 +90,63 @@ def invoke(
 
 
 # ------------------------------------------------------------------------------ the rows
+
+
+@app.command()
+def env(
+    ctx: typer.Context,
+    as_json: JsonOption = False,
+    shell: Annotated[
+        bool,
+        typer.Option(
+            "--shell",
+            help="Print export lines for a POSIX shell: the function's environment against "
+            "this stack (AWS_ENDPOINT_URL, the tables, local credentials) and "
+            'DISPATCHER_SANDBOX_URL, DISPATCHER_CONSOLE_URL. Use: eval "$(dispatcher env '
+            '--shell)".',
+        ),
+    ] = False,
+) -> None:
+    """Where the running local stack is: its DynamoDB endpoint, sandbox, console, webhook,
+    tables and files (from the state directory's local.json)."""
+    with errors_as_exit():
+        if as_json and shell:
+            raise CommandError("--json and --shell are two ways of printing: choose one")
+        from dispatcher.ops.targets import local_state
+
+        info = local_state(ctx.obj.state_dir)
+    addresses = _stack_addresses(info)
+    if as_json:
+        typer.echo(json.dumps({**info, **addresses}, indent=2))
+    elif shell:
+        exports = {**info.get("env", {}), **{k.upper(): v for k, v in addresses.items()}}
+        for name, value in exports.items():
+            if value:
+                typer.echo(f"export {name}={shlex.quote(str(value))}")
+    else:
+        lines = {
+            "DynamoDB endpoint": info["endpoint_url"],
+            "sandbox": addresses["dispatcher_sandbox_url"],
+            "console": addresses["dispatcher_console_url"],
+            "bounce webhook": info.get("webhook_url"),
+            "send table": info.get("send_table"),
+            "history table": info.get("history_table"),
+            "delivery events": info.get("events_file"),
+            "on-failure file": info.get("on_failure_file"),
+            "sam local invoke --env-vars": info.get("sam_env_file"),
+        }
+        for name, value in lines.items():
+            out.print(f"{name + ':':29} {value or '-'}", markup=False)
+
+
+def _stack_addresses(info: dict[str, Any]) -> dict[str, str]:
+    """The stack's own pages, as a person or a script reaches them: the sandbox's root (its
+    controls under /sandbox, blastengine's API under /api/v1), the console with its token."""
+    sandbox = info.get("sandbox_url") or ""
+    return {
+        "dispatcher_sandbox_url": sandbox.rsplit("/api/", 1)[0] if sandbox else "",
+        "dispatcher_console_url": info.get("console_url") or "",
+    }
 
 
 @app.command()
