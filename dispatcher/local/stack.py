@@ -115,10 +115,16 @@ class LocalStack:
         on_failure = FileFailureDestination(state_dir / "on-failure.jsonl")
         self.info = self._ready_info(state_dir, streams, provider_url, on_failure, bus_name)
         self._start_functions(streams[SEND_TABLE], on_failure)
-        state = {**asdict(self.info), "pid": os.getpid()}
-        (state_dir / STATE_FILE).write_text(json.dumps(state, indent=2))
+        return self.publish(self.info)
+
+    def publish(self, info: ReadyInfo) -> ReadyInfo:
+        """Keep ``info`` as the stack's and write it to the state file, where the CLI and
+        ``dispatcher env`` find the stack (again when the console has come up beside it)."""
+        self.info = info
+        state = {**asdict(info), "pid": os.getpid()}
+        (self.options.state_dir / STATE_FILE).write_text(json.dumps(state, indent=2))
         self._wrote_state = True
-        return self.info
+        return info
 
     def _start_tables(self, state_dir: Path) -> tuple[dict[str, str], str]:
         """The tables (restored from the last run's snapshot unless fresh), the attachments

@@ -327,6 +327,9 @@ def test_env_tells_where_the_stack_is_and_its_shell_form_runs_the_function(
     document = json.loads(stack.cli("env", "--json").stdout)
     assert document["endpoint_url"] == stack.ready["endpoint_url"]
     assert not document["dispatcher_sandbox_url"].endswith("/api/v1")
+    # the console, which comes up after the state file was first written, is in it too
+    assert stack.ready["console_url"]
+    assert document["dispatcher_console_url"] == stack.ready["console_url"]
     # WHEN a shell evaluates --shell and runs the function and the sandbox's controls with it
     script = (
         f'eval "$({" ".join(DISPATCHER)} env --shell)" && '

@@ -309,7 +309,7 @@ def _run(
                     port=port,
                     sender=stack.function_env["DEFAULT_FROM_EMAIL"],
                 )
-                info = replace(info, console_url=web.url)
+                info = stack.publish(replace(info, console_url=web.url))
             print(info.ready_line(), file=real_stdout, flush=True)
             err.print(
                 f"local stack up: DynamoDB at {info.endpoint_url}, mail to "
