@@ -98,9 +98,7 @@ class Bookkeeping:
         current = self._store.get_row(row.id)
         if current is None or current.fired_at is None:
             return current is None
-        same = {k: v for k, v in current.request.items() if k != "revision"} == {
-            k: v for k, v in row.request.items() if k != "revision"
-        }
+        same = current.same_request(row, ignoring=frozenset({"revision"}))
         return same and self._store.delete_answered_refire(current)
 
     def await_lookup(

@@ -239,7 +239,7 @@ class Dispatcher:
             if row_id is None:
                 logger.error("record has no string id key; nothing to send or stamp")
                 return RecordResult(Outcome.SKIPPED, None, "record has no string id key")
-            result = self._dispatch(Row.from_image(row_id, stream["NewImage"]), invocation)
+            result = self._dispatch(Row.from_stream(row_id, stream["NewImage"]), invocation)
             logger.info(
                 result.detail,
                 extra={
@@ -256,7 +256,7 @@ class Dispatcher:
         """One record through the screens, each a step of ``DESIGN.md``'s "Sending": a screen
         passes the message on or ends the record with its result."""
         current = self.store.get_row(row.id)
-        if current is None or current.request != row.request:
+        if current is None or not current.same_request(row):
             return _stale(row, current)
         # A send of this row that may have been taken stays named on every stamp until a
         # look-up settles it (DESIGN.md, "When the provider's answer never came").

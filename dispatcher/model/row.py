@@ -11,11 +11,13 @@ the failure policy, the store's conditional writes) takes the row, never the raw
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 from typing import Any
 
@@ -34,6 +36,7 @@ __all__ = [
     "Image",
     "Row",
     "RowStatus",
+    "as_item_value",
     "content_hash",
     "plain",
     "request_attributes",
@@ -151,6 +154,13 @@ class Row:
         )
 
     @classmethod
+    def from_stream(cls, row_id: str, image: Image) -> Row:
+        """A row from a stream record's image, its values as a table read gives them:
+        Lambda's event carries binary values (``B``, ``BS``) base64-encoded, where a read of
+        the table (and every condition written against it) has bytes."""
+        return cls.from_image(row_id, {name: as_item_value(v) for name, v in image.items()})
+
+    @classmethod
     def from_item(cls, item: Image) -> Row | None:
         """A table item's row, or None if its ``id`` is not a string (DynamoDB refuses that,
         but a hand-made event may carry anything)."""
@@ -160,6 +170,16 @@ class Row:
     @property
     def request(self) -> dict[str, AttributeValue]:
         return request_attributes(self.image)
+
+    def same_request(self, other: Row, *, ignoring: frozenset[str] = frozenset()) -> bool:
+        """Whether both rows ask for the same mail: their request attributes (but those
+        ``ignoring`` names) compared like with like (sets in any order, numbers by value,
+        binaries as bytes)."""
+        mine = {k: v for k, v in self.request.items() if k not in ignoring}
+        theirs = {k: v for k, v in other.request.items() if k not in ignoring}
+        return mine.keys() == theirs.keys() and all(
+            _canonical(mine[name]) == _canonical(theirs[name]) for name in mine
+        )
 
     @property
     def content_hash(self) -> str:
@@ -250,13 +270,57 @@ def _count(value: Any) -> int:
         return 0
 
 
+def as_item_value(value: Any) -> Any:
+    """A wire value from a stream event as the table holds it: ``B`` and ``BS`` members as
+    bytes (the event has them base64-encoded), in maps and lists too; anything else as it is
+    (an undecodable value is left for the parser to name)."""
+    if not isinstance(value, dict) or len(value) != 1:
+        return value
+    [(tag, inner)] = value.items()
+    if tag == "B" and isinstance(inner, str):
+        return {"B": _decoded(inner)}
+    if tag == "BS" and isinstance(inner, list):
+        return {"BS": [_decoded(v) if isinstance(v, str) else v for v in inner]}
+    if tag == "M" and isinstance(inner, dict):
+        return {"M": {k: as_item_value(v) for k, v in inner.items()}}
+    if tag == "L" and isinstance(inner, list):
+        return {"L": [as_item_value(v) for v in inner]}
+    return value
+
+
+def _decoded(text: str) -> bytes | str:
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        return text
+
+
 def _canonical(value: Any) -> Any:
-    """Order set members, which DynamoDB does not keep in a stable order."""
+    """One form for equal values: set members ordered (DynamoDB keeps no order), numbers by
+    value (``1.0`` is ``1``), binaries as base64 text (JSON-able, for the content hash)."""
+    if isinstance(value, bytes | bytearray):
+        return base64.b64encode(bytes(value)).decode("ascii")
     if isinstance(value, dict):
-        return {
-            k: sorted(v) if k in ("SS", "NS", "BS") and isinstance(v, list) else _canonical(v)
-            for k, v in value.items()
-        }
+        return {k: _canonical_member(k, v) for k, v in value.items()}
     if isinstance(value, list):
         return [_canonical(v) for v in value]
     return value
+
+
+def _canonical_member(tag: str, value: Any) -> Any:
+    if tag == "N" and isinstance(value, str):
+        return _number(value)
+    if tag in ("SS", "NS", "BS") and isinstance(value, list):
+        members = [
+            _number(v) if tag == "NS" and isinstance(v, str) else _canonical(v) for v in value
+        ]
+        return sorted(members, key=str)
+    return _canonical(value)
+
+
+def _number(text: str) -> str:
+    try:
+        number = Decimal(text)
+    except InvalidOperation:
+        return text
+    return str(number.normalize()) if number.is_finite() else text
