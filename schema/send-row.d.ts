@@ -43,6 +43,9 @@ export type Plain = Plain1 & {
    * @maxItems 10
    */
   bcc?: string[];
+  /**
+   * One https URI (List-Unsubscribe).
+   */
   list_unsubscribe_url?: string;
   list_unsubscribe_mailto?: string;
   encode?: "UTF-8" | "ISO-2022-JP";
@@ -53,6 +56,12 @@ export type Plain = Plain1 & {
   insert_code?: {
     [k: string]: string;
   };
+  /**
+   * Keys of insert_code whose values go into html unescaped, as markup: only for values the application wrote itself, never a customer's.
+   *
+   * @maxItems 50
+   */
+  insert_code_unescaped?: string[];
   /**
    * @maxItems 100
    */
@@ -140,6 +149,9 @@ export type Dynamodb = Dynamodb1 & {
     }[];
   };
   list_unsubscribe_url?: {
+    /**
+     * One https URI (List-Unsubscribe).
+     */
     S: string;
   };
   list_unsubscribe_mailto?: {
@@ -160,6 +172,16 @@ export type Dynamodb = Dynamodb1 & {
         S: string;
       };
     };
+  };
+  insert_code_unescaped?: {
+    /**
+     * Keys of insert_code whose values go into html unescaped, as markup: only for values the application wrote itself, never a customer's.
+     *
+     * @maxItems 50
+     */
+    L: {
+      S: string;
+    }[];
   };
   attachments?: {
     /**

@@ -12,14 +12,17 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
+from urllib.parse import urlsplit
 
 from email_validator import EmailNotValidError, validate_email
 
 from dispatcher.model.blastengine_limits import (
     ADDRESS_CHARS,
+    HTML_BYTES,
     INSERT_CODE_NAME,
     INSERT_CODES,
     NAME_CHARS,
@@ -67,22 +70,49 @@ class Problems:
             return None
         return value
 
-    def unsubscribe(self, image: Image, name: str, schemes: tuple[str, ...]) -> str | None:
+    def unsubscribe(self, image: Image, name: str, scheme: str) -> str | None:
+        """One ``https`` (or ``mailto``) URI, as ``List-Unsubscribe`` carries it between
+        ``<`` and ``>``: a ``>``, a comma or a space would end it and start another."""
         value = self.string(image, name)
         if value is None:
             return None
-        if not value.lower().startswith(schemes) or len(value) <= len(schemes[0]) or " " in value:
-            self.add(name, f"{clip(value)!r} must be a {' or '.join(schemes)} URI")
+        if header_problem(value) is not None or _URI_BREAKS.search(value):
+            self.add(
+                name,
+                f"{clip(value)!r} must be one {scheme} URI, without <, >, comma, space, "
+                "quote or control character",
+            )
+            return None
+        parts = urlsplit(value)
+        where = parts.hostname if scheme == "https" else parts.path.partition("@")[2]
+        if parts.scheme.lower() != scheme or not where:
+            self.add(name, f"{clip(value)!r} must be a {scheme} URI")
             return None
         if len(value) > UNSUBSCRIBE_CHARS:
             self.add(
                 name, f"is {len(value)} characters, over the API's limit of {UNSUBSCRIBE_CHARS}"
             )
             return None
-        if header_problem(value) is not None:
-            self.add(name, "contains a control character or line break")
-            return None
         return value
+
+    def key_list(self, image: Image, name: str, keys: Mapping[str, str]) -> frozenset[str]:
+        """A list of ``insert_code`` keys (``insert_code_unescaped``)."""
+        if name not in image:
+            return frozenset()
+        items = typed(image[name], "L")
+        if not isinstance(items, list):
+            self.add(
+                name, f"must be a list of insert_code keys (L of S), got {type_name(image[name])}"
+            )
+            return frozenset()
+        out = set()
+        for item in items:
+            key = typed(item, "S")
+            if not isinstance(key, str) or key not in keys:
+                self.add(name, f"{clip(str(key))!r} is not a key of insert_code")
+            else:
+                out.add(key)
+        return frozenset(out)
 
     def string(self, image: Image, name: str, *, required: bool = False) -> str | None:
         if name not in image:
@@ -176,6 +206,12 @@ class Problems:
                 )
             elif not is_utf8(value):
                 self.add("insert_code", f"value of {key!r} is not valid UTF-8")
+            elif len(value.encode("utf-8")) > HTML_BYTES:
+                self.add(
+                    "insert_code",
+                    f"value of {key!r} is {len(value.encode('utf-8')):,} bytes, more than any "
+                    f"part of a mail may hold ({HTML_BYTES:,})",
+                )
             else:
                 out[key] = value
         return out
@@ -216,6 +252,9 @@ class Problems:
             self.add(name, f"must be a number (N), got {type_name(image[name])}")
 
 
+#: What ends a URI inside ``<...>`` or starts another: angle brackets, a comma, white space,
+#: quotes.
+_URI_BREAKS = re.compile(r"[<>,\s\"']")
 #: Characters no header field may carry: C0 controls but TAB (CR and LF are header
 #: injection), DEL, C1 controls (NEL among them), and Unicode's line and paragraph separators.
 _HEADER_CONTROLS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029]")

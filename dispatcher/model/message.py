@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from enum import StrEnum
+from html import escape
 
 from dispatcher.model.blastengine_limits import (
     ATTACHMENT_FILES,
@@ -167,58 +168,108 @@ def parse_message(
 ) -> Message | list[str]:
     """A send-table row's request attributes as a message, or every problem found, each
     naming its attribute (``"to: missing"``). ``now`` bounds ``send_after`` (at most
-    :data:`MAX_SEND_AFTER` ahead); default: the time of the call."""
-    image = row.image
+    :data:`MAX_SEND_AFTER` ahead); default: the time of the call. Every limit is held on the
+    mail as it will be sent, ``insert_code`` filled in, measured before anything is built."""
     p = Problems(now or datetime.now(UTC))
+    fields = _read(p, row.image)
+    _check_as_sent(p, row.image, fields)
+    if p.problems:
+        return p.problems
+    assert fields.to is not None  # guaranteed by the empty problem list
+    assert fields.subject is not None
+    return Message(
+        id=row.id,
+        to=fields.to,
+        subject=fields.subject,
+        from_email=fields.from_email or default_from_email,
+        from_name=fields.from_name if fields.from_name is not None else default_from_name,
+        text=fields.text or "",
+        html=_filled(fields.html, fields.html_values) or None,
+        cc=fields.cc,
+        bcc=fields.bcc,
+        reply_to=fields.reply_to,
+        reply_to_name=fields.reply_to_name or "",
+        list_unsubscribe_url=fields.unsubscribe_url,
+        list_unsubscribe_mailto=fields.unsubscribe_mailto,
+        encode=fields.encode or Encode.UTF_8,
+        insert_code=fields.insert_code,
+        attachments=fields.attachments,
+        send_after=fields.send_after,
+        expires_at=fields.expires_at,
+        content_hash=row.content_hash,
+        provider=fields.provider,
+    )
+
+
+@dataclass(frozen=True)
+class _Fields:
+    """A row's request attributes as read, each None (or empty) where it had a problem."""
+
+    to: str | None
+    subject: str | None
+    text: str | None
+    html: str | None
+    from_email: str | None
+    from_name: str | None
+    reply_to: str | None
+    reply_to_name: str | None
+    unsubscribe_url: str | None
+    unsubscribe_mailto: str | None
+    cc: tuple[str, ...]
+    bcc: tuple[str, ...]
+    encode: Encode | None
+    provider: str | None
+    insert_code: dict[str, str]
+    #: Keys whose values go into ``html`` as they are (the row opted out of escaping).
+    unescaped: frozenset[str]
+    attachments: tuple[Attachment, ...]
+    send_after: datetime | None
+    expires_at: datetime | None
+
+    @property
+    def html_values(self) -> dict[str, str]:
+        """The ``insert_code`` values as they go into ``html``: escaped, so a customer's name
+        cannot put markup into mail from the sender's domain, but for the keys opted out."""
+        return {
+            key: value if key in self.unescaped else escape(value, quote=True)
+            for key, value in self.insert_code.items()
+        }
+
+
+def _read(p: Problems, image: Image) -> _Fields:
     to = p.address("to", p.string(image, "to", required=True))
     subject = _subject(p, image)
     text, html = _bodies(p, image)
-    from_email = p.address("from", p.string(image, "from")) if "from" in image else None
-    from_name = p.name(image, "from_name")
     reply_to = p.address("reply_to", p.string(image, "reply_to")) if "reply_to" in image else None
     reply_to_name = p.name(image, "reply_to_name")
     if reply_to_name is not None and reply_to is None and not p.has("reply_to"):
         p.add("reply_to_name", "needs a reply_to address")
-    unsubscribe_url = p.unsubscribe(image, "list_unsubscribe_url", ("http://", "https://"))
-    unsubscribe_mailto = p.unsubscribe(image, "list_unsubscribe_mailto", ("mailto:",))
-    cc = p.address_list(image, "cc", LIST_ADDRESSES)
-    bcc = p.address_list(image, "bcc", LIST_ADDRESSES)
-    encode = _encode(p, image)
-    provider = p.provider(image)
     insert_code = p.insert_code(image)
-    attachments = _attachments(p, image)
     send_after = p.timestamp(image, "send_after")
     expires_at = p.timestamp(image, "expires_at", bounded=False)
     if send_after is not None and expires_at is not None and send_after > expires_at:
         p.add("send_after", "is after expires_at: the mail could never be sent")
     p.number(image, "revision")
-    parts = {"subject": subject, "from_name": from_name, "text": text, "html": html}
-    _check_as_sent(p, image, encode, parts)
-    if p.problems:
-        return p.problems
-    assert to is not None  # guaranteed by the empty problem list
-    assert subject is not None
-    return Message(
-        id=row.id,
+    return _Fields(
         to=to,
         subject=subject,
-        from_email=from_email or default_from_email,
-        from_name=from_name if from_name is not None else default_from_name,
-        text=text or "",
-        html=html or None,
-        cc=cc,
-        bcc=bcc,
+        text=text,
+        html=html,
+        from_email=p.address("from", p.string(image, "from")) if "from" in image else None,
+        from_name=p.name(image, "from_name"),
         reply_to=reply_to,
-        reply_to_name=reply_to_name or "",
-        list_unsubscribe_url=unsubscribe_url,
-        list_unsubscribe_mailto=unsubscribe_mailto,
-        encode=encode or Encode.UTF_8,
+        reply_to_name=reply_to_name,
+        unsubscribe_url=p.unsubscribe(image, "list_unsubscribe_url", "https"),
+        unsubscribe_mailto=p.unsubscribe(image, "list_unsubscribe_mailto", "mailto"),
+        cc=p.address_list(image, "cc", LIST_ADDRESSES),
+        bcc=p.address_list(image, "bcc", LIST_ADDRESSES),
+        encode=_encode(p, image),
+        provider=p.provider(image),
         insert_code=insert_code,
-        attachments=attachments,
+        unescaped=p.key_list(image, "insert_code_unescaped", insert_code),
+        attachments=_attachments(p, image),
         send_after=send_after,
         expires_at=expires_at,
-        content_hash=row.content_hash,
-        provider=provider,
     )
 
 
@@ -244,26 +295,105 @@ def _bodies(p: Problems, image: Image) -> tuple[str | None, str | None]:
     return text, html
 
 
-def _check_as_sent(
-    p: Problems, image: Image, encode: Encode | None, parts: Mapping[str, str | None]
-) -> None:
-    """What the mail will be on the wire: header-safe values, characters the row's encoding
-    can carry, bodies within the API's limits in that encoding."""
+def _check_as_sent(p: Problems, image: Image, fields: _Fields) -> None:
+    """What the mail will be on the wire, ``insert_code`` filled in: header-safe values
+    wherever they land, characters the row's encoding can carry, every part within the API's
+    limits in that encoding. Measured by arithmetic (occurrences x value), never by building
+    the mail: a row that would ask for gigabytes is refused at the cost of a count."""
     for name in _HEADER_FIELDS:
         value = string_attribute(image, name)
         problem = header_problem(value) if value is not None else None
         if problem is not None:
             p.add(name, problem)
-    codec = "iso2022_jp" if encode is Encode.ISO_2022_JP else "utf-8"
-    for name, value in parts.items():
-        if value and codec != "utf-8" and not p.has(name) and not encodable(value, codec):
-            p.add(name, "has characters that ISO-2022-JP cannot encode")
-    for name, limit in (("text", TEXT_BYTES), ("html", HTML_BYTES)):
-        value = parts[name]
-        size = encoded_size(value, codec) if value and not p.has(name) else None
+    codec = "iso2022_jp" if fields.encode is Encode.ISO_2022_JP else "utf-8"
+    subject = fields.subject or ""
+    for key, value in fields.insert_code.items():
+        problem = header_problem(value) if f"__{key}__" in subject else None
+        if problem is not None:
+            p.add("insert_code", f"value of {key!r} is filled into the subject and {problem}")
+        elif codec != "utf-8" and not encodable(value, codec):
+            p.add("insert_code", f"value of {key!r} has characters ISO-2022-JP cannot encode")
+    _check_encodable(p, fields, codec)
+    if subject and not p.has("subject", "insert_code"):
+        chars = subject_length(subject, fields.insert_code)
+        if chars > SUBJECT_CHARS[1]:
+            p.add(
+                "subject",
+                f"is {chars} characters with insert_code filled in, over the limit of "
+                f"{SUBJECT_CHARS[1]}",
+            )
+    bodies = (
+        ("text", fields.text, TEXT_BYTES, fields.insert_code),
+        ("html", fields.html, HTML_BYTES, fields.html_values),
+    )
+    for name, value, limit, values in bodies:
+        if not value or p.has(name, "insert_code"):
+            continue
+        size = filled_size(value, values, codec)
         if size is not None and size > limit:
             what = "is" if name in image else "(the plain text derived from html) is"
-            p.add(name, f"{what} {size:,} bytes as sent, over the API's limit of {limit:,}")
+            filled = " with insert_code filled in" if values else ""
+            p.add(name, f"{what} {size:,} bytes as sent{filled}, over the API's limit of {limit:,}")
+
+
+def _check_encodable(p: Problems, fields: _Fields, codec: str) -> None:
+    """Every text of the mail in the row's encoding: a character it cannot carry is the
+    row's problem, named, not an error deep in a provider's encoder."""
+    if codec == "utf-8":
+        return
+    texts = {
+        "subject": fields.subject,
+        "from_name": fields.from_name,
+        "reply_to_name": fields.reply_to_name,
+        "text": fields.text,
+        "html": fields.html,
+    }
+    for name, value in texts.items():
+        if value and not p.has(name) and not encodable(value, codec):
+            p.add(name, "has characters that ISO-2022-JP cannot encode")
+    for attachment in fields.attachments:
+        if attachment.filename and not encodable(attachment.filename, codec):
+            p.add(
+                "attachments",
+                f"filename {clip(attachment.filename)!r} has characters ISO-2022-JP cannot encode",
+            )
+
+
+def subject_length(subject: str, values: Mapping[str, str]) -> int:
+    """Characters of ``subject`` once each ``__key__`` is replaced by its value."""
+    return len(subject) + sum(
+        subject.count(f"__{key}__") * (len(value) - len(key) - 4) for key, value in values.items()
+    )
+
+
+#: Bytes an ISO-2022-JP insertion may add at most: the escape sequences into and out of
+#: the JIS X 0208 set around it.
+_ISO_2022_JP_SHIFTS = 6
+
+
+def filled_size(part: str, values: Mapping[str, str], codec: str) -> int | None:
+    """Bytes of ``part`` in ``codec`` once each ``__key__`` is replaced by its value (an
+    upper bound for ISO-2022-JP, whose escapes depend on the neighbours); None if ``part``
+    cannot be encoded."""
+    size = encoded_size(part, codec)
+    if size is None:
+        return None
+    for key, value in values.items():
+        count = part.count(f"__{key}__")
+        if count:
+            value_size = encoded_size(value, codec) or len(value.encode("utf-8", "replace"))
+            shifts = _ISO_2022_JP_SHIFTS if codec != "utf-8" else 0
+            size += count * (value_size + shifts - len(key) - 4)
+    return size
+
+
+def _filled(part: str | None, values: Mapping[str, str]) -> str | None:
+    """``part`` with the ``__key__`` placeholders of ``values`` replaced."""
+    if not part or not values:
+        return part
+    codes = {f"__{key}__": value for key, value in values.items()}
+    pattern = re.compile("|".join(re.escape(code) for code in codes))
+    return pattern.sub(lambda m: codes[m.group()], part)
 
 
 def _encode(p: Problems, image: Image) -> Encode | None:

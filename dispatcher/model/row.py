@@ -50,7 +50,8 @@ Image = Mapping[str, Any]
 
 #: The request attributes by the DynamoDB type they take, each in the order a person reads a
 #: mail (the console's form shows them so): one string each; lists of addresses (L of S);
-#: structured ones (``insert_code`` a map of strings, ``attachments`` a list of maps).
+#: structured ones (``insert_code`` a map of strings, ``insert_code_unescaped`` a list of its
+#: keys, ``attachments`` a list of maps).
 STRING_ATTRIBUTES = (
     "to",
     "subject",
@@ -68,7 +69,7 @@ STRING_ATTRIBUTES = (
     "expires_at",
 )
 ADDRESS_LIST_ATTRIBUTES = ("cc", "bcc")
-STRUCTURED_ATTRIBUTES = ("insert_code", "attachments")
+STRUCTURED_ATTRIBUTES = ("insert_code", "insert_code_unescaped", "attachments")
 #: What a producer writes: the above, and ``revision`` (a number bumped to send a row again).
 REQUEST_ATTRIBUTES = frozenset(
     {*STRING_ATTRIBUTES, *ADDRESS_LIST_ATTRIBUTES, *STRUCTURED_ATTRIBUTES, "revision"}

@@ -52,6 +52,10 @@ _CONTROLS = (
     "\\u0000-\\u0008\\u000a-\\u001f\\u007f-\\u009f\\u2028\\u2029\\u202a-\\u202e\\u2066-\\u2069"
 )
 _HEADER_SAFE = f"^[^{_CONTROLS}]*$"
+#: What ends a URI in List-Unsubscribe or starts another (the parser's _URI_BREAKS), and
+#: the rest of one URI.
+_URI_BREAKS = f"<>,\\s\"'{_CONTROLS}"
+_URI_REST = f"[^{_URI_BREAKS}]*$"
 _ATOM = f"[^@\\s<>,;{_CONTROLS}]+"
 _ADDRESS = f"^{_ATOM}@{_ATOM}\\.{_ATOM}$"
 _TIMESTAMP = "^\\d{4}-\\d{2}-\\d{2}[T ]\\d{2}:\\d{2}(:\\d{2}(\\.\\d{1,6})?)?(Z|[+-]\\d{2}:?\\d{2})$"
@@ -123,12 +127,13 @@ def _delivery_properties() -> dict[str, Any]:
         "list_unsubscribe_url": {
             "type": "string",
             "maxLength": UNSUBSCRIBE_CHARS,
-            "pattern": "^[Hh][Tt][Tt][Pp][Ss]?://[^ ]+$",
+            "pattern": f"^[Hh][Tt][Tt][Pp][Ss]://[^/{_URI_BREAKS}]{_URI_REST}",
+            "description": "One https URI (List-Unsubscribe).",
         },
         "list_unsubscribe_mailto": {
             "type": "string",
             "maxLength": UNSUBSCRIBE_CHARS,
-            "pattern": "^[Mm][Aa][Ii][Ll][Tt][Oo]:[^ ]+$",
+            "pattern": f"^[Mm][Aa][Ii][Ll][Tt][Oo]:[^{_URI_BREAKS}]*@{_URI_REST}",
         },
         "encode": {"enum": [e.value for e in Encode]},
         "provider": {"enum": list(PROVIDERS)},
@@ -138,6 +143,13 @@ def _delivery_properties() -> dict[str, Any]:
             "propertyNames": {"pattern": "^[A-Za-z0-9]+$"},
             "additionalProperties": {"type": "string"},
             "description": '{"name": "Hanako"} fills __name__ in the subject and bodies.',
+        },
+        "insert_code_unescaped": {
+            "type": "array",
+            "maxItems": INSERT_CODES,
+            "items": {"type": "string", "pattern": "^[A-Za-z0-9]+$"},
+            "description": "Keys of insert_code whose values go into html unescaped, as markup: "
+            "only for values the application wrote itself, never a customer's.",
         },
         "attachments": {
             "type": "array",
