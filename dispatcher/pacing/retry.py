@@ -13,11 +13,13 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
+from aws_lambda_powertools.metrics import MetricUnit
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
 from tenacity.stop import stop_base
 from tenacity.wait import wait_base
 
 from dispatcher.model.message import Message
+from dispatcher.model.row import ErrorKind
 from dispatcher.pacing.invocation_bucket import BucketTimeoutError, RequestSlots
 from dispatcher.providers.base import MailProvider
 from dispatcher.providers.errors import (
@@ -25,8 +27,10 @@ from dispatcher.providers.errors import (
     ProviderError,
     RateLimitedError,
     TransientError,
+    unexpected,
 )
 from dispatcher.support.clock import Clock, Deadline
+from dispatcher.support.observability import logger, metrics
 
 __all__ = [
     "BACKOFF_BASE_SECONDS",
@@ -157,6 +161,14 @@ def send_with_retries(
                 exc.retry_after if exc.retry_after is not None else DEFAULT_429_PAUSE_SECONDS
             )
             raise
+        except ProviderError as exc:
+            if exc.kind is ErrorKind.INVALID:
+                metrics.add_metric(name="RequestNotBuilt", unit=MetricUnit.Count, value=1)
+            raise
+        except Exception as exc:
+            metrics.add_metric(name="ProviderClientErrors", unit=MetricUnit.Count, value=1)
+            logger.exception("a provider's client raised what it does not map")
+            raise unexpected(getattr(provider, "name", type(provider).__name__), exc) from exc
         if accepted.remaining == 0 and accepted.window_resets_in:
             # The account's window is spent (by us or any other sender of it): the next
             # request would be a 429, so wait for the refill instead of asking for one.

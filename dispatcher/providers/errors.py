@@ -7,6 +7,8 @@ edits or re-fires it. HTTP statuses map onto the tree in one flat function,
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 
 from dispatcher.model.row import ErrorKind
@@ -19,7 +21,9 @@ __all__ = [
     "RateLimitedError",
     "RejectedError",
     "TransientError",
+    "building",
     "error_for_status",
+    "unexpected",
 ]
 
 
@@ -115,3 +119,32 @@ def error_for_status(
             f"{text} (unexpected redirect: check the provider base URL)", http_status=status
         )
     return TransientError(text, http_status=status)
+
+
+@contextmanager
+def building(provider: str) -> Iterator[None]:
+    """Around turning a message into ``provider``'s request: anything that raises there,
+    other than a provider error, is the row's content the provider cannot take (an encoder's
+    ``UnicodeEncodeError``, a value a library refuses), so the row fails ``invalid`` naming
+    it, instead of the record failing until the mapping gives up with the row unstamped."""
+    try:
+        yield
+    except ProviderError:
+        raise
+    except Exception as exc:
+        raise InvalidMessageError(
+            f"{provider} could not build the request from this row ({_described(exc)})"
+        ) from exc
+
+
+def unexpected(provider: str, exc: Exception) -> ConfigError:
+    """An exception a provider's client did not map onto the tree: the deployment's problem
+    (a library, a setting), never retried, stamped with what it was."""
+    return ConfigError(
+        f"{provider}'s client failed unexpectedly ({_described(exc)}); please report"
+    )
+
+
+def _described(exc: Exception) -> str:
+    text = str(exc)
+    return type(exc).__name__ + (f": {text[:300]}" if text else "")

@@ -24,6 +24,7 @@ from dispatcher.providers.errors import (
     ConfigError,
     ProviderError,
     TransientError,
+    building,
     error_for_status,
 )
 
@@ -139,7 +140,8 @@ class BlastengineClient:
         )
 
     def send(self, message: Message, *, timeout: float) -> Accepted:
-        body = build_request(message)
+        with building("blastengine"):
+            body = build_request(message)
         headers = self._authorization()
         streams: list[BinaryIO] = []
         try:

@@ -46,6 +46,7 @@ from dispatcher.providers.errors import (
     RateLimitedError,
     RejectedError,
     TransientError,
+    building,
 )
 
 if TYPE_CHECKING:
@@ -140,7 +141,8 @@ class SesClient:
             raise InvalidMessageError(
                 f"{recipients} recipients: SES takes at most {MAX_RECIPIENTS} per message"
             )
-        raw = build_mime(message, self._attachment_bytes)
+        with building("SES"):
+            raw = build_mime(message, self._attachment_bytes)
         if len(raw) > MAX_MESSAGE_BYTES:
             raise InvalidMessageError(
                 f"the message is {len(raw):,} bytes as MIME, over SES's {MAX_MESSAGE_BYTES:,}"
