@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from dispatcher.bounces.event import BounceEvent, BounceType
-from dispatcher.bounces.signals import bounced_event
+from dispatcher.bounces.signals import bounced_event, count_new_bounce
 from dispatcher.config.settings import Settings, SettingsError
 from dispatcher.notify.delivery_events import EventPublisher
 from dispatcher.recipients.suppression import Suppression, SuppressionList
@@ -115,6 +115,8 @@ class BounceLedger:
         if event.type.suppresses:
             self._suppress(event)
         joined = self._join(event)
+        if new:  # whichever path brought it, a redelivered event is not counted again
+            count_new_bounce(event)
         return Applied(new=new, joined=joined)
 
     def join_orphans(self, *, limit: int = 500) -> int:

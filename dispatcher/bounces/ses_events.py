@@ -27,7 +27,6 @@ from aws_lambda_powertools.metrics import MetricUnit
 
 from dispatcher.bounces.event import BounceEvent, BounceType
 from dispatcher.bounces.ledger import BounceLedger
-from dispatcher.bounces.signals import count_new_bounce
 from dispatcher.config.settings import Settings, SettingsError
 from dispatcher.providers.ses.client import CONTENT_TAG, ROW_TAG
 from dispatcher.providers.ses.lookup import SesSendLog
@@ -128,10 +127,8 @@ class SesEvents:
         bounces = parse_bounces(detail)
         joined = 0
         for bounce in bounces:
-            applied = self._ledger.apply(bounce)
-            joined += applied.joined
-            if applied.new:  # EventBridge redelivers: a bounce is counted once
-                count_new_bounce(bounce)
+            # EventBridge redelivers: the ledger counts a bounce once, when it is new
+            joined += self._ledger.apply(bounce).joined
         logger.info("SES bounces recorded", extra={"events": len(bounces), "joined": joined})
         return Handled(kind, len(bounces))
 

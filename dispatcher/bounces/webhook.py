@@ -23,7 +23,6 @@ from aws_lambda_powertools.event_handler import LambdaFunctionUrlResolver, Respo
 
 from dispatcher.bounces.ledger import BounceLedger
 from dispatcher.bounces.payload import BadBounceError, parse_events
-from dispatcher.bounces.signals import count_new_bounce
 from dispatcher.config.settings import Settings, SettingsError
 from dispatcher.support.observability import logger
 
@@ -66,10 +65,7 @@ def webhook_app(ledger: BounceLedger, secret: Callable[[], str]) -> LambdaFuncti
         joined = 0
         try:
             for event in events:  # an error here is a 500: blastengine retries the whole POST
-                applied = ledger.apply(event)
-                joined += applied.joined
-                if applied.new:
-                    count_new_bounce(event)
+                joined += ledger.apply(event).joined
         finally:
             ledger.flush_events()
         logger.info("bounces recorded", extra={"events": len(events), "joined": joined})

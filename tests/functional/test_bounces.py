@@ -152,3 +152,46 @@ def test_a_malformed_body_is_refused_without_repeating_it(body: Any, reason: str
         parse_events(body)
     assert reason in str(raised.value)
     assert "Dead@Example.com" not in str(raised.value)
+
+
+class _MailLog:
+    """blastengine's mail results, as the catch-up reads them (one page)."""
+
+    def __init__(self, *results: dict[str, Any]) -> None:
+        self.results = list(results)
+
+    def mail_results(self, params: list[tuple[str, str]]) -> list[dict[str, Any]]:
+        return self.results
+
+
+def test_the_catch_up_counts_the_bounces_it_records_once(ledger, dynamodb) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from dispatcher.bounces.catch_up import Reconciler
+    from dispatcher.support.observability import metrics
+
+    # GIVEN a bounce whose webhook never came, in the provider's mail log
+    put_history(dynamodb, delivery_id="1128", to="dead@example.com")
+    log = _MailLog(
+        {
+            "delivery_id": 1128,
+            "email": "dead@example.com",
+            "status": "HARDERROR",
+            "updated_time": "2026-11-30T10:00:00+09:00",
+            "last_response_code": "550",
+        }
+    )
+    reconciler = Reconciler(provider=log, ledger=ledger)  # type: ignore[arg-type]
+    now = datetime(2026, 11, 30, 2, tzinfo=UTC)
+    metrics.clear_metrics()
+    try:
+        # WHEN the catch-up runs twice over the same window
+        first = reconciler.catch_up(now - timedelta(hours=2), now)
+        second = reconciler.catch_up(now - timedelta(hours=2), now)
+
+        # THEN the bounce is recorded once, and counted once in Bounced, as every path counts
+        assert (first.applied, second.applied) == (1, 0)
+        assert metrics.metric_set["Bounced"]["Value"] == [1.0]
+        assert metrics.metric_set["Bounced_HARDERROR"]["Value"] == [1.0]
+    finally:
+        metrics.clear_metrics()
