@@ -13,21 +13,29 @@ complaint is recorded as one more kind) (``DESIGN.md``, "Bounces and suppression
    *orphan* in the bounce table (a sparse index lists them) and is joined later;
 3. ``HARDERROR``, ``DROP`` and ``COMPLAINT`` put the address on the suppression list;
    ``SOFTERROR`` (a full mailbox: it may still arrive) is recorded only, and never suppresses.
+
+An event is applied only to a history item that went to the address it names (the item keeps
+its recipients as digests): a bounce for an address the delivery never went to, forged by
+someone holding the webhook's URL or of mail sent outside the dispatcher, stays an orphan and
+suppresses nothing. Orphans expire after ``ORPHAN_RETENTION_DAYS``; a suppression an operator
+lifted is not put back by an event from before the lifting.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from dispatcher.bounces.event import BounceEvent, BounceType
 from dispatcher.bounces.signals import bounced_event, count_new_bounce
-from dispatcher.config.settings import Settings, SettingsError
+from dispatcher.config.settings import DEFAULT_ORPHAN_RETENTION_DAYS, Settings, SettingsError
+from dispatcher.model.row import recipient_digest
 from dispatcher.notify.delivery_events import EventPublisher
 from dispatcher.recipients.suppression import Suppression, SuppressionList
 from dispatcher.storage.dynamodb import conditionally, translated
-from dispatcher.support.clock import SYSTEM_CLOCK, Clock, iso_utc
+from dispatcher.support.clock import SYSTEM_CLOCK, Clock, iso_utc, parse_iso
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -60,8 +68,10 @@ class BounceLedger:
         boto3_client: DynamoDBClient,
         clock: Clock = SYSTEM_CLOCK,
         events: EventPublisher | None = None,
+        orphan_retention: timedelta = timedelta(days=DEFAULT_ORPHAN_RETENTION_DAYS),
     ) -> None:
         self.events = events
+        self._orphan_retention = orphan_retention
         self.bounce_table = bounce_table
         self.history_table = history_table
         self._suppressions = suppressions
@@ -90,6 +100,7 @@ class BounceLedger:
             ),
             boto3_client=client,
             events=EventPublisher.from_settings(settings),
+            orphan_retention=timedelta(days=settings.orphan_retention_days),
         )
 
     def deliveries(self, delivery_id: str) -> list[dict[str, Any]]:
@@ -110,21 +121,22 @@ class BounceLedger:
             Item=self._bounce_item(event),
             ConditionExpression="attribute_not_exists(event_key)",
         )
-        # Suppress before joining: once the history shows the bounce, the address is on the
-        # list (a row to it inserted on seeing the bounce cannot slip through).
-        if event.type.suppresses:
-            self._suppress(event)
-        joined = self._join(event)
+        joined = self._join(event, self.deliveries(event.delivery_id))
         if new:  # whichever path brought it, a redelivered event is not counted again
             count_new_bounce(event)
         return Applied(new=new, joined=joined)
 
     def join_orphans(self, *, limit: int = 500) -> int:
-        """Join orphan events whose history item exists by now; how many were joined."""
-        joined = 0
+        """Join orphan events whose history item exists by now; how many were joined. The
+        newest orphans first, one history read per delivery: orphans that never join
+        (forged, or of mail sent elsewhere) expire rather than hold every later one back."""
+        by_delivery: dict[str, list[BounceEvent]] = {}
         for event in self._orphans(limit):
-            if self._join(event):
-                joined += 1
+            by_delivery.setdefault(event.delivery_id, []).append(event)
+        joined = 0
+        for delivery_id, events in by_delivery.items():
+            items = self.deliveries(delivery_id)
+            joined += sum(self._join(event, items) for event in events) if items else 0
         return joined
 
     def recent(
@@ -151,10 +163,15 @@ class BounceLedger:
             for page in self._client.get_paginator("scan").paginate(**kwargs):
                 yield from page.get("Items", [])
 
-    def _join(self, event: BounceEvent) -> bool:
-        found = self.deliveries(event.delivery_id)
+    def _join(self, event: BounceEvent, deliveries: list[dict[str, Any]]) -> bool:
+        """Apply ``event`` to the history items of its delivery that went to its address,
+        suppressing the address first (once the history shows the bounce, the address is on
+        the list: a row to it inserted on seeing the bounce cannot slip through)."""
+        found = [item for item in deliveries if _went_to(item, event.address)]
         if not found:
             return False
+        if event.type.suppresses:
+            self._suppress(event)
         fields = {
             "bounce_type": event.type.value,
             "bounced_at": event.at,
@@ -182,7 +199,7 @@ class BounceLedger:
             self._client.update_item(
                 TableName=self.bounce_table,
                 Key={"delivery_id": {"S": event.delivery_id}, "event_key": {"S": event.key}},
-                UpdateExpression="REMOVE orphan SET joined_to = :h",
+                UpdateExpression="REMOVE orphan, expires_at SET joined_to = :h",
                 ExpressionAttributeValues={":h": {"S": found[0]["id"]["S"]}},
             )
         if self.events is not None:
@@ -205,7 +222,10 @@ class BounceLedger:
             message=event.message,
             delivery_id=event.delivery_id,
         )
-        self._suppressions.add_once(entry)
+        happened = parse_iso(event.at)
+        self._suppressions.add_once(
+            entry, happened_at=iso_utc(happened) if happened else entry.added_at
+        )
 
     def _orphans(self, limit: int) -> Iterator[BounceEvent]:
         with translated():
@@ -214,6 +234,7 @@ class BounceLedger:
                 IndexName=ORPHAN_INDEX,
                 KeyConditionExpression="orphan = :o",
                 ExpressionAttributeValues={":o": {"S": "1"}},
+                ScanIndexForward=False,
                 PaginationConfig={"MaxItems": limit},
             )
             for page in pages:
@@ -232,7 +253,21 @@ class BounceLedger:
             "received_at": iso_utc(self._clock.now()),
             "orphan": "1",  # until joined: keys the sparse orphans index
         }
-        return {k: {"S": v} for k, v in fields.items() if v}
+        item: dict[str, Any] = {k: {"S": v} for k, v in fields.items() if v}
+        # Until joined, an event expires (the table's TTL): one that never joins goes.
+        expiry = self._clock.now() + self._orphan_retention
+        item["expires_at"] = {"N": str(int(expiry.timestamp()))}
+        return item
+
+
+def _went_to(history: Mapping[str, Any], address: str) -> bool:
+    """Whether the mail of ``history`` went to ``address``: one of its recipients' digests,
+    or, for an item written before recipients were kept, its ``to``."""
+    digests = history.get("recipient_digests", {}).get("SS")
+    if isinstance(digests, list):
+        return recipient_digest(address) in digests
+    to = history.get("to", {}).get("S")
+    return isinstance(to, str) and to.strip().lower() == address.strip().lower()
 
 
 def _event_of(item: Mapping[str, Any]) -> BounceEvent:

@@ -10,7 +10,10 @@ from typing import Any
 from dispatcher.bounces.event import BLASTENGINE_KINDS, BounceEvent, BounceType
 from dispatcher.recipients.suppression import normalise
 
-__all__ = ["MAX_EVENTS", "BadBounceError", "parse_events"]
+__all__ = ["MAX_DELIVERY_ID_CHARS", "MAX_EVENTS", "BadBounceError", "parse_events"]
+
+#: A delivery id is a number; 20 digits hold any 64-bit one.
+MAX_DELIVERY_ID_CHARS = 20
 
 #: Events one POST may carry; blastengine batches a few, a flood is not a webhook.
 MAX_EVENTS = 500
@@ -52,7 +55,7 @@ def _event(n: int, item: Any) -> BounceEvent:
         raise BadBounceError(f"events[{n}].type must be one of {kinds}") from None
     at = event.get("datetime")
     try:
-        if not isinstance(at, str) or datetime.fromisoformat(at).tzinfo is None:
+        if not isinstance(at, str) or len(at) > 40 or datetime.fromisoformat(at).tzinfo is None:
             raise ValueError
     except ValueError:
         raise BadBounceError(f"events[{n}].datetime must be ISO-8601 with an offset") from None
@@ -63,8 +66,15 @@ def _event(n: int, item: Any) -> BounceEvent:
     if not isinstance(address, str) or "@" not in address or len(address) > 254:
         raise BadBounceError(f"events[{n}].detail.mailaddress must be an address")
     delivery = detail.get("delivery_id")
-    if isinstance(delivery, bool) or not isinstance(delivery, int | str) or str(delivery) == "":
-        raise BadBounceError(f"events[{n}].detail.delivery_id must be a number")
+    if (
+        isinstance(delivery, bool)
+        or not isinstance(delivery, int | str)
+        or not 0 < len(str(delivery)) <= MAX_DELIVERY_ID_CHARS
+    ):
+        raise BadBounceError(
+            f"events[{n}].detail.delivery_id must be a number of at most "
+            f"{MAX_DELIVERY_ID_CHARS} digits"
+        )
 
     def text(name: str, limit: int) -> str | None:
         value = detail.get(name)

@@ -23,7 +23,7 @@ from aws_lambda_powertools.event_handler import LambdaFunctionUrlResolver, Respo
 
 from dispatcher.bounces.ledger import BounceLedger
 from dispatcher.bounces.payload import BadBounceError, parse_events
-from dispatcher.config.settings import Settings, SettingsError
+from dispatcher.config.settings import MIN_WEBHOOK_SECRET_CHARS, Settings, SettingsError
 from dispatcher.support.observability import logger
 
 __all__ = ["MAX_BODY_BYTES", "receiver_from_settings", "secret_loader", "webhook_app"]
@@ -31,8 +31,8 @@ __all__ = ["MAX_BODY_BYTES", "receiver_from_settings", "secret_loader", "webhook
 #: A sane ceiling for one POST: MAX_EVENTS events of a few hundred bytes each.
 MAX_BODY_BYTES = 256 * 1024
 SECRET_CACHE_SECONDS = 300
-#: A URL secret shorter than this could be guessed; README says how to make one.
-MIN_SECRET_CHARS = 32
+#: A URL secret shorter than this could be guessed; the how-to says how to make one.
+MIN_SECRET_CHARS = MIN_WEBHOOK_SECRET_CHARS
 
 
 def _answer(status: int, message: str) -> Response[str]:
@@ -58,6 +58,9 @@ def webhook_app(ledger: BounceLedger, secret: Callable[[], str]) -> LambdaFuncti
             return _answer(413, f"the body is over {MAX_BODY_BYTES} bytes")
         try:
             events = parse_events(json.loads(raw))
+        except RecursionError:  # a body of nested arrays deeper than the parser's stack
+            logger.warning("bounce webhook refused", extra={"reason": "nested too deep"})
+            return _answer(400, "the body is nested too deep to be blastengine's")
         except (ValueError, BadBounceError) as exc:
             reason = str(exc) if isinstance(exc, BadBounceError) else "the body is not JSON"
             logger.warning("bounce webhook refused", extra={"reason": reason})

@@ -19,6 +19,8 @@ from dispatcher.model.row import PROVIDERS
 __all__ = [
     "DEFAULT_BLASTENGINE_BASE_URL",
     "DEFAULT_LOOKUP_DELAY_SECONDS",
+    "DEFAULT_ORPHAN_RETENTION_DAYS",
+    "MIN_WEBHOOK_SECRET_CHARS",
     "Settings",
     "SettingsError",
     "parse_allowlist",
@@ -29,6 +31,10 @@ DEFAULT_BLASTENGINE_BASE_URL = "https://app.engn.jp/api/v1"
 #: logged once it is queued (seconds, normally), and a queue backed up for minutes is what a
 #: provider's bad hour looks like. The price is only that rare ambiguous rows wait this long.
 DEFAULT_LOOKUP_DELAY_SECONDS = 600.0
+#: Days a bounce that matches no sent mail is kept, waiting for its history item.
+DEFAULT_ORPHAN_RETENTION_DAYS = 14
+#: A URL secret shorter than this could be guessed (the generated one is 43 characters).
+MIN_WEBHOOK_SECRET_CHARS = 32
 #: The mail providers a deployment (MAIL_PROVIDER, FAILOVER_PROVIDER) or a row may name.
 
 #: The stream keeps records 24 hours; an idempotency record must outlive any redelivery.
@@ -103,6 +109,8 @@ class Settings:
     webhook_secret_parameter: str | None = None
     attachments_bucket: str | None = None
     attachments_max_bytes: int = 1_000_000
+    #: Days a bounce event that joined no history item is kept (the bounce table's TTL).
+    orphan_retention_days: int = DEFAULT_ORPHAN_RETENTION_DAYS
 
     def __post_init__(self) -> None:
         """Refuse a setting no deployment could run with, naming the variable."""
@@ -157,6 +165,12 @@ class Settings:
         _positive("HISTORY_RETENTION_DAYS", self.history_retention_days)
         _positive("DEFERRAL_BASE_SECONDS", self.deferral_base_seconds)
         _positive("ATTACHMENTS_MAX_BYTES", self.attachments_max_bytes)
+        _positive("ORPHAN_RETENTION_DAYS", self.orphan_retention_days)
+        if self.webhook_secret is not None and len(self.webhook_secret) < MIN_WEBHOOK_SECRET_CHARS:
+            raise SettingsError(
+                f"WEBHOOK_SECRET must be at least {MIN_WEBHOOK_SECRET_CHARS} characters "
+                f"(a URL secret shorter could be guessed), got {len(self.webhook_secret)}"
+            )
         if not self.lookup_delay_seconds >= 0:
             raise SettingsError(
                 f"LOOKUP_DELAY_SECONDS must be 0 or more, got {self.lookup_delay_seconds!r}"
@@ -262,4 +276,5 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "lookup_delay_seconds": _number(float),
     "idempotency_expiry_seconds": _number(int),
     "attachments_max_bytes": _number(int),
+    "orphan_retention_days": _number(int),
 }

@@ -65,6 +65,7 @@ class Bookkeeping:
             expires_at=self._sender.history_expiry(found.taken_at),
             cc_count=len(message.cc),
             bcc_count=len(message.bcc),
+            copies=(*message.cc, *message.bcc),
             confirmed_by="lookup",
         )
         same = message.to == unsettled.to and bool(set(message.digests()) & set(unsettled.digests))
@@ -135,6 +136,7 @@ class Bookkeeping:
             bcc_count=len(message.bcc),
             left_out=message.left_out,
             original_recipients=message.original_recipients,
+            copies=(*message.cc, *message.bcc),
         )
         deleted = self._move(entry, row, replayed=accepted.replayed)
         kept = "" if deleted else "; the row changed meanwhile and was kept"

@@ -39,6 +39,7 @@ __all__ = [
     "as_item_value",
     "content_hash",
     "plain",
+    "recipient_digest",
     "request_attributes",
     "string_attribute",
 ]
@@ -202,6 +203,12 @@ class Row:
         """Attempts already spent: carried while the row is deferred, fresh after a re-fire
         or an edit (a person looked at it)."""
         return self.attempts if self.status == RowStatus.DEFERRED else 0
+
+
+def recipient_digest(address: str) -> str:
+    """What a history item keeps of each recipient (``recipient_digests``): enough to tell
+    whether a bounce names one of its recipients, without keeping bcc addresses in clear."""
+    return hashlib.sha256(address.strip().lower().encode("utf-8")).hexdigest()[:32]
 
 
 def string_attribute(image: Image, name: str) -> str | None:

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from dispatcher.config.settings import Settings
 
 __all__ = [
+    "LIFTED",
     "RecipientSuppressedError",
     "Suppression",
     "SuppressionList",
@@ -32,6 +33,11 @@ __all__ = [
     "normalise",
     "without_suppressed",
 ]
+
+
+#: The attribute of a lifted suppression: when an operator lifted it (the item stays, so a
+#: bounce from before cannot put the address back).
+LIFTED = "lifted_at"
 
 
 def normalise(address: str) -> str:
@@ -161,7 +167,8 @@ class SuppressionList:
         if not wanted:
             return {}
         keys = [{"address": {"S": a}} for a in wanted]
-        entries = (Suppression.from_item(i) for i in batch_get(self._client, self.table, keys))
+        items = batch_get(self._client, self.table, keys)
+        entries = (Suppression.from_item(i) for i in items if LIFTED not in i)
         return {entry.address: entry for entry in entries}
 
     def add(self, entry: Suppression) -> None:
@@ -169,23 +176,32 @@ class SuppressionList:
         with translated():
             self._client.put_item(TableName=self.table, Item=entry.item())
 
-    def add_once(self, entry: Suppression) -> bool:
+    def add_once(self, entry: Suppression, *, happened_at: str) -> bool:
         """Put an address's suppression unless it has one: the first bounce stays the reason,
-        and a bounce reported twice changes nothing. False if it was suppressed already."""
+        and a bounce reported twice changes nothing. Nor does a bounce that happened (UTC,
+        ``happened_at``) before an operator lifted the address's suppression: a replayed or
+        late event never undoes a person's decision. False if nothing was put."""
         return conditionally(
             self._client.put_item,
             TableName=self.table,
             Item=entry.item(),
-            ConditionExpression="attribute_not_exists(address)",
+            ConditionExpression=(
+                "attribute_not_exists(address) OR "
+                "(attribute_exists(#lifted) AND #lifted < :happened)"
+            ),
+            ExpressionAttributeNames={"#lifted": LIFTED},
+            ExpressionAttributeValues={":happened": {"S": happened_at}},
         )
 
-    def remove(self, address: str) -> bool:
-        """Lift an address's suppression; False if it was not suppressed."""
+    def remove(self, address: str, *, now: str) -> bool:
+        """Lift an address's suppression, keeping when (``now``, UTC), so that a bounce from
+        before it cannot put the address back; False if it was not suppressed."""
         return conditionally(
-            self._client.delete_item,
+            self._client.put_item,
             TableName=self.table,
-            Key={"address": {"S": normalise(address)}},
-            ConditionExpression="attribute_exists(address)",
+            Item={"address": {"S": normalise(address)}, LIFTED: {"S": now}},
+            ConditionExpression="attribute_exists(address) AND attribute_not_exists(#lifted)",
+            ExpressionAttributeNames={"#lifted": LIFTED},
         )
 
     def all(self) -> Iterator[Suppression]:
@@ -193,4 +209,5 @@ class SuppressionList:
         with translated():
             for page in self._client.get_paginator("scan").paginate(TableName=self.table):
                 for item in page.get("Items", []):
-                    yield Suppression.from_item(item)
+                    if LIFTED not in item:
+                        yield Suppression.from_item(item)

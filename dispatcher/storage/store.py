@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import boto3
 
-from dispatcher.model.row import REQUEST_ATTRIBUTES, Row
+from dispatcher.model.row import REQUEST_ATTRIBUTES, Row, recipient_digest
 from dispatcher.model.stamp import FailureStamp
 from dispatcher.storage.dynamodb import (
     RowChangedError,
@@ -83,6 +83,13 @@ class HistoryEntry:
     confirmed_by: str | None = None
     #: Who the row named, when REDIRECT_ALL_TO sent the mail elsewhere (staging).
     original_recipients: tuple[str, ...] = ()
+    #: The cc and bcc addresses it went to, kept as digests with ``to``'s
+    #: (``recipient_digests``): a bounce is applied only to an address the mail went to.
+    copies: tuple[str, ...] = ()
+
+    @property
+    def recipient_digests(self) -> list[str]:
+        return sorted({recipient_digest(a) for a in (self.to, *self.copies)})
 
 
 class Store:
@@ -309,6 +316,7 @@ class Store:
             "expires_at": {"N": str(entry.expires_at)},
             "cc_count": {"N": str(entry.cc_count)},
             "bcc_count": {"N": str(entry.bcc_count)},
+            "recipient_digests": {"SS": entry.recipient_digests},
         }
         if entry.delivery_id is not None:
             fields["delivery_id"] = {"S": entry.delivery_id}

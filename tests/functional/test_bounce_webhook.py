@@ -12,6 +12,7 @@ from dispatcher.bounces.webhook import webhook_app
 from dispatcher.local.lambda_service.context import LocalContext
 from dispatcher.recipients.suppression import SuppressionList
 from tests.conftest import TABLE_NAMES
+from tests.functional.conftest import put_history
 
 SECRET = "s3cr3t-" + "x" * 40
 
@@ -68,6 +69,8 @@ def _written(dynamodb: Any) -> int:
 
 
 def test_several_events_in_one_post_are_all_recorded_once(app, dynamodb) -> None:
+    # the delivery went to dead@ (a bounce suppresses only an address its mail went to)
+    put_history(dynamodb, delivery_id="1128", to="dead@example.com")
     body = {"events": [_bounce(), _bounce("SOFTERROR", "full@example.com")]}
 
     first = _post(app, _event(f"/hooks/{SECRET}", body))
@@ -132,3 +135,29 @@ def test_a_store_failure_fails_the_whole_post_so_blastengine_retries(app, dynamo
 
     with pytest.raises(Exception, match="ProvisionedThroughputExceeded"):
         app.resolve(_event(f"/hooks/{SECRET}", {"events": [_bounce()]}), LocalContext())
+
+
+def test_a_body_nested_too_deep_is_a_400_not_a_crash(app: Any) -> None:
+    # GIVEN a small body of arrays nested deeper than the JSON parser's stack
+    raw = "[" * 100_000 + "]" * 100_000
+    # WHEN it is POSTed to the right URL (one holding the URL can send anything)
+    status, body = _post(app, _event(f"/hooks/{SECRET}", None, raw=raw))
+    # THEN it is refused as a bad request, not answered 502 by a crashed function
+    assert status == 400
+    assert "nested too deep" in body["message"]
+
+
+def test_a_static_webhook_secret_shorter_than_32_characters_stops_the_function() -> None:
+    from dispatcher.config.settings import Settings, SettingsError
+
+    base = {
+        "SEND_TABLE_NAME": "s",
+        "HISTORY_TABLE_NAME": "h",
+        "IDEMPOTENCY_TABLE_NAME": "i",
+        "DEFAULT_FROM_EMAIL": "a@example.com",
+        "BLASTENGINE_LOGIN_ID": "x",
+        "BLASTENGINE_API_KEY": "y",
+    }
+    with pytest.raises(SettingsError, match="WEBHOOK_SECRET must be at least 32"):
+        Settings.from_env({**base, "WEBHOOK_SECRET": "guessable"})
+    assert Settings.from_env({**base, "WEBHOOK_SECRET": "x" * 32}).webhook_secret

@@ -111,7 +111,8 @@ def test_an_orphan_is_kept_and_joined_once_its_history_item_exists(
     assert applied.joined is False
     [orphan] = list(ledger.recent())
     assert orphan["orphan"] == {"S": "1"}
-    assert "dead@example.com" in suppressions.find(["dead@example.com"])  # suppressed anyway
+    # an orphan suppresses nothing: nothing says the address was one the dispatcher mailed
+    assert suppressions.find(["dead@example.com"]) == {}
 
     # WHEN the history item appears and orphans are joined
     put_history(dynamodb, delivery_id="77", to="dead@example.com")
@@ -121,7 +122,9 @@ def test_an_orphan_is_kept_and_joined_once_its_history_item_exists(
     assert get_history(dynamodb)["bounce_type"] == {"S": "HARDERROR"}
     [joined] = list(ledger.recent())
     assert "orphan" not in joined
+    assert "expires_at" not in joined  # a joined event is kept
     assert joined["joined_to"] == {"S": "order-1"}
+    assert "dead@example.com" in suppressions.find(["dead@example.com"])
     assert ledger.join_orphans() == 0
 
 
@@ -195,3 +198,101 @@ def test_the_catch_up_counts_the_bounces_it_records_once(ledger, dynamodb) -> No
         assert metrics.metric_set["Bounced_HARDERROR"]["Value"] == [1.0]
     finally:
         metrics.clear_metrics()
+
+
+def _history_to(dynamodb: Any, delivery_id: str, to: str, *copies: str) -> None:
+    """A history item as the dispatcher writes it now: its recipients kept as digests."""
+    from dispatcher.model.row import recipient_digest
+
+    put_history(dynamodb, delivery_id=delivery_id, to=to)
+    dynamodb.update_item(
+        TableName=TABLE_NAMES["HistoryTable"],
+        Key={"id": {"S": "order-1"}, "sent_at": {"S": "2026-11-30T00:59:00.000Z"}},
+        UpdateExpression="SET recipient_digests = :d",
+        ExpressionAttributeValues={
+            ":d": {"SS": sorted({recipient_digest(a) for a in (to, *copies)})}
+        },
+    )
+
+
+def test_a_bounce_for_an_address_the_delivery_never_went_to_suppresses_nothing(
+    ledger, suppressions, dynamodb
+) -> None:
+    # GIVEN delivery 1128 went to bob (and carol in cc)
+    _history_to(dynamodb, "1128", "bob@example.com", "carol@example.com")
+
+    # WHEN someone holding the webhook's URL posts a bounce of that delivery for another address
+    [forged] = parse_events(_body(_event(address="ceo@example.com")))
+    applied = ledger.apply(forged)
+
+    # THEN the address is not suppressed and the history is untouched: an orphan, kept
+    assert applied.joined is False
+    assert suppressions.find(["ceo@example.com"]) == {}
+    assert "bounce_type" not in get_history(dynamodb)
+    # while a bounce of the cc recipient, whom the mail did go to, applies
+    [real] = parse_events(_body(_event(address="Carol@Example.com")))
+    assert ledger.apply(real).joined is True
+    assert "carol@example.com" in suppressions.find(["carol@example.com"])
+
+
+def test_orphans_expire_and_never_hold_later_joins_back(ledger, dynamodb) -> None:
+    # GIVEN 600 orphans that will never join (more than one run reads)
+    for n in range(600):
+        ledger.apply(parse_events(_body(_event(address=f"x{n}@example.com", delivery=9000 + n)))[0])
+    # each expires: the bounce table's TTL takes it after the retention
+    [first, *_] = list(ledger.recent())
+    expires = int(first["expires_at"]["N"])
+    assert expires - FakeClock().now().timestamp() == 14 * 24 * 3600
+    # AND, a minute later, one more orphan whose history item then appears
+    ledger._clock.advance(60)
+    ledger.apply(parse_events(_body(_event(delivery=77)))[0])
+    put_history(dynamodb, delivery_id="77", to="dead@example.com")
+
+    # WHEN orphans are joined
+    joined = ledger.join_orphans()
+
+    # THEN the newest are read first: the real one joins despite the 600 before it
+    assert joined == 1
+    assert get_history(dynamodb)["bounce_type"] == {"S": "HARDERROR"}
+
+
+def test_a_replayed_bounce_does_not_undo_an_operators_lifting(
+    ledger, suppressions, dynamodb
+) -> None:
+    # GIVEN a hard bounce that suppressed dead@, then an operator lifted it
+    put_history(dynamodb, delivery_id="1128", to="dead@example.com")
+    [event] = parse_events(_body(_event()))
+    ledger.apply(event)
+    assert suppressions.remove("dead@example.com", now="2026-12-01T00:00:00.000Z")
+    assert suppressions.find(["dead@example.com"]) == {}
+    assert [e.address for e in suppressions.all()] == []
+
+    # WHEN the same POST is replayed (by blastengine's retry, or by anyone with the URL)
+    ledger.apply(event)
+
+    # THEN the address stays lifted; a bounce that happens after the lifting suppresses again
+    assert suppressions.find(["dead@example.com"]) == {}
+    later = _event()
+    later["datetime"] = "2026-12-02T10:00:00+09:00"
+    ledger.apply(parse_events(_body(later))[0])
+    assert "dead@example.com" in suppressions.find(["dead@example.com"])
+    # and lifting what is not suppressed says so
+    assert not suppressions.remove("nobody@example.com", now="2026-12-03T00:00:00.000Z")
+
+
+@pytest.mark.parametrize(
+    ("detail", "words"),
+    [
+        ({"delivery_id": "9" * 21}, "at most 20 digits"),
+        ({"delivery_id": ""}, "delivery_id"),
+    ],
+)
+def test_every_field_of_a_bounce_is_bounded(detail: dict[str, Any], words: str) -> None:
+    event = _event()
+    event["detail"] = {**event["detail"], **detail}
+    with pytest.raises(BadBounceError, match=words):
+        parse_events(_body(event))
+    long_time = _event()
+    long_time["datetime"] = "2026-11-30T10:00:00+09:00" + " " * 40
+    with pytest.raises(BadBounceError, match="datetime"):
+        parse_events(_body(long_time))

@@ -73,8 +73,8 @@ def test_lifting_a_suppression_and_editing_the_row_sends_it(
     invoke(dispatcher, stream_record("INSERT", raw_new=raw))
     stamped = table.get("s-3")
 
-    assert suppressions.remove("BACK@example.com") is True
-    assert suppressions.remove("back@example.com") is False
+    assert suppressions.remove("BACK@example.com", now="2026-12-01T00:00:00.000Z") is True
+    assert suppressions.remove("back@example.com", now="2026-12-01T00:00:01.000Z") is False
     edited = table.update("s-3", revision=1)
     invoke(dispatcher, stream_record("MODIFY", raw_new=edited, old=None) | {
         "dynamodb": {**stream_record("MODIFY", raw_new=edited)["dynamodb"], "OldImage": stamped}
@@ -126,7 +126,7 @@ def test_a_replay_keeps_the_recipients_its_send_left_out(
     record = stream_record("INSERT", raw_new=raw)
     invoke(dispatcher, record)
     # the suppression lifted between the two deliveries changes nothing of what was sent
-    suppressions.remove("gone@example.com")
+    suppressions.remove("gone@example.com", now="2026-12-01T00:00:00.000Z")
 
     invoke(dispatcher, record)
 

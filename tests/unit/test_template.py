@@ -213,3 +213,11 @@ def test_the_reference_page_lists_every_parameter_and_nothing_else() -> None:
     listed = re.findall(r"^\| `(\w+)` \|", page.read_text(), re.M)
     assert sorted(listed) == sorted(TEMPLATE["Parameters"])
     assert len(listed) == len(set(listed))
+
+
+def test_the_webhook_has_reserved_concurrency_of_its_own() -> None:
+    """Whoever holds the URL can POST: a flood takes the webhook's reserved executions, never
+    the concurrency the dispatcher needs."""
+    webhook = RESOURCES["WebhookFunction"]["Properties"]
+    assert webhook["ReservedConcurrentExecutions"] == {"Ref": "WebhookReservedConcurrency"}
+    assert 1 <= _param_default(webhook["ReservedConcurrentExecutions"]) <= 10

@@ -151,7 +151,9 @@ def suppressed_remove(
 ) -> None:
     """Lift an address's suppression (edit or re-fire its failed rows to send them)."""
     with errors_as_exit():
-        if not suppressions_of(ctx).remove(address):
+        from dispatcher.support.clock import iso_utc
+
+        if not suppressions_of(ctx).remove(address, now=iso_utc(datetime.now(UTC))):
             raise CommandError(f"{address!r} is not suppressed")
     typer.echo(json.dumps({"removed": address}) if as_json else f"no longer suppressed: {address}")
 
