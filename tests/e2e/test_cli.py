@@ -311,7 +311,12 @@ def test_console_serves_the_stack_until_stopped(stack: RunningStack) -> None:
 
 
 def test_console_with_a_bad_host_is_one_clear_line(stack: RunningStack) -> None:
+    # an address other machines reach is refused without --allow-remote, saying why
     line = _one_clean_error_line(stack.cli("console", "--host", "203.0.113.77"))
+    assert "plain HTTP" in line
+    assert "--allow-remote" in line
+    # with it, an address this machine does not have is one clear line too
+    line = _one_clean_error_line(stack.cli("console", "--host", "203.0.113.77", "--allow-remote"))
     assert "cannot serve the console on 203.0.113.77" in line
 
 

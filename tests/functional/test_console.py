@@ -4,6 +4,7 @@ in chromium against the real stack."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 import warnings
 from pathlib import Path
@@ -344,3 +345,55 @@ def test_the_reference_page_names_every_route_and_what_each_twin_answers(admin, 
     for where, answer in answers.items():
         for key in answer:
             assert f"`{key}`" in page, f"{where} answers {key!r}, which the page does not name"
+
+
+def test_the_token_swap_redirects_to_the_consoles_own_paths_only(admin) -> None:
+    """GET //evil.example/x?token=... as a browser sends it (a raw path: HTTP clients in
+    tests tidy such paths away) must not redirect off-site."""
+    app = create_app(admin, token=TOKEN, allowed_hosts=frozenset({HOST}))
+
+    async def location_for(path: str) -> str:
+        scope = {
+            "type": "http", "method": "GET", "path": path, "raw_path": path.encode(),
+            "query_string": f"token={TOKEN}".encode(), "root_path": "", "scheme": "http",
+            "headers": [(b"host", HOST.encode())], "http_version": "1.1",
+            "server": ("127.0.0.1", 8000), "client": ("127.0.0.1", 50000),
+        }  # fmt: skip
+        sent: list[dict] = []
+
+        async def receive() -> dict:
+            return {"type": "http.request", "body": b""}
+
+        async def send(message: dict) -> None:
+            sent.append(message)
+
+        await app(scope, receive, send)
+        [start] = [m for m in sent if m["type"] == "http.response.start"]
+        assert start["status"] == 303
+        return dict(start["headers"])[b"location"].decode()
+
+    for path in ("//evil.example/x", "/\\evil.example/x", "///evil.example/x"):
+        location = asyncio.run(location_for(path))
+        assert location.startswith("/"), location
+        assert not location.startswith(("//", "/\\")), location  # "/%5C..." is a path here
+
+
+def test_the_cookie_opens_pages_but_is_not_the_token_and_cannot_write(
+    browser, table, admin
+) -> None:
+    # GIVEN the cookie a browser holds (which it also sends to other ports of this host)
+    [cookie] = [c for c in browser.cookies.jar]
+    assert cookie.value != TOKEN
+    # THEN it reads pages
+    assert browser.get("/").status_code == 200
+    # but is no token: neither as a bearer nor in a URL
+    stranger = TestClient(
+        create_app(admin, token=TOKEN, allowed_hosts=frozenset({HOST})),
+        base_url=f"http://{HOST}",
+    )
+    assert stranger.get("/", headers={"Authorization": f"Bearer {cookie.value}"}).status_code == 401
+    assert stranger.get(f"/?token={cookie.value}", follow_redirects=False).status_code == 401
+    # and a write needs the CSRF token, which only pages the console serves carry
+    _failed(table, "f1")
+    refused = browser.post("/cancel/f1", data={"version": "x"}, follow_redirects=False)
+    assert refused.status_code == 403

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import signal
 import sys
@@ -348,6 +349,15 @@ def _serve_console(target: Any, *, host: str = "127.0.0.1", port: int, sender: s
     ).start()
 
 
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a name: it may resolve anywhere
+
+
 @app.command("console")
 def console_command(
     ctx: typer.Context,
@@ -359,10 +369,30 @@ def console_command(
         ),
     ] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port (0: a free one).", min=0, max=65535)] = 0,
+    allow_remote: Annotated[
+        bool,
+        typer.Option(
+            "--allow-remote",
+            help="Let --host be an address other machines reach. The console speaks plain "
+            "HTTP: its token and cookie cross the network in clear, for anyone on the path.",
+        ),
+    ] = False,
 ) -> None:
     """Serve the web console for the stack (the local one, or --stack NAME with your own AWS
     credentials) until Ctrl-C. Prints the URL to open: it carries the console's token."""
     with errors_as_exit():
+        if not _is_loopback(host):
+            if not allow_remote:
+                raise CommandError(
+                    f"--host {host} is reachable from other machines, and the console speaks "
+                    "plain HTTP: its token would cross the network in clear. Use an SSH "
+                    "tunnel to 127.0.0.1, or add --allow-remote if you accept that"
+                )
+            err.print(
+                f"warning: serving on {host} without TLS; the token in the URL and the "
+                "cookie travel in clear. Anyone who sees them can drive this console.",
+                markup=False,
+            )
         target = target_of(ctx)
         try:
             web = _serve_console(

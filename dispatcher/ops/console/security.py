@@ -46,6 +46,19 @@ class Guard:
     def csrf_token(self) -> str:
         return hmac.new(self.token.encode(), b"csrf", hashlib.sha256).hexdigest()
 
+    @property
+    def cookie_value(self) -> str:
+        """What the cookie holds: derived from the token, not the token. Cookies ignore
+        ports, so a web server on another port of this host is sent it by the browser: with
+        it, that server could read pages while the console runs, but neither learn the token
+        nor write (a write needs the CSRF token, derived from the token too)."""
+        return hmac.new(self.token.encode(), b"cookie", hashlib.sha256).hexdigest()
+
+    def is_cookie(self, value: str | None) -> bool:
+        return value is not None and hmac.compare_digest(
+            value.encode(), self.cookie_value.encode()
+        )
+
     def is_token(self, value: str | None) -> bool:
         return value is not None and hmac.compare_digest(value.encode(), self.token.encode())
 
@@ -92,17 +105,20 @@ class TokenMiddleware:
             if not guard.is_token(offered):
                 return _refused("the token in this URL is not this console's")
             rest = [(k, v) for k, v in request.query_params.multi_items() if k != "token"]
-            clean = URL(path=request.url.path, query=urlencode(rest))
+            # A path of the console's only: "//evil.example/x" (or "/\\evil...") would make
+            # the redirect leave for another site.
+            path = "/" + request.url.path.lstrip("/\\")
+            clean = URL(path=path, query=urlencode(rest))
             response = RedirectResponse(str(clean), status_code=303)
             response.set_cookie(
-                guard.cookie_name, guard.token, httponly=True, samesite="strict", path="/"
+                guard.cookie_name, guard.cookie_value, httponly=True, samesite="strict", path="/"
             )
             return response
         bearer = request.headers.get("authorization", "")
         if bearer.startswith("Bearer ") and guard.is_token(bearer[7:]):
             request.scope["console.auth"] = "bearer"
             return None
-        if guard.is_token(request.cookies.get(guard.cookie_name)):
+        if guard.is_cookie(request.cookies.get(guard.cookie_name)):
             request.scope["console.auth"] = "cookie"
             return None
         return _refused("this console needs the token it printed when it started")
