@@ -55,9 +55,7 @@ class Guard:
         return hmac.new(self.token.encode(), b"cookie", hashlib.sha256).hexdigest()
 
     def is_cookie(self, value: str | None) -> bool:
-        return value is not None and hmac.compare_digest(
-            value.encode(), self.cookie_value.encode()
-        )
+        return value is not None and hmac.compare_digest(value.encode(), self.cookie_value.encode())
 
     def is_token(self, value: str | None) -> bool:
         return value is not None and hmac.compare_digest(value.encode(), self.token.encode())
