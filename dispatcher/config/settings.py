@@ -109,6 +109,9 @@ class Settings:
     webhook_secret_parameter: str | None = None
     attachments_bucket: str | None = None
     attachments_max_bytes: int = 1_000_000
+    #: Who a row may send as (``from``): addresses and ``@domain``\\ s; empty: any address at
+    #: ``DEFAULT_FROM_EMAIL``'s domain.
+    allowed_from: str | None = None
     #: Days a bounce event that joined no history item is kept (the bounce table's TTL).
     orphan_retention_days: int = DEFAULT_ORPHAN_RETENTION_DAYS
 
@@ -120,6 +123,7 @@ class Settings:
             if not getattr(self, name):
                 raise SettingsError(f"{name.upper()} is required")
         parse_allowlist(self.recipient_allowlist)  # raises naming the entry
+        parse_allowlist(self.allowed_from, "ALLOWED_FROM")
         for name, address in (
             ("REDIRECT_ALL_TO", self.redirect_all_to),
             ("DEFAULT_FROM_EMAIL", self.default_from_email),
@@ -182,6 +186,12 @@ class Settings:
             )
 
     @property
+    def allowed_senders(self) -> tuple[str, ...]:
+        """The ``from`` a row may name: ``ALLOWED_FROM``, or the default sender's domain."""
+        entries = parse_allowlist(self.allowed_from, "ALLOWED_FROM")
+        return entries or ("@" + self.default_from_email.rpartition("@")[2].lower(),)
+
+    @property
     def providers(self) -> tuple[str, ...]:
         """The deployment's providers: the primary, then the failover one if any."""
         return (self.mail_provider, *((self.failover_provider,) if self.failover_provider else ()))
@@ -224,18 +234,17 @@ class Settings:
         return cls(**values)
 
 
-def parse_allowlist(raw: str | None) -> tuple[str, ...]:
-    """``RECIPIENT_ALLOWLIST`` (addresses and ``@domain``\\ s, comma- or space-separated) as
-    lowercased entries; raises ``SettingsError`` naming the entry that is neither."""
+def parse_allowlist(raw: str | None, name: str = "RECIPIENT_ALLOWLIST") -> tuple[str, ...]:
+    """``RECIPIENT_ALLOWLIST`` or ``ALLOWED_FROM`` (addresses and ``@domain``\\ s, comma- or
+    space-separated) as lowercased entries; raises ``SettingsError`` naming the entry that is
+    neither."""
     entries = tuple(e for e in (raw or "").replace(",", " ").split() if e)
     for entry in entries:
         address = f"x{entry}" if entry.startswith("@") else entry
         try:
             validate_email(address, check_deliverability=False)
         except EmailNotValidError:
-            raise SettingsError(
-                f"RECIPIENT_ALLOWLIST: {entry!r} is neither an address nor an @domain"
-            ) from None
+            raise SettingsError(f"{name}: {entry!r} is neither an address nor an @domain") from None
     return tuple(e.strip().lower() for e in entries)
 
 

@@ -279,6 +279,7 @@ class Dispatcher:
                 default_from_email=self.settings.default_from_email,
                 default_from_name=self.settings.default_from_name,
                 now=now,
+                allowed_from=self.settings.allowed_senders,
             )
         except Exception as exc:
             # A bug met content it did not expect. Retrying the record would meet it again

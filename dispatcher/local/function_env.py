@@ -96,6 +96,7 @@ def function_environment(
         # (dispatcher invoke) and the console keep to the same recipients.
         ("RECIPIENT_ALLOWLIST", environ.get("RECIPIENT_ALLOWLIST") or None),
         ("REDIRECT_ALL_TO", environ.get("REDIRECT_ALL_TO") or None),
+        ("ALLOWED_FROM", environ.get("ALLOWED_FROM") or None),
     ):
         if value is not None:
             env[name] = value

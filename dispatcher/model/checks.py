@@ -39,6 +39,7 @@ __all__ = [
     "encoded_size",
     "filename_problem",
     "header_problem",
+    "sender_allowed",
     "type_name",
     "typed",
 ]
@@ -310,6 +311,14 @@ def filename_problem(filename: Any) -> str | None:
     if suffix in REFUSED_EXTENSIONS:
         return f"filename {clip(filename)!r}: blastengine refuses {suffix} files"
     return None
+
+
+def sender_allowed(address: str, allowed: tuple[str, ...]) -> bool:
+    """Whether ``address`` is one of ``allowed`` (addresses, and ``@domain``\\ s for any
+    address at that domain), compared case-insensitively."""
+    address = address.strip().lower()
+    domain = "@" + address.rpartition("@")[2]
+    return any(entry in (address, domain) for entry in allowed)
 
 
 def encoded_size(value: str, codec: str) -> int | None:

@@ -31,6 +31,7 @@ from dispatcher.model.checks import (
     encoded_size,
     filename_problem,
     header_problem,
+    sender_allowed,
     type_name,
     typed,
 )
@@ -165,13 +166,20 @@ def parse_message(
     default_from_email: str,
     default_from_name: str = "",
     now: datetime | None = None,
+    allowed_from: tuple[str, ...] = (),
 ) -> Message | list[str]:
     """A send-table row's request attributes as a message, or every problem found, each
     naming its attribute (``"to: missing"``). ``now`` bounds ``send_after`` (at most
-    :data:`MAX_SEND_AFTER` ahead); default: the time of the call. Every limit is held on the
-    mail as it will be sent, ``insert_code`` filled in, measured before anything is built."""
+    :data:`MAX_SEND_AFTER` ahead); default: the time of the call. ``allowed_from`` are the
+    senders a row may name (``ALLOWED_FROM``); default: the default sender's domain. Every
+    limit is held on the mail as it will be sent, ``insert_code`` filled in, measured before
+    anything is built."""
     p = Problems(now or datetime.now(UTC))
     fields = _read(p, row.image)
+    senders = allowed_from or ("@" + default_from_email.rpartition("@")[2].lower(),)
+    if fields.from_email and not sender_allowed(fields.from_email, senders):
+        allowed = ", ".join(senders)
+        p.add("from", f"{fields.from_email!r} is not among the senders allowed ({allowed})")
     _check_as_sent(p, row.image, fields)
     if p.problems:
         return p.problems

@@ -133,3 +133,21 @@ def test_insert_code_unescaped_names_keys_of_insert_code() -> None:
         parsed(insert_code={"a": "1"}, insert_code_unescaped=["b"]), "insert_code_unescaped"
     )
     assert "'b' is not a key of insert_code" in found
+
+
+def test_a_row_sends_only_as_a_sender_the_deployment_allows() -> None:
+    # by default: any address at the default sender's domain
+    assert isinstance(parsed(**{"from": "shop@example.com"}), Message)
+    found = problem_of(parsed(**{"from": "ceo@bank.example"}), "from")
+    assert "'ceo@bank.example' is not among the senders allowed (@example.com)" in found
+    # with ALLOWED_FROM: its addresses exactly, its @domains wholly
+    allowed = ("billing@example.com", "@news.example.com")
+
+    def as_sender(address: str) -> Message | list[str]:
+        image_ = image(row("r1", **{"from": address}))
+        return parse_message(Row.from_image("r1", image_), **DEFAULTS, allowed_from=allowed)
+
+    assert isinstance(as_sender("Billing@Example.com"), Message)
+    assert isinstance(as_sender("weekly@news.example.com"), Message)
+    assert "from:" in problem_of(as_sender("shop@example.com"), "from")
+    assert "from:" in problem_of(as_sender("x@evil-news.example.com"), "from")

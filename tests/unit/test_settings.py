@@ -78,3 +78,21 @@ def test_repr_hides_the_api_key() -> None:
     settings = Settings.from_env(ENV)
     assert "sk-secret-value" not in repr(settings)
     assert "sk-secret-value" not in str(settings)
+
+
+def test_allowed_from_defaults_to_the_default_senders_domain_and_names_a_bad_entry() -> None:
+    from dispatcher.config.settings import Settings, SettingsError
+
+    base = {
+        "SEND_TABLE_NAME": "s",
+        "HISTORY_TABLE_NAME": "h",
+        "IDEMPOTENCY_TABLE_NAME": "i",
+        "DEFAULT_FROM_EMAIL": "noreply@Example.com",
+        "BLASTENGINE_LOGIN_ID": "x",
+        "BLASTENGINE_API_KEY": "y",
+    }
+    assert Settings.from_env(base).allowed_senders == ("@example.com",)
+    listed = Settings.from_env({**base, "ALLOWED_FROM": "a@example.com, @news.example.com"})
+    assert listed.allowed_senders == ("a@example.com", "@news.example.com")
+    with pytest.raises(SettingsError, match="ALLOWED_FROM: 'not' is neither"):
+        Settings.from_env({**base, "ALLOWED_FROM": "not"})

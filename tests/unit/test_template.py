@@ -75,6 +75,12 @@ def test_ses_sends_only_from_its_identity_and_configuration_set() -> None:
         "identity/${SesIdentity}",
         "configuration-set/${SesConfigurationSet}",
     ]
+    # and only as the senders the parser allows (ALLOWED_FROM, or the default's domain)
+    condition = statement["Condition"]["StringLike"]["ses:FromAddress"]
+    assert condition["Fn::If"][0] == "HasAllowedFrom"
+    assert TEMPLATE["Globals"]["Function"]["Environment"]["Variables"]["ALLOWED_FROM"] == {
+        "Ref": "AllowedFrom"
+    }
     env = TEMPLATE["Globals"]["Function"]["Environment"]["Variables"]
     assert {
         "MAIL_PROVIDER",
@@ -221,3 +227,39 @@ def test_the_webhook_has_reserved_concurrency_of_its_own() -> None:
     webhook = RESOURCES["WebhookFunction"]["Properties"]
     assert webhook["ReservedConcurrentExecutions"] == {"Ref": "WebhookReservedConcurrency"}
     assert 1 <= _param_default(webhook["ReservedConcurrentExecutions"]) <= 10
+
+
+def _writes_by_table(function: str) -> dict[str, set[str]]:
+    """The DynamoDB write actions a function's policy allows, by table resource."""
+    writes: dict[str, set[str]] = {}
+    for policy in RESOURCES[function]["Properties"]["Policies"]:
+        for statement in policy.get("Statement", []):
+            resources = statement["Resource"]
+            for resource in resources if isinstance(resources, list) else [resources]:
+                if isinstance(resource, dict) and "Fn::GetAtt" in resource:
+                    table = (
+                        resource["Fn::GetAtt"][0]
+                        if isinstance(resource["Fn::GetAtt"], list)
+                        else resource["Fn::GetAtt"].split(".")[0]
+                    )
+                    actions = statement["Action"]
+                    writes.setdefault(table, set()).update(
+                        a
+                        for a in (actions if isinstance(actions, list) else [actions])
+                        if a in ("dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem")
+                    )
+    return writes
+
+
+def test_the_bounce_paths_write_each_table_only_as_their_code_does() -> None:
+    """BounceLedger puts an event and updates its orphan mark, updates a history item's
+    bounce, puts a suppression: nothing else, in each function that runs it."""
+    expected = {
+        "BounceTable": {"dynamodb:PutItem", "dynamodb:UpdateItem"},
+        "HistoryTable": {"dynamodb:UpdateItem"},
+        "SuppressionTable": {"dynamodb:PutItem"},
+    }
+    for function in ("SweeperFunction", "WebhookFunction", "SesEventsFunction"):
+        writes = _writes_by_table(function)
+        for table, actions in expected.items():
+            assert writes.get(table) == actions, (function, table, writes.get(table))
