@@ -8,31 +8,11 @@ differ only in that form must be handled (sent, or stamped with a reason), never
 
 from __future__ import annotations
 
-import base64
-from typing import Any
-
 import pytest
 
 from tests.conftest import image, row
 from tests.functional.conftest import attr, failed_ids
-
-
-def _as_event(value: Any) -> Any:
-    """A table's wire value as Lambda's stream event carries it (binaries base64)."""
-    if isinstance(value, dict) and len(value) == 1:
-        [(tag, inner)] = value.items()
-        if tag == "B":
-            return {"B": base64.b64encode(inner).decode()}
-        if tag == "BS":
-            return {"BS": [base64.b64encode(v).decode() for v in reversed(inner)]}
-        if tag in ("SS", "NS"):
-            return {tag: list(reversed(inner))}
-        if tag == "M":
-            return {"M": {k: _as_event(v) for k, v in inner.items()}}
-        if tag == "L":
-            return {"L": [_as_event(v) for v in inner]}
-    return value
-
+from tests.strategies import as_stream_value
 
 CASES = [
     ("binary-subject", {"subject": {"B": b"\x00\x01hi"}}, "invalid", "subject"),
@@ -58,7 +38,7 @@ def test_each_attribute_type_ends_sent_or_stamped_never_skipped(
     item = {**image(row(case)), **extra}
     table.put_raw(item)
     # and its INSERT record as Lambda delivers it
-    record = stream_record("INSERT", raw_new={k: _as_event(v) for k, v in item.items()})
+    record = stream_record("INSERT", raw_new={k: as_stream_value(v) for k, v in item.items()})
 
     # WHEN the dispatcher handles the record
     response = invoke(dispatcher, record)
