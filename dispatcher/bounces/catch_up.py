@@ -4,7 +4,9 @@ Webhooks get lost (the receiver was down, a deploy was under way). ``GET /logs/m
 lists every recipient's result; a catch-up reads the bounce results of a window, page by page,
 and applies each one the history does not have yet through the same idempotent path as the
 webhook (:class:`~dispatcher.bounces.ledger.BounceLedger`). It then joins orphan events whose
-history item has appeared since. ``dispatcher reconcile --since 2h`` runs it by hand; the
+history item has appeared since. The same pages carry the results that are no bounce:
+``SENT`` moves the mail's delivery status to ``delivered``, ``RETRY`` to ``delayed``
+(:mod:`dispatcher.tracking.book`). ``dispatcher reconcile --since 2h`` runs it by hand; the
 sweeper runs it on its slower schedule.
 """
 
@@ -17,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from dispatcher.bounces.event import BLASTENGINE_KINDS, BounceEvent, BounceType
 from dispatcher.bounces.ledger import BounceLedger
 from dispatcher.config.settings import Settings
+from dispatcher.model.delivery_status import DeliveryStatus, StatusReport
 from dispatcher.recipients.suppression import normalise
 
 if TYPE_CHECKING:
@@ -36,6 +39,7 @@ class ReconcileResult:
 
     results: int = 0  # bounce results read
     applied: int = 0  # of them, new to the history
+    statuses: int = 0  # history items whose delivery status moved (delivered, delayed)
     joined_orphans: int = 0
     truncated: bool = False
 
@@ -72,11 +76,16 @@ class Reconciler:
                 ("delivery_end", (until + timedelta(seconds=1)).isoformat(timespec="seconds")),
                 ("count", str(PAGE_SIZE)),
                 *(("status[]", kind.value) for kind in BLASTENGINE_KINDS),
+                *(("status[]", status) for status in _DELIVERY_RESULTS),
             ]
             if anchor is not None:
                 params.append(("anchor", anchor))
             page = self._provider.mail_results(params)
             for item in page:
+                report = _delivery_report(item)
+                if report is not None:  # delivered, or still being retried
+                    result.statuses += self._ledger.statuses.record(report)
+                    continue
                 event = _event(item)
                 if event is None:
                     continue
@@ -105,6 +114,26 @@ class Reconciler:
             event.address in item.get("bounced_addresses", {}).get("SS", [])
             for item in self._ledger.deliveries(event.delivery_id)
         )
+
+
+#: blastengine's results that are no bounce but a delivery status: taken by the receiving
+#: server, and still being retried.
+_DELIVERY_RESULTS = {"SENT": DeliveryStatus.DELIVERED, "RETRY": DeliveryStatus.DELAYED}
+
+
+def _delivery_report(item: dict[str, Any]) -> StatusReport | None:
+    status = _DELIVERY_RESULTS.get(str(item.get("status")))
+    address, delivery = item.get("email"), item.get("delivery_id")
+    when = item.get("updated_time") or item.get("delivery_time")
+    if status is None or not isinstance(address, str) or delivery is None:
+        return None
+    if not isinstance(when, str):
+        return None
+    code, message = item.get("last_response_code"), item.get("last_response_message")
+    detail = " ".join(str(part) for part in (code, message) if part) or None
+    return StatusReport(
+        str(delivery), normalise(address), status, when, detail, provider="blastengine"
+    )
 
 
 def _event(item: dict[str, Any]) -> BounceEvent | None:

@@ -6,6 +6,8 @@ import hashlib
 from dataclasses import dataclass
 from enum import StrEnum
 
+from dispatcher.model.delivery_status import DeliveryStatus
+
 __all__ = ["BLASTENGINE_KINDS", "BounceEvent", "BounceType"]
 
 
@@ -21,6 +23,18 @@ class BounceType(StrEnum):
     def suppresses(self) -> bool:
         return self is not BounceType.SOFTERROR
 
+    @property
+    def delivery_status(self) -> DeliveryStatus:
+        """What the bounce makes the mail's delivery status (a soft error: it may arrive)."""
+        return _STATUSES[self]
+
+
+_STATUSES = {
+    BounceType.HARDERROR: DeliveryStatus.BOUNCED,
+    BounceType.SOFTERROR: DeliveryStatus.DELAYED,
+    BounceType.DROP: DeliveryStatus.DROPPED,
+    BounceType.COMPLAINT: DeliveryStatus.COMPLAINED,
+}
 
 #: The kinds blastengine reports (its webhook's and its delivery logs' statuses).
 BLASTENGINE_KINDS = (BounceType.HARDERROR, BounceType.SOFTERROR, BounceType.DROP)

@@ -31,19 +31,18 @@ from typing import TYPE_CHECKING, Any
 from dispatcher.bounces.event import BounceEvent, BounceType
 from dispatcher.bounces.signals import bounced_event, count_new_bounce
 from dispatcher.config.settings import DEFAULT_ORPHAN_RETENTION_DAYS, Settings, SettingsError
-from dispatcher.model.row import recipient_digest
+from dispatcher.model.delivery_status import StatusReport
 from dispatcher.notify.delivery_events import EventPublisher
 from dispatcher.recipients.suppression import Suppression, SuppressionList
 from dispatcher.storage.dynamodb import conditionally, translated
 from dispatcher.support.clock import SYSTEM_CLOCK, Clock, iso_utc, parse_iso
+from dispatcher.tracking.book import DELIVERY_INDEX, StatusBook, went_to
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
 __all__ = ["DELIVERY_INDEX", "ORPHAN_INDEX", "Applied", "BounceLedger"]
 
-#: The history table's index by the provider's delivery id (``template.yaml``).
-DELIVERY_INDEX = "by-delivery-id"
 #: The bounce table's sparse index of events not yet joined to a history item.
 ORPHAN_INDEX = "orphans"
 
@@ -72,6 +71,10 @@ class BounceLedger:
     ) -> None:
         self.events = events
         self._orphan_retention = orphan_retention
+        #: Delivery statuses of the same history items, for the paths that report them.
+        self.statuses = StatusBook(
+            history_table=history_table, boto3_client=boto3_client, events=events
+        )
         self.bounce_table = bounce_table
         self.history_table = history_table
         self._suppressions = suppressions
@@ -105,13 +108,7 @@ class BounceLedger:
 
     def deliveries(self, delivery_id: str) -> list[dict[str, Any]]:
         """The history items of one provider delivery (the ``by-delivery-id`` index)."""
-        with translated():
-            return self._client.query(
-                TableName=self.history_table,
-                IndexName=DELIVERY_INDEX,
-                KeyConditionExpression="delivery_id = :d",
-                ExpressionAttributeValues={":d": {"S": delivery_id}},
-            ).get("Items", [])
+        return self.statuses.deliveries(delivery_id)
 
     def apply(self, event: BounceEvent) -> Applied:
         """Record one event, idempotently; raises a store error for the caller to retry."""
@@ -167,7 +164,7 @@ class BounceLedger:
         """Apply ``event`` to the history items of its delivery that went to its address,
         suppressing the address first (once the history shows the bounce, the address is on
         the list: a row to it inserted on seeing the bounce cannot slip through)."""
-        found = [item for item in deliveries if _went_to(item, event.address)]
+        found = [item for item in deliveries if went_to(item, event.address)]
         if not found:
             return False
         if event.type.suppresses:
@@ -205,6 +202,12 @@ class BounceLedger:
         if self.events is not None:
             # Told once it is on a row's history (an orphan, when it is joined).
             self.events.add(bounced_event(event, item) for item in found)
+        # The mail's delivery status, where the bounce is its own recipient's (`to`).
+        detail = " ".join(filter(None, (event.code, event.message))) or None
+        report = StatusReport(
+            event.delivery_id, event.address, event.type.delivery_status, event.at, detail
+        )
+        self.statuses.record(report, items=found)
         return True
 
     def flush_events(self) -> None:
@@ -258,16 +261,6 @@ class BounceLedger:
         expiry = self._clock.now() + self._orphan_retention
         item["expires_at"] = {"N": str(int(expiry.timestamp()))}
         return item
-
-
-def _went_to(history: Mapping[str, Any], address: str) -> bool:
-    """Whether the mail of ``history`` went to ``address``: one of its recipients' digests,
-    or, for an item written before recipients were kept, its ``to``."""
-    digests = history.get("recipient_digests", {}).get("SS")
-    if isinstance(digests, list):
-        return recipient_digest(address) in digests
-    to = history.get("to", {}).get("S")
-    return isinstance(to, str) and to.strip().lower() == address.strip().lower()
 
 
 def _event_of(item: Mapping[str, Any]) -> BounceEvent:

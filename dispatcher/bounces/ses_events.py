@@ -28,13 +28,14 @@ from aws_lambda_powertools.metrics import MetricUnit
 from dispatcher.bounces.event import BounceEvent, BounceType
 from dispatcher.bounces.ledger import BounceLedger
 from dispatcher.config.settings import Settings, SettingsError
+from dispatcher.model.delivery_status import DeliveryStatus, StatusReport
 from dispatcher.providers.ses.client import CONTENT_TAG, ROW_TAG
 from dispatcher.providers.ses.lookup import SesSendLog
 from dispatcher.recipients.suppression import normalise
 from dispatcher.support.clock import parse_iso
 from dispatcher.support.observability import logger, metrics
 
-__all__ = ["BadSesEventError", "SesEvents", "parse_bounces"]
+__all__ = ["BadSesEventError", "SesEvents", "parse_bounces", "parse_statuses"]
 
 _BOUNCE_TYPES = {"Permanent": BounceType.HARDERROR}
 
@@ -84,6 +85,50 @@ def parse_bounces(detail: Mapping[str, Any]) -> list[BounceEvent]:
     return events
 
 
+#: SES's events that report a mail's delivery status, and the part each keeps it in.
+_STATUS_EVENTS = {
+    "Delivery": ("delivery", DeliveryStatus.DELIVERED),
+    "DeliveryDelay": ("deliveryDelay", DeliveryStatus.DELAYED),
+    "Reject": ("reject", DeliveryStatus.REJECTED),
+}
+
+
+def parse_statuses(detail: Mapping[str, Any]) -> list[StatusReport]:
+    """One report per recipient of a Delivery or DeliveryDelay event; a Reject (SES refused
+    the whole mail before sending it) one per destination."""
+    mail = _mapping(detail, "mail")
+    message_id = _text(mail, "messageId")
+    part, status = _STATUS_EVENTS[str(detail.get("eventType"))]
+    body = _mapping(detail, part)
+    if part == "delivery":
+        addresses = _list(body, "recipients")
+        reason = body.get("smtpResponse")
+    elif part == "deliveryDelay":
+        delayed = _list(body, "delayedRecipients")
+        addresses = [r.get("emailAddress") if isinstance(r, Mapping) else None for r in delayed]
+        first = delayed[0] if isinstance(delayed[0], Mapping) else {}
+        reason = first.get("diagnosticCode") or body.get("delayType")
+    else:
+        addresses = _list(mail, "destination")
+        reason = body.get("reason")
+    at = _time(body) if "timestamp" in body else _time(mail)
+    reports = []
+    for n, address in enumerate(addresses):
+        if not isinstance(address, str) or "@" not in address or len(address) > 254:
+            raise BadSesEventError(f"recipient {n} has no address")
+        reports.append(
+            StatusReport(
+                delivery_id=message_id,
+                address=normalise(address),
+                status=status,
+                at=at,
+                detail=str(reason) if reason else None,
+                provider="ses",
+            )
+        )
+    return reports
+
+
 class SesEvents:
     """Applies one EventBridge event from SES."""
 
@@ -121,6 +166,8 @@ class SesEvents:
         kind = str(detail.get("eventType") or detail.get("notificationType") or "")
         if kind == "Send":
             return Handled(kind, self._record_send(detail))
+        if kind in _STATUS_EVENTS:
+            return Handled(kind, self._record_status(detail, kind))
         if kind not in ("Bounce", "Complaint"):
             logger.info("SES event not used", extra={"event_type": kind})
             return Handled(kind or "unknown", 0)
@@ -131,6 +178,12 @@ class SesEvents:
             joined += self._ledger.apply(bounce).joined
         logger.info("SES bounces recorded", extra={"events": len(bounces), "joined": joined})
         return Handled(kind, len(bounces))
+
+    def _record_status(self, detail: Mapping[str, Any], kind: str) -> int:
+        """Delivery, DeliveryDelay, Reject: the mail's delivery status moves forward."""
+        moved = sum(self._ledger.statuses.record(report) for report in parse_statuses(detail))
+        logger.info("SES delivery status recorded", extra={"event_type": kind, "moved": moved})
+        return moved
 
     def _record_send(self, detail: Mapping[str, Any]) -> int:
         mail = _mapping(detail, "mail")

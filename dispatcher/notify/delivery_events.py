@@ -50,6 +50,8 @@ DETAIL_TYPES = (
     "Mail Scheduled",
     "Mail Bounced",
     "Mail Suppressed",
+    "Mail Delivered",
+    "Mail Delayed",
 )
 #: PutEvents takes at most ten entries a request.
 ENTRIES_PER_REQUEST = 10

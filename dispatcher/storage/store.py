@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import boto3
 
+from dispatcher.model.delivery_status import DeliveryStatus
 from dispatcher.model.row import REQUEST_ATTRIBUTES, Row, recipient_digest
 from dispatcher.model.stamp import FailureStamp
 from dispatcher.storage.dynamodb import (
@@ -329,6 +330,22 @@ class Store:
         names = {f"#h{i}": name for i, name in enumerate(fields)}
         values = {f":h{i}": value for i, value in enumerate(fields.values())}
         expression = "SET " + ", ".join(f"#h{i} = :h{i}" for i in range(len(fields)))
+        # Every sent mail starts `accepted` (rank 0); a replay keeps whatever status the
+        # provider has reported since (dispatcher/model/delivery_status.py).
+        names |= {
+            "#ds": "delivery_status",
+            "#dr": "delivery_status_rank",
+            "#da": "delivery_status_at",
+        }
+        values |= {
+            ":accepted": {"S": DeliveryStatus.ACCEPTED.value},
+            ":rank0": {"N": str(DeliveryStatus.ACCEPTED.rank)},
+            ":sent": {"S": entry.sent_at},
+        }
+        expression += (
+            ", #ds = if_not_exists(#ds, :accepted), #dr = if_not_exists(#dr, :rank0),"
+            " #da = if_not_exists(#da, :sent)"
+        )
         if replayed:
             names["#replays"] = "replays"
             values[":one"] = {"N": "1"}

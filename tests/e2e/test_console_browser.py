@@ -19,6 +19,7 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
+from dispatcher.ops.console.security import Guard
 from tests.e2e.conftest import RunningStack, start_stack, stop_stack, wait_for
 
 CHROMIUM = "/usr/bin/chromium"
@@ -283,7 +284,8 @@ def test_without_the_token_the_console_refuses_and_a_forged_post_is_rejected(
     _failed(stack, "csrf-0001")
     token = url.split("token=", 1)[1]
     cookie = f"dispatcher_console_{base.rstrip('/').rsplit(':', 1)[1]}"
-    with httpx.Client(base_url=base, cookies={cookie: token}) as client:
+    value = Guard(token, cookie).cookie_value  # what the browser holds: not the token
+    with httpx.Client(base_url=base, cookies={cookie: value}) as client:
         refused = client.post("/cancel/csrf-0001", data={"version": "x"})
         assert refused.status_code == 403
     # and a Host that is not the console's (DNS rebinding) is refused too

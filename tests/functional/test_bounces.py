@@ -296,3 +296,37 @@ def test_every_field_of_a_bounce_is_bounded(detail: dict[str, Any], words: str) 
     long_time["datetime"] = "2026-11-30T10:00:00+09:00" + " " * 40
     with pytest.raises(BadBounceError, match="datetime"):
         parse_events(_body(long_time))
+
+
+def test_the_catch_up_moves_delivery_statuses_from_the_mail_log(ledger, dynamodb) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from dispatcher.bounces.catch_up import Reconciler
+
+    # GIVEN two sent mails, accepted, and the mail log's results for them
+    put_history(dynamodb, delivery_id="1128", to="ok@example.com", delivery_status="accepted")
+    put_history(
+        dynamodb, row_id="order-2", delivery_id="1129", to="slow@example.com",
+        delivery_status="accepted",
+    )  # fmt: skip
+    log = _MailLog(
+        {"delivery_id": 1128, "email": "ok@example.com", "status": "SENT",
+         "delivery_time": "2026-11-30T10:00:01+09:00", "last_response_code": "250",
+         "last_response_message": "OK"},
+        {"delivery_id": 1129, "email": "slow@example.com", "status": "RETRY",
+         "delivery_time": "2026-11-30T10:00:02+09:00"},
+        {"delivery_id": 4242, "email": "elsewhere@example.com", "status": "SENT",
+         "delivery_time": "2026-11-30T10:00:03+09:00"},
+    )  # fmt: skip
+    now = datetime(2026, 11, 30, 2, tzinfo=UTC)
+
+    # WHEN the catch-up reads them
+    result = Reconciler(provider=log, ledger=ledger).catch_up(now - timedelta(hours=2), now)  # type: ignore[arg-type]
+
+    # THEN the first is delivered, the second delayed, the third (not ours) made no item
+    assert result.statuses == 2
+    assert get_history(dynamodb)["delivery_status"] == {"S": "delivered"}
+    assert get_history(dynamodb)["delivery_detail"] == {"S": "250 OK"}
+    second = get_history(dynamodb, row_id="order-2")
+    assert second["delivery_status"] == {"S": "delayed"}
+    assert len(dynamodb.scan(TableName=TABLE_NAMES["HistoryTable"])["Items"]) == 2

@@ -396,3 +396,30 @@ def test_a_redelivery_after_a_death_mid_send_waits_for_the_lookup_then_sends(
     assert blastengine.results.call_count == 1
     assert blastengine.route.call_count == 1
     assert table.get("r1") is None
+
+
+def test_a_sent_mail_starts_accepted_and_a_redelivery_keeps_its_later_status(
+    dispatcher, table, stream_record, invoke, dynamodb, blastengine
+) -> None:
+    from tests.conftest import TABLE_NAMES
+
+    # GIVEN a row sent: its history item starts `accepted`
+    record = insert(table, stream_record, row("acc-1"))
+    invoke(dispatcher, record)
+    [item] = table.history("acc-1")
+    assert (item["delivery_status"], item["delivery_status_rank"]) == (
+        {"S": "accepted"},
+        {"N": "0"},
+    )
+    # WHEN the provider reports it delivered, and then the same record is redelivered
+    dynamodb.update_item(
+        TableName=TABLE_NAMES["HistoryTable"],
+        Key={"id": item["id"], "sent_at": item["sent_at"]},
+        UpdateExpression="SET delivery_status = :d, delivery_status_rank = :r",
+        ExpressionAttributeValues={":d": {"S": "delivered"}, ":r": {"N": "2"}},
+    )
+    table.put_raw(record["dynamodb"]["NewImage"])
+    invoke(dispatcher, record)
+    # THEN the replay finished the bookkeeping without moving the status back
+    [again] = table.history("acc-1")
+    assert again["delivery_status"] == {"S": "delivered"}

@@ -224,9 +224,9 @@ def test_an_event_not_of_ses_shape_is_dropped_saying_why_and_writes_nothing(
 
 
 def test_other_event_types_are_not_used(events, dynamodb) -> None:
-    answer = events.handle(_event({"eventType": "Delivery", "mail": _mail()}))
+    answer = events.handle(_event({"eventType": "Open", "open": {}, "mail": _mail()}))
 
-    assert answer == {"kind": "Delivery", "recorded": 0}
+    assert answer == {"kind": "Open", "recorded": 0}
     assert dynamodb.scan(TableName=TABLE_NAMES["BounceTable"])["Items"] == []
 
 
@@ -286,3 +286,84 @@ def test_a_send_event_of_another_sender_on_the_configuration_set_is_ignored(
     answer = events.handle(_event({"eventType": "Send", "send": {}, "mail": _mail()}))
 
     assert answer == {"kind": "Send", "recorded": 0}
+
+
+def _status_event(kind: str, at: str = "2026-12-03T10:00:03.000Z") -> dict[str, Any]:
+    parts = {
+        "Delivery": ("delivery", {
+            "timestamp": at, "recipients": ["Dead@Example.com"],
+            "smtpResponse": "250 2.6.0 Message received", "processingTimeMillis": 546,
+        }),
+        "DeliveryDelay": ("deliveryDelay", {
+            "timestamp": at, "delayType": "MailboxFull",
+            "delayedRecipients": [{"emailAddress": "dead@example.com", "status": "4.2.2",
+                                   "diagnosticCode": "smtp; 452 4.2.2 mailbox full"}],
+        }),
+        "Reject": ("reject", {"reason": "Bad content"}),
+    }  # fmt: skip
+    part, body = parts[kind]
+    return _event({"eventType": kind, part: body, "mail": _mail()})
+
+
+def _status(dynamodb: Any) -> tuple[str, str | None]:
+    item = get_history(dynamodb, sent_at=SENT_AT)
+    return item["delivery_status"]["S"], item.get("delivery_detail", {}).get("S")
+
+
+def test_delivery_statuses_move_forward_only_whatever_order_they_come_in(events, dynamodb) -> None:
+    from dispatcher.support.observability import metrics
+
+    # GIVEN a mail sent through SES, accepted
+    _ses_history(dynamodb)
+    dynamodb.update_item(
+        TableName=TABLE_NAMES["HistoryTable"],
+        Key={"id": {"S": "order-1"}, "sent_at": {"S": SENT_AT}},
+        UpdateExpression="SET delivery_status = :a, delivery_status_rank = :z",
+        ExpressionAttributeValues={":a": {"S": "accepted"}, ":z": {"N": "0"}},
+    )
+    metrics.clear_metrics()
+    try:
+        # WHEN SES reports a delay, then the delivery
+        events.handle(_status_event("DeliveryDelay"))
+        assert _status(dynamodb) == ("delayed", "smtp; 452 4.2.2 mailbox full")
+        events.handle(_status_event("Delivery"))
+        assert _status(dynamodb) == ("delivered", "250 2.6.0 Message received")
+        # THEN a late delay, or the delivery again, changes nothing
+        events.handle(_status_event("DeliveryDelay", at="2026-12-03T10:00:09.000Z"))
+        events.handle(_status_event("Delivery"))
+        assert _status(dynamodb)[0] == "delivered"
+        assert metrics.metric_set["Delivered"]["Value"] == [1.0]
+        # AND a bounce after delivery ends it bounced; a complaint comes after that
+        events.handle(bounce())
+        assert _status(dynamodb)[0] == "bounced"
+        events.handle(complaint())
+        assert _status(dynamodb)[0] == "complained"
+        events.handle(_status_event("Delivery"))
+        assert _status(dynamodb)[0] == "complained"
+    finally:
+        metrics.clear_metrics()
+
+
+def test_a_reject_marks_the_mail_rejected(events, dynamodb) -> None:
+    _ses_history(dynamodb)
+    events.handle(_status_event("Reject"))
+    assert _status(dynamodb) == ("rejected", "Bad content")
+
+
+def test_a_status_for_a_mail_the_history_does_not_hold_creates_nothing(events, dynamodb) -> None:
+    from dispatcher.support.observability import metrics
+
+    metrics.clear_metrics()
+    try:
+        answer = events.handle(_status_event("Delivery"))
+        assert answer == {"kind": "Delivery", "recorded": 0}
+        assert dynamodb.scan(TableName=TABLE_NAMES["HistoryTable"])["Items"] == []
+        assert metrics.metric_set["StatusForUnknownMail"]["Value"] == [1.0]
+    finally:
+        metrics.clear_metrics()
+
+
+def test_a_malformed_status_event_is_dropped_and_counted(events) -> None:
+    broken = _status_event("Delivery")
+    broken["detail"]["delivery"]["recipients"] = "dead@example.com"
+    assert "dropped" in events.handle(broken)

@@ -92,7 +92,14 @@ def test_ses_sends_only_from_its_identity_and_configuration_set() -> None:
 
 def test_ses_events_reach_their_function_from_the_configuration_set_only() -> None:
     destination = RESOURCES["SesEventDestination"]["Properties"]["EventDestination"]
-    assert sorted(destination["MatchingEventTypes"]) == ["bounce", "complaint", "send"]
+    assert sorted(destination["MatchingEventTypes"]) == [
+        "bounce",
+        "complaint",
+        "delivery",
+        "deliveryDelay",
+        "reject",
+        "send",
+    ]
     function = RESOURCES["SesEventsFunction"]["Properties"]
     assert function["Handler"] == "dispatcher.ses_handler.lambda_handler"
     pattern = function["Events"]["SesEvents"]["Properties"]["Pattern"]
