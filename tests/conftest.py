@@ -40,6 +40,15 @@ TABLE_NAMES = {
 LOGIN_ID = "test-login"
 API_KEY = "sk-test-DO-NOT-LOG-7f3a9c"
 BASE_URL = "https://blastengine.test/api/v1"
+#: The least environment a function starts with: its three tables, a sender, credentials.
+FUNCTION_ENV = {
+    "SEND_TABLE_NAME": "s",
+    "HISTORY_TABLE_NAME": "h",
+    "IDEMPOTENCY_TABLE_NAME": "i",
+    "DEFAULT_FROM_EMAIL": "a@example.com",
+    "BLASTENGINE_LOGIN_ID": "x",
+    "BLASTENGINE_API_KEY": "y",
+}
 
 
 #: Test tiers by directory; the slow ones are marked so `make test-fast` can leave them out.

@@ -11,7 +11,7 @@ from dispatcher.bounces.ledger import BounceLedger
 from dispatcher.bounces.webhook import webhook_app
 from dispatcher.local.lambda_service.context import LocalContext
 from dispatcher.recipients.suppression import SuppressionList
-from tests.conftest import TABLE_NAMES
+from tests.conftest import FUNCTION_ENV, TABLE_NAMES
 from tests.functional.conftest import put_history
 
 SECRET = "s3cr3t-" + "x" * 40
@@ -150,14 +150,7 @@ def test_a_body_nested_too_deep_is_a_400_not_a_crash(app: Any) -> None:
 def test_a_static_webhook_secret_shorter_than_32_characters_stops_the_function() -> None:
     from dispatcher.config.settings import Settings, SettingsError
 
-    base = {
-        "SEND_TABLE_NAME": "s",
-        "HISTORY_TABLE_NAME": "h",
-        "IDEMPOTENCY_TABLE_NAME": "i",
-        "DEFAULT_FROM_EMAIL": "a@example.com",
-        "BLASTENGINE_LOGIN_ID": "x",
-        "BLASTENGINE_API_KEY": "y",
-    }
+    base = FUNCTION_ENV
     with pytest.raises(SettingsError, match="WEBHOOK_SECRET must be at least 32"):
         Settings.from_env({**base, "WEBHOOK_SECRET": "guessable"})
     assert Settings.from_env({**base, "WEBHOOK_SECRET": "x" * 32}).webhook_secret

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import FUNCTION_ENV
+
 LAMBDA = {"LAMBDA_TASK_ROOT": "/var/task"}
 
 
@@ -21,12 +23,7 @@ def test_the_xray_sdk_is_imported_only_when_tracing(disabled: str, traced: bool)
         **os.environ,
         **LAMBDA,
         "POWERTOOLS_TRACE_DISABLED": disabled,
-        "SEND_TABLE_NAME": "s",
-        "HISTORY_TABLE_NAME": "h",
-        "IDEMPOTENCY_TABLE_NAME": "i",
-        "DEFAULT_FROM_EMAIL": "a@example.com",
-        "BLASTENGINE_LOGIN_ID": "x",
-        "BLASTENGINE_API_KEY": "y",
+        **FUNCTION_ENV,
         "AWS_DEFAULT_REGION": "us-east-1",
     }
     code = (

@@ -3,6 +3,7 @@ from __future__ import annotations
 import pytest
 
 from dispatcher.config.settings import DEFAULT_BLASTENGINE_BASE_URL, Settings, SettingsError
+from tests.conftest import FUNCTION_ENV
 
 ENV = {
     "SEND_TABLE_NAME": "send",
@@ -83,14 +84,7 @@ def test_repr_hides_the_api_key() -> None:
 def test_allowed_from_defaults_to_the_default_senders_domain_and_names_a_bad_entry() -> None:
     from dispatcher.config.settings import Settings, SettingsError
 
-    base = {
-        "SEND_TABLE_NAME": "s",
-        "HISTORY_TABLE_NAME": "h",
-        "IDEMPOTENCY_TABLE_NAME": "i",
-        "DEFAULT_FROM_EMAIL": "noreply@Example.com",
-        "BLASTENGINE_LOGIN_ID": "x",
-        "BLASTENGINE_API_KEY": "y",
-    }
+    base = {**FUNCTION_ENV, "DEFAULT_FROM_EMAIL": "noreply@Example.com"}
     assert Settings.from_env(base).allowed_senders == ("@example.com",)
     listed = Settings.from_env({**base, "ALLOWED_FROM": "a@example.com, @news.example.com"})
     assert listed.allowed_senders == ("a@example.com", "@news.example.com")
