@@ -52,6 +52,10 @@ class RowExistsError(StoreError):
     """A row with this id is already in the send table."""
 
 
+#: The history table's index of mail by its `to` address (template.yaml).
+RECIPIENT_INDEX = "by-recipient"
+
+
 class Admin:
     """Operator queries and writes over a :class:`~dispatcher.storage.store.Store`'s tables."""
 
@@ -82,6 +86,28 @@ class Admin:
             ):
                 items.extend(page.get("Items", []))
         return items
+
+    def history_to(self, address: str, *, since: str | None = None) -> Iterator[dict[str, Any]]:
+        """Every mail sent to ``address`` (as its ``to``), newest first: one Query of the
+        history's ``by-recipient`` index, page by page."""
+        key = "#r = :r"
+        values: dict[str, Any] = {":r": {"S": address.strip().lower()}}
+        names = {"#r": "recipient"}
+        if since:
+            key += " AND #sent_at >= :since"
+            values[":since"] = {"S": since}
+            names["#sent_at"] = "sent_at"
+        paginator = self._client.get_paginator("query")
+        with translated():
+            for page in paginator.paginate(
+                TableName=self.store.history_table,
+                IndexName=RECIPIENT_INDEX,
+                KeyConditionExpression=key,
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+                ScanIndexForward=False,
+            ):
+                yield from page.get("Items", [])
 
     def scan_history(self, *, since: str | None = None) -> Iterator[dict[str, Any]]:
         """History items of every row (sent at or after ``since``): a paginated Scan."""

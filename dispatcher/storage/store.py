@@ -318,6 +318,8 @@ class Store:
             "cc_count": {"N": str(entry.cc_count)},
             "bcc_count": {"N": str(entry.bcc_count)},
             "recipient_digests": {"SS": entry.recipient_digests},
+            # The key of the history's by-recipient index: every mail to one address.
+            "recipient": {"S": entry.to.strip().lower()},
         }
         if entry.delivery_id is not None:
             fields["delivery_id"] = {"S": entry.delivery_id}

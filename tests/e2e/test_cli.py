@@ -364,3 +364,35 @@ def test_env_with_two_ways_of_printing_is_one_clear_line(stack: RunningStack) ->
 def test_env_without_a_stack_is_one_clear_line(tmp_path: Path) -> None:
     line = _one_clean_error_line(_cli(tmp_path, "env", "--shell"))
     assert "no local stack is running" in line
+
+
+def test_history_to_finds_every_mail_to_one_address_with_its_status(
+    stack: RunningStack,
+) -> None:
+    # GIVEN two mails sent to one address (in any case) and one to another
+    for row_id, to in (("hist-to-1", "Kiyo@Example.com"), ("hist-to-2", "kiyo@example.com"),
+                       ("hist-to-3", "other@example.com")):  # fmt: skip
+        stack.put({"id": row_id, "to": to, "subject": row_id, "text": "hi"})
+    wait_for(lambda: len(stack.history("hist-to-2")) == 1, what="the second mail sent")
+    wait_for(lambda: len(stack.history("hist-to-1")) == 1, what="the first mail sent")
+
+    # WHEN the history is asked for every mail to the address
+    found = json.loads(
+        stack.cli("history", "--to", "KIYO@example.com", "--since", "1h", "--json").stdout
+    )
+
+    # THEN both mails to it are there, newest first, each with its delivery status
+    ids = [item["id"] for item in found["history"]]
+    assert sorted(ids) == ["hist-to-1", "hist-to-2"]
+    assert all(item["delivery_status"] == "accepted" for item in found["history"])
+    sent = [item["sent_at"] for item in found["history"]]
+    assert sent == sorted(sent, reverse=True)
+
+
+def test_history_to_with_a_bad_address_is_one_clear_line(stack: RunningStack) -> None:
+    line = _one_clean_error_line(stack.cli("history", "--to", "not-an-address"))
+    assert "--to wants an email address" in line
+    line = _one_clean_error_line(
+        stack.cli("history", "--to", "a@example.com", "--since", "yesterday")
+    )
+    assert "--since wants a duration" in line

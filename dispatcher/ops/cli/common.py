@@ -208,6 +208,32 @@ def iso(value: str, option: str) -> str:
     return iso_utc(moment if moment.tzinfo else moment.replace(tzinfo=UTC))
 
 
+def moment(value: str, option: str) -> str:
+    """A time as the history keys it (ISO-8601, UTC), from a duration back from now (``2h``,
+    ``7d``) or an ISO-8601 time."""
+    from dispatcher.support.clock import iso_utc
+
+    if value[-1:].lower() in "smhd" and value[:-1].isdigit():
+        return iso_utc(datetime.now(UTC) - duration(value, option))
+    try:
+        return iso(value, option)
+    except CommandError:
+        raise CommandError(
+            f"{option} wants a duration such as 2h or 7d, or an ISO-8601 time, got {value!r}"
+        ) from None
+
+
+def address_argument(value: str, option: str) -> str:
+    """An address argument, lower-cased as the history and the suppression list key it."""
+    from email_validator import EmailNotValidError, validate_email
+
+    try:
+        validate_email(value, check_deliverability=False)
+    except EmailNotValidError as exc:
+        raise CommandError(f"{option} wants an email address, got {value!r} ({exc})") from None
+    return value.strip().lower()
+
+
 def age(stamp: Any) -> str:
     then = parse_iso(stamp)
     if then is None:

@@ -18,6 +18,7 @@ from dispatcher.ops.cli.common import (
     CommandError,
     JsonOption,
     LiveOption,
+    address_argument,
     app,
     clip,
     deliveries_of,
@@ -25,7 +26,7 @@ from dispatcher.ops.cli.common import (
     duration,
     err,
     errors_as_exit,
-    iso,
+    moment,
     out,
     suppressions_of,
     take,
@@ -37,8 +38,17 @@ from dispatcher.ops.cli.common import (
 def history(
     ctx: typer.Context,
     row_id: Annotated[str | None, typer.Option("--id", help="One row's history.")] = None,
+    to: Annotated[
+        str | None,
+        typer.Option(
+            "--to", help="Every mail to this address (as its `to`), newest first: one Query."
+        ),
+    ] = None,
     since: Annotated[
-        str | None, typer.Option(help="Only mail sent at or after this ISO-8601 time.")
+        str | None,
+        typer.Option(
+            help="Only mail sent since: a duration back from now (2h, 7d) or an ISO time."
+        ),
     ] = None,
     limit: Annotated[int, typer.Option(help="Items to show at most.", min=1)] = 50,
     live: LiveOption = False,
@@ -46,17 +56,24 @@ def history(
 ) -> None:
     """What was sent: the history table."""
     with errors_as_exit():
-        since_utc = iso(since, "--since") if since else None
+        since_utc = moment(since, "--since") if since else None
+        if row_id is not None and to is not None:
+            raise CommandError("--id and --to are two searches: choose one")
+        address = address_argument(to, "--to") if to is not None else None
         admin = target_of(ctx).admin
         if row_id is not None:
             items_iter: Iterator[dict[str, Any]] = iter(admin.history(row_id, since=since_utc))
+        elif address is not None:
+            items_iter = admin.history_to(address, since=since_utc)
         else:
             err.print("[dim](a paginated Scan of the history table; --id makes it a Query)[/]")
             items_iter = admin.scan_history(since=since_utc)
         if live and row_id is None:
             raise CommandError("--live goes with --id (one row's deliveries, not the table's)")
         items, more = take(items_iter, limit)
-        plain_items = sorted((plain(i) for i in items), key=lambda i: str(i.get("sent_at")))
+        plain_items = sorted(
+            (plain(i) for i in items), key=lambda i: str(i.get("sent_at")), reverse=bool(to)
+        )
         deliveries = deliveries_of(ctx, plain_items) if live else {}
     if as_json:
         document: dict[str, Any] = {"history": plain_items, "truncated": more}
@@ -64,7 +81,9 @@ def history(
             document["deliveries"] = deliveries
         typer.echo(json.dumps(document, default=str))
         return
-    table = Table("sent at", "id", "to", "subject", "provider", "delivery", "attempts", "bounce")
+    table = Table(
+        "sent at", "id", "to", "subject", "provider", "delivery", "status", "attempts", "bounce"
+    )
     for item in plain_items:
         table.add_row(
             str(item.get("sent_at")),
@@ -79,6 +98,7 @@ def history(
                 if str(item.get("delivery_id")) in deliveries
                 else ""
             ),
+            str(item.get("delivery_status", "")),
             str(item.get("attempts", "")),
             f"{item['bounce_type']} {item.get('bounce_address', '')}"
             if item.get("bounce_type")
