@@ -23,6 +23,7 @@ from dispatcher.ops.reads import (
     matches,
     read_page,
 )
+from dispatcher.recipients.suppression import Suppression, SuppressionList, normalise
 from dispatcher.storage.dynamodb import BATCH_GET_LIMIT, StoreError, conditionally, translated
 from dispatcher.storage.store import (
     STAMPED_INDEX,
@@ -59,9 +60,16 @@ RECIPIENT_INDEX = "by-recipient"
 class Admin:
     """Operator queries and writes over a :class:`~dispatcher.storage.store.Store`'s tables."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, suppressions: SuppressionList | None = None) -> None:
         self.store = store
+        self.suppressions = suppressions
         self._client = store.client
+
+    def suppression(self, address: str) -> Suppression | None:
+        """Why ``address`` is suppressed; None if it is not (or the stack keeps no list)."""
+        if self.suppressions is None:
+            return None
+        return self.suppressions.find([address]).get(normalise(address))
 
     def get_row(self, row_id: str) -> Row | None:
         return self.store.get_row(row_id)
@@ -281,8 +289,11 @@ class Admin:
         token: str | None = None,
         limit: int = 50,
     ) -> Page:
-        """One page of the history: one id's items from a Query (newest first), anyone's from
-        a Scan of the history table; ``since``/``until`` bound ``sent_at``."""
+        """One page of the history: one id's items, or one whole address's, from a Query
+        (newest first); anyone's, or part of an address, from a Scan of the history table;
+        ``since``/``until`` bound ``sent_at``."""
+        if row_id is None and recipient and "@" in recipient:
+            return self._page_to(recipient, since, until, token, limit)
         filters: list[Filter] = []
         if recipient:
             filters.append(("to", "contains", recipient))
@@ -313,6 +324,31 @@ class Admin:
             self._client.scan, query, filters, {}, token, limit,
             source="Scan of the history table (no index orders it by time), in table order",
             key=key,
+        )  # fmt: skip
+
+    def _page_to(
+        self, address: str, since: str | None, until: str | None, token: str | None, limit: int
+    ) -> Page:
+        condition, values = "#recipient = :recipient", {":recipient": address.strip().lower()}
+        if since and until:  # one condition on the sort key at most
+            condition += " AND #sent_at BETWEEN :since AND :until"
+            values.update({":since": since, ":until": until})
+        elif since:
+            condition += " AND #sent_at >= :since"
+            values[":since"] = since
+        elif until:
+            condition += " AND #sent_at < :until"
+            values[":until"] = until
+        query: dict[str, Any] = {
+            "TableName": self.store.history_table,
+            "IndexName": RECIPIENT_INDEX,
+            "KeyConditionExpression": condition,
+            "ScanIndexForward": False,
+        }
+        return read_page(
+            self._client.query, query, [], values, token, limit,
+            source="Query of the history by recipient, newest first",
+            key=("recipient", "sent_at", "id"),
         )  # fmt: skip
 
     def counts(self) -> QueueCounts:

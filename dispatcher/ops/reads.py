@@ -70,7 +70,13 @@ def read_page(
     the last item's key, so a page that stops inside a DynamoDB page loses nothing."""
     request = {**request, "Limit": limit}
     expression, filter_names, filter_values = filter_expression(filters)
-    names = {"#status": "status", "#id": "id", "#sent_at": "sent_at", **filter_names}
+    names = {
+        "#status": "status",
+        "#id": "id",
+        "#sent_at": "sent_at",
+        "#recipient": "recipient",
+        **filter_names,
+    }
     values = {name: {"S": value} for name, value in key_values.items()} | filter_values
     if expression:
         request["FilterExpression"] = expression

@@ -140,15 +140,18 @@ def local_stack(state_dir: Path) -> Target:
         max_total_bytes=1,  # the CLI only uploads; the function checks sizes
         s3_client=_client("s3", info["endpoint_url"], info["region"]),
     )
+    suppressions = (
+        SuppressionList(table=info["suppression_table"], boto3_client=client)
+        if info.get("suppression_table")
+        else None
+    )
     return Target(
         f"local stack at {info['endpoint_url']}",
-        Admin(store),
+        Admin(store, suppressions),
         info.get("sandbox_url"),
         attachments,
         info.get("provider_url") or DEFAULT_BLASTENGINE_BASE_URL,
-        SuppressionList(table=info["suppression_table"], boto3_client=client)
-        if info.get("suppression_table")
-        else None,
+        suppressions,
         info.get("bounce_table"),
         info.get("webhook_url"),
         info.get("events_file"),
@@ -186,16 +189,17 @@ def deployed_stack(name: str) -> Target:
     )
     bucket = outputs.get("AttachmentsBucketName")
     attachments = Attachments(bucket=bucket, max_total_bytes=1) if bucket else None
+    suppressions = (
+        SuppressionList(table=outputs["SuppressionTableName"], boto3_client=store.client)
+        if outputs.get("SuppressionTableName")
+        else None
+    )
     return Target(
         f"stack {name}",
-        Admin(store),
+        Admin(store, suppressions),
         attachments=attachments,
         provider_url=os.environ.get("BLASTENGINE_BASE_URL") or DEFAULT_BLASTENGINE_BASE_URL,
-        suppressions=SuppressionList(
-            table=outputs["SuppressionTableName"], boto3_client=store.client
-        )
-        if outputs.get("SuppressionTableName")
-        else None,
+        suppressions=suppressions,
         bounce_table=outputs.get("BounceTableName"),
         webhook_url=outputs.get("BounceWebhookUrl"),
         staging=_staging(parameters.get("RecipientAllowlist"), parameters.get("RedirectAllTo")),

@@ -291,3 +291,31 @@ def test_without_the_token_the_console_refuses_and_a_forged_post_is_rejected(
     # and a Host that is not the console's (DNS rebinding) is refused too
     assert httpx.get(base, headers={"Host": "attacker.example"}).status_code == 421
     assert stack.row("csrf-0001") is not None
+
+
+def test_a_person_finds_every_mail_to_an_address_from_the_history(
+    console_stack: RunningStack, page: Page, tmp_path: Path
+) -> None:
+    # GIVEN two mails sent to one address, and a row to it that failed
+    for n in (1, 2):
+        console_stack.put(
+            {"id": f"rcpt-000{n}", "to": "Tomo@example.com", "subject": f"Order {n}", "text": "x"}
+        )
+    wait_for(lambda: console_stack.history("rcpt-0002"), what="the second mail sent")
+    wait_for(lambda: console_stack.history("rcpt-0001"), what="the first mail sent")
+    base = _signed_in_on_a_failed_row(console_stack, page, {
+        "id": "rcpt-0003", "to": "tomo@example.com", "subject": "Order 3",
+        "text": "x", "encode": "Shift_JIS",
+    })  # fmt: skip
+
+    # WHEN they search the history for the address and open it
+    page.goto(f"{base}history?to=tomo%40example.com")
+    page.get_by_role("link", name="tomo@example.com").first.click()
+
+    # THEN one screen shows both mails with their delivery status, and the row still waiting
+    expect(page.locator("h1")).to_have_text("tomo@example.com")
+    expect(page.locator("tr.sent-item")).to_have_count(2)
+    expect(page.locator("span.delivery").first).to_have_text("accepted")
+    expect(page.get_by_role("link", name="rcpt-0003")).to_be_visible()
+    expect(page.locator("p.ok")).to_contain_text("Not suppressed")
+    _shot(page, tmp_path, "console-recipient.png")

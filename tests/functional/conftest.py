@@ -16,6 +16,7 @@ from dispatcher.config.settings import Settings
 from dispatcher.flow.dispatch import Dispatcher
 from dispatcher.local.lambda_service.context import LocalContext
 from dispatcher.ops.admin import Admin
+from dispatcher.recipients.suppression import SuppressionList
 from dispatcher.storage.store import Store
 from tests.conftest import BASE_URL, TABLE_NAMES, image
 from tests.fakes import FakeClock, SerializedClient
@@ -254,5 +255,6 @@ def admin(dynamodb: Any) -> Admin:
             send_table=TABLE_NAMES["SendTable"],
             history_table=TABLE_NAMES["HistoryTable"],
             boto3_client=dynamodb,
-        )
+        ),
+        SuppressionList(table=TABLE_NAMES["SuppressionTable"], boto3_client=dynamodb),
     )

@@ -397,3 +397,39 @@ def test_the_cookie_opens_pages_but_is_not_the_token_and_cannot_write(
     _failed(table, "f1")
     refused = browser.post("/cancel/f1", data={"version": "x"}, follow_redirects=False)
     assert refused.status_code == 403
+
+
+def test_a_recipients_page_shows_its_mail_its_waiting_rows_and_its_suppression(
+    script, browser, table, dispatcher, stream_record, invoke, blastengine, admin
+) -> None:
+    from dispatcher.recipients.suppression import Suppression
+    from tests.functional.conftest import insert
+
+    # GIVEN two mails sent to Kiyo, a row to her that failed, and her address suppressed
+    for row_id in ("k-1", "k-2"):
+        invoke(dispatcher, insert(table, stream_record, row(row_id, to="Kiyo@example.com")))
+    _failed(table, "k-3", to="kiyo@example.com")
+    _failed(table, "other", to="someone@example.com")
+    admin.suppressions.add(
+        Suppression("kiyo@example.com", "HARDERROR", "2026-12-05T10:00:00.000Z", code="550")
+    )
+
+    # WHEN her page is asked for (as JSON, and in the browser)
+    page = script.get("/api/recipients/KIYO@example.com").json()
+
+    # THEN it lists both mails with their status, the waiting row, and why she is suppressed
+    assert page["address"] == "kiyo@example.com"
+    assert sorted(m["id"] for m in page["mail"]) == ["k-1", "k-2"]
+    assert {m["delivery_status"] for m in page["mail"]} == {"accepted"}
+    assert [r["id"] for r in page["waiting"]] == ["k-3"]
+    assert page["suppressed"]["reason"] == "HARDERROR"
+    html = browser.get("/recipients/kiyo@example.com").text
+    assert "Suppressed" in html
+    assert "k-3" in html
+    assert html.count('class="sent-item"') == 2
+    # and the history page links each recipient to its page
+    assert "/recipients/kiyo%40example.com" in browser.get("/history").text.lower()
+
+
+def test_a_recipients_page_for_what_is_not_an_address_is_a_400(script) -> None:
+    assert script.get("/api/recipients/nobody").status_code == 400

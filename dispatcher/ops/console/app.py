@@ -38,7 +38,7 @@ from dispatcher.ops.console.context import (
     is_api,
 )
 from dispatcher.ops.console.security import Guard, TokenMiddleware
-from dispatcher.ops.console.views import history, overview, preview, row_page, rows
+from dispatcher.ops.console.views import history, overview, preview, recipient, row_page, rows
 from dispatcher.storage.dynamodb import StoreError
 from dispatcher.support.clock import parse_iso
 
@@ -59,6 +59,7 @@ _PAGES: tuple[tuple[str, View, str, list[str]], ...] = (
     ("/preview/{row_id:path}", preview, "", ["GET"]),
     ("/refire-failed", bulk_refire, "confirm", ["GET", "POST"]),
     ("/history", history, "history", ["GET"]),
+    ("/recipients/{address:path}", recipient, "recipient", ["GET"]),
 )
 
 

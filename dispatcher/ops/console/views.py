@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
+from itertools import islice
 from typing import Any
 
 from starlette.requests import Request
@@ -23,10 +24,12 @@ from dispatcher.ops.console.context import ERROR_KINDS, PAGE_SIZE, ConsoleError,
 from dispatcher.ops.console.forms import row_version, split_problems
 from dispatcher.ops.console.security import PREVIEW_POLICY
 
-__all__ = ["history", "overview", "preview", "row_page", "rows"]
+__all__ = ["history", "overview", "preview", "recipient", "row_page", "rows"]
 
 #: Seconds between the overview's own refreshes.
 REFRESH_SECONDS = 10
+#: Mail a recipient's page lists at most, newest first.
+RECIPIENT_MAIL = 200
 
 
 def overview(ctx: Context, request: Request, form: Form) -> dict[str, Any]:
@@ -166,6 +169,29 @@ def history(ctx: Context, request: Request, form: Form) -> dict[str, Any]:
         "items": [plain(item) for item in page.items],
         "next_page": page.next_token,
         "source": page.source,
+    }
+
+
+def recipient(ctx: Context, request: Request, form: Form) -> dict[str, Any]:
+    """Everything about one address on one screen: every mail sent to it with its delivery
+    status (the history's by-recipient index), the rows still waiting for it, and whether it
+    is suppressed and why."""
+    address = request.path_params["address"].strip().lower()
+    if "@" not in address or len(address) > 254:
+        raise ConsoleError(400, f"{address!r} is not an email address")
+    sent = [plain(item) for item in islice(ctx.admin.history_to(address), RECIPIENT_MAIL)]
+    waiting = ctx.admin.page_rows(recipient=address, limit=PAGE_SIZE)
+    suppression = ctx.admin.suppression(address)
+    return {
+        "address": address,
+        "mail": sent,
+        "truncated": len(sent) == RECIPIENT_MAIL,
+        "waiting": [
+            _row_summary(item)
+            for item in waiting.items
+            if str(plain(item).get("to", "")).strip().lower() == address
+        ],
+        "suppressed": asdict(suppression) if suppression is not None else None,
     }
 
 
