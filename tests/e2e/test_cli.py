@@ -101,7 +101,7 @@ def test_ls_shows_a_failed_row_with_its_reason_and_cancel_removes_it(
         (["cancel", "no-such-row"], "no row with id"),
         (["ls", "--status", "bogus"], "--status must be"),
         (["retry"], "give row ids or --all-failed"),
-        (["history", "--since", "yesterday"], "--since wants an ISO-8601 time"),
+        (["history", "--since", "yesterday"], "--since wants a duration such as 2h"),
         (["send", "--to", "nobody", "--subject", "s"], "would fail: to:"),
         (["send", "--file", "/no/such/file.json"], "not found"),
         (["retry", "--all-failed", "--kind", "bogus"], "--kind must be one of invalid"),
