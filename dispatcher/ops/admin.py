@@ -117,6 +117,15 @@ class Admin:
             ):
                 yield from page.get("Items", [])
 
+    def scan_rows_to(self, address: str) -> Iterator[dict[str, Any]]:
+        """Rows of the send table whose ``to`` is ``address`` in any case: a paginated Scan
+        (no index lists rows by recipient)."""
+        wanted = address.strip().lower()
+        for item in self._scan(self.store.send_table, {"to": ("contains", None)}):
+            to = item.get("to", {}).get("S")
+            if isinstance(to, str) and to.strip().lower() == wanted:
+                yield item
+
     def scan_history(self, *, since: str | None = None) -> Iterator[dict[str, Any]]:
         """History items of every row (sent at or after ``since``): a paginated Scan."""
         return self._scan(self.store.history_table, {"sent_at": (">=", since)})

@@ -396,3 +396,37 @@ def test_history_to_with_a_bad_address_is_one_clear_line(stack: RunningStack) ->
         stack.cli("history", "--to", "a@example.com", "--since", "yesterday")
     )
     assert "--since wants a duration" in line
+
+
+def test_erase_leaves_no_address_behind_but_the_suppression(stack: RunningStack) -> None:
+    # GIVEN mail sent to Ren, a row to her still waiting (scheduled), and her address suppressed
+    stack.put({"id": "erase-1", "to": "Ren@example.com", "subject": "Hello Ren", "text": "x"})
+    wait_for(lambda: stack.history("erase-1"), what="the mail to Ren sent")
+    stack.put({"id": "erase-2", "to": "ren@example.com", "subject": "Later", "text": "x",
+               "send_after": "2099-01-01T00:00:00+00:00"})  # fmt: skip
+    assert stack.cli("suppressed", "add", "ren@example.com").returncode == 0
+
+    # WHEN she asks to be erased
+    done = stack.cli("erase", "--to", "ren@example.com", "--yes", "--json")
+
+    # THEN the command says what it removed
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert len(report["history_items"]) == 1
+    assert report["suppressed"] is True
+    # and no address is left: not in the history (by index or by item), not in the send table
+    found = json.loads(stack.cli("history", "--to", "ren@example.com", "--json").stdout)
+    assert found["history"] == []
+    [item] = stack.history("erase-1")
+    assert item["to"] == {"S": "(erased)"}
+    assert "ren@example.com" not in json.dumps(item).lower()
+    assert report["rows_deleted"] == ["erase-2"]
+    assert stack.row("erase-2") is None
+    # the suppression entry stays, so the address is not mailed again
+    listed = json.loads(stack.cli("suppressed", "--json").stdout)
+    assert any(e["address"] == "ren@example.com" for e in listed["suppressed"])
+
+
+def test_erase_without_yes_in_a_script_is_one_clear_line(stack: RunningStack) -> None:
+    line = _one_clean_error_line(stack.cli("erase", "--to", "a@example.com"))
+    assert "--yes" in line

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from collections.abc import Iterator
 from dataclasses import asdict
 from datetime import UTC, datetime
@@ -176,6 +177,39 @@ def suppressed_remove(
         if not suppressions_of(ctx).remove(address, now=iso_utc(datetime.now(UTC))):
             raise CommandError(f"{address!r} is not suppressed")
     typer.echo(json.dumps({"removed": address}) if as_json else f"no longer suppressed: {address}")
+
+
+@app.command()
+def erase(
+    ctx: typer.Context,
+    to: Annotated[str, typer.Option("--to", help="The address to erase.")],
+    yes: Annotated[bool, typer.Option("--yes", help="Erase without asking.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Erase one person: the address leaves the history items (their counts and times stay),
+    its waiting rows are deleted, and bounce events lose it. Its suppression entry stays, so
+    it is not mailed again (docs/how-to/erase-a-person.md)."""
+    from dispatcher.ops.erasure import erase as erase_address
+
+    with errors_as_exit():
+        address = address_argument(to, "--to")
+        target = target_of(ctx)
+        if not yes:
+            if not sys.stdin.isatty():
+                raise CommandError("erase removes data for good: add --yes to run it unasked")
+            typer.confirm(f"erase {address} from this stack's history and send table?", abort=True)
+        done = erase_address(target.admin, address, bounce_table=target.bounce_table)
+    if as_json:
+        typer.echo(json.dumps(asdict(done)))
+        return
+    out.print(f"erased {address}:", markup=False)
+    out.print(f"  history items: {len(done.history_items)}", markup=False)
+    out.print(f"  waiting rows deleted: {len(done.rows_deleted)}", markup=False)
+    if done.rows_left:
+        out.print(f"  rows that changed meanwhile (run again): {', '.join(done.rows_left)}")
+    out.print(f"  bounce events: {done.bounce_events}", markup=False)
+    if done.suppressed:
+        out.print("  the suppression entry stays: it keeps the address from being mailed again")
 
 
 @app.command()
