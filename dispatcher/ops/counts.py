@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from dispatcher.ops.reads import BoundedPages
 from dispatcher.storage.store import STAMPED_INDEX, WAITING_INDEX, Store
@@ -42,6 +43,8 @@ class SentCounts:
     bounced: int
     #: True if the count stopped short of the history table's end.
     capped: bool = False
+    #: Of the mail sent, how many the receiving server is known to have taken.
+    delivered: int = 0
     #: Each counted item's ``sent_at`` (the console's chart), on the widest window only:
     #: every other window's items are among them.
     times: tuple[str, ...] = ()
@@ -119,14 +122,19 @@ def sent_since(store: Store, windows: dict[str, datetime]) -> dict[str, SentCoun
     stamps = {name: iso_utc(start) for name, start in windows.items()}
     sent: Counter[str] = Counter()
     bounced: Counter[str] = Counter()
+    delivered: Counter[str] = Counter()
     widest = min(stamps, key=stamps.__getitem__)
     times: list[str] = []
     pages = BoundedPages(
         store.client.scan,
         TableName=store.history_table,
         FilterExpression="#sent_at >= :since",
-        ProjectionExpression="#sent_at, #bounce",
-        ExpressionAttributeNames={"#sent_at": "sent_at", "#bounce": "bounce_type"},
+        ProjectionExpression="#sent_at, #bounce, #status",
+        ExpressionAttributeNames={
+            "#sent_at": "sent_at",
+            "#bounce": "bounce_type",
+            "#status": "delivery_status",
+        },
         ExpressionAttributeValues={":since": {"S": stamps[widest]}},
     )
     for page in pages:
@@ -137,12 +145,23 @@ def sent_since(store: Store, windows: dict[str, datetime]) -> dict[str, SentCoun
                 if when >= stamp:
                     sent[name] += 1
                     bounced[name] += "bounce_type" in item
+                    delivered[name] += _delivered(item)
     return {
         name: SentCounts(
-            stamp, sent[name], bounced[name], pages.capped, tuple(times) if name == widest else ()
+            stamp,
+            sent[name],
+            bounced[name],
+            pages.capped,
+            delivered=delivered[name],
+            times=tuple(times) if name == widest else (),
         )
         for name, stamp in stamps.items()
     }
+
+
+def _delivered(item: dict[str, Any]) -> bool:
+    """Taken by the receiving server: delivered, or a complaint (which comes after delivery)."""
+    return item.get("delivery_status", {}).get("S") in ("delivered", "complained")
 
 
 def _total(pages: BoundedPages) -> int:

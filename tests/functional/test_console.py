@@ -18,6 +18,7 @@ with warnings.catch_warnings():
 
 from dispatcher.ops.console import create_app
 from tests.conftest import row
+from tests.functional.conftest import put_history
 
 HOST = "127.0.0.1:8000"
 TOKEN = "t" * 43
@@ -433,3 +434,18 @@ def test_a_recipients_page_shows_its_mail_its_waiting_rows_and_its_suppression(
 
 def test_a_recipients_page_for_what_is_not_an_address_is_a_400(script) -> None:
     assert script.get("/api/recipients/nobody").status_code == 400
+
+
+def test_the_overview_counts_delivered_beside_sent(script, table, dynamodb) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from dispatcher.support.clock import iso_utc
+
+    now = datetime.now(UTC)
+    for n, status in enumerate(("delivered", "accepted", "complained", "bounced")):
+        put_history(
+            dynamodb, row_id=f"d-{n}", sent_at=iso_utc(now - timedelta(minutes=n + 1)),
+            delivery_id=str(n), delivery_status=status,
+        )  # fmt: skip
+    hour = script.get("/api/overview").json()["sent"]["hour"]
+    assert (hour["sent"], hour["delivered"]) == (4, 2)
