@@ -72,6 +72,10 @@ export type Plain = Plain1 & {
   send_after?: string;
   expires_at?: string;
   revision?: number;
+  /**
+   * The mail this row copies (dispatcher resend writes it).
+   */
+  resent_from?: string;
   [k: string]: unknown;
 };
 export type Plain1 = {
@@ -206,6 +210,12 @@ export type Dynamodb = Dynamodb1 & {
   };
   revision?: {
     N: string;
+  };
+  resent_from?: {
+    /**
+     * The mail this row copies (dispatcher resend writes it).
+     */
+    S: string;
   };
   [k: string]: unknown;
 };

@@ -20,6 +20,7 @@ from dispatcher.local.dynamodb.tables import (
     IDEMPOTENCY_TABLE,
     RATE_LIMIT_TABLE,
     SEND_TABLE,
+    SENT_MAIL_TABLE,
     SUPPRESSION_TABLE,
     create_tables,
 )
@@ -36,6 +37,7 @@ TABLE_NAMES = {
     SUPPRESSION_TABLE: "suppression",
     BOUNCE_TABLE: "bounces",
     RATE_LIMIT_TABLE: "limit",
+    SENT_MAIL_TABLE: "sent-mail",
 }
 LOGIN_ID = "test-login"
 API_KEY = "sk-test-DO-NOT-LOG-7f3a9c"

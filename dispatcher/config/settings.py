@@ -112,6 +112,9 @@ class Settings:
     #: Who a row may send as (``from``): addresses and ``@domain``\\ s; empty: any address at
     #: ``DEFAULT_FROM_EMAIL``'s domain.
     allowed_from: str | None = None
+    #: Where the mail as sent is kept, and for how many days (0: none is kept).
+    sent_mail_table_name: str | None = None
+    history_body_days: int = 30
     #: Days a bounce event that joined no history item is kept (the bounce table's TTL).
     orphan_retention_days: int = DEFAULT_ORPHAN_RETENTION_DAYS
 
@@ -170,6 +173,10 @@ class Settings:
         _positive("DEFERRAL_BASE_SECONDS", self.deferral_base_seconds)
         _positive("ATTACHMENTS_MAX_BYTES", self.attachments_max_bytes)
         _positive("ORPHAN_RETENTION_DAYS", self.orphan_retention_days)
+        if self.history_body_days < 0:
+            raise SettingsError(
+                f"HISTORY_BODY_DAYS must be 0 or more, got {self.history_body_days}"
+            )
         if self.webhook_secret is not None and len(self.webhook_secret) < MIN_WEBHOOK_SECRET_CHARS:
             raise SettingsError(
                 f"WEBHOOK_SECRET must be at least {MIN_WEBHOOK_SECRET_CHARS} characters "
@@ -286,4 +293,5 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "idempotency_expiry_seconds": _number(int),
     "attachments_max_bytes": _number(int),
     "orphan_retention_days": _number(int),
+    "history_body_days": _number(int),
 }

@@ -137,6 +137,8 @@ class Bookkeeping:
             left_out=message.left_out,
             original_recipients=message.original_recipients,
             copies=(*message.cc, *message.bcc),
+            mail=message.as_sent(),
+            resent_from=message.resent_from,
         )
         deleted = self._move(entry, row, replayed=accepted.replayed)
         kept = "" if deleted else "; the row changed meanwhile and was kept"

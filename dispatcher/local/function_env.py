@@ -19,6 +19,7 @@ from dispatcher.local.dynamodb.tables import (
     IDEMPOTENCY_TABLE,
     RATE_LIMIT_TABLE,
     SEND_TABLE,
+    SENT_MAIL_TABLE,
     SUPPRESSION_TABLE,
 )
 from dispatcher.local.options import StackOptions
@@ -39,6 +40,7 @@ TABLE_NAMES = {
     SUPPRESSION_TABLE: "mail-dispatcher-suppression",
     BOUNCE_TABLE: "mail-dispatcher-bounces",
     RATE_LIMIT_TABLE: "mail-dispatcher-rate-limit",
+    SENT_MAIL_TABLE: "mail-dispatcher-sent-mail",
 }
 #: The template's AttachmentsBucket, as the local endpoint's S3 serves it.
 ATTACHMENTS_BUCKET = "mail-dispatcher-attachments"
@@ -73,6 +75,7 @@ def function_environment(
         "SUPPRESSION_TABLE_NAME": TABLE_NAMES[SUPPRESSION_TABLE],
         "BOUNCE_TABLE_NAME": TABLE_NAMES[BOUNCE_TABLE],
         "RATE_LIMIT_TABLE_NAME": TABLE_NAMES[RATE_LIMIT_TABLE],
+        "SENT_MAIL_TABLE_NAME": TABLE_NAMES[SENT_MAIL_TABLE],
         # A fresh secret per run unless you pin one: the URL is the webhook's only key.
         "WEBHOOK_SECRET": environ.get("WEBHOOK_SECRET") or secrets.token_urlsafe(32),
         "BLASTENGINE_BASE_URL": provider_url,

@@ -68,6 +68,8 @@ class ReadyInfo:
     suppression_table: str
     bounce_table: str
     webhook_url: str = ""
+    #: The mail as sent (``dispatcher resend`` reads it).
+    sent_mail_table: str = ""
     #: The delivery events' bus on the endpoint, and the file the stack's own tap fills.
     event_bus: str = ""
     events_file: str = ""

@@ -64,10 +64,10 @@ class Problems:
     def has(self, *names: str) -> bool:
         return any(n in self._names for n in names)
 
-    def name(self, image: Image, name: str) -> str | None:
+    def name(self, image: Image, name: str, *, limit: int = NAME_CHARS) -> str | None:
         value = self.string(image, name)
-        if value is not None and len(value) > NAME_CHARS:
-            self.add(name, f"is {len(value)} characters, over the API's limit of {NAME_CHARS}")
+        if value is not None and len(value) > limit:
+            self.add(name, f"is {len(value)} characters, over the limit of {limit}")
             return None
         return value
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from enum import StrEnum
 from html import escape
+from typing import Any
 
 from dispatcher.model.blastengine_limits import (
     ATTACHMENT_FILES,
@@ -50,6 +51,8 @@ __all__ = [
 ]
 
 #: Fields that become mail headers: none may carry a line break or a control character.
+#: Most characters of ``resent_from`` (an id and a time).
+RESENT_FROM_CHARS = 600
 _HEADER_FIELDS = ("to", "subject", "from", "from_name", "reply_to", "reply_to_name")
 
 
@@ -102,6 +105,8 @@ class Message:
     provider: str | None = None
     #: Who the row named, when ``REDIRECT_ALL_TO`` sent the mail elsewhere.
     original_recipients: tuple[str, ...] = ()
+    #: The history item (``id @ sent_at``) this mail copies (``dispatcher resend``).
+    resent_from: str | None = None
 
     @property
     def recipients(self) -> tuple[str, ...]:
@@ -126,6 +131,28 @@ class Message:
             html=None if self.html is None else fill(self.html),
             insert_code={},
         )
+
+    def as_sent(self) -> dict[str, Any]:
+        """What the recipient got, as plain values: the mail with its ``insert_code`` filled
+        in, kept for ``HISTORY_BODY_DAYS`` to be read and sent again (never credentials)."""
+        done = self.filled()
+        return {
+            "to": done.to,
+            "cc": list(done.cc),
+            "bcc": list(done.bcc),
+            "from": done.from_email,
+            "from_name": done.from_name,
+            "reply_to": done.reply_to,
+            "reply_to_name": done.reply_to_name,
+            "subject": done.subject,
+            "text": done.text,
+            "html": done.html,
+            "encode": done.encode.value,
+            "list_unsubscribe_url": done.list_unsubscribe_url,
+            "list_unsubscribe_mailto": done.list_unsubscribe_mailto,
+            "attachments": [{"key": a.key, "filename": a.filename} for a in done.attachments],
+            "provider": done.provider,
+        }
 
     def digests(self) -> tuple[str, ...]:
         """The digests a provider's stored copy of this message may have: as sent, and with
@@ -166,19 +193,24 @@ def parse_message(
     default_from_email: str,
     default_from_name: str = "",
     now: datetime | None = None,
-    allowed_from: tuple[str, ...] = (),
+    allowed_from: tuple[str, ...] | None = None,
 ) -> Message | list[str]:
     """A send-table row's request attributes as a message, or every problem found, each
     naming its attribute (``"to: missing"``). ``now`` bounds ``send_after`` (at most
     :data:`MAX_SEND_AFTER` ahead); default: the time of the call. ``allowed_from`` are the
-    senders a row may name (``ALLOWED_FROM``); default: the default sender's domain. Every
+    senders a row may name (the deployment's ``Settings.allowed_senders``); None (callers
+    that do not know the deployment: the CLI, the console, producers) checks no sender, the
+    dispatcher does when it sends. Every
     limit is held on the mail as it will be sent, ``insert_code`` filled in, measured before
     anything is built."""
     p = Problems(now or datetime.now(UTC))
     fields = _read(p, row.image)
-    senders = allowed_from or ("@" + default_from_email.rpartition("@")[2].lower(),)
-    if fields.from_email and not sender_allowed(fields.from_email, senders):
-        allowed = ", ".join(senders)
+    if (
+        allowed_from is not None
+        and fields.from_email
+        and not sender_allowed(fields.from_email, allowed_from)
+    ):
+        allowed = ", ".join(allowed_from)
         p.add("from", f"{fields.from_email!r} is not among the senders allowed ({allowed})")
     _check_as_sent(p, row.image, fields)
     if p.problems:
@@ -206,6 +238,7 @@ def parse_message(
         expires_at=fields.expires_at,
         content_hash=row.content_hash,
         provider=fields.provider,
+        resent_from=fields.resent_from,
     )
 
 
@@ -233,6 +266,7 @@ class _Fields:
     attachments: tuple[Attachment, ...]
     send_after: datetime | None
     expires_at: datetime | None
+    resent_from: str | None = None
 
     @property
     def html_values(self) -> dict[str, str]:
@@ -278,6 +312,7 @@ def _read(p: Problems, image: Image) -> _Fields:
         attachments=_attachments(p, image),
         send_after=send_after,
         expires_at=expires_at,
+        resent_from=p.name(image, "resent_from", limit=RESENT_FROM_CHARS),
     )
 
 

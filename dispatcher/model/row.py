@@ -68,6 +68,7 @@ STRING_ATTRIBUTES = (
     "list_unsubscribe_mailto",
     "send_after",
     "expires_at",
+    "resent_from",
 )
 ADDRESS_LIST_ATTRIBUTES = ("cc", "bcc")
 STRUCTURED_ATTRIBUTES = ("insert_code", "insert_code_unescaped", "attachments")

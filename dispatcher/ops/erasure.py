@@ -1,8 +1,9 @@
 """Erasing one person: what the stack keeps of an address, removed on request.
 
-The history keeps a mail's counts and times (figures stay true) but loses the address: its
-``to`` becomes ``(erased)``, the by-recipient index no longer finds it, its digest leaves
-``recipient_digests`` and its bounce fields go. Rows still waiting to be sent to the address
+The mail as sent (kept ``HISTORY_BODY_DAYS``) is deleted. The history keeps a mail's counts
+and times (figures stay true) but loses the address: its ``to`` becomes ``(erased)``, the
+by-recipient index no longer finds it, its digest leaves ``recipient_digests`` and its bounce
+fields go. Rows still waiting to be sent to the address
 are deleted, each on condition that it is as it was read (one that changed meanwhile is
 named, to erase again); a row whose send is under way may still go out, without a history
 item. Bounce events that name it lose the address. The suppression entry stays: it is what
@@ -38,6 +39,7 @@ class Erasure:
     rows_deleted: list[str] = field(default_factory=list)
     rows_left: list[str] = field(default_factory=list)  # changed while being read: run again
     bounce_events: int = 0
+    bodies: int = 0  # kept mails as sent, deleted
     suppressed: bool = False  # the entry stays, on purpose
 
 
@@ -48,6 +50,7 @@ def erase(admin: Admin, address: str, *, bounce_table: str | None) -> Erasure:
     for item in list(admin.history_to(address)):
         _erase_history_item(admin, item, address)
         done.history_items.append(f"{item['id']['S']} @ {item['sent_at']['S']}")
+        done.bodies += _erase_body(admin, item)
     for item in admin.scan_rows_to(address):
         row = Row.from_item(item)
         if row is None:
@@ -78,6 +81,21 @@ def _erase_history_item(admin: Admin, item: dict[str, Any], address: str) -> Non
                 ":d": {"SS": [recipient_digest(address)]},
             },
         )
+
+
+def _erase_body(admin: Admin, item: dict[str, Any]) -> int:
+    """The mail as sent (its own table), deleted: it holds the address and what was said."""
+    table = admin.store.sent_mail_table
+    if not table:
+        return 0
+    return int(
+        conditionally(
+            admin.store.client.delete_item,
+            TableName=table,
+            Key={"id": item["id"], "sent_at": item["sent_at"]},
+            ConditionExpression="attribute_exists(id)",
+        )
+    )
 
 
 def _erase_bounce_events(admin: Admin, table: str, address: str) -> int:

@@ -133,7 +133,10 @@ def local_stack(state_dir: Path) -> Target:
     info = local_state(state_dir)
     client = _client("dynamodb", info["endpoint_url"], info["region"])
     store = Store(
-        send_table=info["send_table"], history_table=info["history_table"], boto3_client=client
+        send_table=info["send_table"],
+        history_table=info["history_table"],
+        boto3_client=client,
+        sent_mail_table=info.get("sent_mail_table") or None,
     )
     attachments = Attachments(
         bucket=info.get("attachments_bucket"),
@@ -186,6 +189,7 @@ def deployed_stack(name: str) -> Target:
         send_table=outputs["SendTableName"],
         history_table=outputs["HistoryTableName"],
         boto3_client=_client("dynamodb"),
+        sent_mail_table=outputs.get("SentMailTableName"),
     )
     bucket = outputs.get("AttachmentsBucketName")
     attachments = Attachments(bucket=bucket, max_total_bytes=1) if bucket else None

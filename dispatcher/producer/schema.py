@@ -167,6 +167,11 @@ def _delivery_properties() -> dict[str, Any]:
         "send_after": {"type": "string", "pattern": _TIMESTAMP},
         "expires_at": {"type": "string", "pattern": _TIMESTAMP},
         "revision": {"type": "integer"},
+        "resent_from": {
+            "type": "string",
+            "maxLength": 600,
+            "description": "The mail this row copies (dispatcher resend writes it).",
+        },
     }
 
 

@@ -16,11 +16,13 @@ builds on this module and is not shipped in the Lambda package.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 import boto3
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 
 from dispatcher.model.delivery_status import DeliveryStatus
 from dispatcher.model.row import REQUEST_ATTRIBUTES, Row, recipient_digest
@@ -33,6 +35,7 @@ from dispatcher.storage.dynamodb import (
     conditionally,
     translated,
 )
+from dispatcher.support.clock import parse_iso
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -84,6 +87,11 @@ class HistoryEntry:
     confirmed_by: str | None = None
     #: Who the row named, when REDIRECT_ALL_TO sent the mail elsewhere (staging).
     original_recipients: tuple[str, ...] = ()
+    #: The mail as sent (:meth:`~dispatcher.model.message.Message.as_sent`), kept apart for
+    #: ``HISTORY_BODY_DAYS``; None: not kept.
+    mail: Mapping[str, Any] | None = None
+    #: The history item this mail is a copy of (``dispatcher resend``).
+    resent_from: str | None = None
     #: The cc and bcc addresses it went to, kept as digests with ``to``'s
     #: (``recipient_digests``): a bounce is applied only to an address the mail went to.
     copies: tuple[str, ...] = ()
@@ -105,10 +113,13 @@ class Store:
 
     @classmethod
     def from_settings(cls, settings: Settings, client: DynamoDBClient | None = None) -> Store:
+        keeps_bodies = settings.sent_mail_table_name and settings.history_body_days > 0
         return cls(
             send_table=settings.send_table_name,
             history_table=settings.history_table_name,
             boto3_client=client,
+            sent_mail_table=settings.sent_mail_table_name if keeps_bodies else None,
+            body_days=settings.history_body_days,
         )
 
     def __init__(
@@ -117,9 +128,14 @@ class Store:
         send_table: str,
         history_table: str,
         boto3_client: DynamoDBClient | None = None,
+        sent_mail_table: str | None = None,
+        body_days: int = 30,
     ) -> None:
         self.send_table = send_table
         self.history_table = history_table
+        #: Where the mail as sent is kept for ``body_days`` (None: it is not kept).
+        self.sent_mail_table = sent_mail_table
+        self.body_days = body_days
         self.client: DynamoDBClient = boto3_client or boto3.client("dynamodb")
 
     def get_row(self, row_id: str) -> Row | None:
@@ -172,19 +188,54 @@ class Store:
         """
         update = self._history_update(entry, replayed=replayed)
         condition = _content_condition(sent)
-        moved = conditionally(
-            self.client.transact_write_items,
-            TransactItems=[
-                {"Update": update},
-                # Closes the race with an edit made while the send was in flight: only the
-                # content that was sent may be deleted.
-                {"Delete": {"TableName": self.send_table, "Key": row_key(sent.id), **condition}},
-            ],
-        )
+        items: list[Any] = [
+            {"Update": update},
+            # Closes the race with an edit made while the send was in flight: only the
+            # content that was sent may be deleted.
+            {"Delete": {"TableName": self.send_table, "Key": row_key(sent.id), **condition}},
+        ]
+        mail = self._mail_item(entry)
+        if mail is not None:
+            items.append({"Put": {"TableName": self.sent_mail_table, "Item": mail}})
+        moved = conditionally(self.client.transact_write_items, TransactItems=items)
         if not moved:
             with translated():
                 self.client.update_item(**update)
+                if mail is not None:
+                    self.client.put_item(TableName=str(self.sent_mail_table), Item=mail)
         return moved
+
+    def sent_mail(self, row_id: str, sent_at: str) -> dict[str, Any] | None:
+        """The mail as sent under ``row_id`` at ``sent_at``, as plain values; None if it is
+        not kept (HISTORY_BODY_DAYS passed, or none are kept)."""
+        if not self.sent_mail_table:
+            return None
+        with translated():
+            item = self.client.get_item(
+                TableName=self.sent_mail_table,
+                Key={"id": {"S": row_id}, "sent_at": {"S": sent_at}},
+            ).get("Item")
+        if not item:
+            return None
+        deserializer = TypeDeserializer()
+        return {k: deserializer.deserialize(v) for k, v in item.items() if k != "expires_at"}
+
+    def _mail_item(self, entry: HistoryEntry) -> dict[str, Any] | None:
+        """The mail as sent, as an item of the sent-mail table, gone ``body_days`` after it
+        was sent (the table's TTL); None where bodies are not kept."""
+        if entry.mail is None or not self.sent_mail_table:
+            return None
+        sent = parse_iso(entry.sent_at)
+        if sent is None:
+            return None
+        serializer = TypeSerializer()
+        fields = {k: v for k, v in entry.mail.items() if v not in (None, "", [], ())}
+        return {
+            "id": {"S": entry.id},
+            "sent_at": {"S": entry.sent_at},
+            "expires_at": {"N": str(int((sent + timedelta(days=self.body_days)).timestamp()))},
+            **{k: serializer.serialize(v) for k, v in fields.items()},
+        }
 
     def record_history(self, entry: HistoryEntry) -> None:
         """Write a history item alone: a mail a look-up found taken for content the row no
@@ -329,6 +380,8 @@ class Store:
             fields["confirmed_by"] = {"S": entry.confirmed_by}
         if entry.original_recipients:
             fields["original_recipients"] = {"L": [{"S": a} for a in entry.original_recipients]}
+        if entry.resent_from:
+            fields["resent_from"] = {"S": entry.resent_from}
         names = {f"#h{i}": name for i, name in enumerate(fields)}
         values = {f":h{i}": value for i, value in enumerate(fields.values())}
         expression = "SET " + ", ".join(f"#h{i} = :h{i}" for i in range(len(fields)))

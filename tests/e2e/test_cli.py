@@ -413,6 +413,7 @@ def test_erase_leaves_no_address_behind_but_the_suppression(stack: RunningStack)
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
     assert len(report["history_items"]) == 1
+    assert report["bodies"] == 1  # the mail as sent, gone too
     assert report["suppressed"] is True
     # and no address is left: not in the history (by index or by item), not in the send table
     found = json.loads(stack.cli("history", "--to", "ren@example.com", "--json").stdout)
@@ -430,3 +431,27 @@ def test_erase_leaves_no_address_behind_but_the_suppression(stack: RunningStack)
 def test_erase_without_yes_in_a_script_is_one_clear_line(stack: RunningStack) -> None:
     line = _one_clean_error_line(stack.cli("erase", "--to", "a@example.com"))
     assert "--yes" in line
+
+
+def test_resend_sends_a_copy_of_the_mail_as_sent_once(stack: RunningStack) -> None:
+    # GIVEN a mail sent with a variable filled in
+    stack.put({"id": "resend-1", "to": "mio@example.com", "subject": "Hi __n__",
+               "text": "Dear __n__", "insert_code": {"n": "Mio"}})  # fmt: skip
+    wait_for(lambda: stack.history("resend-1"), what="the first mail sent")
+
+    # WHEN it is sent again
+    done = stack.cli("resend", "resend-1", "--json")
+
+    # THEN a new row copies the mail as sent, and is sent once, naming where it came from
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    new_id = report["inserted"]
+    assert new_id.startswith("resend-1~resent-")
+    [copy] = wait_for(lambda: stack.history(new_id), what="the copy sent")
+    assert copy["resent_from"]["S"].startswith("resend-1 @ ")
+    mails = [m for m in stack.mails("Hi Mio") if m["payload"]["to"] == "mio@example.com"]
+    assert len(mails) == 1  # the copy: the first went out with __n__ for blastengine to fill
+    assert mails[0]["payload"]["text_part"] == "Dear Mio"
+    # and asking for a send that never happened is one clear line
+    line = _one_clean_error_line(stack.cli("resend", "no-such-mail"))
+    assert "no mail was sent under id" in line

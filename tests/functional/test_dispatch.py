@@ -423,3 +423,31 @@ def test_a_sent_mail_starts_accepted_and_a_redelivery_keeps_its_later_status(
     # THEN the replay finished the bookkeeping without moving the status back
     [again] = table.history("acc-1")
     assert again["delivery_status"] == {"S": "delivered"}
+
+
+@pytest.mark.parametrize("days", [30, 0])
+def test_the_mail_as_sent_is_kept_for_history_body_days_apart_from_the_history(
+    make_dispatcher, table, stream_record, invoke, dynamodb, blastengine, days
+) -> None:
+    from dispatcher.support.clock import parse_iso
+    from tests.conftest import TABLE_NAMES
+
+    dispatcher = make_dispatcher(
+        sent_mail_table_name=TABLE_NAMES["SentMailTable"], history_body_days=days
+    )
+    values = row("body-1", subject="Hi __n__", html="<p>__n__</p>", insert_code={"n": "<Mio>"})
+    invoke(dispatcher, insert(table, stream_record, values))
+    [item] = table.history("body-1")
+    kept = dispatcher.store.sent_mail("body-1", item["sent_at"]["S"])
+    if days == 0:
+        assert kept is None
+        return
+    # what the recipient got: filled in, the html's value escaped
+    assert kept is not None
+    assert (kept["subject"], kept["html"]) == ("Hi <Mio>", "<p>&lt;Mio&gt;</p>")
+    raw = dynamodb.get_item(
+        TableName=TABLE_NAMES["SentMailTable"], Key={"id": item["id"], "sent_at": item["sent_at"]}
+    )["Item"]
+    sent = parse_iso(item["sent_at"]["S"])
+    assert sent is not None
+    assert int(raw["expires_at"]["N"]) == int(sent.timestamp()) + 30 * 86400

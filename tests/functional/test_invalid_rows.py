@@ -100,3 +100,15 @@ def test_an_exception_on_a_rows_content_ends_in_a_stamp_not_a_retry(
     assert attr(current, "status") == "failed"
     assert "OverflowError: date value out of range" in attr(current, "last_error")
     assert blastengine.route.call_count == 0
+
+
+def test_a_row_sending_as_another_domain_fails_invalid_naming_from(
+    dispatcher, table, stream_record, invoke, blastengine
+) -> None:
+    # the deployment's default sender is noreply@example.com: ALLOWED_FROM defaults to its domain
+    raw = table.put(row("spoof-1", **{"from": "ceo@bank.example"}))
+    invoke(dispatcher, stream_record("INSERT", raw_new=raw))
+    current = table.get("spoof-1")
+    assert attr(current, "error_kind") == "invalid"
+    assert attr(current, "last_error").startswith("from: 'ceo@bank.example' is not among")
+    assert blastengine.payloads == []

@@ -36,6 +36,7 @@ IDEMPOTENCY_TABLE = "IdempotencyTable"
 SUPPRESSION_TABLE = "SuppressionTable"
 BOUNCE_TABLE = "BounceTable"
 RATE_LIMIT_TABLE = "RateLimitTable"
+SENT_MAIL_TABLE = "SentMailTable"
 
 
 class _CloudFormationLoader(yaml.SafeLoader):

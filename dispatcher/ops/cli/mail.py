@@ -180,6 +180,64 @@ def suppressed_remove(
 
 
 @app.command()
+def resend(
+    ctx: typer.Context,
+    row_id: Annotated[str, typer.Argument(metavar="ID", help="The id the mail was sent under.")],
+    sent_at: Annotated[
+        str | None,
+        typer.Option(
+            help="Which send of that id (its history item's sent_at); default: the latest."
+        ),
+    ] = None,
+    to: Annotated[str | None, typer.Option("--to", help="Send it to this address instead.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Send a mail again as it was sent: a new row (a new id, resent_from naming the
+    original) copying the mail as sent, through everything a new row goes through
+    (suppression, allowlist, limits). Needs the mail as sent, kept HISTORY_BODY_DAYS."""
+    from boto3.dynamodb.types import TypeSerializer
+
+    from dispatcher.ops.admin import RowExistsError
+
+    with errors_as_exit():
+        address = address_argument(to, "--to") if to is not None else None
+        admin = target_of(ctx).admin
+        sends = sorted(plain(item)["sent_at"] for item in admin.history(row_id))
+        if not sends:
+            raise CommandError(f"no mail was sent under id {row_id!r}")
+        chosen = sent_at if sent_at is not None else sends[-1]
+        if chosen not in sends:
+            raise CommandError(f"{row_id} was not sent at {chosen!r}; it was at {', '.join(sends)}")
+        mail = admin.store.sent_mail(row_id, chosen)
+        if mail is None:
+            raise CommandError(
+                f"the mail as sent under {row_id} at {chosen} is no longer kept "
+                "(HISTORY_BODY_DAYS): write a new row instead"
+            )
+        row = _resent_row(row_id, chosen, mail, address)
+        serializer = TypeSerializer()
+        try:
+            admin.put_row({k: serializer.serialize(v) for k, v in row.items()})
+        except RowExistsError as exc:
+            raise CommandError(str(exc)) from None
+    if as_json:
+        typer.echo(json.dumps({"inserted": row["id"], "resent_from": row["resent_from"]}))
+    else:
+        out.print(f"inserted {row['id']}, a copy of {row_id} sent at {chosen}", markup=False)
+
+
+def _resent_row(row_id: str, sent_at: str, mail: dict[str, Any], to: str | None) -> dict[str, Any]:
+    """A new row with the mail as sent, and where it came from."""
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
+    row = {k: v for k, v in mail.items() if k not in ("id", "sent_at") and v not in (None, "", [])}
+    if to is not None:
+        row["to"] = to
+        row.pop("cc", None)
+        row.pop("bcc", None)
+    return {**row, "id": f"{row_id}~resent-{stamp}", "resent_from": f"{row_id} @ {sent_at}"}
+
+
+@app.command()
 def erase(
     ctx: typer.Context,
     to: Annotated[str, typer.Option("--to", help="The address to erase.")],
@@ -204,6 +262,7 @@ def erase(
         return
     out.print(f"erased {address}:", markup=False)
     out.print(f"  history items: {len(done.history_items)}", markup=False)
+    out.print(f"  kept mails as sent, deleted: {done.bodies}", markup=False)
     out.print(f"  waiting rows deleted: {len(done.rows_deleted)}", markup=False)
     if done.rows_left:
         out.print(f"  rows that changed meanwhile (run again): {', '.join(done.rows_left)}")
