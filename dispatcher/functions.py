@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from dispatcher.bounces.ses_events import SesEvents
     from dispatcher.flow.dispatch import Dispatcher
     from dispatcher.flow.sweep import Sweeper
+    from dispatcher.tracking.mail_log import MailLogPoller
 
 __all__ = [
     "SWEEP_TIME_RESERVE_SECONDS",
@@ -60,6 +61,7 @@ def sweep_function(
     sweeper: Sweeper,
     *,
     reconciler: Reconciler | None = None,
+    mail_log: MailLogPoller | None = None,
     publish_metrics: bool = True,
 ) -> LambdaFunction:
     """The scheduled function: re-fires the rows whose wait is over; on its slower schedule
@@ -79,6 +81,8 @@ def sweep_function(
         metrics.add_metric(name="SweptRefired", unit=MetricUnit.Count, value=len(result.fired))
         metrics.add_metric(name="SweptMoved", unit=MetricUnit.Count, value=len(result.moved))
         joined = reconciler.join_orphans() if reconciler is not None else 0
+        # blastengine's mail log: how recent mail fared (within a small share of the limit)
+        statuses = mail_log.poll(deadline).moved if mail_log is not None else 0
         logger.info(
             "sweep done",
             extra={
@@ -86,9 +90,10 @@ def sweep_function(
                 "moved": len(result.moved),
                 "truncated": result.truncated,
                 "orphans_joined": joined,
+                "statuses_moved": statuses,
             },
         )
-        return {**asdict(result), "orphans_joined": joined}
+        return {**asdict(result), "orphans_joined": joined, "statuses_moved": statuses}
 
     return _decorated(sweep, publish_metrics, traced=False, cold_start_metric=False)
 

@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any
 from dispatcher.bounces.event import BLASTENGINE_KINDS, BounceEvent, BounceType
 from dispatcher.bounces.ledger import BounceLedger
 from dispatcher.config.settings import Settings
-from dispatcher.model.delivery_status import DeliveryStatus, StatusReport
 from dispatcher.recipients.suppression import normalise
+from dispatcher.tracking.mail_log import delivery_report
 
 if TYPE_CHECKING:
     from dispatcher.providers.blastengine.client import BlastengineClient
@@ -76,13 +76,13 @@ class Reconciler:
                 ("delivery_end", (until + timedelta(seconds=1)).isoformat(timespec="seconds")),
                 ("count", str(PAGE_SIZE)),
                 *(("status[]", kind.value) for kind in BLASTENGINE_KINDS),
-                *(("status[]", status) for status in _DELIVERY_RESULTS),
+                *(("status[]", status) for status in ("SENT", "RETRY")),
             ]
             if anchor is not None:
                 params.append(("anchor", anchor))
             page = self._provider.mail_results(params)
             for item in page:
-                report = _delivery_report(item)
+                report = delivery_report(item)
                 if report is not None:  # delivered, or still being retried
                     result.statuses += self._ledger.statuses.record(report)
                     continue
@@ -114,26 +114,6 @@ class Reconciler:
             event.address in item.get("bounced_addresses", {}).get("SS", [])
             for item in self._ledger.deliveries(event.delivery_id)
         )
-
-
-#: blastengine's results that are no bounce but a delivery status: taken by the receiving
-#: server, and still being retried.
-_DELIVERY_RESULTS = {"SENT": DeliveryStatus.DELIVERED, "RETRY": DeliveryStatus.DELAYED}
-
-
-def _delivery_report(item: dict[str, Any]) -> StatusReport | None:
-    status = _DELIVERY_RESULTS.get(str(item.get("status")))
-    address, delivery = item.get("email"), item.get("delivery_id")
-    when = item.get("updated_time") or item.get("delivery_time")
-    if status is None or not isinstance(address, str) or delivery is None:
-        return None
-    if not isinstance(when, str):
-        return None
-    code, message = item.get("last_response_code"), item.get("last_response_message")
-    detail = " ".join(str(part) for part in (code, message) if part) or None
-    return StatusReport(
-        str(delivery), normalise(address), status, when, detail, provider="blastengine"
-    )
 
 
 def _event(item: dict[str, Any]) -> BounceEvent | None:

@@ -68,6 +68,9 @@ class StatusBook:
         return moved
 
     def _advance(self, item: Mapping[str, Any], report: StatusReport) -> bool:
+        rank = item.get("delivery_status_rank", {}).get("N")
+        if isinstance(rank, str) and rank.isdigit() and int(rank) >= report.status.rank:
+            return False  # as the item was read: no write for a report that moves nothing
         when = parse_iso(report.at)
         values: dict[str, Any] = {
             ":s": {"S": report.status.value},

@@ -18,6 +18,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
     running = start_stack(
         tmp_path_factory.mktemp("bounces"),
         "--sandbox-bounce", "dead@bounce.example=HARDERROR",
+        "--sandbox-bounce", "gone@bounce.example=HARDERROR",
         "--sandbox-bounce", "@dropped.example=DROP",
         "--sandbox-bounce", "full@bounce.example=SOFTERROR",
     )  # fmt: skip
@@ -34,6 +35,34 @@ def _suppressed(stack: RunningStack) -> dict[str, Any]:
 
 def _send(stack: RunningStack, row_id: str, to: str) -> None:
     stack.put({"id": row_id, "to": to, "subject": row_id, "text": "x"})
+
+
+# First in the module: a later test points the sandbox's webhook elsewhere.
+def test_first_through_the_stack_a_mail_becomes_delivered_and_another_bounced(
+    stack: RunningStack,
+) -> None:
+    # GIVEN two mails: one the sandbox delivers, one it reports as a hard bounce
+    _send(stack, "life-ok", "fine@example.com")
+    _send(stack, "life-bad", "gone@bounce.example")
+
+    def status(row_id: str) -> str | None:
+        items = stack.history(row_id)
+        return items[0].get("delivery_status", {}).get("S") if items else None
+
+    # THEN within seconds the first is delivered (the sweeper read the sandbox's mail log,
+    # after its look-up lag) and the second bounced (its webhook)
+    wait_for(lambda: status("life-ok") == "delivered", what="the first mail delivered")
+    wait_for(
+        lambda: status("life-bad") == "bounced",
+        what=f"the second mail bounced ({stack.history('life-bad')})",
+    )
+    # AND each address's history says so
+    for address, row_id, status_now in (
+        ("fine@example.com", "life-ok", "delivered"),
+        ("gone@bounce.example", "life-bad", "bounced"),
+    ):
+        found = json.loads(stack.cli("history", "--to", address, "--json").stdout)
+        assert [(i["id"], i["delivery_status"]) for i in found["history"]] == [(row_id, status_now)]
 
 
 @pytest.mark.parametrize(

@@ -151,10 +151,12 @@ def _build(name: str, client: Any) -> Any:
         from dispatcher.bounces.catch_up import Reconciler
         from dispatcher.flow.sweep import Sweeper
         from dispatcher.functions import sweep_function
+        from dispatcher.tracking.mail_log import MailLogPoller
 
         return sweep_function(
             Sweeper.from_settings(settings, dynamodb_client=client),
             reconciler=Reconciler.from_settings(settings, dynamodb_client=client),
+            mail_log=MailLogPoller.from_settings(settings, dynamodb_client=client),
             publish_metrics=False,
         )
     if name == "WebhookFunction":

@@ -1,0 +1,153 @@
+"""blastengine's mail log, asked every sweep how recent mail fared.
+
+blastengine keeps each recipient's result (``GET /logs/mails/results``: ``SENT``, ``RETRY``,
+bounces) for 62 days and tells nobody: the sweeper asks. Each run reads the results of the
+last :data:`LOOKBACK`, page by page from where this container's last run stopped (the window
+is read again from its start once the end is reached, so a ``RETRY`` that became ``SENT`` is
+seen), and moves the history items it finds forward (``SENT`` delivered, ``RETRY`` delayed;
+bounces keep their own path, the webhook and the hourly catch-up). A run makes at most
+``pages`` requests, each a slot of the account's shared limit, sized to
+:data:`MAX_SHARE` of it, so sending never waits on it. Results for mail the history does not
+hold create nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from dispatcher.model.delivery_status import DeliveryStatus, StatusReport
+from dispatcher.pacing.invocation_bucket import BucketTimeoutError, RequestSlots
+from dispatcher.providers.errors import ProviderError
+from dispatcher.support.clock import SYSTEM_CLOCK, Clock, Deadline
+from dispatcher.support.observability import logger
+from dispatcher.tracking.book import StatusBook
+
+if TYPE_CHECKING:
+    from dispatcher.config.settings import Settings
+    from dispatcher.providers.blastengine.client import BlastengineClient
+
+__all__ = ["LOOKBACK", "MAX_SHARE", "MailLogPoller", "PollResult", "delivery_report"]
+
+#: How far back the log is read: a status not final after this is left `accepted`.
+LOOKBACK = timedelta(hours=3)
+#: The share of the account's limit the log's requests may take.
+MAX_SHARE = 0.05
+#: Results per page: the API's largest.
+PAGE_SIZE = 1000
+#: blastengine's results that are a delivery status rather than a bounce.
+_STATUSES = {"SENT": DeliveryStatus.DELIVERED, "RETRY": DeliveryStatus.DELAYED}
+
+
+@dataclass
+class PollResult:
+    requests: int = 0
+    results: int = 0
+    moved: int = 0
+    truncated: bool = False  # the page budget or the deadline stopped it
+
+
+class MailLogPoller:
+    """Reads the mail log within a page budget and moves delivery statuses forward."""
+
+    def __init__(
+        self,
+        *,
+        provider: BlastengineClient,
+        book: StatusBook,
+        pages: int,
+        slots: RequestSlots | None = None,
+        clock: Clock = SYSTEM_CLOCK,
+    ) -> None:
+        self._provider = provider
+        self._book = book
+        self._pages = pages
+        self._slots = slots
+        self._clock = clock
+        self._anchor: str | None = None  # where this container's last run stopped
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, *, dynamodb_client: Any = None, sweep_seconds: float = 60.0
+    ) -> MailLogPoller | None:
+        """As the sweeper's entry builds it; None where blastengine is not a provider."""
+        if "blastengine" not in settings.providers:
+            return None
+        import boto3
+
+        from dispatcher.notify.delivery_events import EventPublisher
+        from dispatcher.pacing.account_limit import LimitTable, SharedBucket
+        from dispatcher.providers.blastengine.client import BlastengineClient
+        from dispatcher.providers.blastengine.credentials import credentials_loader
+
+        client = dynamodb_client or boto3.client("dynamodb")
+        share = MAX_SHARE * settings.rate_limit_rps
+        tables = LimitTable.per_provider(settings, client, ["blastengine"])
+        slots = (
+            SharedBucket(table=tables["blastengine"], rate=share, clock=SYSTEM_CLOCK)
+            if tables
+            else None
+        )
+        return cls(
+            provider=BlastengineClient(
+                base_url=settings.blastengine_base_url, credentials=credentials_loader(settings)
+            ),
+            book=StatusBook(
+                history_table=settings.history_table_name,
+                boto3_client=client,
+                events=EventPublisher.from_settings(settings),
+            ),
+            pages=max(1, int(share * sweep_seconds)),
+            slots=slots,
+        )
+
+    def poll(self, deadline: Deadline | None = None) -> PollResult:
+        result = PollResult()
+        now = self._clock.now()
+        window = [
+            ("delivery_start", (now - LOOKBACK).isoformat(timespec="seconds")),
+            ("delivery_end", (now + timedelta(seconds=1)).isoformat(timespec="seconds")),
+            ("count", str(PAGE_SIZE)),
+            *(("status[]", status) for status in _STATUSES),
+        ]
+        try:
+            for _ in range(self._pages):
+                if self._slots is not None:
+                    self._slots.acquire(deadline, reserve=1.0)
+                anchor = [("anchor", self._anchor)] if self._anchor else []
+                page = self._provider.mail_results([*window, *anchor])
+                result.requests += 1
+                for item in page:
+                    report = delivery_report(item)
+                    if report is not None:
+                        result.results += 1
+                        result.moved += self._book.record(report)
+                if len(page) < PAGE_SIZE:
+                    self._anchor = None  # the end: the next run reads the window again
+                    break
+                self._anchor = str(page[-1].get("maillog_id"))
+            else:
+                result.truncated = True
+        except (BucketTimeoutError, ProviderError) as exc:
+            logger.warning("the mail log was not read to its end", extra={"reason": str(exc)})
+            result.truncated = True
+        finally:
+            self._book.flush_events()
+        return result
+
+
+def delivery_report(item: dict[str, Any]) -> StatusReport | None:
+    """A mail-log result that is a delivery status (``SENT``, ``RETRY``), as a report."""
+    status = _STATUSES.get(str(item.get("status")))
+    address, delivery = item.get("email"), item.get("delivery_id")
+    when = item.get("updated_time") or item.get("delivery_time")
+    if status is None or not isinstance(address, str) or delivery is None:
+        return None
+    if not isinstance(when, str):
+        return None
+    code, message = item.get("last_response_code"), item.get("last_response_message")
+    detail = " ".join(str(part) for part in (code, message) if part) or None
+    return StatusReport(
+        str(delivery), address.strip().lower(), status, when, detail, provider="blastengine"
+    )
