@@ -314,16 +314,7 @@ class Admin:
         query: dict[str, Any] = {"TableName": self.store.history_table}
         key = ("id", "sent_at")
         if row_id is not None:
-            condition, values = "#id = :id", {":id": row_id}
-            if since and until:
-                condition += " AND #sent_at BETWEEN :since AND :until"
-                values.update({":since": since, ":until": until})
-            elif since:
-                condition += " AND #sent_at >= :since"
-                values[":since"] = since
-            elif until:
-                condition += " AND #sent_at < :until"
-                values[":until"] = until
+            condition, values = _sent_between("#id = :id", {":id": row_id}, since, until)
             query.update(KeyConditionExpression=condition, ScanIndexForward=False)
             return read_page(
                 self._client.query, query, filters, values, token, limit,
@@ -338,16 +329,9 @@ class Admin:
     def _page_to(
         self, address: str, since: str | None, until: str | None, token: str | None, limit: int
     ) -> Page:
-        condition, values = "#recipient = :recipient", {":recipient": address.strip().lower()}
-        if since and until:  # one condition on the sort key at most
-            condition += " AND #sent_at BETWEEN :since AND :until"
-            values.update({":since": since, ":until": until})
-        elif since:
-            condition += " AND #sent_at >= :since"
-            values[":since"] = since
-        elif until:
-            condition += " AND #sent_at < :until"
-            values[":until"] = until
+        condition, values = _sent_between(
+            "#recipient = :recipient", {":recipient": address.strip().lower()}, since, until
+        )
         query: dict[str, Any] = {
             "TableName": self.store.history_table,
             "IndexName": RECIPIENT_INDEX,
@@ -389,3 +373,20 @@ class Admin:
             )
         for page in all_pages(self._client.scan, **kwargs):
             yield from page.get("Items", [])
+
+
+def _sent_between(
+    condition: str, values: dict[str, str], since: str | None, until: str | None
+) -> tuple[str, dict[str, str]]:
+    """A key condition bounded on ``sent_at`` (a sort key takes one condition at most)."""
+    values = dict(values)
+    if since and until:
+        values.update({":since": since, ":until": until})
+        return condition + " AND #sent_at BETWEEN :since AND :until", values
+    if since:
+        values[":since"] = since
+        return condition + " AND #sent_at >= :since", values
+    if until:
+        values[":until"] = until
+        return condition + " AND #sent_at < :until", values
+    return condition, values
