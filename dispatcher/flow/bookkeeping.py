@@ -137,7 +137,8 @@ class Bookkeeping:
             left_out=message.left_out,
             original_recipients=message.original_recipients,
             copies=(*message.cc, *message.bcc),
-            mail=message.as_sent(),
+            # built only where the store keeps it (HISTORY_BODY_DAYS): a send's hot path
+            mail=message.as_sent() if self._store.sent_mail_table else None,
             resent_from=message.resent_from,
         )
         deleted = self._move(entry, row, replayed=accepted.replayed)

@@ -29,7 +29,7 @@ from dispatcher.model.blastengine_limits import (
     REFUSED_EXTENSIONS,
     UNSUBSCRIBE_CHARS,
 )
-from dispatcher.model.row import PROVIDERS, Image
+from dispatcher.model.row import PROVIDERS, Image, normalise_address
 
 __all__ = [
     "MAX_SEND_AFTER",
@@ -316,7 +316,7 @@ def filename_problem(filename: Any) -> str | None:
 def sender_allowed(address: str, allowed: tuple[str, ...]) -> bool:
     """Whether ``address`` is one of ``allowed`` (addresses, and ``@domain``\\ s for any
     address at that domain), compared case-insensitively."""
-    address = address.strip().lower()
+    address = normalise_address(address)
     domain = "@" + address.rpartition("@")[2]
     return any(entry in (address, domain) for entry in allowed)
 

@@ -38,6 +38,7 @@ __all__ = [
     "RowStatus",
     "as_item_value",
     "content_hash",
+    "normalise_address",
     "plain",
     "recipient_digest",
     "request_attributes",
@@ -206,10 +207,16 @@ class Row:
         return self.attempts if self.status == RowStatus.DEFERRED else 0
 
 
+def normalise_address(address: str) -> str:
+    """The form an address is kept, keyed and compared in (the suppression list, the
+    history's by-recipient index, a bounce's recipient)."""
+    return address.strip().lower()
+
+
 def recipient_digest(address: str) -> str:
     """What a history item keeps of each recipient (``recipient_digests``): enough to tell
     whether a bounce names one of its recipients, without keeping bcc addresses in clear."""
-    return hashlib.sha256(address.strip().lower().encode("utf-8")).hexdigest()[:32]
+    return hashlib.sha256(normalise_address(address).encode("utf-8")).hexdigest()[:32]
 
 
 def string_attribute(image: Image, name: str) -> str | None:

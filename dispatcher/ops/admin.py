@@ -76,31 +76,27 @@ class Admin:
 
     def history(self, row_id: str, *, since: str | None = None) -> list[dict[str, Any]]:
         """Every history item of one row id (sent at or after ``since``), oldest first."""
-        key = "#id = :id"
-        values: dict[str, Any] = {":id": {"S": row_id}}
-        names = {"#id": "id"}
-        if since:
-            key += " AND #sent_at >= :since"
-            values[":since"] = {"S": since}
-            names["#sent_at"] = "sent_at"
-        items: list[dict[str, Any]] = []
-        paginator = self._client.get_paginator("query")
-        with translated():
-            for page in paginator.paginate(
-                TableName=self.store.history_table,
-                KeyConditionExpression=key,
-                ExpressionAttributeNames=names,
-                ExpressionAttributeValues=values,
-            ):
-                items.extend(page.get("Items", []))
-        return items
+        return list(self._query_history("id", row_id, since))
 
     def history_to(self, address: str, *, since: str | None = None) -> Iterator[dict[str, Any]]:
         """Every mail sent to ``address`` (as its ``to``), newest first: one Query of the
         history's ``by-recipient`` index, page by page."""
-        key = "#r = :r"
-        values: dict[str, Any] = {":r": {"S": address.strip().lower()}}
-        names = {"#r": "recipient"}
+        return self._query_history(
+            "recipient",
+            normalise(address),
+            since,
+            IndexName=RECIPIENT_INDEX,
+            ScanIndexForward=False,
+        )
+
+    def _query_history(
+        self, name: str, value: str, since: str | None, **extra: Any
+    ) -> Iterator[dict[str, Any]]:
+        """The history items whose key ``name`` is ``value`` (sent at or after ``since``),
+        page by page: of the table, or of one of its indexes (``extra``)."""
+        key = "#k = :k"
+        values: dict[str, Any] = {":k": {"S": value}}
+        names = {"#k": name}
         if since:
             key += " AND #sent_at >= :since"
             values[":since"] = {"S": since}
@@ -109,21 +105,20 @@ class Admin:
         with translated():
             for page in paginator.paginate(
                 TableName=self.store.history_table,
-                IndexName=RECIPIENT_INDEX,
                 KeyConditionExpression=key,
                 ExpressionAttributeNames=names,
                 ExpressionAttributeValues=values,
-                ScanIndexForward=False,
+                **extra,
             ):
                 yield from page.get("Items", [])
 
     def scan_rows_to(self, address: str) -> Iterator[dict[str, Any]]:
         """Rows of the send table whose ``to`` is ``address`` in any case: a paginated Scan
         (no index lists rows by recipient)."""
-        wanted = address.strip().lower()
+        wanted = normalise(address)
         for item in self._scan(self.store.send_table, {"to": ("contains", None)}):
             to = item.get("to", {}).get("S")
-            if isinstance(to, str) and to.strip().lower() == wanted:
+            if isinstance(to, str) and normalise(to) == wanted:
                 yield item
 
     def scan_history(self, *, since: str | None = None) -> Iterator[dict[str, Any]]:
@@ -330,7 +325,7 @@ class Admin:
         self, address: str, since: str | None, until: str | None, token: str | None, limit: int
     ) -> Page:
         condition, values = _sent_between(
-            "#recipient = :recipient", {":recipient": address.strip().lower()}, since, until
+            "#recipient = :recipient", {":recipient": normalise(address)}, since, until
         )
         query: dict[str, Any] = {
             "TableName": self.store.history_table,

@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from dispatcher.model.row import Row, recipient_digest
+from dispatcher.model.row import Row, normalise_address, recipient_digest
 from dispatcher.storage.dynamodb import conditionally, translated
 
 if TYPE_CHECKING:
@@ -45,7 +45,7 @@ class Erasure:
 
 def erase(admin: Admin, address: str, *, bounce_table: str | None) -> Erasure:
     """Erase ``address`` from the history, the send table and the bounce table."""
-    address = address.strip().lower()
+    address = normalise_address(address)
     done = Erasure(address)
     for item in list(admin.history_to(address)):
         _erase_history_item(admin, item, address)

@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from dispatcher.model.message import Message
+from dispatcher.model.row import normalise_address as normalise
 from dispatcher.storage.dynamodb import batch_get, conditionally, translated
 
 if TYPE_CHECKING:
@@ -38,11 +39,6 @@ __all__ = [
 #: The attribute of a lifted suppression: when an operator lifted it (the item stays, so a
 #: bounce from before cannot put the address back).
 LIFTED = "lifted_at"
-
-
-def normalise(address: str) -> str:
-    """The form an address is kept and looked up in."""
-    return address.strip().lower()
 
 
 @dataclass(frozen=True)

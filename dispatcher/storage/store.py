@@ -25,7 +25,7 @@ import boto3
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 
 from dispatcher.model.delivery_status import DeliveryStatus
-from dispatcher.model.row import REQUEST_ATTRIBUTES, Row, recipient_digest
+from dispatcher.model.row import REQUEST_ATTRIBUTES, Row, normalise_address, recipient_digest
 from dispatcher.model.stamp import FailureStamp
 from dispatcher.storage.dynamodb import (
     RowChangedError,
@@ -370,7 +370,7 @@ class Store:
             "bcc_count": {"N": str(entry.bcc_count)},
             "recipient_digests": {"SS": entry.recipient_digests},
             # The key of the history's by-recipient index: every mail to one address.
-            "recipient": {"S": entry.to.strip().lower()},
+            "recipient": {"S": normalise_address(entry.to)},
         }
         if entry.delivery_id is not None:
             fields["delivery_id"] = {"S": entry.delivery_id}

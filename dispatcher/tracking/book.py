@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from aws_lambda_powertools.metrics import MetricUnit
 
 from dispatcher.model.delivery_status import DeliveryStatus, StatusReport
-from dispatcher.model.row import recipient_digest
+from dispatcher.model.row import normalise_address, recipient_digest
 from dispatcher.notify.delivery_events import DeliveryEvent, EventPublisher
 from dispatcher.storage.dynamodb import conditionally, translated
 from dispatcher.support.clock import iso_utc, parse_iso
@@ -113,7 +113,7 @@ def went_to(history: Mapping[str, Any], address: str) -> bool:
 
 def _to_is(history: Mapping[str, Any], address: str) -> bool:
     to = history.get("to", {}).get("S")
-    return isinstance(to, str) and to.strip().lower() == address.strip().lower()
+    return isinstance(to, str) and normalise_address(to) == normalise_address(address)
 
 
 def _status_event(report: StatusReport, history: Mapping[str, Any]) -> DeliveryEvent:

@@ -18,6 +18,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from dispatcher.model.delivery_status import DeliveryStatus, StatusReport
+from dispatcher.model.row import normalise_address
 from dispatcher.pacing.invocation_bucket import BucketTimeoutError, RequestSlots
 from dispatcher.providers.errors import ProviderError
 from dispatcher.support.clock import SYSTEM_CLOCK, Clock, Deadline
@@ -149,5 +150,5 @@ def delivery_report(item: dict[str, Any]) -> StatusReport | None:
     code, message = item.get("last_response_code"), item.get("last_response_message")
     detail = " ".join(str(part) for part in (code, message) if part) or None
     return StatusReport(
-        str(delivery), address.strip().lower(), status, when, detail, provider="blastengine"
+        str(delivery), normalise_address(address), status, when, detail, provider="blastengine"
     )

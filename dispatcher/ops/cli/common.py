@@ -17,6 +17,7 @@ import typer
 from rich.console import Console
 
 from dispatcher.config.settings import SettingsError
+from dispatcher.model.row import normalise_address as normalise
 from dispatcher.support.clock import parse_iso
 
 
@@ -231,7 +232,7 @@ def address_argument(value: str, option: str) -> str:
         validate_email(value, check_deliverability=False)
     except EmailNotValidError as exc:
         raise CommandError(f"{option} wants an email address, got {value!r} ({exc})") from None
-    return value.strip().lower()
+    return normalise(value)
 
 
 def age(stamp: Any) -> str:

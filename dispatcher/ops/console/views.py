@@ -17,6 +17,7 @@ from starlette.responses import HTMLResponse, Response
 from dispatcher.model.html_text import html_to_text
 from dispatcher.model.message import Message, parse_message
 from dispatcher.model.row import Row, plain, string_attribute
+from dispatcher.model.row import normalise_address as normalise
 from dispatcher.model.unsettled import describe_unsettled
 from dispatcher.ops.admin import LISTABLE_STATUSES, Page
 from dispatcher.ops.console.chart import Timeline
@@ -176,7 +177,7 @@ def recipient(ctx: Context, request: Request, form: Form) -> dict[str, Any]:
     """Everything about one address on one screen: every mail sent to it with its delivery
     status (the history's by-recipient index), the rows still waiting for it, and whether it
     is suppressed and why."""
-    address = request.path_params["address"].strip().lower()
+    address = normalise(request.path_params["address"])
     if "@" not in address or len(address) > 254:
         raise ConsoleError(400, f"{address!r} is not an email address")
     sent = [plain(item) for item in islice(ctx.admin.history_to(address), RECIPIENT_MAIL)]
@@ -189,7 +190,7 @@ def recipient(ctx: Context, request: Request, form: Form) -> dict[str, Any]:
         "waiting": [
             _row_summary(item)
             for item in waiting.items
-            if str(plain(item).get("to", "")).strip().lower() == address
+            if normalise(str(plain(item).get("to", ""))) == address
         ],
         "suppressed": asdict(suppression) if suppression is not None else None,
     }
