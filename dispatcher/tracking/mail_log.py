@@ -37,6 +37,8 @@ LOOKBACK = timedelta(hours=3)
 MAX_SHARE = 0.05
 #: Results per page: the API's largest.
 PAGE_SIZE = 1000
+#: Applied results a container remembers (a few MB at most).
+MAX_REMEMBERED = 100_000
 #: blastengine's results that are a delivery status rather than a bounce.
 _STATUSES = {"SENT": DeliveryStatus.DELIVERED, "RETRY": DeliveryStatus.DELAYED}
 
@@ -67,6 +69,9 @@ class MailLogPoller:
         self._slots = slots
         self._clock = clock
         self._anchor: str | None = None  # where this container's last run stopped
+        #: Results this container already applied, by maillog_id, with their status: the
+        #: window is read again and again, and an unchanged result needs no history read.
+        self._applied: dict[Any, str] = {}
 
     @classmethod
     def from_settings(
@@ -121,9 +126,14 @@ class MailLogPoller:
                 result.requests += 1
                 for item in page:
                     report = delivery_report(item)
-                    if report is not None:
-                        result.results += 1
-                        result.moved += self._book.record(report)
+                    if report is None:
+                        continue
+                    result.results += 1
+                    seen = item.get("maillog_id")
+                    if self._applied.get(seen) == report.status.value:
+                        continue
+                    result.moved += self._book.record(report)
+                    self._remember(seen, report.status.value)
                 if len(page) < PAGE_SIZE:
                     self._anchor = None  # the end: the next run reads the window again
                     break
@@ -136,6 +146,11 @@ class MailLogPoller:
         finally:
             self._book.flush_events()
         return result
+
+    def _remember(self, maillog_id: Any, status: str) -> None:
+        if len(self._applied) >= MAX_REMEMBERED:
+            self._applied.clear()  # a cold container's cost, once in a while
+        self._applied[maillog_id] = status
 
 
 def delivery_report(item: dict[str, Any]) -> StatusReport | None:
