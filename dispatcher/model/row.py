@@ -213,6 +213,18 @@ def normalise_address(address: str) -> str:
     return address.strip().lower()
 
 
+def checked_address(value: str) -> str:
+    """An address typed by a person (a CLI argument, a console field), checked and
+    normalised; ValueError with the reason when it is not one."""
+    from email_validator import EmailNotValidError, validate_email
+
+    try:
+        validate_email(value, check_deliverability=False)
+    except EmailNotValidError as exc:
+        raise ValueError(f"{value!r} is not an email address ({exc})") from None
+    return normalise_address(value)
+
+
 def recipient_digest(address: str) -> str:
     """What a history item keeps of each recipient (``recipient_digests``): enough to tell
     whether a bounce names one of its recipients, without keeping bcc addresses in clear."""

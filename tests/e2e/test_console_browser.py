@@ -321,3 +321,39 @@ def test_a_person_finds_every_mail_to_an_address_from_the_history(
     expect(page.get_by_role("link", name="rcpt-0003")).to_be_visible()
     expect(page.locator("p.ok")).to_contain_text("Not suppressed")
     _shot(page, tmp_path, "console-recipient.png")
+
+
+def test_a_person_opens_a_mail_as_it_was_sent_and_sends_it_again(
+    console_stack: RunningStack, page: Page, tmp_path: Path
+) -> None:
+    # GIVEN a mail with an HTML part, sent
+    console_stack.put({
+        "id": "again-0001", "to": "saki@example.com", "subject": "Your receipt",
+        "text": "Thank you", "html": "<h1 style='color:#0a5'>Thank you</h1><p>Receipt 12</p>",
+    })  # fmt: skip
+    wait_for(lambda: console_stack.history("again-0001"), what="the mail sent")
+    base, url = _console(console_stack)
+    page.goto(url)
+
+    # WHEN they open the row's page and its send
+    page.goto(f"{base}rows/again-0001")
+    page.locator("tr.sent-item a").first.click()
+
+    # THEN the mail as sent is shown, its HTML in the sandboxed frame
+    expect(page.locator("h1")).to_contain_text("again-0001")
+    expect(page.locator(".preview")).to_contain_text("Your receipt")
+    frame = page.frame_locator("iframe.html")
+    expect(frame.locator("h1")).to_have_text("Thank you")
+    _shot(page, tmp_path, "console-sent.png")
+
+    # WHEN they send it again, and confirm
+    page.get_by_role("link", name="Send again…").click()
+    page.get_by_role("button", name="Yes, send it again").click()
+
+    # THEN a new row, naming the original, is on its page and is sent once
+    expect(page.locator("p.flash")).to_contain_text("A copy of the mail as sent")
+    new_id = page.locator("h1").inner_text()
+    assert new_id.startswith("again-0001~resent-")
+    wait_for(lambda: console_stack.history(new_id), what="the copy sent")
+    [copy] = console_stack.history(new_id)
+    assert copy["resent_from"]["S"].startswith("again-0001 @ ")

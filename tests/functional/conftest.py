@@ -255,6 +255,7 @@ def admin(dynamodb: Any) -> Admin:
             send_table=TABLE_NAMES["SendTable"],
             history_table=TABLE_NAMES["HistoryTable"],
             boto3_client=dynamodb,
+            sent_mail_table=TABLE_NAMES["SentMailTable"],
         ),
         SuppressionList(table=TABLE_NAMES["SuppressionTable"], boto3_client=dynamodb),
     )

@@ -449,3 +449,65 @@ def test_the_overview_counts_delivered_beside_sent(script, table, dynamodb) -> N
         )  # fmt: skip
     hour = script.get("/api/overview").json()["sent"]["hour"]
     assert (hour["sent"], hour["delivered"]) == (4, 2)
+
+
+def test_a_sends_page_shows_the_mail_as_sent_and_send_again_inserts_a_copy_once(
+    script, browser, table, make_dispatcher, stream_record, invoke, blastengine
+) -> None:
+    from tests.conftest import TABLE_NAMES
+    from tests.functional.conftest import insert
+
+    # GIVEN a mail sent with its body kept
+    dispatcher = make_dispatcher(sent_mail_table_name=TABLE_NAMES["SentMailTable"])
+    values = row("s-1", to="Ume@example.com", subject="Hi __n__", html="<p>__n__</p>",
+                 text="Hello __n__", insert_code={"n": "<Ume>"})  # fmt: skip
+    invoke(dispatcher, insert(table, stream_record, values))
+    [item] = table.history("s-1")
+    sent_at = item["sent_at"]["S"]
+
+    # WHEN its page is opened (the latest send without ?at=)
+    page = script.get("/api/sent/s-1").json()
+    # THEN it shows the history item and the mail as the recipient got it
+    assert page["sent_at"] == sent_at
+    assert page["item"]["delivery_status"] == "accepted"
+    assert (page["mail"]["subject"], page["mail"]["text"]) == ("Hi <Ume>", "Hello <Ume>")
+    html = browser.get(f"/sent/s-1?at={sent_at}").text
+    assert "Hi &lt;Ume&gt;" in html
+    assert 'sandbox=""' in html
+    assert "/sent-preview/s-1?at=" in html
+    framed = browser.get(f"/sent-preview/s-1?at={sent_at}")
+    assert framed.text == "<p>&lt;Ume&gt;</p>"
+    assert "sandbox" in framed.headers["content-security-policy"]
+    # and the row's page links to it
+    assert "/sent/s-1?at=" in browser.get("/rows/s-1").text
+
+    # WHEN "Send again" is asked, then confirmed with the CSRF token, to another address
+    asked = browser.get(f"/resend/s-1?at={sent_at}")
+    assert "Send s-1 again?" in asked.text
+    confirmed = browser.post(
+        "/resend/s-1", data={"csrf": _csrf(asked.text), "at": sent_at, "to": "Nao@example.com"},
+        follow_redirects=False,
+    )  # fmt: skip
+    # THEN one new row copies the mail as sent, naming the original, to the new address alone
+    assert confirmed.status_code == 303
+    new_id = confirmed.headers["location"].split("/rows/")[1].split("?")[0]
+    copy = table.get(new_id.replace("%7E", "~"))
+    assert copy is not None
+    assert copy["to"] == {"S": "nao@example.com"}
+    assert copy["subject"] == {"S": "Hi <Ume>"}
+    assert copy["resent_from"] == {"S": f"s-1 @ {sent_at}"}
+    assert "insert_code" not in copy  # already filled in: sent as it was
+
+
+def test_send_again_is_refused_clearly_when_there_is_nothing_to_copy(script, table, dynamodb):
+    # GIVEN a send whose body is not kept, and an id never sent
+    put_history(dynamodb, row_id="old-1", delivery_id="9")
+    # THEN its page says so and send again is a clear refusal, not a new row
+    assert script.get("/api/sent/old-1").json()["mail"] is None
+    refused = script.post("/api/resend/old-1", json={})
+    assert refused.status_code == 409
+    assert "no longer kept" in refused.json()["error"]
+    assert script.get("/api/sent/never").status_code == 404
+    bad = script.post("/api/resend/old-1", json={"to": "nope"})
+    assert bad.status_code == 400
+    assert "'nope' is not an email address" in bad.json()["error"]

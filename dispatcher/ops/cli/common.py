@@ -17,7 +17,7 @@ import typer
 from rich.console import Console
 
 from dispatcher.config.settings import SettingsError
-from dispatcher.model.row import normalise_address as normalise
+from dispatcher.model.row import checked_address
 from dispatcher.support.clock import parse_iso
 
 
@@ -226,13 +226,10 @@ def moment(value: str, option: str) -> str:
 
 def address_argument(value: str, option: str) -> str:
     """An address argument, lower-cased as the history and the suppression list key it."""
-    from email_validator import EmailNotValidError, validate_email
-
     try:
-        validate_email(value, check_deliverability=False)
-    except EmailNotValidError as exc:
-        raise CommandError(f"{option} wants an email address, got {value!r} ({exc})") from None
-    return normalise(value)
+        return checked_address(value)
+    except ValueError as exc:
+        raise CommandError(f"{option}: {exc}") from None
 
 
 def age(stamp: Any) -> str:

@@ -144,18 +144,12 @@ def suppressed_add(
     as_json: JsonOption = False,
 ) -> None:
     """Suppress an address by hand: rows to it fail `suppressed` until it is removed."""
-    from email_validator import EmailNotValidError, validate_email
-
-    from dispatcher.recipients.suppression import Suppression, normalise
+    from dispatcher.recipients.suppression import Suppression
     from dispatcher.support.clock import iso_utc
 
     with errors_as_exit():
-        try:
-            validate_email(address, check_deliverability=False)
-        except EmailNotValidError as exc:
-            raise CommandError(f"{address!r} is not an address: {exc}") from None
         entry = Suppression(
-            address=normalise(address),
+            address=address_argument(address, "ADDRESS"),
             reason="OPERATOR",
             added_at=iso_utc(datetime.now(UTC)),
             message=note,
@@ -195,46 +189,20 @@ def resend(
     """Send a mail again as it was sent: a new row (a new id, resent_from naming the
     original) copying the mail as sent, through everything a new row goes through
     (suppression, allowlist, limits). Needs the mail as sent, kept HISTORY_BODY_DAYS."""
-    from boto3.dynamodb.types import TypeSerializer
-
     from dispatcher.ops.admin import RowExistsError
+    from dispatcher.ops.resend import ResendError
+    from dispatcher.ops.resend import resend as resend_mail
 
     with errors_as_exit():
         address = address_argument(to, "--to") if to is not None else None
-        admin = target_of(ctx).admin
-        sends = sorted(plain(item)["sent_at"] for item in admin.history(row_id))
-        if not sends:
-            raise CommandError(f"no mail was sent under id {row_id!r}")
-        chosen = sent_at if sent_at is not None else sends[-1]
-        if chosen not in sends:
-            raise CommandError(f"{row_id} was not sent at {chosen!r}; it was at {', '.join(sends)}")
-        mail = admin.store.sent_mail(row_id, chosen)
-        if mail is None:
-            raise CommandError(
-                f"the mail as sent under {row_id} at {chosen} is no longer kept "
-                "(HISTORY_BODY_DAYS): write a new row instead"
-            )
-        row = _resent_row(row_id, chosen, mail, address)
-        serializer = TypeSerializer()
         try:
-            admin.put_row({k: serializer.serialize(v) for k, v in row.items()})
-        except RowExistsError as exc:
+            done = resend_mail(target_of(ctx).admin, row_id, sent_at=sent_at, to=address)
+        except (ResendError, RowExistsError) as exc:
             raise CommandError(str(exc)) from None
     if as_json:
-        typer.echo(json.dumps({"inserted": row["id"], "resent_from": row["resent_from"]}))
+        typer.echo(json.dumps({"inserted": done.inserted, "resent_from": done.resent_from}))
     else:
-        out.print(f"inserted {row['id']}, a copy of {row_id} sent at {chosen}", markup=False)
-
-
-def _resent_row(row_id: str, sent_at: str, mail: dict[str, Any], to: str | None) -> dict[str, Any]:
-    """A new row with the mail as sent, and where it came from."""
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
-    row = {k: v for k, v in mail.items() if k not in ("id", "sent_at") and v not in (None, "", [])}
-    if to is not None:
-        row["to"] = to
-        row.pop("cc", None)
-        row.pop("bcc", None)
-    return {**row, "id": f"{row_id}~resent-{stamp}", "resent_from": f"{row_id} @ {sent_at}"}
+        out.print(f"inserted {done.inserted}, a copy of {done.resent_from}", markup=False)
 
 
 @app.command()

@@ -8,11 +8,13 @@ row that changed since is shown again, not overwritten.
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlencode
 
 from starlette.requests import Request
 from starlette.responses import Response
 
-from dispatcher.model.row import plain
+from dispatcher.model.row import checked_address, plain
+from dispatcher.ops.admin import RowExistsError
 from dispatcher.ops.console.context import ERROR_KINDS, ConsoleError, Context, Form, done, row_url
 from dispatcher.ops.console.forms import (
     JSON_FIELDS,
@@ -22,8 +24,10 @@ from dispatcher.ops.console.forms import (
     read_form,
     row_version,
 )
+from dispatcher.ops.resend import ResendError, latest_send
+from dispatcher.ops.resend import resend as resend_mail
 
-__all__ = ["bulk_refire", "cancel", "edit", "refire"]
+__all__ = ["bulk_refire", "cancel", "edit", "refire", "resend"]
 
 
 def edit(ctx: Context, request: Request, form: Form) -> Response | dict[str, Any]:
@@ -88,6 +92,39 @@ def _one_row_action(
     word = "refired" if action == "refire" else "cancelled"
     where = row_url("rows", row_id) if action == "refire" else "/rows"
     return done(request, where, word, {"id": row_id, "result": word})
+
+
+def resend(ctx: Context, request: Request, form: Form) -> Response | dict[str, Any]:
+    """Send a mail again as it was sent: a new row, subject to everything a row is. The GET
+    asks (and offers another address); the POST inserts the copy and shows the new row."""
+    row_id = request.path_params["row_id"]
+    source = request.query_params if request.method == "GET" else form
+    try:
+        sent_at = latest_send(ctx.admin, row_id, str(source.get("at") or "") or None)
+    except ResendError as exc:
+        raise ConsoleError(404, str(exc)) from None
+    back = f"{row_url('sent', row_id)}?{urlencode({'at': sent_at})}"
+    if request.method == "GET":
+        kept = ctx.admin.store.sent_mail(row_id, sent_at) is not None
+        return {"id": row_id, "sent_at": sent_at, "kept": kept, "back": back,
+                "action": row_url("resend", row_id), "to": ""}  # fmt: skip
+    to = str(form.get("to") or "").strip()
+    try:
+        address = _address(to) if to else None
+        done_ = resend_mail(ctx.admin, row_id, sent_at=sent_at, to=address)
+    except ResendError as exc:
+        raise ConsoleError(409, str(exc)) from None
+    except RowExistsError as exc:
+        raise ConsoleError(409, str(exc)) from None
+    return done(request, row_url("rows", done_.inserted), "resent",
+                {"inserted": done_.inserted, "resent_from": done_.resent_from})  # fmt: skip
+
+
+def _address(value: str) -> str:
+    try:
+        return checked_address(value)
+    except ValueError as exc:
+        raise ConsoleError(400, str(exc)) from None
 
 
 def bulk_refire(ctx: Context, request: Request, form: Form) -> Response | dict[str, Any]:

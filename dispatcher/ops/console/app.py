@@ -26,7 +26,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from dispatcher.ops.admin import LISTABLE_STATUSES, Admin, BadPageTokenError
-from dispatcher.ops.console.actions import bulk_refire, cancel, edit, refire
+from dispatcher.ops.console.actions import bulk_refire, cancel, edit, refire, resend
 from dispatcher.ops.console.chart import Timeline
 from dispatcher.ops.console.context import (
     ERROR_KINDS,
@@ -38,7 +38,16 @@ from dispatcher.ops.console.context import (
     is_api,
 )
 from dispatcher.ops.console.security import Guard, TokenMiddleware
-from dispatcher.ops.console.views import history, overview, preview, recipient, row_page, rows
+from dispatcher.ops.console.views import (
+    history,
+    overview,
+    preview,
+    recipient,
+    row_page,
+    rows,
+    sent_item,
+    sent_preview,
+)
 from dispatcher.storage.dynamodb import StoreError
 from dispatcher.support.clock import parse_iso
 
@@ -60,6 +69,9 @@ _PAGES: tuple[tuple[str, View, str, list[str]], ...] = (
     ("/refire-failed", bulk_refire, "confirm", ["GET", "POST"]),
     ("/history", history, "history", ["GET"]),
     ("/recipients/{address:path}", recipient, "recipient", ["GET"]),
+    ("/sent/{row_id:path}", sent_item, "sent", ["GET"]),
+    ("/sent-preview/{row_id:path}", sent_preview, "", ["GET"]),
+    ("/resend/{row_id:path}", resend, "resend", ["GET", "POST"]),
 )
 
 
@@ -168,6 +180,7 @@ def flash(done: str | None) -> str:
         "saved": "Saved. The edit puts the row back on the stream: it is being sent.",
         "refired": "Re-fired: the row is back on the stream and is being sent.",
         "cancelled": "Cancelled: the row is deleted and will not be sent.",
+        "resent": "A copy of the mail as sent is this new row: it is being sent.",
     }
     if done in fixed:
         return fixed[done]

@@ -24,8 +24,18 @@ from dispatcher.ops.console.chart import Timeline
 from dispatcher.ops.console.context import ERROR_KINDS, PAGE_SIZE, ConsoleError, Context, Form
 from dispatcher.ops.console.forms import row_version, split_problems
 from dispatcher.ops.console.security import PREVIEW_POLICY
+from dispatcher.ops.resend import ResendError, latest_send
 
-__all__ = ["history", "overview", "preview", "recipient", "row_page", "rows"]
+__all__ = [
+    "history",
+    "overview",
+    "preview",
+    "recipient",
+    "row_page",
+    "rows",
+    "sent_item",
+    "sent_preview",
+]
 
 #: Seconds between the overview's own refreshes.
 REFRESH_SECONDS = 10
@@ -144,10 +154,48 @@ def preview(ctx: Context, request: Request, form: Form) -> Response:
     html = string_attribute(row.image, "html") if row is not None else None
     if html is None:
         raise ConsoleError(404, "this row has no html body")
+    return _sandboxed(html)
+
+
+def _sandboxed(html: str) -> Response:
     return HTMLResponse(
         html,
         headers={"content-security-policy": PREVIEW_POLICY, "x-frame-options": "SAMEORIGIN"},
     )
+
+
+def sent_item(ctx: Context, request: Request, form: Form) -> dict[str, Any]:
+    """One send: its history item (delivery status, opens, bounce) and the mail as sent,
+    where it is still kept, with the way to send it again."""
+    row_id, sent_at = _send_of(ctx, request)
+    [item] = [plain(h) for h in ctx.admin.history(row_id) if h["sent_at"]["S"] == sent_at]
+    mail = ctx.admin.store.sent_mail(row_id, sent_at)
+    return {
+        "id": row_id,
+        "sent_at": sent_at,
+        "item": item,
+        "mail": mail,
+        "kept": ctx.admin.store.sent_mail_table is not None,
+    }
+
+
+def sent_preview(ctx: Context, request: Request, form: Form) -> Response:
+    """The HTML of the mail as sent, for the sandboxed frame (the row preview's rules)."""
+    row_id, sent_at = _send_of(ctx, request)
+    mail = ctx.admin.store.sent_mail(row_id, sent_at)
+    html = mail.get("html") if mail is not None else None
+    if not isinstance(html, str):
+        raise ConsoleError(404, "this mail as sent has no html body (or it is no longer kept)")
+    return _sandboxed(html)
+
+
+def _send_of(ctx: Context, request: Request) -> tuple[str, str]:
+    """The id and ``sent_at`` a send's page names (``?at=``; the latest send without it)."""
+    row_id = request.path_params["row_id"]
+    try:
+        return row_id, latest_send(ctx.admin, row_id, request.query_params.get("at") or None)
+    except ResendError as exc:
+        raise ConsoleError(404, str(exc)) from None
 
 
 def history(ctx: Context, request: Request, form: Form) -> dict[str, Any]:
