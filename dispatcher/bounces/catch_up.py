@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from dispatcher.bounces.event import BLASTENGINE_KINDS, BounceEvent, BounceType
 from dispatcher.bounces.ledger import BounceLedger
 from dispatcher.config.settings import Settings
-from dispatcher.recipients.suppression import normalise
+from dispatcher.providers.blastengine.results import MailResult
 from dispatcher.tracking.mail_log import delivery_report
 
 if TYPE_CHECKING:
@@ -82,11 +82,12 @@ class Reconciler:
                 params.append(("anchor", anchor))
             page = self._provider.mail_results(params)
             for item in page:
-                report = delivery_report(item)
+                found = MailResult.parse(item)
+                report = delivery_report(found) if found is not None else None
                 if report is not None:  # delivered, or still being retried
                     result.statuses += self._ledger.statuses.record(report)
                     continue
-                event = _event(item)
+                event = _event(found) if found is not None else None
                 if event is None:
                     continue
                 result.results += 1
@@ -116,21 +117,18 @@ class Reconciler:
         )
 
 
-def _event(item: dict[str, Any]) -> BounceEvent | None:
+def _event(result: MailResult) -> BounceEvent | None:
     try:
-        kind = BounceType(str(item.get("status")))
+        kind = BounceType(result.status)
     except ValueError:
         return None  # SENT, RETRY: not a bounce
-    address, delivery = item.get("email"), item.get("delivery_id")
-    when = item.get("updated_time") or item.get("delivery_time")
-    if not isinstance(address, str) or delivery is None or not isinstance(when, str):
+    if result.at is None:
         return None
-    code, message = item.get("last_response_code"), item.get("last_response_message")
     return BounceEvent(
         type=kind,
-        at=when,
-        address=normalise(address),
-        delivery_id=str(delivery),
-        code=str(code)[:16] if code else None,
-        message=str(message)[:500] if message else None,
+        at=result.at,
+        address=result.address,
+        delivery_id=result.delivery_id,
+        code=result.code[:16] if result.code else None,
+        message=result.message[:500] if result.message else None,
     )

@@ -7,6 +7,9 @@
   the address; ``Transient`` and ``Undetermined`` as ``SOFTERROR``, recorded only; a complaint
   as ``COMPLAINT``, which suppresses (the recipient asked for no more mail). One suppression
   list serves both providers.
+- ``Delivery``, ``DeliveryDelay`` and ``Reject`` move the history item's delivery status
+  forward (:mod:`dispatcher.tracking.book`); ``Open`` and ``Click``, published only where
+  the stack's ``SesOpenTracking`` is on, keep the first open as ``opened_at``.
 - ``Send`` leaves a send record (:class:`~dispatcher.providers.ses.lookup.SesSendLog`): what
   settles a send whose answer never came.
 
@@ -92,6 +95,9 @@ _STATUS_EVENTS = {
     "Reject": ("reject", DeliveryStatus.REJECTED),
 }
 
+#: SES's events of an open (with tracking on: the SesOpenTracking parameter), and their part.
+_OPEN_EVENTS = {"Open": "open", "Click": "click"}
+
 
 def parse_statuses(detail: Mapping[str, Any]) -> list[StatusReport]:
     """One report per recipient of a Delivery or DeliveryDelay event; a Reject (SES refused
@@ -168,6 +174,8 @@ class SesEvents:
             return Handled(kind, self._record_send(detail))
         if kind in _STATUS_EVENTS:
             return Handled(kind, self._record_status(detail, kind))
+        if kind in _OPEN_EVENTS:
+            return Handled(kind, self._record_open(detail, kind))
         if kind not in ("Bounce", "Complaint"):
             logger.info("SES event not used", extra={"event_type": kind})
             return Handled(kind or "unknown", 0)
@@ -184,6 +192,14 @@ class SesEvents:
         moved = sum(self._ledger.statuses.record(report) for report in parse_statuses(detail))
         logger.info("SES delivery status recorded", extra={"event_type": kind, "moved": moved})
         return moved
+
+    def _record_open(self, detail: Mapping[str, Any], kind: str) -> int:
+        """Open, Click (a click is an open too): the first is kept as ``opened_at``."""
+        message_id = _text(_mapping(detail, "mail"), "messageId")
+        at = _time(_mapping(detail, _OPEN_EVENTS[kind]))
+        opened = self._ledger.statuses.record_open(message_id, at)
+        logger.info("SES open recorded", extra={"event_type": kind, "first": opened})
+        return opened
 
     def _record_send(self, detail: Mapping[str, Any]) -> int:
         mail = _mapping(detail, "mail")

@@ -8,7 +8,7 @@ DynamoDB failure through :func:`~dispatcher.storage.dynamodb.translated`.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -343,8 +343,10 @@ class Admin:
         """The send table by status (:func:`~dispatcher.ops.counts.queue_counts`)."""
         return queue_counts(self.store)
 
-    def sent_since(self, windows: dict[str, datetime]) -> dict[str, SentCounts]:
-        """Mail sent and bounced since each window's start (:mod:`~dispatcher.ops.counts`)."""
+    def sent_since(
+        self, windows: Mapping[str, datetime | tuple[datetime, datetime]]
+    ) -> dict[str, SentCounts]:
+        """Mail sent in each window, and what became of it (:mod:`~dispatcher.ops.counts`)."""
         return sent_since(self.store, windows)
 
     def _get_rows(self, ids: list[str]) -> Iterator[Row]:

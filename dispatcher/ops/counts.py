@@ -7,10 +7,11 @@ is a lower bound: an overview that refreshes itself must not read a table withou
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 
+from dispatcher.model.delivery_status import FINAL, DeliveryStatus
 from dispatcher.ops.reads import BoundedPages
 from dispatcher.storage.store import STAMPED_INDEX, WAITING_INDEX, Store
 from dispatcher.support.clock import iso_utc
@@ -36,7 +37,7 @@ class QueueCounts:
 
 @dataclass(frozen=True)
 class SentCounts:
-    """History items sent since a time, and how many of them bounced."""
+    """History items sent in a window, and what became of them."""
 
     since: str
     sent: int
@@ -45,9 +46,14 @@ class SentCounts:
     capped: bool = False
     #: Of the mail sent, how many the receiving server is known to have taken.
     delivered: int = 0
-    #: Each counted item's ``sent_at`` (the console's chart), on the widest window only:
-    #: every other window's items are among them.
+    #: Of the mail sent, how many have no final status (still accepted, or delayed).
+    not_final: int = 0
+    #: The window's end; None: now.
+    until: str | None = None
+    #: Each counted item's ``sent_at`` (the console's chart), and the delivered ones', on
+    #: the widest window that runs to now only: the other windows' items are among them.
     times: tuple[str, ...] = ()
+    delivered_times: tuple[str, ...] = ()
 
     @property
     def bounce_share(self) -> float:
@@ -115,16 +121,20 @@ def queue_counts(store: Store) -> QueueCounts:
     )  # fmt: skip
 
 
-def sent_since(store: Store, windows: dict[str, datetime]) -> dict[str, SentCounts]:
-    """For each window's start, the history items sent at or after it and how many bounced:
-    one filtered Scan of the history table from the earliest start, so callers should cache
-    it."""
-    stamps = {name: iso_utc(start) for name, start in windows.items()}
-    sent: Counter[str] = Counter()
-    bounced: Counter[str] = Counter()
-    delivered: Counter[str] = Counter()
-    widest = min(stamps, key=stamps.__getitem__)
-    times: list[str] = []
+def sent_since(
+    store: Store, windows: Mapping[str, datetime | tuple[datetime, datetime]]
+) -> dict[str, SentCounts]:
+    """For each window (its start, or its start and end), the history items sent in it, how
+    many were delivered, bounced, or have no final status yet: one filtered Scan of the
+    history table from the earliest start, so callers should cache it."""
+    bounds = {
+        name: (iso_utc(w[0]), iso_utc(w[1])) if isinstance(w, tuple) else (iso_utc(w), "~")
+        for name, w in windows.items()
+    }
+    counts: dict[str, Counter[str]] = {name: Counter() for name in bounds}
+    # the chart's times: of the widest window that runs to now
+    charted = min((n for n, (_, end) in bounds.items() if end == "~"), key=lambda n: bounds[n][0])
+    times: dict[str, list[str]] = {"sent": [], "delivered": []}
     pages = BoundedPages(
         store.client.scan,
         TableName=store.history_table,
@@ -135,33 +145,44 @@ def sent_since(store: Store, windows: dict[str, datetime]) -> dict[str, SentCoun
             "#bounce": "bounce_type",
             "#status": "delivery_status",
         },
-        ExpressionAttributeValues={":since": {"S": stamps[widest]}},
+        ExpressionAttributeValues={":since": {"S": min(start for start, _ in bounds.values())}},
     )
     for page in pages:
         for item in page.get("Items", []):
             when = item.get("sent_at", {}).get("S", "")
-            times.append(when)
-            for name, stamp in stamps.items():
-                if when >= stamp:
-                    sent[name] += 1
-                    bounced[name] += "bounce_type" in item
-                    delivered[name] += _delivered(item)
+            status = item.get("delivery_status", {}).get("S", DeliveryStatus.ACCEPTED.value)
+            for name, (start, end) in bounds.items():
+                if start <= when < end:
+                    counts[name].update(
+                        sent=1,
+                        bounced="bounce_type" in item,
+                        delivered=status in _DELIVERED,
+                        not_final=status in _NOT_FINAL,
+                    )
+            if when >= bounds[charted][0]:
+                times["sent"].append(when)
+                if status in _DELIVERED:
+                    times["delivered"].append(when)
     return {
         name: SentCounts(
-            stamp,
-            sent[name],
-            bounced[name],
+            start,
+            counts[name]["sent"],
+            counts[name]["bounced"],
             pages.capped,
-            delivered=delivered[name],
-            times=tuple(times) if name == widest else (),
+            delivered=counts[name]["delivered"],
+            not_final=counts[name]["not_final"],
+            until=end if end != "~" else None,
+            times=tuple(times["sent"]) if name == charted else (),
+            delivered_times=tuple(times["delivered"]) if name == charted else (),
         )
-        for name, stamp in stamps.items()
+        for name, (start, end) in bounds.items()
     }
 
 
-def _delivered(item: dict[str, Any]) -> bool:
-    """Taken by the receiving server: delivered, or a complaint (which comes after delivery)."""
-    return item.get("delivery_status", {}).get("S") in ("delivered", "complained")
+#: Taken by the receiving server: delivered, or a complaint (which comes after delivery).
+_DELIVERED = frozenset({DeliveryStatus.DELIVERED.value, DeliveryStatus.COMPLAINED.value})
+#: No final status reported yet.
+_NOT_FINAL = frozenset(s.value for s in DeliveryStatus if s not in FINAL)
 
 
 def _total(pages: BoundedPages) -> int:

@@ -67,6 +67,35 @@ class StatusBook:
             metrics.add_metric(name=_METRICS[report.status], unit=MetricUnit.Count, value=moved)
         return moved
 
+    def record_open(self, delivery_id: str, at: str, *, address: str | None = None) -> int:
+        """Keep the earliest open reported of a delivery's items (those to ``address`` where
+        named) as ``opened_at``; how many changed. Opens are a hint, not a status: an
+        open never moves ``delivery_status``, and mail apps that fetch every image (Apple
+        Mail Privacy Protection) open mail nobody read."""
+        found = self.deliveries(delivery_id)
+        if not found:
+            metrics.add_metric(name="StatusForUnknownMail", unit=MetricUnit.Count, value=1)
+            return 0
+        when = parse_iso(at)
+        stamp = iso_utc(when) if when else at
+        opened = 0
+        for item in found:
+            known = item.get("opened_at", {}).get("S")
+            if (known and known <= stamp) or (address and not _to_is(item, address)):
+                continue
+            opened += conditionally(
+                self._client.update_item,
+                TableName=self.history_table,
+                Key={"id": item["id"], "sent_at": item["sent_at"]},
+                UpdateExpression="SET opened_at = :at",
+                # the earliest open wins, whatever order the reports come in
+                ConditionExpression=(
+                    "attribute_exists(id) AND (attribute_not_exists(opened_at) OR opened_at > :at)"
+                ),
+                ExpressionAttributeValues={":at": {"S": stamp}},
+            )
+        return opened
+
     def _advance(self, item: Mapping[str, Any], report: StatusReport) -> bool:
         rank = item.get("delivery_status_rank", {}).get("N")
         if isinstance(rank, str) and rank.isdigit() and int(rank) >= report.status.rank:

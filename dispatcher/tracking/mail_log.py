@@ -18,8 +18,8 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from dispatcher.model.delivery_status import DeliveryStatus, StatusReport
-from dispatcher.model.row import normalise_address
 from dispatcher.pacing.invocation_bucket import BucketTimeoutError, RequestSlots
+from dispatcher.providers.blastengine.results import MailResult
 from dispatcher.providers.errors import ProviderError
 from dispatcher.support.clock import SYSTEM_CLOCK, Clock, Deadline
 from dispatcher.support.observability import logger
@@ -71,7 +71,7 @@ class MailLogPoller:
         self._anchor: str | None = None  # where this container's last run stopped
         #: Results this container already applied, by maillog_id, with their status: the
         #: window is read again and again, and an unchanged result needs no history read.
-        self._applied: dict[Any, str] = {}
+        self._applied: dict[Any, tuple[str, str | None]] = {}
 
     @classmethod
     def from_settings(
@@ -125,15 +125,7 @@ class MailLogPoller:
                 page = self._provider.mail_results([*window, *anchor])
                 result.requests += 1
                 for item in page:
-                    report = delivery_report(item)
-                    if report is None:
-                        continue
-                    result.results += 1
-                    seen = item.get("maillog_id")
-                    if self._applied.get(seen) == report.status.value:
-                        continue
-                    result.moved += self._book.record(report)
-                    self._remember(seen, report.status.value)
+                    self._apply(MailResult.parse(item), result)
                 if len(page) < PAGE_SIZE:
                     self._anchor = None  # the end: the next run reads the window again
                     break
@@ -147,23 +139,30 @@ class MailLogPoller:
             self._book.flush_events()
         return result
 
-    def _remember(self, maillog_id: Any, status: str) -> None:
+    def _apply(self, found: MailResult | None, result: PollResult) -> None:
+        report = delivery_report(found) if found is not None else None
+        if found is None or report is None:
+            return
+        result.results += 1
+        seen = (report.status.value, found.opened_at)
+        if self._applied.get(found.maillog_id) == seen:
+            return  # applied by an earlier run of this container, unchanged since
+        result.moved += self._book.record(report)
+        if found.opened_at is not None:
+            self._book.record_open(found.delivery_id, found.opened_at, address=found.address)
+        self._remember(found.maillog_id, seen)
+
+    def _remember(self, maillog_id: Any, status: tuple[str, str | None]) -> None:
         if len(self._applied) >= MAX_REMEMBERED:
             self._applied.clear()  # a cold container's cost, once in a while
         self._applied[maillog_id] = status
 
 
-def delivery_report(item: dict[str, Any]) -> StatusReport | None:
+def delivery_report(result: MailResult) -> StatusReport | None:
     """A mail-log result that is a delivery status (``SENT``, ``RETRY``), as a report."""
-    status = _STATUSES.get(str(item.get("status")))
-    address, delivery = item.get("email"), item.get("delivery_id")
-    when = item.get("updated_time") or item.get("delivery_time")
-    if status is None or not isinstance(address, str) or delivery is None:
+    status = _STATUSES.get(result.status)
+    if status is None or result.at is None:
         return None
-    if not isinstance(when, str):
-        return None
-    code, message = item.get("last_response_code"), item.get("last_response_message")
-    detail = " ".join(str(part) for part in (code, message) if part) or None
     return StatusReport(
-        str(delivery), normalise_address(address), status, when, detail, provider="blastengine"
+        result.delivery_id, result.address, status, result.at, result.detail, provider="blastengine"
     )

@@ -447,8 +447,12 @@ def test_the_overview_counts_delivered_beside_sent(script, table, dynamodb) -> N
             dynamodb, row_id=f"d-{n}", sent_at=iso_utc(now - timedelta(minutes=n + 1)),
             delivery_id=str(n), delivery_status=status,
         )  # fmt: skip
-    hour = script.get("/api/overview").json()["sent"]["hour"]
+    overview = script.get("/api/overview").json()
+    hour = overview["sent"]["hour"]
     assert (hour["sent"], hour["delivered"]) == (4, 2)
+    # and the chart draws the delivered part of each minute's sent
+    counts = overview["flow"]["hour"]["counts"]
+    assert (sum(counts["sent"]), sum(counts["delivered"])) == (4, 2)
 
 
 def test_a_sends_page_shows_the_mail_as_sent_and_send_again_inserts_a_copy_once(
@@ -511,3 +515,26 @@ def test_send_again_is_refused_clearly_when_there_is_nothing_to_copy(script, tab
     bad = script.post("/api/resend/old-1", json={"to": "nope"})
     assert bad.status_code == 400
     assert "'nope' is not an email address" in bad.json()["error"]
+
+
+def test_the_overview_counts_mail_with_no_final_status_72_hours_on(script, dynamodb) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from dispatcher.support.clock import iso_utc
+
+    # GIVEN mail sent 80 hours ago (one delivered, one still accepted, one delayed), one
+    # sent 100 hours ago still accepted (past the window), and one sent now
+    now = datetime.now(UTC)
+    for row_id, hours, status in (
+        ("a", 80, "delivered"), ("b", 80, "accepted"), ("c", 79, "delayed"),
+        ("d", 100, "accepted"), ("e", 0.1, "accepted"),
+    ):  # fmt: skip
+        put_history(dynamodb, row_id=row_id, sent_at=iso_utc(now - timedelta(hours=hours)),
+                    delivery_id=row_id, delivery_status=status)  # fmt: skip
+    sent = script.get("/api/overview").json()["sent"]
+    # THEN the window 72-96 h ago holds three, two of them with no final status
+    late = sent["72h_ago"]
+    assert (late["sent"], late["delivered"], late["not_final"]) == (3, 1, 2)
+    assert late["until"] is not None
+    # and the day counts only what was sent in it
+    assert (sent["day"]["sent"], sent["day"]["not_final"]) == (1, 1)

@@ -77,3 +77,25 @@ def test_a_retry_is_delayed_and_a_later_sent_delivers_it(dynamodb) -> None:
     log.results = [_result(1, "SENT", "slow@example.com")]
     poller.poll()
     assert get_history(dynamodb)["delivery_status"] == {"S": "delivered"}
+
+
+def test_an_open_time_the_log_gains_later_is_kept_once(dynamodb) -> None:
+    # GIVEN a mail the log says was delivered, not yet opened
+    put_history(dynamodb, delivery_id="1", to="reader@example.com", delivery_status="accepted")
+    log = _Log([_result(1, "SENT", "reader@example.com")])
+    poller = _poller(dynamodb, log, pages=1)
+    poller.poll()
+    assert "opened_at" not in get_history(dynamodb)
+    # WHEN a later run finds the same result with an open_time (blastengine tracks opens)
+    log.results = [{**_result(1, "SENT", "reader@example.com"),
+                    "open_time": "2026-11-30T10:05:00+09:00"}]  # fmt: skip
+    poller.poll()
+    # THEN it is kept as opened_at (UTC), and the status stays delivered
+    item = get_history(dynamodb)
+    assert item["opened_at"] == {"S": "2026-11-30T01:05:00.000Z"}
+    assert item["delivery_status"] == {"S": "delivered"}
+    # AND a run that sees it again writes nothing
+    writes = []
+    poller._book.record_open = lambda *a, **k: writes.append(a) or 0  # type: ignore[method-assign]
+    poller.poll()
+    assert writes == []

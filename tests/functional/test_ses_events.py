@@ -33,6 +33,11 @@ def _event(detail: dict[str, Any]) -> dict[str, Any]:
             "Bounce": "Email Bounced",
             "Complaint": "Email Complaint Received",
             "Send": "Email Sent",
+            "Delivery": "Email Delivered",
+            "DeliveryDelay": "Email Delivery Delayed",
+            "Reject": "Email Rejected",
+            "Open": "Email Opened",
+            "Click": "Email Clicked",
         }.get(kind, f"Email {kind}"),
         "source": "aws.ses",
         "account": "123456789012",
@@ -224,10 +229,39 @@ def test_an_event_not_of_ses_shape_is_dropped_saying_why_and_writes_nothing(
 
 
 def test_other_event_types_are_not_used(events, dynamodb) -> None:
-    answer = events.handle(_event({"eventType": "Open", "open": {}, "mail": _mail()}))
+    answer = events.handle(
+        _event({"eventType": "Subscription", "subscription": {}, "mail": _mail()})
+    )
 
-    assert answer == {"kind": "Open", "recorded": 0}
+    assert answer == {"kind": "Subscription", "recorded": 0}
     assert dynamodb.scan(TableName=TABLE_NAMES["BounceTable"])["Items"] == []
+
+
+def _open(kind: str, at: str) -> dict[str, Any]:
+    part = {"timestamp": at, "ipAddress": "192.0.2.1", "userAgent": "Mail"}
+    if kind == "Click":
+        part["link"] = "https://example.com/a"
+    return _event({"eventType": kind, kind.lower(): part, "mail": _mail()})
+
+
+def test_the_earliest_open_or_click_is_kept_and_never_moves_the_status(events, dynamodb) -> None:
+    # GIVEN a mail sent through SES and delivered, with open tracking on
+    _ses_history(dynamodb)
+    events.handle(_status_event("Delivery"))
+    # WHEN SES reports a click, then an earlier open arriving late, then the click again
+    first = events.handle(_open("Click", "2026-12-03T12:00:00.000Z"))
+    events.handle(_open("Open", "2026-12-03T11:59:00.000Z"))
+    events.handle(_open("Click", "2026-12-03T12:00:00.000Z"))
+    # THEN the earliest is kept as opened_at, whatever the order; the status stays delivered
+    assert first == {"kind": "Click", "recorded": 1}
+    item = get_history(dynamodb, sent_at=SENT_AT)
+    assert item["opened_at"] == {"S": "2026-12-03T11:59:00.000Z"}
+    assert item["delivery_status"] == {"S": "delivered"}
+
+
+def test_an_open_for_a_mail_the_history_does_not_hold_creates_nothing(events, dynamodb) -> None:
+    assert events.handle(_open("Open", "2026-12-03T12:00:00.000Z"))["recorded"] == 0
+    assert dynamodb.scan(TableName=TABLE_NAMES["HistoryTable"])["Items"] == []
 
 
 def test_blastengines_webhook_still_refuses_a_complaint_type() -> None:

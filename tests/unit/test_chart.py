@@ -32,7 +32,7 @@ def test_each_time_falls_in_its_bucket_and_outside_times_in_none() -> None:
     assert timeline.counts["sent"][0] == 1
     assert timeline.counts["sent"][59] == 2
     assert timeline.counts["failed"][30] == 1
-    assert timeline.totals() == {"sent": 3, "deferred": 0, "failed": 1}
+    assert timeline.totals() == {"sent": 3, "delivered": 0, "deferred": 0, "failed": 1}
 
 
 def test_the_svg_stacks_a_bar_per_series_and_names_the_totals() -> None:
@@ -42,6 +42,7 @@ def test_the_svg_stacks_a_bar_per_series_and_names_the_totals() -> None:
         24,
         {
             "sent": ["2026-12-03T10:10:00Z"] * 4,
+            "delivered": ["2026-12-03T10:10:00Z"] * 3,  # of those sent
             "deferred": ["2026-12-03T10:20:00Z"],
             "failed": ["2026-12-02T12:00:00Z"],
         },
@@ -49,18 +50,26 @@ def test_the_svg_stacks_a_bar_per_series_and_names_the_totals() -> None:
 
     svg = ElementTree.fromstring(timeline.svg("Last day <per hour>"))  # noqa: S314  (our own)
 
-    assert svg.get("aria-label") == "Last day <per hour>: 4 sent, 1 deferred, 1 failed"
+    assert svg.get("aria-label") == (
+        "Last day <per hour>: 4 sent, 3 delivered, 1 deferred, 1 failed"
+    )
     rects = svg.findall(f".//{SVG}rect")
-    assert sorted(r.get("class") for r in rects) == ["deferred", "failed", "sent"]
-    sent = next(r for r in rects if r.get("class") == "sent")
-    deferred = next(r for r in rects if r.get("class") == "deferred")
-    # one bar: deferred sits on top of sent, four times shorter
-    assert float(deferred.get("y")) + float(deferred.get("height")) == float(sent.get("y"))
-    assert abs(float(sent.get("height")) - 4 * float(deferred.get("height"))) < 0.2
-    assert "10:00 UTC: 4 sent, 1 deferred, 0 failed" in [t.text for t in svg.iter(f"{SVG}title")]
+    assert sorted(r.get("class") for r in rects) == [
+        "deferred", "delivered", "failed", "undelivered",
+    ]  # fmt: skip
+    layer = {r.get("class"): r for r in rects if r.get("class") != "failed"}
+    # one bar, bottom up: the delivered part of sent, the rest of sent, then deferred
+    for lower, upper in (("delivered", "undelivered"), ("undelivered", "deferred")):
+        top = float(layer[upper].get("y")) + float(layer[upper].get("height"))
+        assert abs(top - float(layer[lower].get("y"))) < 0.01
+    heights = {name: float(r.get("height")) for name, r in layer.items()}
+    assert abs(heights["delivered"] - 3 * heights["undelivered"]) < 0.2
+    assert abs(heights["deferred"] - heights["undelivered"]) < 0.01
+    tips = [t.text for t in svg.iter(f"{SVG}title")]
+    assert "10:00 UTC: 4 sent (3 delivered), 1 deferred, 0 failed" in tips
 
 
 def test_an_empty_timeline_draws_no_bars() -> None:
     svg = Timeline.build(END, timedelta(minutes=1), 60, {}).svg("Last hour")
     assert "<rect" not in svg
-    assert 'aria-label="Last hour: 0 sent, 0 deferred, 0 failed"' in svg
+    assert 'aria-label="Last hour: 0 sent, 0 delivered, 0 deferred, 0 failed"' in svg

@@ -92,14 +92,22 @@ def test_ses_sends_only_from_its_identity_and_configuration_set() -> None:
 
 def test_ses_events_reach_their_function_from_the_configuration_set_only() -> None:
     destination = RESOURCES["SesEventDestination"]["Properties"]["EventDestination"]
-    assert sorted(destination["MatchingEventTypes"]) == [
-        "bounce",
-        "complaint",
-        "delivery",
-        "deliveryDelay",
-        "reject",
-        "send",
-    ]
+    condition, tracking, plain = destination["MatchingEventTypes"]["Fn::If"]
+    assert condition == "TracksOpens"
+    assert sorted(plain) == ["bounce", "complaint", "delivery", "deliveryDelay", "reject", "send"]
+    assert sorted(tracking) == sorted([*plain, "open", "click"])
+    # every event the destination may publish passes the rule to the function (EventBridge
+    # names them by detail-type), and the function reads each (its eventType)
+    detail_types = {
+        "send": "Email Sent", "bounce": "Email Bounced", "complaint": "Email Complaint Received",
+        "delivery": "Email Delivered", "deliveryDelay": "Email Delivery Delayed",
+        "reject": "Email Rejected", "open": "Email Opened", "click": "Email Clicked",
+    }  # fmt: skip
+    rule = RESOURCES["SesEventsFunction"]["Properties"]["Events"]["SesEvents"]["Properties"]
+    assert sorted(rule["Pattern"]["detail-type"]) == sorted(detail_types[t] for t in tracking)
+    source = (ROOT / "dispatcher" / "bounces" / "ses_events.py").read_text()
+    for event_type in tracking:
+        assert f'"{event_type[0].upper()}{event_type[1:]}"' in source, event_type
     function = RESOURCES["SesEventsFunction"]["Properties"]
     assert function["Handler"] == "dispatcher.ses_handler.lambda_handler"
     pattern = function["Events"]["SesEvents"]["Properties"]["Pattern"]

@@ -1,10 +1,12 @@
-"""The overview's flow chart: sent, deferred and failed per minute (last hour) and per hour
-(last day), drawn on the server as SVG, so the console stays free of scripts.
+"""The overview's flow chart: sent (and, of it, delivered), deferred and failed per minute
+(last hour) and per hour (last day), drawn on the server as SVG, so the console stays free
+of scripts.
 
 It reads nothing of its own: the sent times come from the overview's cached history read
 (:meth:`~dispatcher.ops.admin.Admin.sent_since`), the failed and deferred ones from the stamped
 index the overview's counts already page through (``failed_at`` of the rows still failed or
-deferred: a deferred row sent since is counted as sent, where it went).
+deferred: a deferred row sent since is counted as sent, where it went). Delivered mail is
+counted by when it was sent, as part of that bar's sent: the bar's lower, darker part.
 """
 
 from __future__ import annotations
@@ -16,10 +18,18 @@ from xml.sax.saxutils import escape
 
 from dispatcher.support.clock import parse_iso
 
-__all__ = ["SERIES", "Timeline"]
+__all__ = ["LAYERS", "SERIES", "Timeline"]
 
-#: Series in stacking order (bottom first), with their colours.
-SERIES = (("sent", "#2f9e5b"), ("deferred", "#d69a1e"), ("failed", "#c8443a"))
+#: Series counted, each by its own times; ``delivered`` is a part of ``sent``.
+SERIES = ("sent", "delivered", "deferred", "failed")
+#: What is drawn, in stacking order (bottom first): sent splits into its delivered part and
+#: the rest (accepted, delayed or bounced), so every bar's height is what was sent and stamped.
+LAYERS = (
+    ("delivered", "#1f7a45"),
+    ("undelivered", "#8fd1a8"),
+    ("deferred", "#d69a1e"),
+    ("failed", "#c8443a"),
+)
 WIDTH, HEIGHT, LEFT, BOTTOM, TOP = 720, 150, 34, 20, 8
 
 
@@ -40,7 +50,7 @@ class Timeline:
         times: Mapping[str, Iterable[str]],
     ) -> Timeline:
         start = end - step * buckets
-        counts = {name: [0] * buckets for name, _ in SERIES}
+        counts = {name: [0] * buckets for name in SERIES}
         for name, stamps in times.items():
             for stamp in stamps:
                 when = parse_iso(stamp)
@@ -56,16 +66,26 @@ class Timeline:
     def totals(self) -> dict[str, int]:
         return {name: sum(values) for name, values in self.counts.items()}
 
+    def _layer(self, name: str, i: int) -> int:
+        if name == "undelivered":
+            return self.counts["sent"][i] - self.counts["delivered"][i]
+        return self.counts[name][i]
+
+    def _tip(self, i: int) -> str:
+        c = {name: values[i] for name, values in self.counts.items()}
+        sent = f"{c['sent']} sent ({c['delivered']} delivered)"
+        return f"{sent}, {c['deferred']} deferred, {c['failed']} failed"
+
     def svg(self, title: str) -> str:
         """A stacked bar per bucket; a ``<title>`` per bar says its counts (hover)."""
         n = self.buckets
-        peak = max((sum(self.counts[name][i] for name, _ in SERIES) for i in range(n)), default=0)
+        peak = max((sum(self._layer(name, i) for name, _ in LAYERS) for i in range(n)), default=0)
         scale = max(peak, 1)
         plot_w, plot_h = WIDTH - LEFT - 4, HEIGHT - BOTTOM - TOP
         slot = plot_w / n
         bar = max(1.0, slot * 0.8)
         totals = self.totals()
-        summary = ", ".join(f"{totals[name]} {name}" for name, _ in SERIES)
+        summary = ", ".join(f"{totals[name]} {name}" for name in SERIES)
         parts = [
             f'<svg class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" '
             f'aria-label="{escape(title)}: {summary}" xmlns="http://www.w3.org/2000/svg">',
@@ -80,10 +100,9 @@ class Timeline:
             x = LEFT + i * slot + (slot - bar) / 2
             y = float(TOP + plot_h)
             label = (start + self.step * i).strftime("%H:%M")
-            tip = ", ".join(f"{self.counts[name][i]} {name}" for name, _ in SERIES)
-            parts.append(f"<g><title>{label} UTC: {tip}</title>")
-            for name, colour in SERIES:
-                value = self.counts[name][i]
+            parts.append(f"<g><title>{label} UTC: {self._tip(i)}</title>")
+            for name, colour in LAYERS:
+                value = self._layer(name, i)
                 if not value:
                     continue
                 h = value / scale * plot_h

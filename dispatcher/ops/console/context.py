@@ -39,6 +39,10 @@ __all__ = [
 ]
 
 PAGE_SIZE = 50
+#: How long a delivery status may take to come: mail without one after this is counted.
+SETTLE_BY = timedelta(hours=72)
+#: The overview's window of mail sent a day before :data:`SETTLE_BY`.
+SETTLED_WINDOW = "72h_ago"
 #: How long the overview's history counts (a Scan) are reused before they are read again.
 SENT_COUNTS_TTL = 30.0
 ERROR_KINDS = tuple(k.value for k in ErrorKind)
@@ -86,7 +90,12 @@ class SentCache:
                 return self._value[1]
             now = datetime.now(UTC)
             counts = self._admin.sent_since(
-                {"hour": now - timedelta(hours=1), "day": now - timedelta(days=1)}
+                {
+                    "hour": now - timedelta(hours=1),
+                    "day": now - timedelta(days=1),
+                    # mail past the 72 hours a status may take: what has none stays accepted
+                    SETTLED_WINDOW: (now - SETTLE_BY - timedelta(days=1), now - SETTLE_BY),
+                }
             )
             self._value = (time.monotonic(), counts)
             return counts

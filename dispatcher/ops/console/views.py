@@ -19,7 +19,7 @@ from dispatcher.model.message import Message, parse_message
 from dispatcher.model.row import Row, plain, string_attribute
 from dispatcher.model.row import normalise_address as normalise
 from dispatcher.model.unsettled import describe_unsettled
-from dispatcher.ops.admin import LISTABLE_STATUSES, Page
+from dispatcher.ops.admin import LISTABLE_STATUSES, Page, SentCounts
 from dispatcher.ops.console.chart import Timeline
 from dispatcher.ops.console.context import ERROR_KINDS, PAGE_SIZE, ConsoleError, Context, Form
 from dispatcher.ops.console.forms import row_version, split_problems
@@ -62,24 +62,25 @@ def overview(ctx: Context, request: Request, form: Form) -> dict[str, Any]:
         },
         "sent": {
             window: {
-                **{k: v for k, v in asdict(value).items() if k != "times"},
+                **{k: v for k, v in asdict(value).items() if not k.endswith("times")},
                 "bounce_share": round(value.bounce_share, 4),
             }
             for window, value in sent.items()
         },
-        "flow": _flow(now, sent["day"].times, counts.stamped_at),
+        "flow": _flow(now, sent["day"], counts.stamped_at),
         "refresh_seconds": REFRESH_SECONDS,
         "as_of": now.isoformat(timespec="seconds"),
     }
 
 
 def _flow(
-    now: datetime, sent: tuple[str, ...], stamped: Mapping[str, tuple[str, ...]]
+    now: datetime, sent: SentCounts, stamped: Mapping[str, tuple[str, ...]]
 ) -> dict[str, Any]:
-    """Sent, deferred and failed per minute over the last hour and per hour over the last
-    day (the chart's data, and the JSON twin's), from what the overview read anyway. The
-    buckets end at the next whole minute or hour, so they stay put between refreshes."""
-    times: dict[str, tuple[str, ...]] = {"sent": sent, **stamped}
+    """Sent (and delivered), deferred and failed per minute over the last hour and per hour
+    over the last day (the chart's data, and the JSON twin's), from what the overview read
+    anyway. The buckets end at the next whole minute or hour, so they stay put between
+    refreshes."""
+    times = {"sent": sent.times, "delivered": sent.delivered_times, **stamped}
     minute = now.replace(second=0, microsecond=0) + timedelta(minutes=1)
     hour = now.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
     out = {}

@@ -16,9 +16,11 @@ from collections import OrderedDict
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
+from dispatcher.model.row import normalise_address
 from dispatcher.model.unsettled import Unsettled, content_digest
 from dispatcher.providers.base import Found
 from dispatcher.providers.blastengine.client import BlastengineClient
+from dispatcher.providers.blastengine.results import MailResult
 from dispatcher.providers.errors import TransientError
 from dispatcher.support.clock import parse_iso
 
@@ -117,16 +119,13 @@ class BlastengineLookup:
             page = self._client.mail_results(
                 params + ([("anchor", anchor)] if anchor else []), timeout=timeout
             )
-            for result in page:
-                delivery_id, email = result.get("delivery_id"), result.get("email")
-                if delivery_id is None or not isinstance(email, str):
-                    continue
-                taken_at = parse_iso(result.get("created_time"))
-                if email.lower() != unsettled.to.lower() or (
+            for result in filter(None, map(MailResult.parse, page)):
+                taken_at = parse_iso(result.taken_at)
+                if result.address != normalise_address(unsettled.to) or (
                     taken_at is not None and not earliest <= taken_at <= latest
                 ):
                     continue
-                found.setdefault(str(delivery_id), taken_at)
+                found.setdefault(result.delivery_id, taken_at)
             if len(page) < PAGE_SIZE:
                 return sorted(found.items(), key=lambda item: _distance(item[1], unsettled))
             anchor = str(page[-1].get("maillog_id", ""))
