@@ -141,3 +141,30 @@ def test_an_accepted_mail_shows_in_the_results_only_after_the_lag() -> None:
             sandbox.base_url.split("/api/")[0] + "/sandbox/faults", json={"lookups_down": True}
         )
         assert httpx.get(detail, headers=auth, timeout=5).status_code == 503
+
+
+def test_the_mail_log_gives_each_recipient_its_result_and_a_soft_error_a_later_sent() -> None:
+    # GIVEN a sandbox with a bounce of each kind, whose soft errors are retried after 0.5 s
+    rules = {"hard@x.example": "HARDERROR", "@drop.example": "DROP", "full@x.example": "SOFTERROR"}
+    faults = Faults(lookup_lag=0, bounce=rules, webhook=False, soft_retry=0.5)
+    with Sandbox(login_id="me", api_key="key", faults=faults) as sandbox:
+        auth = {"Authorization": f"Bearer {bearer_token('me', 'key')}"}
+        for to in ("ok@x.example", "hard@x.example", "a@drop.example", "full@x.example"):
+            assert _post(sandbox, {**BODY, "to": to}).status_code == 201
+
+        def results() -> dict[str, tuple[str, str]]:
+            answer = httpx.get(sandbox.base_url + "/logs/mails/results", headers=auth, timeout=5)
+            return {
+                r["email"]: (r["status"], r["last_response_code"]) for r in answer.json()["data"]
+            }
+
+        # THEN each has its result, with a response code as a receiving server would give
+        assert results() == {
+            "ok@x.example": ("SENT", "250"),
+            "hard@x.example": ("HARDERROR", "550"),
+            "a@drop.example": ("DROP", "550"),
+            "full@x.example": ("SOFTERROR", "452"),
+        }
+        # AND the soft error is delivered by a later retry, its result updated after it
+        time.sleep(0.6)
+        assert results()["full@x.example"] == ("SENT", "250")

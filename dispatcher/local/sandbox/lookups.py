@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -45,14 +45,23 @@ def delivery_detail(mail: SentMail) -> dict[str, Any]:
     }
 
 
-def mail_results(mails: list[SentMail], query: dict[str, list[str]]) -> tuple[int, dict[str, Any]]:
+def mail_results(
+    mails: list[SentMail], query: dict[str, list[str]], *, soft_retry: float = 5.0
+) -> tuple[int, dict[str, Any]]:
     """``GET /logs/mails/results``: one result per recipient, oldest first, filtered by
     ``delivery_id``, ``email``, ``status[]``, ``delivery_start``/``delivery_end``, paged by
-    ``count`` (1-1000) after ``anchor`` (the last ``maillog_id`` seen)."""
+    ``count`` (1-1000) after ``anchor`` (the last ``maillog_id`` seen). A soft-bounced
+    recipient is ``SOFTERROR`` for ``soft_retry`` seconds, then ``SENT`` (a retry got it
+    through)."""
     asked = _ResultsQuery.read(query)
     if isinstance(asked, dict):
         return 400, {"error_messages": asked}
-    results = [result for result in _recipient_results(mails) if asked.matches(result)]
+    now = datetime.now(UTC)
+    results = [
+        result
+        for result in _recipient_results(mails, now, timedelta(seconds=soft_retry))
+        if asked.matches(result)
+    ]
     return 200, {"data": results[: asked.count]}
 
 
@@ -119,26 +128,40 @@ def _moment(raw: str) -> datetime | None:
     return moment if moment.tzinfo is not None else None
 
 
-def _recipient_results(mails: list[SentMail]) -> Iterator[dict[str, Any]]:
+def _recipient_results(
+    mails: list[SentMail], now: datetime, soft_retry: timedelta
+) -> Iterator[dict[str, Any]]:
     """Every recipient of every mail taken, as a result, numbered from 1 in order."""
     serial = 0
     for mail in mails:
         p = mail.payload
+        taken = datetime.fromisoformat(mail.received_at)
         for address in (p.get("to"), *p.get("cc", []), *p.get("bcc", [])):
             serial += 1
-            bounced = address in mail.bounces
+            status, updated = mail.bounces.get(address, "SENT"), taken
+            if status == "SOFTERROR" and now >= taken + soft_retry:
+                status, updated = "SENT", taken + soft_retry  # the retry got it through
             yield {
                 "maillog_id": serial,
                 "delivery_id": mail.delivery_id,
                 "delivery_type": "TRANSACTION",
                 "email": address,
-                "status": mail.bounces.get(address, "SENT"),
+                "status": status,
                 "delivery_time": mail.received_at,
                 "created_time": mail.received_at,
-                "updated_time": mail.received_at,
-                "last_response_code": "550" if bounced else "250",
-                "last_response_message": "user unknown (sandbox)" if bounced else "OK (sandbox)",
+                "updated_time": updated.isoformat(timespec="milliseconds"),
+                "open_time": None,
+                **_last_response(status),
             }
+
+
+def _last_response(status: str) -> dict[str, str]:
+    code, message = {
+        "SENT": ("250", "OK (sandbox)"),
+        "SOFTERROR": ("452", "mailbox full (sandbox)"),
+        "DROP": ("550", "on the stop list (sandbox)"),
+    }.get(status, ("550", "user unknown (sandbox)"))
+    return {"last_response_code": code, "last_response_message": message}
 
 
 def bounce_events(mail: SentMail) -> list[dict[str, Any]]:
@@ -152,10 +175,8 @@ def bounce_events(mail: SentMail) -> list[dict[str, Any]]:
                 "detail": {
                     "mailaddress": address,
                     "subject": mail.payload.get("subject", ""),
-                    "error_code": "550" if kind != "SOFTERROR" else "452",
-                    "error_message": "user unknown (sandbox)"
-                    if kind != "SOFTERROR"
-                    else "mailbox full (sandbox)",
+                    "error_code": _last_response(kind)["last_response_code"],
+                    "error_message": _last_response(kind)["last_response_message"],
                     "delivery_id": mail.delivery_id,
                 },
             }

@@ -50,6 +50,9 @@ class Faults:
     bounce: dict[str, str] = field(default_factory=dict)
     webhook: bool = True  # report bounces to the webhook (off: only /logs/mails/results has them)
     bounce_delay: float = 0.3  # seconds between accepting a mail and reporting its bounces
+    #: Seconds after which a soft-bounced recipient is delivered by a retry: its result in
+    #: /logs/mails/results turns from SOFTERROR to SENT, as blastengine's retries end.
+    soft_retry: float = 5.0
     #: Seconds before an accepted mail shows in /logs/mails/results, the look-up that finds
     #: a mail by recipient: the real mail log is not instant either.
     lookup_lag: float = DEFAULT_LOOKUP_LAG

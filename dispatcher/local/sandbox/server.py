@@ -219,6 +219,7 @@ class Sandbox(BackgroundServer):
             return mail_results(
                 [m for m in self.mails if datetime.fromisoformat(m.received_at) <= visible_until],
                 query,
+                soft_retry=faults.soft_retry,
             )
         return 404, {"error_messages": {"path": ["not found"]}}
 
