@@ -12,7 +12,6 @@ import pytest
 
 from tests.e2e.conftest import RunningStack, start_stack, stop_stack, wait_for
 
-
 #: The sandbox's bounce rules for the whole module (a test that changes them puts them back).
 RULES = {
     "dead@bounce.example": "HARDERROR",
