@@ -33,6 +33,16 @@ __all__ = ["EVENTS_DIR", "run_demo"]
 EVENTS_DIR = Path(__file__).resolve().parents[2] / "events"
 DEMO_EVENTS = ("insert.json", "mixed-batch.json", "invalid-row.json")
 FLAKY_ADDRESS = "flaky@example.com"
+#: An address the sandbox takes mail for, then reports as a hard bounce (``dev --demo``).
+BOUNCING_ADDRESS = "nobody@bounce.example"
+_BOUNCING_ROW = {
+    "id": {"S": "notice-0012"},
+    "to": {"S": BOUNCING_ADDRESS},
+    "subject": {"S": "Your account notice"},
+    "text": {"S": "Your plan renews next week."},
+}
+#: Seconds ``dev --demo`` waits for the providers' reports at most.
+STATUS_WAIT_SECONDS = 30.0
 _FLAKY_ROW = {
     "id": {"S": "invoice-0011"},
     "to": {"S": FLAKY_ADDRESS},
@@ -55,7 +65,10 @@ def run_demo(console: Console | None = None, *, events_dir: Path = EVENTS_DIR) -
         LocalStack(
             StackOptions(
                 state_dir=Path(state_dir),
-                sandbox_faults=Faults(fail_to=(FLAKY_ADDRESS,)),  # the sandbox answers 500
+                # the sandbox answers 500 to one address, and reports another as bounced
+                sandbox_faults=Faults(
+                    fail_to=(FLAKY_ADDRESS,), bounce={BOUNCING_ADDRESS: "HARDERROR"}
+                ),
                 sweep_interval=3600.0,  # the demo shows the deferral, not the retries
                 log_level="WARNING",  # the functions' too
             )
@@ -138,7 +151,7 @@ def _sample_rows(events_dir: Path) -> list[dict[str, Any]]:
                 if _is_iso(string_attribute(image, "send_after")):
                     image["send_after"] = {"S": week_ahead}
                 rows.setdefault(image["id"]["S"], image)
-    return [*rows.values(), _FLAKY_ROW]
+    return [*rows.values(), _FLAKY_ROW, _BOUNCING_ROW]
 
 
 def _is_iso(value: str | None) -> bool:
@@ -171,6 +184,28 @@ def _print_rows(out: Console, client: Any, table_name: str) -> list[dict[str, An
     return items
 
 
+def _print_statuses(out: Console, client: Any, table_name: str) -> None:
+    """Each sent mail's delivery status, once every one has moved on from ``accepted`` (the
+    sweeper asks the sandbox's mail log every run; bounces come by webhook) or the wait ends."""
+    deadline = time.monotonic() + STATUS_WAIT_SECONDS
+    while True:
+        items = client.scan(TableName=table_name).get("Items", [])
+        waiting = [i for i in items if _text(i, "delivery_status") == "accepted"]
+        if not waiting or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    for item in sorted(items, key=lambda i: i["id"]["S"]):
+        status = _text(item, "delivery_status")
+        colour = {"delivered": "green", "accepted": "yellow"}.get(status, "red")
+        out.print(
+            f"  [bold]{item['id']['S']:<14}[/] [{colour}]{status:<10}[/] "
+            f"{_text(item, 'to'):<24} {_text(item, 'delivery_detail')}",
+            highlight=False,
+        )
+    if waiting:
+        out.print(f"  ({len(waiting)} not reported yet: the next sweeps ask again)")
+
+
 def _text(item: dict[str, Any], name: str) -> str:
     value = plain(item).get(name, "")
     return str(value)
@@ -196,6 +231,8 @@ def show_dev_demo(
         _print_mails(out, stack.sandbox)
     out.rule("[bold]what stayed in the send table, and why")
     _print_rows(out, client, info.send_table)
+    out.rule("[bold]after acceptance: what the provider reported")
+    _print_statuses(out, client, info.history_table)
     if console_url:
         out.print(
             f"\nIn a browser: {console_url}\n"
@@ -214,6 +251,8 @@ def show_dev_demo(
         '    --expression-attribute-values \'{":to":{"S":"rokuro@example.com"}}\'\n'
         "                                     fix the bad address: the edit re-sends it\n"
         "  dispatcher sandbox                 the mail the sandbox accepted\n"
+        f"  dispatcher history --to {BOUNCING_ADDRESS}\n"
+        "                                     every mail to one address, and what became of it\n"
         "invoice-0011 goes to an address the sandbox always fails: it is deferred, re-fired "
         "by the sweeper, and fails for good after its attempts run out.",
         markup=False,

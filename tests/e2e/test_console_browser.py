@@ -148,7 +148,7 @@ def test_a_newcomer_fixes_the_demos_failed_row_and_it_is_sent(
     charts = page.locator("svg.chart")
     expect(charts).to_have_count(2)
     hour = charts.first
-    assert hour.locator("rect.sent").count() >= 1
+    assert hour.locator("rect.delivered, rect.undelivered").count() >= 1
     assert hour.locator("rect.failed").count() >= 1
     assert hour.locator("rect.deferred").count() >= 1
     assert hour.bounding_box()["width"] > 300  # type: ignore[index]

@@ -210,6 +210,7 @@ def dev(
     stderr; Ctrl-C (or SIGTERM) stops everything."""
     if log_format not in (None, "json", "human"):
         fail(f"--log-format must be json or human, not {log_format!r}")
+    from dispatcher.local.demo import BOUNCING_ADDRESS
     from dispatcher.local.stack import LocalStack, StackOptions
 
     real_stdout = _logs_to_stderr()
@@ -221,7 +222,7 @@ def dev(
 
         use_human_logs(logger, colour=colour)
     faults = _sandbox_faults(
-        bounce_rules=sandbox_bounce or [],
+        bounce_rules=[*(sandbox_bounce or []), *([f"{BOUNCING_ADDRESS}=HARDERROR"] * demo)],
         server_error=sandbox_fail,
         rate_limited=sandbox_429,
         rate_limit=sandbox_rps,
