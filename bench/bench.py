@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")  # a line per record drowns the table
 os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
 
-from bench.costs import cost_per_100k, function_package, import_ratio, peak_rss
+from bench.costs import after_acceptance, cost_per_100k, function_package, import_ratio, peak_rss
 from bench.harness import Bench, harness_capacity, running_stack
 from bench.throughput import (
     end_to_end,
@@ -141,6 +141,11 @@ def main() -> None:
                 file=sys.stderr,
             )
         results["cost_per_100k_mails"] = cost_per_100k(clean, mails, memory_mb)
+        results["after_acceptance"] = after_acceptance(stack, r)
+        results["cost_per_100k_mails"]["after_acceptance_usd"] = results["after_acceptance"][
+            "usd_per_100k"
+        ]
+        results["cost_per_100k_mails"]["total_usd"] += results["after_acceptance"]["usd_per_100k"]
         results["cost_per_100k_mails_usd"] = results["cost_per_100k_mails"]["total_usd"]
 
         results["shared_limit"] = shared_limit(stack, r, max(200, 2 * args.rows), (1, 2, 4, 8))
@@ -268,6 +273,33 @@ def main() -> None:
             "  of which delivery events (USD), events per mail",
             f"{results['cost_per_100k_mails']['delivery_events_usd']:.3f}, "
             f"{results['cost_per_100k_mails']['delivery_events_per_mail']:.2f}",
+            "reported",
+        ),
+        (
+            "  of which after acceptance (USD): status writes, reads, Mail Delivered events",
+            results["after_acceptance"]["usd_per_100k"],
+            "reported",
+        ),
+        (
+            "after acceptance per mail: write units, read units, mail-log requests",
+            "{:.2f}, {:.2f}, {:.3f}".format(
+                results["after_acceptance"]["first"]["write_units_per_mail"],
+                results["after_acceptance"]["first"]["read_units_per_mail"],
+                results["after_acceptance"]["first"]["lookup_requests_per_mail"],
+            ),
+            "reported (look-ups <= 5% of R)",
+        ),
+        (
+            "  the window read again by the next sweep: write units, read units per mail",
+            "{:.2f}, {:.2f}".format(
+                results["after_acceptance"]["again"]["write_units_per_mail"],
+                results["after_acceptance"]["again"]["read_units_per_mail"],
+            ),
+            "0, 0",
+        ),
+        (
+            "DynamoDB write units per mail, mail as sent included",
+            results["writes"]["units_per_mail"],
             "reported",
         ),
         (

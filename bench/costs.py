@@ -4,12 +4,16 @@ the handler's peak memory.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import shutil
 import statistics
 import subprocess
 import sys
+import time
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +57,75 @@ def cost_per_100k(bench: Bench, mails: int, memory_mb: int) -> dict[str, Any]:
         "delivery_events_per_mail": bench.events_published / max(1, mails),
         "prices": PRICES,
     }
+
+
+def after_acceptance(stack: Stack, rate: float, rows: int = 200) -> dict[str, Any]:
+    """What a mail's life after acceptance adds, per mail: the sweeper's poll of the mail log
+    over a batch just sent (its look-up requests, and the DynamoDB reads and status writes
+    that move each item to ``delivered``), then the same window read again, as the next
+    sweeps read it, in the same container (it remembers what it applied)."""
+    from dispatcher.local.sandbox.model import DEFAULT_LOOKUP_LAG
+    from dispatcher.notify.delivery_events import EventPublisher
+    from dispatcher.providers.blastengine.client import BlastengineClient
+    from dispatcher.providers.blastengine.credentials import credentials_loader
+    from dispatcher.support.clock import SYSTEM_CLOCK
+    from dispatcher.tracking.book import StatusBook
+    from dispatcher.tracking.mail_log import LOOKBACK, PAGE_SIZE, MailLogPoller
+
+    bench = Bench(stack, "status", rate=rate, concurrency=16)
+    started = SYSTEM_CLOCK.now() - timedelta(seconds=1)
+    with contextlib.redirect_stdout(io.StringIO()):  # the metrics Powertools prints per 100
+        bench.handle(bench.records("status-", rows))
+    time.sleep(DEFAULT_LOOKUP_LAG + 0.5)  # the sandbox's mail log lags what it took
+    events = EventPublisher(bench.events_client, bench.settings.event_bus_name or "default")
+    poller = MailLogPoller(
+        provider=BlastengineClient(
+            base_url=bench.settings.blastengine_base_url,
+            credentials=credentials_loader(bench.settings),
+        ),
+        book=StatusBook(
+            history_table=bench.names["HistoryTable"], boto3_client=bench.client, events=events
+        ),
+        pages=rows // PAGE_SIZE + 1,
+        # the window starts at this batch: the sandbox also holds earlier runs' mail
+        clock=_At(started + LOOKBACK),
+    )
+    out: dict[str, Any] = {"rows": rows}
+    for run in ("first", "again"):
+        bench.reset_counts()
+        events.published = 0
+        with contextlib.redirect_stdout(io.StringIO()):
+            polled = poller.poll()
+        out[run] = {
+            "lookup_requests_per_mail": polled.requests / rows,
+            "moved": polled.moved,
+            "write_units_per_mail": bench.write_units / rows,
+            "read_units_per_mail": bench.read_units / rows,
+            "events_per_mail": events.published / rows,
+        }
+    first = out["first"]
+    out["usd_per_100k"] = 100_000 * (
+        first["write_units_per_mail"] * PRICES["dynamodb_write_request_unit_usd"]
+        + first["read_units_per_mail"] * PRICES["dynamodb_read_request_unit_usd"]
+        + first["events_per_mail"] * PRICES["eventbridge_custom_event_usd"]
+    )
+    return out
+
+
+class _At:
+    """A clock stopped at one moment (the poll's window is read back from it)."""
+
+    def __init__(self, moment: datetime) -> None:
+        self._moment = moment
+
+    def now(self) -> datetime:
+        return self._moment
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    def sleep(self, seconds: float) -> None:
+        time.sleep(seconds)
 
 
 def function_package(workdir: Path) -> Path:
