@@ -22,6 +22,7 @@ from dispatcher.local.dynamodb.tables import (
     SEND_TABLE,
     SENT_MAIL_TABLE,
     SUPPRESSION_TABLE,
+    TEMPLATES_TABLE,
     create_tables,
 )
 
@@ -38,6 +39,7 @@ TABLE_NAMES = {
     BOUNCE_TABLE: "bounces",
     RATE_LIMIT_TABLE: "limit",
     SENT_MAIL_TABLE: "sent-mail",
+    TEMPLATES_TABLE: "templates",
 }
 LOGIN_ID = "test-login"
 API_KEY = "sk-test-DO-NOT-LOG-7f3a9c"
@@ -100,6 +102,7 @@ def settings_kwargs() -> dict[str, Any]:
         "history_table_name": TABLE_NAMES[HISTORY_TABLE],
         "idempotency_table_name": TABLE_NAMES[IDEMPOTENCY_TABLE],
         "suppression_table_name": TABLE_NAMES[SUPPRESSION_TABLE],
+        "templates_table_name": TABLE_NAMES[TEMPLATES_TABLE],
         "default_from_email": "noreply@example.com",
         "default_from_name": "Example",
         "blastengine_base_url": BASE_URL,

@@ -114,6 +114,8 @@ class Settings:
     allowed_from: str | None = None
     #: Where the mail as sent is kept, and for how many days (0: none is kept).
     sent_mail_table_name: str | None = None
+    #: Templates rows name (``template``); None: a template row fails ``template``.
+    templates_table_name: str | None = None
     history_body_days: int = 30
     #: Days a bounce event that joined no history item is kept (the bounce table's TTL).
     orphan_retention_days: int = DEFAULT_ORPHAN_RETENTION_DAYS

@@ -140,6 +140,7 @@ class Bookkeeping:
             # built only where the store keeps it (HISTORY_BODY_DAYS): a send's hot path
             mail=message.as_sent() if self._store.sent_mail_table else None,
             resent_from=message.resent_from,
+            template=message.template,
         )
         deleted = self._move(entry, row, replayed=accepted.replayed)
         kept = "" if deleted else "; the row changed meanwhile and was kept"

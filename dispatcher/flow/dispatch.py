@@ -35,8 +35,8 @@ from dispatcher.flow.failure_policy import FailurePolicy
 from dispatcher.flow.invocation import Invocation
 from dispatcher.flow.outcome import Outcome, RecordResult, emit_metrics
 from dispatcher.flow.triage import Reason, triage
-from dispatcher.model.message import Message, parse_message
-from dispatcher.model.row import Row, string_attribute
+from dispatcher.model.message import Message
+from dispatcher.model.row import ErrorKind, Row, string_attribute
 from dispatcher.model.unsettled import Unsettled
 from dispatcher.notify.delivery_events import EventPublisher
 from dispatcher.once.send import MaybeSentError, OnceSender, SendTerms
@@ -51,9 +51,12 @@ from dispatcher.providers.errors import ProviderError
 from dispatcher.providers.routing import Routes
 from dispatcher.recipients.staging import Staging
 from dispatcher.recipients.suppression import RecipientSuppressedError, SuppressionList
+from dispatcher.storage.dynamodb import StoreError, StoreUnavailableError
 from dispatcher.storage.store import Store
 from dispatcher.support.clock import SYSTEM_CLOCK, Clock, Deadline, iso_utc, remaining_time
 from dispatcher.support.observability import logger, metrics
+from dispatcher.templates.library import TemplateLibrary
+from dispatcher.templates.rows import RowProblems, parse_row
 
 if TYPE_CHECKING:
     import httpx
@@ -84,10 +87,12 @@ class Dispatcher:
         suppressions: SuppressionList | None = None,
         events: EventPublisher | None = None,
         limits: Mapping[str, LimitTable] | None = None,
+        templates: TemplateLibrary | None = None,
         clock: Clock = SYSTEM_CLOCK,
         rng: random.Random | None = None,
     ) -> None:
         self.settings = settings
+        self.templates = templates
         self.settler = settler
         self.limits = dict(limits or {})
         self.store = store
@@ -156,12 +161,15 @@ class Dispatcher:
             suppressions=SuppressionList.from_settings(settings, client),
             events=EventPublisher.from_settings(settings, events_client),
             limits=LimitTable.per_provider(settings, client, {*routes.every(), *lookups}),
+            templates=TemplateLibrary.from_settings(settings, dynamodb_client=client),
             clock=clock,
             rng=rng,
         )
 
     def handle_batch(self, event: dict[str, Any], context: Any) -> PartialItemFailureResponse:
         """Process one stream batch and return Lambda's partial batch response."""
+        if self.templates is not None:
+            self.templates.fresh()  # each template read once per batch, as it is now
         invocation = Invocation(
             deadline=Deadline.from_context(
                 remaining_time(context), self._clock, reserve=BOOKKEEPING_RESERVE_SECONDS
@@ -270,24 +278,33 @@ class Dispatcher:
         return step if isinstance(step, RecordResult) else self._send(step, record)
 
     def _validated(self, record: _Record) -> Message | RecordResult:
-        """Step 1, validate: a malformed row is stamped failed/invalid and never reaches the
-        API; step 2, a future ``send_after`` parks the row for the sweeper."""
+        """Step 1, validate (rendering the row's template first, if it names one): a
+        malformed row is stamped failed/invalid, a template that cannot give its mail
+        failed/template, and neither reaches the API; step 2, a future ``send_after`` parks
+        the row for the sweeper."""
         row, now, prior = record.row, record.now, record.prior
         try:
-            parsed = parse_message(
+            parsed = parse_row(
                 row,
+                self.templates,
                 default_from_email=self.settings.default_from_email,
                 default_from_name=self.settings.default_from_name,
                 now=now,
                 allowed_from=self.settings.allowed_senders,
             )
+        except StoreUnavailableError:
+            raise  # the templates table could not be read: the record is retried
+        except StoreError as exc:  # no such table, no permission: the deployment's problem
+            reason = f"template: the templates table could not be read ({exc})"
+            parsed = RowProblems([reason], ErrorKind.CONFIG)
         except Exception as exc:
             # A bug met content it did not expect. Retrying the record would meet it again
             # until the mapping gave up, leaving the row with no status: it fails, with why.
             logger.exception("the row's content could not be handled")
-            parsed = [f"row: could not be handled ({type(exc).__name__}: {exc}); please report"]
-        if isinstance(parsed, list):
-            stamp = self.policy.invalid(parsed, prior=prior, now=now)
+            reason = f"row: could not be handled ({type(exc).__name__}: {exc}); please report"
+            parsed = RowProblems([reason], ErrorKind.INVALID)
+        if isinstance(parsed, RowProblems):
+            stamp = self.policy.problems(parsed.problems, parsed.kind, prior=prior, now=now)
             return self.books.keep(row, stamp, unsettled=record.unsettled)
         if parsed.send_after and parsed.send_after > now:
             stamp = self.policy.scheduled(parsed.send_after, prior=prior, now=now)

@@ -92,6 +92,13 @@ class FailurePolicy:
         """A row the provider could never accept: failed at once, no attempt counted."""
         return _failed(ErrorKind.INVALID, "; ".join(problems), attempts=prior, now=now)
 
+    def problems(
+        self, problems: list[str], kind: ErrorKind, *, prior: int, now: datetime
+    ) -> FailureStamp:
+        """A row that cannot be sent as it is (``invalid``), or whose template cannot give its
+        mail (``template``): failed at once, no attempt counted."""
+        return _failed(kind, "; ".join(problems), attempts=prior, now=now)
+
     def suppressed(self, reason: str, *, prior: int, now: datetime) -> FailureStamp:
         """A row whose ``to`` is on the suppression list: failed, no attempt counted."""
         return _failed(ErrorKind.SUPPRESSED, reason, attempts=prior, now=now)

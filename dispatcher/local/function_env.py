@@ -21,6 +21,7 @@ from dispatcher.local.dynamodb.tables import (
     SEND_TABLE,
     SENT_MAIL_TABLE,
     SUPPRESSION_TABLE,
+    TEMPLATES_TABLE,
 )
 from dispatcher.local.options import StackOptions
 from dispatcher.local.sandbox.model import SANDBOX_API_KEY
@@ -41,6 +42,7 @@ TABLE_NAMES = {
     BOUNCE_TABLE: "mail-dispatcher-bounces",
     RATE_LIMIT_TABLE: "mail-dispatcher-rate-limit",
     SENT_MAIL_TABLE: "mail-dispatcher-sent-mail",
+    TEMPLATES_TABLE: "mail-dispatcher-templates",
 }
 #: The template's AttachmentsBucket, as the local endpoint's S3 serves it.
 ATTACHMENTS_BUCKET = "mail-dispatcher-attachments"
@@ -76,6 +78,7 @@ def function_environment(
         "BOUNCE_TABLE_NAME": TABLE_NAMES[BOUNCE_TABLE],
         "RATE_LIMIT_TABLE_NAME": TABLE_NAMES[RATE_LIMIT_TABLE],
         "SENT_MAIL_TABLE_NAME": TABLE_NAMES[SENT_MAIL_TABLE],
+        "TEMPLATES_TABLE_NAME": TABLE_NAMES[TEMPLATES_TABLE],
         # A fresh secret per run unless you pin one: the URL is the webhook's only key.
         "WEBHOOK_SECRET": environ.get("WEBHOOK_SECRET") or secrets.token_urlsafe(32),
         "BLASTENGINE_BASE_URL": provider_url,

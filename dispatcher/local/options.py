@@ -70,6 +70,8 @@ class ReadyInfo:
     webhook_url: str = ""
     #: The mail as sent (``dispatcher resend`` reads it).
     sent_mail_table: str = ""
+    #: Templates (``dispatcher template`` writes it).
+    templates_table: str = ""
     #: The delivery events' bus on the endpoint, and the file the stack's own tap fills.
     event_bus: str = ""
     events_file: str = ""

@@ -41,6 +41,7 @@ from dispatcher.local.dynamodb.tables import (
     SEND_TABLE,
     SENT_MAIL_TABLE,
     SUPPRESSION_TABLE,
+    TEMPLATES_TABLE,
     create_bucket,
     load_template,
 )
@@ -199,6 +200,7 @@ class LocalStack:
             suppression_table=TABLE_NAMES[SUPPRESSION_TABLE],
             bounce_table=TABLE_NAMES[BOUNCE_TABLE],
             sent_mail_table=TABLE_NAMES[SENT_MAIL_TABLE],
+            templates_table=TABLE_NAMES[TEMPLATES_TABLE],
             event_bus=bus_name,
             events_file=str(self.event_bus.path.resolve()),
             sam_env_file=str(self._write_sam_env(state_dir).resolve()),

@@ -38,6 +38,7 @@ from dispatcher.model.checks import (
 )
 from dispatcher.model.html_text import html_to_text
 from dispatcher.model.row import Image, Row, string_attribute
+from dispatcher.model.template_row import template_image, template_request
 from dispatcher.model.unsettled import Unsettled, content_digest
 from dispatcher.support.clock import parse_iso
 
@@ -107,6 +108,8 @@ class Message:
     original_recipients: tuple[str, ...] = ()
     #: The history item (``id @ sent_at``) this mail copies (``dispatcher resend``).
     resent_from: str | None = None
+    #: The template version it was rendered from (``name@version``), for a template row.
+    template: str | None = None
 
     @property
     def recipients(self) -> tuple[str, ...]:
@@ -194,6 +197,7 @@ def parse_message(
     default_from_name: str = "",
     now: datetime | None = None,
     allowed_from: tuple[str, ...] | None = None,
+    rendered: tuple[str, Mapping[str, str | None]] | None = None,
 ) -> Message | list[str]:
     """A send-table row's request attributes as a message, or every problem found, each
     naming its attribute (``"to: missing"``). ``now`` bounds ``send_after`` (at most
@@ -202,9 +206,19 @@ def parse_message(
     that do not know the deployment: the CLI, the console, producers) checks no sender, the
     dispatcher does when it sends. Every
     limit is held on the mail as it will be sent, ``insert_code`` filled in, measured before
-    anything is built."""
+    anything is built. A row that names a template is read with its ``rendered`` parts (the
+    version's ``name@version``, and its rendered ``subject``, ``text``, ``html`` and defaults:
+    :mod:`dispatcher.templates.rows` renders them); without them it cannot be read."""
     p = Problems(now or datetime.now(UTC))
-    fields = _read(p, row.image)
+    image = row.image
+    request = template_request(row)
+    if isinstance(request, list):
+        return request
+    if request is not None:
+        if rendered is None:
+            return ["template: the row names a template, which only the dispatcher renders"]
+        image = template_image(image, rendered[1])
+    fields = _read(p, image)
     if (
         allowed_from is not None
         and fields.from_email
@@ -212,7 +226,7 @@ def parse_message(
     ):
         allowed = ", ".join(allowed_from)
         p.add("from", f"{fields.from_email!r} is not among the senders allowed ({allowed})")
-    _check_as_sent(p, row.image, fields)
+    _check_as_sent(p, image, fields)
     if p.problems:
         return p.problems
     assert fields.to is not None  # guaranteed by the empty problem list
@@ -239,6 +253,7 @@ def parse_message(
         content_hash=row.content_hash,
         provider=fields.provider,
         resent_from=fields.resent_from,
+        template=rendered[0] if rendered is not None else None,
     )
 
 

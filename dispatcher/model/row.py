@@ -70,9 +70,11 @@ STRING_ATTRIBUTES = (
     "send_after",
     "expires_at",
     "resent_from",
+    "template",
+    "language",
 )
 ADDRESS_LIST_ATTRIBUTES = ("cc", "bcc")
-STRUCTURED_ATTRIBUTES = ("insert_code", "insert_code_unescaped", "attachments")
+STRUCTURED_ATTRIBUTES = ("insert_code", "insert_code_unescaped", "attachments", "vars")
 #: What a producer writes: the above, and ``revision`` (a number bumped to send a row again).
 REQUEST_ATTRIBUTES = frozenset(
     {*STRING_ATTRIBUTES, *ADDRESS_LIST_ATTRIBUTES, *STRUCTURED_ATTRIBUTES, "revision"}
@@ -115,6 +117,9 @@ class ErrorKind(StrEnum):
     EXPIRED = "expired"
     #: Its ``to`` is outside ``RECIPIENT_ALLOWLIST`` (a staging deployment).
     BLOCKED = "blocked"
+    #: The template it names cannot give its mail (unknown, a missing variable, an error on
+    #: a line, past its limits): fix the template, then re-fire the rows of this kind.
+    TEMPLATE = "template"
 
 
 class RowStatus(StrEnum):

@@ -24,6 +24,7 @@ from dispatcher.providers.blastengine.client import BlastengineClient
 from dispatcher.providers.blastengine.credentials import Credentials, parameter_loader
 from dispatcher.recipients.suppression import SuppressionList
 from dispatcher.storage.store import Store
+from dispatcher.templates.library import TemplateLibrary
 
 __all__ = [
     "Target",
@@ -59,6 +60,13 @@ class Target:
     events_file: str | None = None
     #: The function's staging safety, described (the console's banner); empty when off.
     staging: str = ""
+    #: The templates rows name (``dispatcher template``, the console's Templates page).
+    templates: TemplateLibrary | None = None
+
+    def template_library(self) -> TemplateLibrary:
+        if self.templates is None:
+            raise TargetError("this stack has no templates table (deploy the current template)")
+        return self.templates
 
     def ledger(self) -> BounceLedger:
         """The bounce path over this stack's tables, as the webhook uses it."""
@@ -162,6 +170,7 @@ def local_stack(state_dir: Path) -> Target:
             info.get("env", {}).get("RECIPIENT_ALLOWLIST"),
             info.get("env", {}).get("REDIRECT_ALL_TO"),
         ),
+        _templates(info.get("templates_table"), client),
     )
 
 
@@ -207,7 +216,12 @@ def deployed_stack(name: str) -> Target:
         bounce_table=outputs.get("BounceTableName"),
         webhook_url=outputs.get("BounceWebhookUrl"),
         staging=_staging(parameters.get("RecipientAllowlist"), parameters.get("RedirectAllTo")),
+        templates=_templates(outputs.get("TemplatesTableName"), store.client),
     )
+
+
+def _templates(table: str | None, client: Any) -> TemplateLibrary | None:
+    return TemplateLibrary(table=table, boto3_client=client) if table else None
 
 
 def _staging(allowlist: str | None, redirect: str | None) -> str:

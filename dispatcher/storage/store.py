@@ -92,6 +92,8 @@ class HistoryEntry:
     mail: Mapping[str, Any] | None = None
     #: The history item this mail is a copy of (``dispatcher resend``).
     resent_from: str | None = None
+    #: The template version it was rendered from (``name@version``).
+    template: str | None = None
     #: The cc and bcc addresses it went to, kept as digests with ``to``'s
     #: (``recipient_digests``): a bounce is applied only to an address the mail went to.
     copies: tuple[str, ...] = ()
@@ -382,6 +384,8 @@ class Store:
             fields["original_recipients"] = {"L": [{"S": a} for a in entry.original_recipients]}
         if entry.resent_from:
             fields["resent_from"] = {"S": entry.resent_from}
+        if entry.template:
+            fields["template"] = {"S": entry.template}
         names = {f"#h{i}": name for i, name in enumerate(fields)}
         values = {f":h{i}": value for i, value in enumerate(fields.values())}
         expression = "SET " + ", ".join(f"#h{i} = :h{i}" for i in range(len(fields)))

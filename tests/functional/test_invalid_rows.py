@@ -89,7 +89,7 @@ def test_an_exception_on_a_rows_content_ends_in_a_stamp_not_a_retry(
     def broken_parser(*_: Any, **__: Any) -> Any:
         raise OverflowError("date value out of range")
 
-    monkeypatch.setattr(dispatch_module, "parse_message", broken_parser)
+    monkeypatch.setattr(dispatch_module, "parse_row", broken_parser)
     raw = table.put(row("bug-1"))
 
     response = invoke(dispatcher, stream_record("INSERT", raw_new=raw))

@@ -37,6 +37,7 @@ SUPPRESSION_TABLE = "SuppressionTable"
 BOUNCE_TABLE = "BounceTable"
 RATE_LIMIT_TABLE = "RateLimitTable"
 SENT_MAIL_TABLE = "SentMailTable"
+TEMPLATES_TABLE = "TemplatesTable"
 
 
 class _CloudFormationLoader(yaml.SafeLoader):
