@@ -149,6 +149,30 @@ MALFORMED: list[tuple[str, dict[str, Any], str]] = [
     ("from-name-bidi-override", {"from_name": S("Bank \u202egnp.exe")}, "from_name"),
     ("to-nul", {"to": S("a\x00@example.com")}, "to"),
     ("cc-item-nel", {"cc": {"L": [S("b@example.com\x85")]}}, "cc"),
+    # A row that names a template takes its parts from it, and names it properly.
+    ("template-with-text", {"template": S("order"), "subject": None}, "text"),
+    ("template-with-html", {"template": S("order"), "text": None, "html": S("<p>x</p>")}, "html"),
+    (
+        "template-with-insert-code",
+        {"template": S("order"), "text": None, "insert_code": {"M": {"a": S("b")}}},
+        "insert_code",
+    ),
+    ("template-bad-name", {"template": S("Order Mail"), "text": None}, "template"),
+    ("template-bad-version", {"template": S("order@latest"), "text": None}, "template"),
+    ("template-number", {"template": N(3), "text": None}, "template"),
+    ("vars-without-template", {"vars": {"M": {"a": S("b")}}}, "template"),
+    ("language-without-template", {"language": S("ja")}, "template"),
+    ("vars-not-a-map", {"template": S("order"), "text": None, "vars": S("a=b")}, "vars"),
+    (
+        "vars-too-deep",
+        {
+            "template": S("order"),
+            "text": None,
+            "vars": {"M": {"a": {"L": [{"M": {"b": {"L": [{"M": {"c": {"L": [S("deep")]}}}]}}}]}}},
+        },
+        "vars",
+    ),  # fmt: skip
+    ("language-bad", {"template": S("order"), "text": None, "language": S("Japanese")}, "language"),
 ]
 
 

@@ -21,6 +21,7 @@ __all__ = [
     "LANGUAGE",
     "MAX_VARS_DEPTH",
     "NAME",
+    "NOT_WITH_TEMPLATE",
     "TEMPLATE_DEFAULTS",
     "TemplateRequest",
     "parse_ref",
@@ -37,7 +38,7 @@ MAX_VARS_DEPTH = 5
 #: What a template gives a row that does not say it itself, by row attribute.
 TEMPLATE_DEFAULTS = ("subject", "from", "from_name", "reply_to")
 #: A row's attributes a template row may not carry: its parts come from the template.
-_NOT_WITH_TEMPLATE = ("text", "html", "insert_code", "insert_code_unescaped")
+NOT_WITH_TEMPLATE = ("text", "html", "insert_code", "insert_code_unescaped")
 
 
 @dataclass(frozen=True)
@@ -69,12 +70,12 @@ def template_request(row: Row) -> TemplateRequest | list[str] | None:
     """The row's template request, its problems (each naming its attribute), or None for a
     row that names no template."""
     image = row.image
-    if "template" not in image and "vars" not in image:
+    if not {"template", "vars", "language"} & set(image):
         return None
     problems: list[str] = []
     ref = string_attribute(image, "template")
     if ref is None:
-        problems.append("template: must be a template's name (S): vars needs a template")
+        problems.append("template: must be a template's name (S): vars and language need one")
     else:
         try:
             parse_ref(ref)
@@ -83,7 +84,7 @@ def template_request(row: Row) -> TemplateRequest | list[str] | None:
     language = string_attribute(image, "language") or ""
     if "language" in image and not LANGUAGE.fullmatch(language):
         problems.append(f"language: {language!r} is not a language tag (ja, en, pt-BR)")
-    for name in _NOT_WITH_TEMPLATE:
+    for name in NOT_WITH_TEMPLATE:
         if name in image:
             problems.append(
                 f"{name}: a row that names a template takes its parts from it; leave {name} "

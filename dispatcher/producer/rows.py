@@ -19,7 +19,7 @@ problem, never an overwrite of a row on its way out. Applications in other langu
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -29,6 +29,10 @@ from botocore.exceptions import ClientError
 
 from dispatcher.model.message import parse_message
 from dispatcher.model.row import REQUEST_ATTRIBUTES, Row
+from dispatcher.model.template_row import TemplateRequest, template_request
+from dispatcher.templates.library import TemplateLibrary, TemplateSet
+from dispatcher.templates.rows import RowProblems, parse_row
+from dispatcher.templates.version import TemplateVersion
 
 __all__ = ["Produced", "check_row", "insert_row"]
 
@@ -55,8 +59,14 @@ def check_row(
     *,
     default_from_email: str = "noreply@example.com",
     now: datetime | None = None,
+    templates: TemplateLibrary | Iterable[TemplateVersion] | None = None,
 ) -> list[str]:
-    """The problems the dispatcher would stamp on ``row`` (none: it would send it)."""
+    """The problems the dispatcher would stamp on ``row`` (none: it would send it).
+
+    A row that names a template is rendered against ``templates`` (the stack's
+    :class:`~dispatcher.templates.library.TemplateLibrary`, or versions a test gives), so a
+    missing variable shows before the insert; without them its own attributes are checked
+    and the parts left to the dispatcher."""
     row_id = row.get("id")
     if not isinstance(row_id, str) or not row_id:
         return ["id: missing: every row needs a string id"]
@@ -66,10 +76,22 @@ def check_row(
         image = _image(row)
     except TypeError as exc:
         return [*problems, f"row: a value DynamoDB cannot hold ({exc})"]
-    parsed = parse_message(
-        Row.from_image(row_id, image), default_from_email=default_from_email, now=now
+    parsed_row = Row.from_image(row_id, image)
+    if templates is None and isinstance(template_request(parsed_row), TemplateRequest):
+        # the parts are the template's, checked when it is given: here, the rest of the row
+        unchecked = {"subject": "(the template's)", "text": "(the template's)"}
+        placeholder = ("unchecked", unchecked)
+        parsed: Any = parse_message(
+            parsed_row, default_from_email=default_from_email, now=now, rendered=placeholder
+        )
+        return problems + (parsed if isinstance(parsed, list) else [])
+    library = (
+        templates
+        if templates is None or isinstance(templates, TemplateLibrary)
+        else TemplateSet(templates)
     )
-    return problems + (parsed if isinstance(parsed, list) else [])
+    parsed = parse_row(parsed_row, library, default_from_email=default_from_email, now=now)
+    return problems + (parsed.problems if isinstance(parsed, RowProblems) else [])
 
 
 def insert_row(

@@ -26,6 +26,7 @@ from dispatcher.model.blastengine_limits import (
 )
 from dispatcher.model.message import Encode
 from dispatcher.model.row import PROVIDERS
+from dispatcher.model.template_row import LANGUAGE, NAME, NOT_WITH_TEMPLATE
 
 __all__ = ["NOT_EXPRESSED", "SCHEMA_PATH", "build_schema"]
 
@@ -44,7 +45,10 @@ NOT_EXPRESSED = (
     "strings must be valid UTF-8 (no lone surrogates)",
     "an attachment's filename may not end in an extension blastengine refuses (.exe, .zip, "
     "...: BLASTENGINE.md's list; ECMAScript patterns have no case-insensitive flag)",
+    "vars nests at most 5 deep and holds no binary value",
+    "a template row's parts must render within the same limits, when the dispatcher renders it",
 )
+_NOT_WITH_TEMPLATE = NOT_WITH_TEMPLATE
 
 # Characters no header may carry: C0 controls but TAB, DEL, C1 controls, line and paragraph
 # separators, and the bidirectional controls (message.py's _HEADER_CONTROLS, _BIDI_CONTROLS).
@@ -76,10 +80,26 @@ def _plain() -> dict[str, Any]:
     return {
         "type": "object",
         "description": "A row as a producer builds it (plain JSON).",
-        "required": ["id", "to", "subject"],
-        "anyOf": [{"required": ["text"]}, {"required": ["html"]}],
-        "dependentRequired": {"reply_to_name": ["reply_to"]},
-        "properties": {**_mail_properties(), **_delivery_properties()},
+        "required": ["id", "to"],
+        "anyOf": [
+            {
+                "description": "A mail of its own: a subject, and a text or html body.",
+                "required": ["subject"],
+                "anyOf": [{"required": ["text"]}, {"required": ["html"]}],
+                "not": {"required": ["template"]},
+            },
+            {
+                "description": "A mail from a template: its parts come from it.",
+                "required": ["template"],
+                "not": {"anyOf": [{"required": [name]} for name in _NOT_WITH_TEMPLATE]},
+            },
+        ],
+        "dependentRequired": {
+            "reply_to_name": ["reply_to"],
+            "vars": ["template"],
+            "language": ["template"],
+        },
+        "properties": {**_mail_properties(), **_delivery_properties(), **_template_properties()},
     }
 
 
@@ -171,6 +191,26 @@ def _delivery_properties() -> dict[str, Any]:
             "type": "string",
             "maxLength": 600,
             "description": "The mail this row copies (dispatcher resend writes it).",
+        },
+    }
+
+
+def _template_properties() -> dict[str, Any]:
+    """The attributes of a row that names a template."""
+    return {
+        "template": {
+            "type": "string",
+            "pattern": f"^{NAME.pattern}(@[1-9][0-9]*)?$",
+            "description": "A template's name, or name@version to pin one.",
+        },
+        "language": {
+            "type": "string",
+            "pattern": f"^{LANGUAGE.pattern}$",
+            "description": "The template's language variant (default: its default language).",
+        },
+        "vars": {
+            "type": "object",
+            "description": "The values the template renders (strings, numbers, lists, maps).",
         },
     }
 

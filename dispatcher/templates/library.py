@@ -13,7 +13,7 @@ template once per batch (:meth:`TemplateLibrary.fresh` starts a batch).
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
     from dispatcher.config.settings import Settings
 
-__all__ = ["SaveConflictError", "TemplateLibrary", "UnknownTemplateError"]
+__all__ = ["SaveConflictError", "TemplateLibrary", "TemplateSet", "UnknownTemplateError"]
 
 _VERSION = "v#"
 _CURRENT = "current#"
@@ -87,10 +87,7 @@ class TemplateLibrary:
                 if found is None:
                     raise UnknownTemplateError(_unknown(ref, language))
                 return found
-        name, pinned = parse_ref(ref)
-        found = self.version(name, pinned) if pinned else self.current(name, language)
-        if found is None and language and not pinned:
-            found = self.current(name, "")
+        found = _resolved(self, ref, language)
         with self._lock:
             self._cache[key] = found
         if found is None:
@@ -196,6 +193,42 @@ class TemplateLibrary:
                 if "Limit" in request:
                     break
         return items
+
+
+class TemplateSet:
+    """Templates held in memory, read as the table's are: a producer's tests check template
+    rows against the versions they give (``check_row(row, templates=[...])``)."""
+
+    def __init__(self, versions: Iterable[TemplateVersion]) -> None:
+        self._versions = {(v.name, v.version): v for v in versions}
+        self._current: dict[tuple[str, str], TemplateVersion] = {}
+        for version in sorted(self._versions.values(), key=lambda v: v.version):
+            self._current[(version.name, version.language)] = version
+
+    def current(self, name: str, language: str = "") -> TemplateVersion | None:
+        return self._current.get((name, language))
+
+    def version(self, name: str, number: int) -> TemplateVersion | None:
+        return self._versions.get((name, number))
+
+    def resolve(self, ref: str, language: str = "") -> TemplateVersion:
+        found = _resolved(self, ref, language)
+        if found is None:
+            raise UnknownTemplateError(_unknown(ref, language))
+        return found
+
+
+def _resolved(
+    source: TemplateLibrary | TemplateSet, ref: str, language: str
+) -> TemplateVersion | None:
+    """The pinned version, or the language's current one, else the default language's."""
+    name, pinned = parse_ref(ref)
+    if pinned:
+        return source.version(name, pinned)
+    found = source.current(name, language)
+    if found is None and language:
+        found = source.current(name, "")
+    return found
 
 
 def _pages(client: Any, **request: Any) -> Iterator[dict[str, Any]]:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from dispatcher.model.message import Message, parse_message
 from dispatcher.model.row import ErrorKind, Row
 from dispatcher.model.template_row import TEMPLATE_DEFAULTS, TemplateRequest, template_request
-from dispatcher.templates.library import TemplateLibrary, UnknownTemplateError
+from dispatcher.templates.library import TemplateLibrary, TemplateSet, UnknownTemplateError
 
 if TYPE_CHECKING:
     from dispatcher.templates.render import Rendered
@@ -35,7 +35,7 @@ class RowProblems:
 
 
 def parse_row(
-    row: Row, templates: TemplateLibrary | None, **parse_options: Any
+    row: Row, templates: TemplateLibrary | TemplateSet | None, **parse_options: Any
 ) -> Message | RowProblems:
     """``row`` as a message (rendered first if it names a template), or its problems."""
     request = template_request(row)

@@ -11,9 +11,11 @@ import pytest
 from boto3.dynamodb.types import TypeDeserializer
 from jsonschema import Draft202012Validator
 
-from dispatcher.model.message import parse_message
 from dispatcher.model.row import Row
 from dispatcher.producer.schema import SCHEMA_PATH, build_schema, render
+from dispatcher.templates.library import TemplateSet
+from dispatcher.templates.rows import RowProblems, parse_row
+from dispatcher.templates.version import TemplateVersion
 from tests.corpus import MALFORMED, _row
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -38,7 +40,12 @@ PARSER_ONLY = {
     "send-after-impossible-date": "a real date (the pattern checks shape)",
     "send-after-overflows-utc": "the year 9999",
     "expires-at-overflows-utc": "the year 9999",
+    "vars-too-deep": "vars nests at most 5 deep",
 }
+#: The template the corpus's template rows name, as a stack would hold it.
+TEMPLATES = TemplateSet(
+    [TemplateVersion("order", 1, subject="Order {{ n }}", text="Thank you, {{ name }}.")]
+)
 
 VALID = [
     _row("plain"),
@@ -63,7 +70,11 @@ VALID = [
             "revision": {"N": "2"},
         },
     ),
-]
+    _row("template", subject=None, text=None, template={"S": "order"}, vars={"M": {
+        "n": {"N": "7"}, "name": {"S": "Hanako"}}}),
+    _row("template-pinned-own-subject", text=None, template={"S": "order@1"},
+         language={"S": "ja"}, vars={"M": {"n": {"N": "7"}, "name": {"S": "Hanako"}}}),
+]  # fmt: skip
 
 
 def _plain(image: dict[str, Any]) -> dict[str, Any]:
@@ -73,14 +84,13 @@ def _plain(image: dict[str, Any]) -> dict[str, Any]:
 
 
 def _parses(image: dict[str, Any]) -> bool:
-    return not isinstance(
-        parse_message(
-            Row.from_image(image["id"]["S"], image),
-            default_from_email="noreply@example.com",
-            now=NOW,
-        ),
-        list,
+    parsed = parse_row(
+        Row.from_image(image["id"]["S"], image),
+        TEMPLATES,
+        default_from_email="noreply@example.com",
+        now=NOW,
     )
+    return not isinstance(parsed, RowProblems)
 
 
 def test_the_checked_in_schema_is_what_the_parsers_limits_build() -> None:

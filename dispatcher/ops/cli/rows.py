@@ -6,6 +6,7 @@ import json
 import uuid
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -70,10 +71,19 @@ def send(
         Path | None, typer.Option(help="A JSON object with the row's attributes.")
     ] = None,
     jsonl: Annotated[Path | None, typer.Option(help="Many rows: one JSON object per line.")] = None,
+    template: Annotated[
+        str | None,
+        typer.Option(help="A template (NAME or NAME@VERSION) instead of subject/text/html."),
+    ] = None,
+    variables: Annotated[
+        str | None, typer.Option("--vars", help="The template's values: a JSON object.")
+    ] = None,
+    language: Annotated[str | None, typer.Option(help="The template's language variant.")] = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Insert rows into the send table, as an application would. Each row is checked first;
-    nothing is inserted if any row is malformed."""
+    """Insert rows into the send table, as an application would. Each row is checked first
+    (a template row rendered against the stack's templates); nothing is inserted if any row
+    is malformed."""
     with errors_as_exit():
         if jsonl is not None:
             rows = read_jsonl(jsonl)
@@ -82,36 +92,24 @@ def send(
         else:
             codes = dict(key_value(item) for item in insert_code or [])
             rows = [
-                {
-                    k: v
-                    for k, v in {
-                        "id": row_id,
-                        "to": to,
-                        "subject": subject,
-                        "text": text,
-                        "html": html,
-                        "from": sender,
-                        "from_name": from_name,
-                        "cc": cc or None,
-                        "bcc": bcc or None,
-                        "encode": encode,
-                        "insert_code": codes or None,
-                        "send_after": send_after,
-                        "reply_to": reply_to,
-                        "list_unsubscribe_url": unsubscribe_url,
-                    }.items()
-                    if v is not None
-                }
-            ]
+                _given(
+                    id=row_id, to=to, subject=subject, text=text, html=html, **{"from": sender},
+                    from_name=from_name, cc=cc or None, bcc=bcc or None, encode=encode,
+                    insert_code=codes or None, send_after=send_after, reply_to=reply_to,
+                    list_unsubscribe_url=unsubscribe_url, template=template, language=language,
+                    vars=_json_object(variables, "--vars") if variables else None,
+                )
+            ]  # fmt: skip
         if attach:
             if len(rows) != 1:
                 raise CommandError("--attach goes with a single row, not --file/--jsonl")
             rows[0] = _attach(ctx, {"id": str(uuid.uuid4()), **rows[0]}, attach)
+        target = target_of(ctx)
         items = [
-            _checked_item(row, label=f"row {n}" if len(rows) > 1 else "the row")
+            _checked_item(row, label=f"row {n}" if len(rows) > 1 else "the row", target=target)
             for n, row in enumerate(rows, 1)
         ]
-        admin = target_of(ctx).admin
+        admin = target.admin
         inserted = []
         progress: Iterable[dict[str, Any]] = items
         if len(items) > 1 and not as_json:
@@ -347,12 +345,13 @@ def cancel(
     out.print(f"cancelled {row_id}")
 
 
-def _checked_item(row: Any, *, label: str) -> dict[str, Any]:
-    """A plain row as a DynamoDB item, refused with every problem if the dispatcher would."""
+def _checked_item(row: Any, *, label: str, target: Any) -> dict[str, Any]:
+    """A plain row as a DynamoDB item, refused with every problem if the dispatcher would
+    (a template row rendered with the stack's templates)."""
     from boto3.dynamodb.types import TypeSerializer
 
-    from dispatcher.model.message import parse_message
     from dispatcher.model.row import Row
+    from dispatcher.templates.rows import RowProblems, parse_row
 
     if not isinstance(row, dict):
         raise CommandError(f"{label} must be a JSON object")
@@ -363,12 +362,29 @@ def _checked_item(row: Any, *, label: str) -> dict[str, Any]:
         raise CommandError(f"{label}: {exc}") from None
     if not isinstance(row["id"], str) or not row["id"]:
         raise CommandError(f"{label}: id must be a non-empty string")
-    parsed = parse_message(
-        Row.from_image(row["id"], item), default_from_email="default@example.invalid"
+    parsed = parse_row(
+        Row.from_image(row["id"], item),
+        target.templates,
+        default_from_email="default@example.invalid",
     )
-    if isinstance(parsed, list):
-        raise CommandError(f"{label} ({row['id']}) would fail: " + "; ".join(parsed))
+    if isinstance(parsed, RowProblems):
+        raise CommandError(f"{label} ({row['id']}) would fail: " + "; ".join(parsed.problems))
     return item
+
+
+def _given(**attributes: Any) -> dict[str, Any]:
+    """The attributes the options gave."""
+    return {name: value for name, value in attributes.items() if value is not None}
+
+
+def _json_object(raw: str, option: str) -> dict[str, Any]:
+    try:
+        value = json.loads(raw, parse_float=Decimal)
+    except json.JSONDecodeError as exc:
+        raise CommandError(f"{option} is not JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise CommandError(f"{option} must be a JSON object")
+    return value
 
 
 def _attach(ctx: typer.Context, row: dict[str, Any], files: list[Path]) -> dict[str, Any]:
