@@ -28,6 +28,14 @@ def _row(row_id: str, **overrides: Any) -> dict[str, Any]:
     return base
 
 
+def _nested(depth: int) -> dict[str, Any]:
+    """A ``vars`` map nesting ``depth`` deep (maps in lists in maps)."""
+    value: dict[str, Any] = S("deep")
+    for level in range(depth):
+        value = {"M": {"a": value}} if level % 2 == 0 else {"L": [value]}
+    return value if "M" in value else {"M": {"a": value}}
+
+
 # (case name, overrides of a valid row, attribute the reason must name)
 MALFORMED: list[tuple[str, dict[str, Any], str]] = [
     ("to-missing", {"to": None}, "to"),
@@ -163,16 +171,8 @@ MALFORMED: list[tuple[str, dict[str, Any], str]] = [
     ("vars-without-template", {"vars": {"M": {"a": S("b")}}}, "template"),
     ("language-without-template", {"language": S("ja")}, "template"),
     ("vars-not-a-map", {"template": S("order"), "text": None, "vars": S("a=b")}, "vars"),
-    (
-        "vars-too-deep",
-        {
-            "template": S("order"),
-            "text": None,
-            "vars": {"M": {"a": {"L": [{"M": {"b": {"L": [{"M": {"c": {"L": [S("deep")]}}}]}}}]}}},
-        },
-        "vars",
-    ),  # fmt: skip
-    ("language-bad", {"template": S("order"), "text": None, "language": S("Japanese")}, "language"),
+    ("vars-too-deep", {"template": S("order"), "text": None, "vars": _nested(6)}, "vars"),
+    ("language-bad", {"template": S("order"), "text": None, "language": S("Ja_jp")}, "language"),
 ]
 
 
