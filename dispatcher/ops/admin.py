@@ -34,6 +34,7 @@ from dispatcher.storage.store import (
     unchanged,
 )
 from dispatcher.support.clock import iso_utc
+from dispatcher.templates.library import TemplateLibrary
 
 __all__ = [
     "LISTABLE_STATUSES",
@@ -60,9 +61,15 @@ RECIPIENT_INDEX = "by-recipient"
 class Admin:
     """Operator queries and writes over a :class:`~dispatcher.storage.store.Store`'s tables."""
 
-    def __init__(self, store: Store, suppressions: SuppressionList | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        suppressions: SuppressionList | None = None,
+        templates: TemplateLibrary | None = None,
+    ) -> None:
         self.store = store
         self.suppressions = suppressions
+        self.templates = templates
         self._client = store.client
 
     def suppression(self, address: str) -> Suppression | None:

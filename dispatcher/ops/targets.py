@@ -60,13 +60,12 @@ class Target:
     events_file: str | None = None
     #: The function's staging safety, described (the console's banner); empty when off.
     staging: str = ""
-    #: The templates rows name (``dispatcher template``, the console's Templates page).
-    templates: TemplateLibrary | None = None
 
     def template_library(self) -> TemplateLibrary:
-        if self.templates is None:
+        """The templates rows name (``dispatcher template``, the console's Templates page)."""
+        if self.admin.templates is None:
             raise TargetError("this stack has no templates table (deploy the current template)")
-        return self.templates
+        return self.admin.templates
 
     def ledger(self) -> BounceLedger:
         """The bounce path over this stack's tables, as the webhook uses it."""
@@ -158,7 +157,7 @@ def local_stack(state_dir: Path) -> Target:
     )
     return Target(
         f"local stack at {info['endpoint_url']}",
-        Admin(store, suppressions),
+        Admin(store, suppressions, _templates(info.get("templates_table"), client)),
         info.get("sandbox_url"),
         attachments,
         info.get("provider_url") or DEFAULT_BLASTENGINE_BASE_URL,
@@ -170,7 +169,6 @@ def local_stack(state_dir: Path) -> Target:
             info.get("env", {}).get("RECIPIENT_ALLOWLIST"),
             info.get("env", {}).get("REDIRECT_ALL_TO"),
         ),
-        _templates(info.get("templates_table"), client),
     )
 
 
@@ -209,14 +207,13 @@ def deployed_stack(name: str) -> Target:
     )
     return Target(
         f"stack {name}",
-        Admin(store, suppressions),
+        Admin(store, suppressions, _templates(outputs.get("TemplatesTableName"), store.client)),
         attachments=attachments,
         provider_url=os.environ.get("BLASTENGINE_BASE_URL") or DEFAULT_BLASTENGINE_BASE_URL,
         suppressions=suppressions,
         bounce_table=outputs.get("BounceTableName"),
         webhook_url=outputs.get("BounceWebhookUrl"),
         staging=_staging(parameters.get("RecipientAllowlist"), parameters.get("RedirectAllTo")),
-        templates=_templates(outputs.get("TemplatesTableName"), store.client),
     )
 
 

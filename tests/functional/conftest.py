@@ -18,6 +18,7 @@ from dispatcher.local.lambda_service.context import LocalContext
 from dispatcher.ops.admin import Admin
 from dispatcher.recipients.suppression import SuppressionList
 from dispatcher.storage.store import Store
+from dispatcher.templates.library import TemplateLibrary
 from tests.conftest import BASE_URL, TABLE_NAMES, image
 from tests.fakes import FakeClock, SerializedClient
 
@@ -258,4 +259,5 @@ def admin(dynamodb: Any) -> Admin:
             sent_mail_table=TABLE_NAMES["SentMailTable"],
         ),
         SuppressionList(table=TABLE_NAMES["SuppressionTable"], boto3_client=dynamodb),
+        TemplateLibrary(table=TABLE_NAMES["TemplatesTable"], boto3_client=dynamodb),
     )

@@ -538,3 +538,92 @@ def test_the_overview_counts_mail_with_no_final_status_72_hours_on(script, dynam
     assert late["until"] is not None
     # and the day counts only what was sent in it
     assert (sent["day"]["sent"], sent["day"]["not_final"]) == (1, 1)
+
+
+def test_a_template_is_written_previewed_and_saved_in_the_console(browser, script) -> None:
+    # GIVEN the editor of a new template, opened from the list
+    opened = browser.get("/templates?new=welcome", follow_redirects=False)
+    assert opened.headers["location"] == "/templates/welcome"
+    page = browser.get("/templates/welcome")
+    assert "A new template" in page.text
+    form = {
+        "csrf": _csrf(page.text), "version": "", "language": "",
+        "subject": "Welcome, {{ name }}", "text": "Hello {{ name }}",
+        "html": "<p>Hello <b>{{ name }}</b></p>", "example": '{"name": "<Mio>"}',
+    }  # fmt: skip
+    # WHEN the draft is previewed: rendered on the server, nothing saved
+    shown = browser.post("/templates/welcome", data={**form, "action": "preview"})
+    assert shown.status_code == 200
+    assert "Welcome, &lt;Mio&gt;" in shown.text
+    frame = re.search(r'src="(/template-preview/welcome\?draft=[^"]+)"', shown.text)
+    assert frame
+    html = browser.get(frame.group(1).replace("&amp;", "&"))
+    assert html.text == "<p>Hello <b>&lt;Mio&gt;</b></p>"
+    assert "sandbox" in html.headers["content-security-policy"]
+    assert script.get("/api/templates").json()["templates"] == []
+    # AND saved: version 1, its variables read from it, the example kept
+    saved = browser.post("/templates/welcome", data={**form, "action": "save"},
+                         follow_redirects=False)  # fmt: skip
+    assert saved.status_code == 303
+    [listed] = script.get("/api/templates").json()["templates"]
+    assert (listed["name"], listed["version"], listed["required"]) == ("welcome", 1, ["name"])
+    editor = script.get("/api/templates/welcome").json()
+    assert editor["preview"]["subject"] == "Welcome, <Mio>"
+    assert '"<Mio>"' in editor["shown"]["example"]
+
+
+def test_two_people_saving_one_template_at_once_lose_no_edit_silently(browser, admin) -> None:
+    from dispatcher.ops.templates import save_template
+    from dispatcher.templates.version import TemplateVersion
+
+    save_template(admin.templates, TemplateVersion("notice", 0, subject="A", text="a"))
+    # GIVEN two people with the editor open on version 1
+    first = browser.get("/templates/notice").text
+    second = browser.get("/templates/notice").text
+    edit = {"subject": "B", "text": "b", "html": "", "example": "{}", "action": "save"}
+    # WHEN both save
+    saved = browser.post(
+        "/templates/notice",
+        data={**edit, "csrf": _csrf(first), "version": "1"},
+        follow_redirects=False,
+    )
+    assert saved.status_code == 303
+    mine = {**edit, "subject": "C", "csrf": _csrf(second), "version": "1"}
+    late = browser.post("/templates/notice", data=mine)
+    # THEN the second is told, with its edit shown again, and nothing of it was written
+    assert late.status_code == 409
+    assert "saved meanwhile" in late.text
+    assert 'value="C"' in late.text
+    assert [v.subject for v in admin.templates.versions("notice")] == ["A", "B"]
+
+
+def test_a_template_that_does_not_compile_is_refused_with_its_line(browser, script) -> None:
+    page = browser.get("/templates/broken").text
+    refused = browser.post("/templates/broken", data={
+        "csrf": _csrf(page), "subject": "Hi", "text": "line one\n{% for x in %}",
+        "example": "{}", "action": "save",
+    })  # fmt: skip
+    assert refused.status_code == 422
+    assert "text line 2:" in refused.text
+    assert script.get("/api/templates").json()["templates"] == []
+
+
+def test_send_a_test_inserts_a_row_naming_the_version_with_the_example(
+    browser, admin, table
+) -> None:
+    from dispatcher.ops.templates import save_template
+    from dispatcher.templates.version import TemplateVersion
+
+    version = TemplateVersion("order", 0, subject="Order {{ n }}", text="x", example={"n": 7})
+    save_template(admin.templates, version)
+    page = browser.get("/templates/order").text
+    sent = browser.post("/template-test/order", data={
+        "csrf": _csrf(page), "version": "1", "to": "Me@Example.com",
+    }, follow_redirects=False)  # fmt: skip
+    assert sent.status_code == 303
+    row_id = sent.headers["location"].split("/rows/")[1].split("?")[0]
+    row = table.get(row_id)
+    assert (row["template"], row["to"]) == ({"S": "order@1"}, {"S": "me@example.com"})
+    assert row["vars"] == {"M": {"n": {"N": "7"}}}
+    bad = browser.post("/template-test/order", data={"csrf": _csrf(page), "to": "nope"})
+    assert bad.status_code == 400

@@ -248,9 +248,9 @@ def retry(
         str | None,
         typer.Option(
             help="With --all-failed: only this error_kind (invalid, rejected, transient, "
-            "rate_limited, config, suppressed, blocked, expired, ambiguous: an ambiguous row "
-            "is looked up again, never sent blindly; an expired row fails again unless its "
-            "expires_at was moved)."
+            "rate_limited, config, suppressed, blocked, expired, template, ambiguous: an "
+            "ambiguous row is looked up again, never sent blindly; an expired row fails again "
+            "unless its expires_at was moved)."
         ),
     ] = None,
     as_json: JsonOption = False,
@@ -364,7 +364,7 @@ def _checked_item(row: Any, *, label: str, target: Any) -> dict[str, Any]:
         raise CommandError(f"{label}: id must be a non-empty string")
     parsed = parse_row(
         Row.from_image(row["id"], item),
-        target.templates,
+        target.admin.templates,
         default_from_email="default@example.invalid",
     )
     if isinstance(parsed, RowProblems):

@@ -39,7 +39,9 @@ def edit(ctx: Context, request: Request, form: Form) -> Response | dict[str, Any
     if request.method == "GET":
         return {**base, "values": form_values(row.image), "version": row_version(row.image),
                 "problems": {}, "conflict": False}  # fmt: skip
-    result, shown = read_form(form, row, default_from_email=ctx.default_from_email)
+    result, shown = read_form(
+        form, row, default_from_email=ctx.default_from_email, templates=ctx.admin.templates
+    )
     loaded = str(form.get("version", ""))
     if loaded != row_version(row.image):
         return {**base, "values": shown, "version": row_version(row.image), "problems": {},

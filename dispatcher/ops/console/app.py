@@ -38,6 +38,12 @@ from dispatcher.ops.console.context import (
     is_api,
 )
 from dispatcher.ops.console.security import Guard, TokenMiddleware
+from dispatcher.ops.console.template_pages import (
+    template_editor,
+    template_preview,
+    template_test,
+    templates_list,
+)
 from dispatcher.ops.console.views import (
     history,
     overview,
@@ -72,6 +78,10 @@ _PAGES: tuple[tuple[str, View, str, list[str]], ...] = (
     ("/sent/{row_id:path}", sent_item, "sent", ["GET"]),
     ("/sent-preview/{row_id:path}", sent_preview, "", ["GET"]),
     ("/resend/{row_id:path}", resend, "resend", ["GET", "POST"]),
+    ("/templates", templates_list, "templates", ["GET"]),
+    ("/templates/{name}", template_editor, "template", ["GET", "POST"]),
+    ("/template-preview/{name}", template_preview, "", ["GET"]),
+    ("/template-test/{name}", template_test, "", ["POST"]),
 )
 
 
@@ -181,6 +191,9 @@ def flash(done: str | None) -> str:
         "refired": "Re-fired: the row is back on the stream and is being sent.",
         "cancelled": "Cancelled: the row is deleted and will not be sent.",
         "resent": "A copy of the mail as sent is this new row: it is being sent.",
+        "template-saved": "Saved as the current version: rows that name this template render "
+        "it from now on (re-fire the rows that failed on it).",
+        "test-sent": "A test row naming this version, with its example vars, is being sent.",
     }
     if done in fixed:
         return fixed[done]

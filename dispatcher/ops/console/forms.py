@@ -17,7 +17,6 @@ from typing import Any
 
 from boto3.dynamodb.types import TypeSerializer
 
-from dispatcher.model.message import parse_message
 from dispatcher.model.row import (
     ADDRESS_LIST_ATTRIBUTES,
     REQUEST_ATTRIBUTES,
@@ -28,6 +27,8 @@ from dispatcher.model.row import (
     Row,
     plain,
 )
+from dispatcher.templates.library import TemplateLibrary
+from dispatcher.templates.rows import RowProblems, parse_row
 
 __all__ = [
     "JSON_FIELDS",
@@ -83,10 +84,15 @@ def form_values(image: Image) -> dict[str, str]:
 
 
 def read_form(
-    form: Mapping[str, str], loaded: Row, *, default_from_email: str
+    form: Mapping[str, str],
+    loaded: Row,
+    *,
+    default_from_email: str,
+    templates: TemplateLibrary | None = None,
 ) -> tuple[EditResult, dict[str, str]]:
-    """The submitted form as request attributes, checked by :func:`parse_message` on the row
-    as it would be after saving; also the values to show again if it has problems."""
+    """The submitted form as request attributes, checked as the dispatcher will read the row
+    after saving (rendered with ``templates`` if it names one); also the values to show again
+    if it has problems."""
     shown = {name: str(form.get(name, "")) for name in (*TEXT_FIELDS, *LIST_FIELDS, *JSON_FIELDS)}
     request: dict[str, AttributeValue] = {}
     problems: dict[str, list[str]] = {}
@@ -116,9 +122,9 @@ def read_form(
         request["revision"] = loaded.image["revision"]
     if not problems:
         edited = Row.from_image(loaded.id, {**_bookkeeping(loaded.image), **request})
-        parsed = parse_message(edited, default_from_email=default_from_email)
-        if isinstance(parsed, list):
-            for attribute, problem in split_problems("; ".join(parsed)):
+        parsed = parse_row(edited, templates, default_from_email=default_from_email)
+        if isinstance(parsed, RowProblems):
+            for attribute, problem in split_problems("; ".join(parsed.problems)):
                 name = _FIELD_OF.get(attribute or "", attribute or "")
                 problems.setdefault(name, []).append(problem)
     return EditResult(request, problems), shown

@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
 from dispatcher.model.html_text import html_to_text
-from dispatcher.model.message import Message, parse_message
+from dispatcher.model.message import Message
 from dispatcher.model.row import Row, plain, string_attribute
 from dispatcher.model.row import normalise_address as normalise
 from dispatcher.model.unsettled import describe_unsettled
@@ -25,6 +25,7 @@ from dispatcher.ops.console.context import ERROR_KINDS, PAGE_SIZE, ConsoleError,
 from dispatcher.ops.console.forms import row_version, split_problems
 from dispatcher.ops.console.security import PREVIEW_POLICY
 from dispatcher.ops.resend import ResendError, latest_send
+from dispatcher.templates.rows import parse_row
 
 __all__ = [
     "history",
@@ -33,6 +34,7 @@ __all__ = [
     "recipient",
     "row_page",
     "rows",
+    "sandboxed",
     "sent_item",
     "sent_preview",
 ]
@@ -132,7 +134,7 @@ def row_page(ctx: Context, request: Request, form: Form) -> dict[str, Any]:
     if row is not None:
         attributes = plain(row.image)
         last_error = string_attribute(row.image, "last_error") or ""
-        parsed = parse_message(row, default_from_email=ctx.default_from_email)
+        parsed = parse_row(row, ctx.admin.templates, default_from_email=ctx.default_from_email)
         data["row"] = {
             "attributes": attributes,
             "status": attributes.get("status", "pending"),
@@ -141,7 +143,7 @@ def row_page(ctx: Context, request: Request, form: Form) -> dict[str, Any]:
                 {"attribute": name, "problem": problem}
                 for name, problem in split_problems(last_error)
             ],
-            "preview": _preview(row, parsed),
+            "preview": _preview(row, parsed if isinstance(parsed, Message) else parsed.problems),
             "in_flight": row.in_flight,
             "unsettled": (
                 describe_unsettled(row.unsettled, row.retry_at) if row.unsettled else None
@@ -151,14 +153,18 @@ def row_page(ctx: Context, request: Request, form: Form) -> dict[str, Any]:
 
 
 def preview(ctx: Context, request: Request, form: Form) -> Response:
+    """The row's HTML for the sandboxed frame: its own, or its template's, rendered."""
     row = ctx.admin.get_row(request.path_params["row_id"])
     html = string_attribute(row.image, "html") if row is not None else None
+    if row is not None and "template" in row.image:
+        parsed = parse_row(row, ctx.admin.templates, default_from_email=ctx.default_from_email)
+        html = parsed.html if isinstance(parsed, Message) else None
     if html is None:
         raise ConsoleError(404, "this row has no html body")
-    return _sandboxed(html)
+    return sandboxed(html)
 
 
-def _sandboxed(html: str) -> Response:
+def sandboxed(html: str) -> Response:
     return HTMLResponse(
         html,
         headers={"content-security-policy": PREVIEW_POLICY, "x-frame-options": "SAMEORIGIN"},
@@ -187,7 +193,7 @@ def sent_preview(ctx: Context, request: Request, form: Form) -> Response:
     html = mail.get("html") if mail is not None else None
     if not isinstance(html, str):
         raise ConsoleError(404, "this mail as sent has no html body (or it is no longer kept)")
-    return _sandboxed(html)
+    return sandboxed(html)
 
 
 def _send_of(ctx: Context, request: Request) -> tuple[str, str]:
@@ -267,6 +273,7 @@ def _preview(row: Row, parsed: Message | list[str]) -> dict[str, Any]:
     if isinstance(parsed, Message):
         text = parsed.text
         subject = parsed.subject
+        html = parsed.html if parsed.template else html
     else:  # the row as it stands, the text part made from the HTML as the parser would
         text = string_attribute(row.image, "text") or (html_to_text(html) if html else "")
         subject = string_attribute(row.image, "subject") or ""
