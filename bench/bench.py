@@ -26,7 +26,14 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")  # a line per record drowns the table
 os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
 
-from bench.costs import after_acceptance, cost_per_100k, function_package, import_ratio, peak_rss
+from bench.costs import (
+    after_acceptance,
+    cost_per_100k,
+    function_package,
+    import_ratio,
+    peak_rss,
+    template_cost,
+)
 from bench.harness import Bench, harness_capacity, running_stack
 from bench.throughput import (
     end_to_end,
@@ -142,6 +149,7 @@ def main() -> None:
             )
         results["cost_per_100k_mails"] = cost_per_100k(clean, mails, memory_mb)
         results["after_acceptance"] = after_acceptance(stack, r)
+        results["templates"] = template_cost(stack, r)
         results["cost_per_100k_mails"]["after_acceptance_usd"] = results["after_acceptance"][
             "usd_per_100k"
         ]
@@ -296,6 +304,17 @@ def main() -> None:
                 results["after_acceptance"]["again"]["read_units_per_mail"],
             ),
             "0, 0",
+        ),
+        (
+            "template render CPU per mail, typical template, warm (ms)",
+            results["templates"]["render_cpu_ms_per_mail"],
+            "<= 2",
+        ),
+        (
+            "  template rows / plain rows: bench CPU per mail, added reads per mail",
+            f"{results['templates']['cpu_ratio']:.2f}, "
+            f"{results['templates']['added_reads_per_mail']:.3f}",
+            "reported, ~0.01 (one template read per batch of 100)",
         ),
         (
             "DynamoDB write units per mail, mail as sent included",

@@ -14,8 +14,11 @@ import subprocess
 import sys
 import time
 from datetime import datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
+
+from boto3.dynamodb.types import TypeSerializer
 
 from bench.harness import ROOT, Bench, Stack
 
@@ -108,6 +111,77 @@ def after_acceptance(stack: Stack, rate: float, rows: int = 200) -> dict[str, An
         first["write_units_per_mail"] * PRICES["dynamodb_write_request_unit_usd"]
         + first["read_units_per_mail"] * PRICES["dynamodb_read_request_unit_usd"]
         + first["events_per_mail"] * PRICES["eventbridge_custom_event_usd"]
+    )
+    return out
+
+
+#: A typical template: an order confirmation with a loop over its lines, in text and HTML.
+TYPICAL_TEMPLATE = {
+    "name": "order",
+    "subject": "Order {{ order.id }} confirmed",
+    "text": (
+        "Hello {{ name }},\n\nthank you for your order {{ order.id }}:\n"
+        "{% for line in order.lines %}- {{ line.title }} x{{ line.qty }}: "
+        "{{ '%.2f' % line.price }}\n{% endfor %}\nTotal {{ '%.2f' % order.total }}\n"
+    ),
+    "html": (
+        "<h1>Thank you, {{ name }}</h1><table>{% for line in order.lines %}<tr>"
+        "<td>{{ line.title }}</td><td>{{ line.qty }}</td><td>{{ '%.2f' % line.price }}</td>"
+        "</tr>{% endfor %}</table><p>Total <b>{{ '%.2f' % order.total }}</b></p>"
+    ),
+}
+TYPICAL_VARS = {
+    "name": "Hanako",
+    "order": {
+        "id": "A-7",
+        "total": Decimal("42.50"),
+        "lines": [
+            {"title": f"Item {n}", "qty": Decimal(n), "price": Decimal("8.50")} for n in range(1, 6)
+        ],
+    },
+}
+
+
+def template_cost(stack: Stack, rate: float, rows: int = 200) -> dict[str, Any]:
+    """What a template row adds: the render's CPU per mail (the same template rendered again
+    and again, as a warm function does), and a batch of template rows against a batch of
+    plain ones: function CPU and DynamoDB reads per mail, side by side."""
+    from dispatcher.ops.templates import save_template
+    from dispatcher.templates.library import TemplateLibrary
+    from dispatcher.templates.render import render
+    from dispatcher.templates.version import TemplateVersion
+
+    version = TemplateVersion(version=1, **TYPICAL_TEMPLATE)  # type: ignore[arg-type]
+    render(version, TYPICAL_VARS)  # compiled once, as a warm function has it
+    runs = 2000
+    started = time.process_time()
+    for _ in range(runs):
+        render(version, TYPICAL_VARS)
+    render_ms = (time.process_time() - started) / runs * 1000
+    bench = Bench(stack, "templates", rate=rate, concurrency=16)
+    save_template(
+        TemplateLibrary(table=bench.names["TemplatesTable"], boto3_client=bench.stack.client),
+        TemplateVersion(version=0, **TYPICAL_TEMPLATE),  # type: ignore[arg-type]
+    )
+    serializer = TypeSerializer()
+    template_row = {"template": {"S": "order"}, "vars": serializer.serialize(TYPICAL_VARS)}
+    out: dict[str, Any] = {"render_cpu_ms_per_mail": round(render_ms, 3), "rows": rows}
+    for kind, template in (("plain", None), ("template", template_row)):
+        records = bench.records(f"{kind}-", rows, template=template)
+        bench.reset_counts()
+        started = time.process_time()
+        with contextlib.redirect_stdout(io.StringIO()):
+            bench.handle(records)
+        out[kind] = {
+            "cpu_ms_per_mail": round((time.process_time() - started) / rows * 1000, 3),
+            "read_requests_per_mail": sum(bench.reads.values()) / rows,
+            "get_item_per_mail": bench.reads.get("GetItem", 0) / rows,
+        }
+    out["cpu_ratio"] = round(
+        out["template"]["cpu_ms_per_mail"] / out["plain"]["cpu_ms_per_mail"], 3
+    )
+    out["added_reads_per_mail"] = round(
+        out["template"]["read_requests_per_mail"] - out["plain"]["read_requests_per_mail"], 4
     )
     return out
 

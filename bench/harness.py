@@ -118,6 +118,7 @@ class Bench:
             "SuppressionTable": f"bench-{name}-suppression",
             "RateLimitTable": f"bench-{name}-limit",
             "SentMailTable": f"bench-{name}-sent-mail",
+            "TemplatesTable": f"bench-{name}-templates",
         }
         create_tables(stack.client, self.names)
         self.settings = Settings.from_env(
@@ -131,6 +132,7 @@ class Bench:
             rate_limit_table_name=self.names["RateLimitTable"],
             # As deployed (HistoryBodyDays 30): the mail as sent is kept beside the history.
             sent_mail_table_name=self.names["SentMailTable"],
+            templates_table_name=self.names["TemplatesTable"],
             default_from_email="bench@example.com",
             blastengine_base_url=stack.ready["provider_url"],
             blastengine_login_id=SANDBOX_LOGIN_ID,
@@ -193,16 +195,18 @@ class Bench:
             keys = sum(len(t.get("Keys", [])) for t in body.get("RequestItems", {}).values())
             self.read_units += keys or 1
 
-    def records(self, prefix: str, count: int) -> list[dict[str, Any]]:
-        """Insert rows and return the INSERT records their stream would carry."""
+    def records(
+        self, prefix: str, count: int, template: dict[str, Any] | None = None
+    ) -> list[dict[str, Any]]:
+        """Insert rows (each naming ``template``, ``{"template": ..., "vars": ...}`` in
+        DynamoDB JSON, where given) and return the INSERT records their stream would carry."""
         out = []
         for i in range(count):
-            item = {
-                "id": {"S": f"{prefix}{i:05}"},
-                "to": {"S": "bench@example.com"},
-                "subject": {"S": f"{prefix}{i:05}"},
-                "text": {"S": "benchmark"},
-            }
+            item = {"id": {"S": f"{prefix}{i:05}"}, "to": {"S": "bench@example.com"}}
+            if template is None:
+                item |= {"subject": {"S": f"{prefix}{i:05}"}, "text": {"S": "benchmark"}}
+            else:
+                item |= template
             self.client.put_item(TableName=self.names["SendTable"], Item=item)
             out.append(
                 {

@@ -41,6 +41,35 @@ _BOUNCING_ROW = {
     "subject": {"S": "Your account notice"},
     "text": {"S": "Your plan renews next week."},
 }
+#: The demo's template, a row rendered from it, and one whose vars lack a variable it needs
+#: (it fails ``template``; adding the variable to its vars sends it).
+SHIPPED = {
+    "name": "order-shipped",
+    "subject": "Order {{ order.id }} has shipped",
+    "text": "Hello {{ name }},\n\nyour order {{ order.id }} is on its way: {{ tracking_url }}\n",
+    "html": "<p>Hello {{ name }},</p><p>your order <b>{{ order.id }}</b> is on its way: "
+    '<a href="{{ tracking_url }}">track it</a>.</p>',
+    "example": {
+        "name": "Hanako",
+        "order": {"id": "A-7"},
+        "tracking_url": "https://example.com/t/A-7",
+    },
+}
+_TEMPLATE_ROWS = [
+    {
+        "id": {"S": "shipped-0013"},
+        "to": {"S": "kyu@example.com"},
+        "template": {"S": "order-shipped"},
+        "vars": {"M": {"name": {"S": "Kyu"}, "order": {"M": {"id": {"S": "B-13"}}},
+                       "tracking_url": {"S": "https://example.com/t/B-13"}}},
+    },
+    {
+        "id": {"S": "shipped-0014"},
+        "to": {"S": "ju@example.com"},
+        "template": {"S": "order-shipped"},
+        "vars": {"M": {"name": {"S": "Ju"}, "order": {"M": {"id": {"S": "B-14"}}}}},
+    },
+]  # fmt: skip
 #: Seconds ``dev --demo`` waits for the providers' reports at most.
 STATUS_WAIT_SECONDS = 30.0
 _FLAKY_ROW = {
@@ -86,26 +115,48 @@ def run_demo(console: Console | None = None, *, events_dir: Path = EVENTS_DIR) -
         out.rule("[bold]2. What the sandbox received")
         _print_mails(out, stack.sandbox)
         out.rule("[bold]3. What stayed in the send table, and why")
-        kept = _print_rows(out, client, table)
-
-        out.rule("[bold]4. A person fixes a failed row; the edit re-sends it")
-        fix_id, fixed_to = "order-0008", "rokuro@example.com"
-        out.print(f"  update {fix_id}: SET to = {fixed_to!r}")  # noqa: S608 (not SQL)
-        client.update_item(
-            TableName=table,
-            Key={"id": {"S": fix_id}},
-            UpdateExpression="SET #to = :to",
-            ExpressionAttributeNames={"#to": "to"},
-            ExpressionAttributeValues={":to": {"S": fixed_to}},
-        )
-        _settle(stack)
+        _print_rows(out, client, table)
+        _fix(out, stack, "4. A person fixes a failed row; the edit re-sends it", "order-0008",
+             "SET #to = :to", {"#to": "to"}, {":to": {"S": "rokuro@example.com"}})  # fmt: skip
         _print_mails(out, stack.sandbox)
-        kept = _print_rows(out, client, table)
+        kept = _fix(out, stack, "5. A row failed on its template; its vars fixed, it is sent",
+                    "shipped-0014", "SET #v.#t = :t", {"#v": "vars", "#t": "tracking_url"},
+                    {":t": {"S": "https://example.com/t/B-14"}})  # fmt: skip
         out.print(
             "\nEvery row ends either sent (history item written, row deleted) or kept with "
             "its reason.\nFix a kept row (or bump its `revision`) and it is sent again."
         )
         return {"mails": [m.payload for m in stack.sandbox.mails], "kept": kept}
+
+
+def _fix(
+    out: Console,
+    stack: LocalStack,
+    title: str,
+    row_id: str,
+    expression: str,
+    names: dict[str, str],
+    values: dict[str, Any],
+) -> list[dict[str, Any]]:
+    """A person's edit of a failed row, which puts it back on the stream; what stays after."""
+    assert stack.info is not None
+    client = stack.client("dynamodb")
+    out.rule(f"[bold]{title}")
+    shown = expression
+    for name, attribute in names.items():
+        shown = shown.replace(name, attribute)
+    for placeholder, value in values.items():
+        shown = shown.replace(placeholder, repr(value["S"]))
+    out.print(f"  update {row_id}: {shown}", markup=False)
+    client.update_item(
+        TableName=stack.info.send_table,
+        Key={"id": {"S": row_id}},
+        UpdateExpression=expression,
+        ExpressionAttributeNames=names,
+        ExpressionAttributeValues=values,
+    )
+    _settle(stack)
+    return _print_rows(out, client, stack.info.send_table)
 
 
 @contextlib.contextmanager
@@ -119,9 +170,17 @@ def _restored_log_level(level: int) -> Iterator[None]:
 
 
 def _insert_samples(stack: LocalStack, events_dir: Path) -> list[dict[str, Any]]:
-    """Put the sample rows into the stack's send table, as an application would."""
+    """Save the demo's template, then put the sample rows into the stack's send table, as an
+    application would."""
+    from dispatcher.ops.templates import save_template
+    from dispatcher.templates.library import TemplateLibrary
+    from dispatcher.templates.version import TemplateVersion
+
     assert stack.info is not None
     client = stack.client("dynamodb")
+    library = TemplateLibrary(table=stack.info.templates_table, boto3_client=client)
+    if library.current(str(SHIPPED["name"])) is None:
+        save_template(library, TemplateVersion(version=0, **SHIPPED), by="demo")  # type: ignore[arg-type]
     rows = _sample_rows(events_dir)
     for row in rows:
         client.put_item(TableName=stack.info.send_table, Item=row)
@@ -151,7 +210,7 @@ def _sample_rows(events_dir: Path) -> list[dict[str, Any]]:
                 if _is_iso(string_attribute(image, "send_after")):
                     image["send_after"] = {"S": week_ahead}
                 rows.setdefault(image["id"]["S"], image)
-    return [*rows.values(), _FLAKY_ROW, _BOUNCING_ROW]
+    return [*rows.values(), _FLAKY_ROW, _BOUNCING_ROW, *_TEMPLATE_ROWS]
 
 
 def _is_iso(value: str | None) -> bool:
@@ -237,7 +296,10 @@ def show_dev_demo(
         out.print(
             f"\nIn a browser: {console_url}\n"
             "  Failed -> order-0008 -> Fix and re-send: correct the address, save, and the "
-            "row is sent.",
+            "row is sent.\n"
+            "  Failed -> shipped-0014: its vars lack tracking_url, which the template "
+            "order-shipped needs;\n    add it in Fix and re-send, or see Templates -> "
+            "order-shipped.",
             markup=False,
         )
     out.print(
@@ -253,6 +315,8 @@ def show_dev_demo(
         "  dispatcher sandbox                 the mail the sandbox accepted\n"
         f"  dispatcher history --to {BOUNCING_ADDRESS}\n"
         "                                     every mail to one address, and what became of it\n"
+        "  dispatcher template preview order-shipped\n"
+        "                                     the demo's template, rendered with its example\n"
         "invoice-0011 goes to an address the sandbox always fails: it is deferred, re-fired "
         "by the sweeper, and fails for good after its attempts run out.",
         markup=False,

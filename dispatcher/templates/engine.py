@@ -22,10 +22,12 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from jinja2 import StrictUndefined, nodes
+from jinja2 import Environment, StrictUndefined, Undefined, nodes
 from jinja2.compiler import CodeGenerator, Frame
 from jinja2.exceptions import SecurityError
 from jinja2.filters import FILTERS
+from jinja2.nodes import EvalContext
+from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from markupsafe import Markup
 
@@ -93,7 +95,7 @@ def _bounded_filter(name: str, function: Callable[..., Any]) -> Callable[..., An
 
     def run(*args: Any, **kwargs: Any) -> Any:
         # Jinja passes the context or environment first to some filters; sizes are of data
-        data = [a for a in args if not hasattr(a, "environment") and not hasattr(a, "filters")]
+        data = [a for a in args if isinstance(a, Undefined) or not _is_jinjas(a)]
         _sized_args(data, kwargs, f"the filter {name!r}")
         if name == "replace" and len(data) >= 3:
             value, old, new = (str(v) for v in data[:3])
@@ -110,6 +112,11 @@ def _bounded_filter(name: str, function: Callable[..., Any]) -> Callable[..., An
         if hasattr(function, marker):
             setattr(run, marker, getattr(function, marker))
     return run
+
+
+def _is_jinjas(value: Any) -> bool:
+    """The context, environment or evaluation context Jinja passes some filters first."""
+    return isinstance(value, (Context, Environment, EvalContext))
 
 
 def _bounded_range(*args: Any) -> range:

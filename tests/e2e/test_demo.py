@@ -18,4 +18,8 @@ def test_demo_shows_mail_sent_and_a_bad_row_kept_with_its_reason() -> None:
     assert "to:" in kept["broken-0006"]["last_error"]["S"]
     assert kept["digest-0010"]["status"]["S"] == "scheduled"
     assert "order-0008" not in kept  # fixed by the demo, then sent
+    # the template rows: one rendered and sent, one fixed (its vars) and then sent
+    subjects = {m["subject"] for m in seen["mails"]}
+    assert {"Order B-13 has shipped", "Order B-14 has shipped"} <= subjects
+    assert "shipped-0014" not in kept
     assert "What stayed in the send table" in console.export_text()

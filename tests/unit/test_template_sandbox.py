@@ -66,6 +66,12 @@ def test_each_way_out_is_stopped_with_its_reason(source: str, reason: str) -> No
     assert str(caught.value).startswith("template t@1: text")
 
 
+def test_a_guarded_variable_may_be_missing() -> None:
+    guarded = "{{ shop | default('the shop') }}{% if extra is defined %}{{ extra }}{% endif %}"
+    assert render(_text(guarded), VARS).text == "the shop"
+    assert render(_text("{{ missing | d('x') | upper }}"), VARS).text == "X"
+
+
 def test_a_render_that_runs_long_is_stopped_by_its_time_limit() -> None:
     loops = "{% for i in range(10000) %}{% for j in range(10000) %}{% endfor %}{% endfor %}"
     with pytest.raises(TemplateError, match=r"the render took more than 0\.5 s"):

@@ -131,10 +131,11 @@ def errors_as_exit() -> Iterator[None]:
     from dispatcher.providers.attachments import AttachmentsUnavailableError
     from dispatcher.providers.errors import ProviderError
     from dispatcher.storage.dynamodb import StoreError
+    from dispatcher.templates.library import UnknownTemplateError
 
     try:
         yield
-    except (CommandError, SettingsError, TargetError, StoreError) as exc:
+    except (CommandError, SettingsError, TargetError, StoreError, UnknownTemplateError) as exc:
         fail(str(exc))
     except (AttachmentsUnavailableError, ProviderError) as exc:
         fail(str(exc))
