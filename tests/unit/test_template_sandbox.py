@@ -122,3 +122,12 @@ def test_any_value_renders_as_itself_in_text_and_escaped_in_html(value: str) -> 
         .replace("'", "&#39;")
         + "]"
     )
+
+
+def test_the_demos_template_is_one_a_save_would_accept_as_it_is() -> None:
+    from dispatcher.local.demo import SHIPPED
+
+    version = TemplateVersion(version=0, **SHIPPED)  # type: ignore[arg-type]
+    assert source_problems(version) == []
+    assert variables_of(version) == SHIPPED["variables"]
+    assert render(version, version.example).subject == "Order A-7 has shipped"
