@@ -100,7 +100,7 @@ def version_diff(old: TemplateVersion | None, new: TemplateVersion) -> str:
                 before.splitlines(keepends=True),
                 after.splitlines(keepends=True),
                 fromfile=f"{part} @{old.version if old else 0}",
-                tofile=f"{part} @{new.version}",
+                tofile=f"{part} @{new.version or 'draft'}",
             )
         )
     return "".join(line if line.endswith("\n") else line + "\n" for line in lines)

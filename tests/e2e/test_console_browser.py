@@ -357,3 +357,48 @@ def test_a_person_opens_a_mail_as_it_was_sent_and_sends_it_again(
     wait_for(lambda: console_stack.history(new_id), what="the copy sent")
     [copy] = console_stack.history(new_id)
     assert copy["resent_from"]["S"].startswith("again-0001 @ ")
+
+
+def test_a_person_fixes_a_template_that_rows_failed_on_and_refires_them(
+    console_stack: RunningStack, page: Page, tmp_path: Path
+) -> None:
+    # GIVEN the demo's shipped-0014, failed: its vars lack the template's tracking_url
+    _failed(console_stack, "shipped-0014")
+    base, url = _console(console_stack)
+    page.goto(url)
+
+    # WHEN a person opens Templates, then the template the row failed on
+    page.get_by_role("link", name="Templates", exact=True).click()
+    expect(page.locator("table.templates")).to_contain_text("order-shipped")
+    page.get_by_role("link", name="order-shipped").click()
+    expect(page.locator("section.problems").first).to_contain_text("shipped-0014")
+    # the current version previewed with its example, the HTML in the sandboxed frame
+    expect(page.locator(".preview")).to_contain_text("Order A-7 has shipped")
+    expect(page.frame_locator("iframe.html").locator("b")).to_have_text("A-7")
+
+    # WHEN they make the tracking link optional, preview the draft, then save it
+    text = page.locator("textarea[name=text]")
+    text.fill("Hello {{ name }},\n\nyour order {{ order.id }} is on its way"
+              "{% if tracking_url is defined %}: {{ tracking_url }}{% endif %}.\n")  # fmt: skip
+    page.locator("textarea[name=html]").fill(
+        "<p>Hello {{ name }},</p><p>your order <b>{{ order.id }}</b> is on its way.</p>"
+    )
+    page.locator("input[name=optional]").fill("tracking_url")
+    page.get_by_role("button", name="Preview").click()
+    expect(page.locator("pre.diff")).to_contain_text("{% if tracking_url is defined %}")
+    expect(page.frame_locator("iframe.html").locator("b")).to_have_text("A-7")
+    page.locator("iframe.html").scroll_into_view_if_needed()  # painted where it is seen
+    _shot(page, tmp_path, "console-template.png")
+    page.get_by_role("button", name="Save as a new version").click()
+    expect(page.locator("p.flash")).to_contain_text("Saved as the current version")
+
+    # AND re-fire the rows that failed on a template
+    page.goto(f"{base}refire-failed?kind=template")
+    page.get_by_role("button", name=re.compile("^Yes")).click()
+
+    # THEN the row is sent, rendered with the new version
+    wait_for(lambda: console_stack.history("shipped-0014"), what="the re-fired row sent")
+    [item] = console_stack.history("shipped-0014")
+    assert item["template"]["S"].startswith("order-shipped@")
+    [mail] = console_stack.mails("Order B-14")
+    assert "is on its way." in mail["payload"]["text_part"]

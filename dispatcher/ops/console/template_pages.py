@@ -132,20 +132,27 @@ def _submitted(
     ctx: Context, request: Request, form: Form, library: TemplateLibrary, name: str, language: str
 ) -> Response | dict[str, Any]:
     draft, problems = _draft(form, name, language)
+    typed = str(form.get("optional") or "")
     opened = str(form.get("version") or "")
     expected = int(opened) if opened.isdigit() else None
+
+    def again(problems: list[str], status: int) -> dict[str, Any]:
+        """The editor with the draft as typed (the optional variables too)."""
+        page = _page(ctx, library, name, language, draft, draft=problems, status=status,
+                     opened=opened)  # fmt: skip
+        return {**page, "shown": {**page["shown"], "optional": typed}}
+
     if problems:
-        return _page(ctx, library, name, language, draft, draft=problems, status=422)
+        return again(problems, 422)
     if form.get("action") == "preview":
-        return _page(ctx, library, name, language, draft, draft=[], status=200, opened=opened)
-    optional = tuple(v for v in str(form.get("optional") or "").replace(",", " ").split() if v)
+        return again([], 200)
+    optional = tuple(v for v in typed.replace(",", " ").split() if v)
     try:
         saved = save_template(library, draft, optional=optional, expected=expected, by="console")
     except TemplateRefusedError as exc:
-        return _page(ctx, library, name, language, draft, draft=exc.problems, status=422)
+        return again(exc.problems, 422)
     except SaveConflictError as exc:
-        page = _page(ctx, library, name, language, draft, draft=[], status=409, opened=opened)
-        return {**page, "conflict": str(exc)}
+        return {**again([], 409), "conflict": str(exc)}
     where = f"/templates/{quote(name, safe='')}"
     if language:
         where += "?" + urlencode({"language": language})
