@@ -2,9 +2,9 @@
 
 blastengine keeps each recipient's result (``GET /logs/mails/results``: ``SENT``, ``RETRY``,
 bounces) for 62 days and tells nobody: the sweeper asks. Each run reads the results of the
-last :data:`LOOKBACK`, page by page from where this container's last run stopped (the window
-is read again from its start once the end is reached, so a ``RETRY`` that became ``SENT`` is
-seen), and moves the history items it finds forward (``SENT`` delivered, ``RETRY`` delayed;
+last :data:`LOOKBACK`, page by page from where the last run stopped (the window is read again
+from its start once the end is reached, so a ``RETRY`` that became ``SENT`` is seen; what a
+whole pass already applied is skipped without a history read: :mod:`~dispatcher.tracking.cursor`), and moves the history items it finds forward (``SENT`` delivered, ``RETRY`` delayed;
 bounces keep their own path, the webhook and the hourly catch-up). A run makes at most
 ``pages`` requests, each a slot of the account's shared limit, sized to
 :data:`MAX_SHARE` of it, so sending never waits on it. Results for mail the history does not
@@ -14,16 +14,18 @@ hold create nothing.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from dispatcher.model.delivery_status import DeliveryStatus, StatusReport
 from dispatcher.pacing.invocation_bucket import BucketTimeoutError, RequestSlots
 from dispatcher.providers.blastengine.results import MailResult
 from dispatcher.providers.errors import ProviderError
-from dispatcher.support.clock import SYSTEM_CLOCK, Clock, Deadline
+from dispatcher.storage.dynamodb import StoreError
+from dispatcher.support.clock import SYSTEM_CLOCK, Clock, Deadline, parse_iso
 from dispatcher.support.observability import logger
 from dispatcher.tracking.book import StatusBook
+from dispatcher.tracking.cursor import LogCursor, Position
 
 if TYPE_CHECKING:
     from dispatcher.config.settings import Settings
@@ -35,6 +37,9 @@ __all__ = ["LOOKBACK", "MAX_SHARE", "MailLogPoller", "PollResult", "delivery_rep
 LOOKBACK = timedelta(hours=3)
 #: The share of the account's limit the log's requests may take.
 MAX_SHARE = 0.05
+#: How long a changed result may take to show in the log: a pass marks as seen only what
+#: changed this long before it began.
+LOG_LAG = timedelta(minutes=5)
 #: Results per page: the API's largest.
 PAGE_SIZE = 1000
 #: Applied results a container remembers (a few MB at most).
@@ -61,14 +66,19 @@ class MailLogPoller:
         book: StatusBook,
         pages: int,
         slots: RequestSlots | None = None,
+        cursor: LogCursor | None = None,
         clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self._provider = provider
         self._book = book
         self._pages = pages
         self._slots = slots
+        self._cursor = cursor
         self._clock = clock
-        self._anchor: str | None = None  # where this container's last run stopped
+        # where this container's last run stopped (the shared cursor's, where there is one)
+        self._anchor: str | None = None
+        self._seen_until: datetime | None = None
+        self._pass_started: datetime | None = None
         #: Results this container already applied, by maillog_id, with their status: the
         #: window is read again and again, and an unchanged result needs no history read.
         self._applied: dict[Any, tuple[str, str | None]] = {}
@@ -95,6 +105,8 @@ class MailLogPoller:
             if tables
             else None
         )
+        limit_table = settings.rate_limit_table_name
+        cursor = LogCursor(client, limit_table) if limit_table else None
         return cls(
             provider=BlastengineClient(
                 base_url=settings.blastengine_base_url, credentials=credentials_loader(settings)
@@ -106,30 +118,36 @@ class MailLogPoller:
             ),
             pages=max(1, int(share * sweep_seconds)),
             slots=slots,
+            cursor=cursor,
         )
 
     def poll(self, deadline: Deadline | None = None) -> PollResult:
         result = PollResult()
         now = self._clock.now()
+        position = self._position()
+        anchor = position.anchor
+        started = position.pass_started if anchor and position.pass_started else now
         window = [
             ("delivery_start", (now - LOOKBACK).isoformat(timespec="seconds")),
             ("delivery_end", (now + timedelta(seconds=1)).isoformat(timespec="seconds")),
             ("count", str(PAGE_SIZE)),
             *(("status[]", status) for status in _STATUSES),
         ]
+        finished = False
         try:
             for _ in range(self._pages):
                 if self._slots is not None:
                     self._slots.acquire(deadline, reserve=1.0)
-                anchor = [("anchor", self._anchor)] if self._anchor else []
-                page = self._provider.mail_results([*window, *anchor])
+                page = self._provider.mail_results(
+                    window + ([("anchor", anchor)] if anchor else [])
+                )
                 result.requests += 1
                 for item in page:
-                    self._apply(MailResult.parse(item), result)
+                    self._apply(MailResult.parse(item), result, position.seen_until)
                 if len(page) < PAGE_SIZE:
-                    self._anchor = None  # the end: the next run reads the window again
+                    anchor, finished = None, True  # the end: the next run reads it all again
                     break
-                self._anchor = str(page[-1].get("maillog_id"))
+                anchor = str(page[-1].get("maillog_id"))
             else:
                 result.truncated = True
         except (BucketTimeoutError, ProviderError) as exc:
@@ -137,13 +155,46 @@ class MailLogPoller:
             result.truncated = True
         finally:
             self._book.flush_events()
+            self._keep(position, anchor, started, finished)
         return result
 
-    def _apply(self, found: MailResult | None, result: PollResult) -> None:
+    def _position(self) -> Position:
+        """Where the last run stopped: the shared cursor's, else this container's."""
+        if self._cursor is None:
+            return Position(self._seen_until, self._anchor, self._pass_started)
+        try:
+            return self._cursor.read()
+        except StoreError as exc:  # a run without it reads the window whole: slower, right
+            logger.warning("the mail-log cursor could not be read", extra={"reason": str(exc)})
+            return Position()
+
+    def _keep(self, position: Position, anchor: str | None, started: datetime, done: bool) -> None:
+        """A finished pass marks what it read as seen (less the log's lag: a result changed
+        just before the pass may not have been in it); an unfinished one where it stopped."""
+        seen = started - LOG_LAG if done else position.seen_until
+        kept = Position(seen, anchor, None if done else started)
+        self._seen_until, self._anchor, self._pass_started = (
+            kept.seen_until,
+            anchor,
+            kept.pass_started,
+        )
+        if self._cursor is None:
+            return
+        try:
+            self._cursor.save(kept)
+        except StoreError as exc:
+            logger.warning("the mail-log cursor could not be saved", extra={"reason": str(exc)})
+
+    def _apply(
+        self, found: MailResult | None, result: PollResult, seen_until: datetime | None
+    ) -> None:
         report = delivery_report(found) if found is not None else None
         if found is None or report is None:
             return
         result.results += 1
+        changed = parse_iso(found.at)
+        if seen_until is not None and changed is not None and changed < seen_until:
+            return  # applied by a pass that read the whole window after it changed
         seen = (report.status.value, found.opened_at)
         if self._applied.get(found.maillog_id) == seen:
             return  # applied by an earlier run of this container, unchanged since

@@ -99,3 +99,41 @@ def test_an_open_time_the_log_gains_later_is_kept_once(dynamodb) -> None:
     poller._book.record_open = lambda *a, **k: writes.append(a) or 0  # type: ignore[method-assign]
     poller.poll()
     assert writes == []
+
+
+def test_a_cold_container_goes_on_from_the_shared_cursor_and_rereads_no_history(
+    dynamodb,
+) -> None:
+    from datetime import timedelta
+
+    from dispatcher.tracking.cursor import LogCursor
+
+    clock = FakeClock()
+    past = (clock.now() - timedelta(hours=1)).isoformat()
+    log = _Log([{**_result(n), "updated_time": past} for n in range(1, 1501)])
+    put_history(dynamodb, delivery_id="1400", to="ok@example.com", delivery_status="accepted")
+    cursor = LogCursor(dynamodb, TABLE_NAMES["RateLimitTable"])
+
+    def container() -> MailLogPoller:
+        book = StatusBook(history_table=TABLE_NAMES["HistoryTable"], boto3_client=dynamodb)
+        return MailLogPoller(provider=log, book=book, pages=1, cursor=cursor, clock=clock)  # type: ignore[arg-type]
+
+    # GIVEN a pass cut short by its page budget in one container
+    assert container().poll().truncated
+    # WHEN another container (cold) runs: it goes on from the shared anchor, to the end
+    second = container()
+    finished = second.poll()
+    assert log.asked[-1]["anchor"] == "1000"
+    assert (finished.truncated, finished.moved) == (False, 1)
+    # THEN a third, cold too, reads the window again but asks the history nothing for
+    # results the whole pass applied...
+    asked = []
+    third = container()
+    third._book.record = lambda report, items=None: asked.append(report) or 0  # type: ignore[method-assign]
+    third._pages = 2
+    assert third.poll().requests == 2
+    assert asked == []
+    # ... and applies a result that changed since (a RETRY that became SENT)
+    log.results[0] = {**_result(1), "updated_time": clock.now().isoformat()}
+    third.poll()
+    assert [r.delivery_id for r in asked] == ["1"]

@@ -45,3 +45,27 @@ def test_an_id_already_queued_is_a_problem_never_an_overwrite(dynamodb: Any, tab
 def test_check_row_needs_an_id() -> None:
     assert check_row({"to": "a@example.com"}) == ["id: missing: every row needs a string id"]
     assert check_row(ROW) == []
+
+
+def test_check_row_renders_a_template_row_against_the_templates_it_is_given(
+    dynamodb: Any,
+) -> None:
+    from dispatcher.templates.library import TemplateLibrary
+    from dispatcher.templates.version import TemplateVersion
+
+    order = TemplateVersion(
+        "order", 1, subject="Order {{ id }}", text="Hi {{ name }}", required=("id", "name")
+    )
+    row = {"id": "t-1", "to": "a@example.com", "template": "order", "vars": {"id": "A-7"}}
+    # a producer's test, with the versions it expects: the missing variable shows
+    assert check_row(row, templates=[order]) == [
+        "template order@1: vars: missing 'name' (required)"
+    ]
+    assert check_row({**row, "vars": {"id": "A-7", "name": "Mio"}}, templates=[order]) == []
+    # without templates, the row's own attributes are still checked; the parts left alone
+    assert check_row(row) == []
+    assert check_row({**row, "text": "mine"})[0].startswith("text: a row that names a template")
+    assert check_row({**row, "to": "nope"})[0].startswith("to:")
+    # against the stack's table, as deployed
+    library = TemplateLibrary(table=TABLE_NAMES["TemplatesTable"], boto3_client=dynamodb)
+    assert check_row(row, templates=library) == ["template order: no such template or version"]
