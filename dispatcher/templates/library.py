@@ -55,6 +55,7 @@ class TemplateLibrary:
         self.table = table
         self._client = boto3_client
         self._cache: dict[tuple[str, str], TemplateVersion | None] = {}
+        self._loading: dict[tuple[str, str], threading.Lock] = {}
         self._lock = threading.Lock()
 
     @classmethod
@@ -75,6 +76,7 @@ class TemplateLibrary:
         """Forget what was read: a new batch reads each template again (once)."""
         with self._lock:
             self._cache.clear()
+            self._loading.clear()
 
     def resolve(self, ref: str, language: str = "") -> TemplateVersion:
         """The version a row's ``template`` (``name`` or ``name@N``) and ``language`` name:
@@ -82,14 +84,17 @@ class TemplateLibrary:
         Raises :class:`UnknownTemplateError` or ValueError (a ref that is no name)."""
         key = (ref, language)
         with self._lock:
-            if key in self._cache:
-                found = self._cache[key]
-                if found is None:
-                    raise UnknownTemplateError(_unknown(ref, language))
-                return found
-        found = _resolved(self, ref, language)
-        with self._lock:
-            self._cache[key] = found
+            loading = self._loading.setdefault(key, threading.Lock())
+        # One read per template per batch, however many send threads ask at once: the first
+        # reads, the others wait for what it read.
+        with loading:
+            with self._lock:
+                known = key in self._cache
+                found = self._cache.get(key)
+            if not known:
+                found = _resolved(self, ref, language)
+                with self._lock:
+                    self._cache[key] = found
         if found is None:
             raise UnknownTemplateError(_unknown(ref, language))
         return found

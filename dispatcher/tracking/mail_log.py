@@ -4,11 +4,12 @@ blastengine keeps each recipient's result (``GET /logs/mails/results``: ``SENT``
 bounces) for 62 days and tells nobody: the sweeper asks. Each run reads the results of the
 last :data:`LOOKBACK`, page by page from where the last run stopped (the window is read again
 from its start once the end is reached, so a ``RETRY`` that became ``SENT`` is seen; what a
-whole pass already applied is skipped without a history read: :mod:`~dispatcher.tracking.cursor`), and moves the history items it finds forward (``SENT`` delivered, ``RETRY`` delayed;
-bounces keep their own path, the webhook and the hourly catch-up). A run makes at most
-``pages`` requests, each a slot of the account's shared limit, sized to
-:data:`MAX_SHARE` of it, so sending never waits on it. Results for mail the history does not
-hold create nothing.
+whole pass already applied is skipped without a history read:
+:mod:`~dispatcher.tracking.cursor`), and moves the history items it finds forward (``SENT``
+delivered, ``RETRY`` delayed, an ``open_time`` the first open; bounces keep their own path,
+the webhook and the hourly catch-up). A run makes at most ``pages`` requests, each a slot of
+the account's shared limit, sized to :data:`MAX_SHARE` of it, so sending never waits on it.
+Results for mail the history does not hold create nothing.
 """
 
 from __future__ import annotations
