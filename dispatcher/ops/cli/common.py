@@ -165,6 +165,23 @@ def read_json(path: Path, what: str) -> Any:
         raise CommandError(f"{what} {path} is not JSON: {exc}") from None
 
 
+def json_object(raw: str, option: str) -> dict[str, Any]:
+    """An option's JSON object, given inline or as ``@FILE`` (numbers as Decimal, as
+    DynamoDB takes them)."""
+    from decimal import Decimal
+
+    if raw.startswith("@"):
+        value = read_json(Path(raw[1:]), f"{option} file")
+    else:
+        try:
+            value = json.loads(raw, parse_float=Decimal)
+        except json.JSONDecodeError as exc:
+            raise CommandError(f"{option} is not JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise CommandError(f"{option} must be a JSON object")
+    return value
+
+
 def read_jsonl(path: Path) -> list[Any]:
     try:
         lines = path.read_text(encoding="utf-8").splitlines()

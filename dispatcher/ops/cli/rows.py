@@ -6,7 +6,6 @@ import json
 import uuid
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -27,6 +26,7 @@ from dispatcher.ops.cli.common import (
     err,
     errors_as_exit,
     fail,
+    json_object,
     key_value,
     out,
     read_json,
@@ -76,7 +76,7 @@ def send(
         typer.Option(help="A template (NAME or NAME@VERSION) instead of subject/text/html."),
     ] = None,
     variables: Annotated[
-        str | None, typer.Option("--vars", help="The template's values: a JSON object.")
+        str | None, typer.Option("--vars", help="The template's values: a JSON object (or @FILE).")
     ] = None,
     language: Annotated[str | None, typer.Option(help="The template's language variant.")] = None,
     as_json: JsonOption = False,
@@ -97,7 +97,7 @@ def send(
                     from_name=from_name, cc=cc or None, bcc=bcc or None, encode=encode,
                     insert_code=codes or None, send_after=send_after, reply_to=reply_to,
                     list_unsubscribe_url=unsubscribe_url, template=template, language=language,
-                    vars=_json_object(variables, "--vars") if variables else None,
+                    vars=json_object(variables, "--vars") if variables else None,
                 )
             ]  # fmt: skip
         if attach:
@@ -375,16 +375,6 @@ def _checked_item(row: Any, *, label: str, target: Any) -> dict[str, Any]:
 def _given(**attributes: Any) -> dict[str, Any]:
     """The attributes the options gave."""
     return {name: value for name, value in attributes.items() if value is not None}
-
-
-def _json_object(raw: str, option: str) -> dict[str, Any]:
-    try:
-        value = json.loads(raw, parse_float=Decimal)
-    except json.JSONDecodeError as exc:
-        raise CommandError(f"{option} is not JSON: {exc}") from None
-    if not isinstance(value, dict):
-        raise CommandError(f"{option} must be a JSON object")
-    return value
 
 
 def _attach(ctx: typer.Context, row: dict[str, Any], files: list[Path]) -> dict[str, Any]:

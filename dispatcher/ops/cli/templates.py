@@ -16,8 +16,8 @@ from dispatcher.ops.cli.common import (
     JsonOption,
     app,
     errors_as_exit,
+    json_object,
     out,
-    read_json,
     target_of,
 )
 
@@ -74,7 +74,7 @@ def put(
             from_email=sender,
             from_name=from_name,
             reply_to=reply_to,
-            example=_vars(example, "--example") if example else {},
+            example=json_object(example, "--example") if example else {},
         )
         library = target_of(ctx).template_library()
         try:
@@ -175,7 +175,7 @@ def preview(
         found = find_version(
             target_of(ctx).template_library(), name, version=version, language=language
         )
-        values = _vars(variables, "--vars") if variables else None
+        values = json_object(variables, "--vars") if variables else None
         try:
             shown = render_preview(found, values)
         except TemplateRefusedError as exc:
@@ -218,23 +218,8 @@ def _read(path: Path, option: str) -> str:
         raise CommandError(f"{option}: cannot read {path}: {exc}") from None
 
 
-def _vars(raw: str, option: str) -> dict[str, Any]:
-    """A JSON object given inline, or ``@FILE``."""
-    if raw.startswith("@"):
-        value = read_json(Path(raw[1:]), f"{option} file")
-    else:
-        try:
-            value = json.loads(raw, parse_float=Decimal)
-        except json.JSONDecodeError as exc:
-            raise CommandError(f"{option} is not JSON: {exc}") from None
-    if not isinstance(value, dict):
-        raise CommandError(f"{option} must be a JSON object of the template's variables")
-    return value
-
-
 def _number(value: Any) -> Any:
     """DynamoDB's numbers (an example's) as JSON's."""
-    from decimal import Decimal
 
     if isinstance(value, Decimal):
         return int(value) if value == value.to_integral_value() else float(value)
