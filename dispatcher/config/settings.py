@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 from email_validator import EmailNotValidError, validate_email
 
-from dispatcher.model.row import PROVIDERS
+from dispatcher.model.row import PROVIDERS, parse_categories
 
 __all__ = [
     "DEFAULT_BLASTENGINE_BASE_URL",
@@ -117,6 +117,9 @@ class Settings:
     #: Templates rows name (``template``); None: a template row fails ``template``.
     templates_table_name: str | None = None
     history_body_days: int = 30
+    #: The categories rows may name besides ``transactional`` (comma-separated): what
+    #: unsubscribes, suppressions and the reputation guard are kept by.
+    mail_categories: str | None = None
     #: Days a bounce event that joined no history item is kept (the bounce table's TTL).
     orphan_retention_days: int = DEFAULT_ORPHAN_RETENTION_DAYS
 
@@ -129,6 +132,10 @@ class Settings:
                 raise SettingsError(f"{name.upper()} is required")
         parse_allowlist(self.recipient_allowlist)  # raises naming the entry
         parse_allowlist(self.allowed_from, "ALLOWED_FROM")
+        try:
+            parse_categories(self.mail_categories)
+        except ValueError as exc:
+            raise SettingsError(f"MAIL_CATEGORIES: {exc}") from None
         for name, address in (
             ("REDIRECT_ALL_TO", self.redirect_all_to),
             ("DEFAULT_FROM_EMAIL", self.default_from_email),
@@ -193,6 +200,11 @@ class Settings:
                 "IDEMPOTENCY_EXPIRY_SECONDS must exceed the stream's 24-hour retention "
                 f"({_STREAM_RETENTION_SECONDS}s), got {self.idempotency_expiry_seconds}"
             )
+
+    @property
+    def categories(self) -> tuple[str, ...]:
+        """``transactional`` and the ``MAIL_CATEGORIES`` a row may name."""
+        return parse_categories(self.mail_categories)
 
     @property
     def allowed_senders(self) -> tuple[str, ...]:

@@ -141,6 +141,7 @@ class Bookkeeping:
             mail=message.as_sent() if self._store.sent_mail_table else None,
             resent_from=message.resent_from,
             template=message.template,
+            category=message.category,
         )
         deleted = self._move(entry, row, replayed=accepted.replayed)
         kept = "" if deleted else "; the row changed meanwhile and was kept"

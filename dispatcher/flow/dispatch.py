@@ -291,6 +291,7 @@ class Dispatcher:
                 default_from_name=self.settings.default_from_name,
                 now=now,
                 allowed_from=self.settings.allowed_senders,
+                categories=self.settings.categories,
             )
         except StoreUnavailableError:
             raise  # the templates table could not be read: the record is retried

@@ -29,7 +29,7 @@ from dispatcher.model.blastengine_limits import (
     REFUSED_EXTENSIONS,
     UNSUBSCRIBE_CHARS,
 )
-from dispatcher.model.row import PROVIDERS, Image, normalise_address
+from dispatcher.model.row import CATEGORY, PROVIDERS, TRANSACTIONAL, Image, normalise_address
 
 __all__ = [
     "MAX_SEND_AFTER",
@@ -168,6 +168,18 @@ class Problems:
             elif (address := self.address(name, value)) is not None:
                 out.append(address)
         return tuple(out)
+
+    def category(self, image: Image, categories: tuple[str, ...] | None) -> str:
+        """The row's ``category``: one of the deployment's ``categories`` (None: any name;
+        the dispatcher knows them, a producer's check may not); absent: transactional."""
+        raw = self.string(image, "category")
+        if raw is None:
+            return TRANSACTIONAL
+        if not CATEGORY.fullmatch(raw):
+            self.add("category", f"{clip(raw)!r} is not a category name (a-z, 0-9, '_', '-')")
+        elif categories is not None and raw not in categories:
+            self.add("category", f"{raw!r} is not one of MAIL_CATEGORIES ({', '.join(categories)})")
+        return raw
 
     def provider(self, image: Image) -> str | None:
         raw = self.string(image, "provider")

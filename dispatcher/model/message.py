@@ -37,7 +37,7 @@ from dispatcher.model.checks import (
     typed,
 )
 from dispatcher.model.html_text import html_to_text
-from dispatcher.model.row import Image, Row, string_attribute
+from dispatcher.model.row import TRANSACTIONAL, Image, Row, string_attribute
 from dispatcher.model.template_row import template_image, template_request
 from dispatcher.model.unsettled import Unsettled, content_digest
 from dispatcher.support.clock import parse_iso
@@ -110,6 +110,9 @@ class Message:
     resent_from: str | None = None
     #: The template version it was rendered from (``name@version``), for a template row.
     template: str | None = None
+    #: What kind of mail it is (``category``): what unsubscribes, suppressions and the
+    #: reputation guard are kept by.
+    category: str = TRANSACTIONAL
 
     @property
     def recipients(self) -> tuple[str, ...]:
@@ -198,6 +201,7 @@ def parse_message(
     now: datetime | None = None,
     allowed_from: tuple[str, ...] | None = None,
     rendered: tuple[str, Mapping[str, str | None]] | None = None,
+    categories: tuple[str, ...] | None = None,
 ) -> Message | list[str]:
     """A send-table row's request attributes as a message, or every problem found, each
     naming its attribute (``"to: missing"``). ``now`` bounds ``send_after`` (at most
@@ -219,6 +223,7 @@ def parse_message(
             return ["template: the row names a template, which only the dispatcher renders"]
         image = template_image(image, rendered[1])
     fields = _read(p, image)
+    category = p.category(image, categories)
     if (
         allowed_from is not None
         and fields.from_email
@@ -254,6 +259,7 @@ def parse_message(
         provider=fields.provider,
         resent_from=fields.resent_from,
         template=rendered[0] if rendered is not None else None,
+        category=category,
     )
 
 

@@ -15,6 +15,7 @@ import base64
 import binascii
 import hashlib
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
@@ -72,6 +73,7 @@ STRING_ATTRIBUTES = (
     "resent_from",
     "template",
     "language",
+    "category",
 )
 ADDRESS_LIST_ATTRIBUTES = ("cc", "bcc")
 STRUCTURED_ATTRIBUTES = ("insert_code", "insert_code_unescaped", "attachments", "vars")
@@ -210,6 +212,25 @@ class Row:
         """Attempts already spent: carried while the row is deferred, fresh after a re-fire
         or an edit (a person looked at it)."""
         return self.attempts if self.status == RowStatus.DEFERRED else 0
+
+
+#: The category of a row that names none: mail a person asked for (a receipt, a password
+#: reset), never paused by another category's reputation, never unsubscribed from.
+TRANSACTIONAL = "transactional"
+#: A category's name (``MAIL_CATEGORIES``, a row's ``category``).
+CATEGORY = re.compile(r"[a-z][a-z0-9_-]{0,31}")
+
+
+def parse_categories(raw: str | None) -> tuple[str, ...]:
+    """``MAIL_CATEGORIES`` (comma- or space-separated) as names, ``transactional`` first;
+    ValueError naming one that is no name."""
+    names = [n.strip().lower() for n in (raw or "").replace(",", " ").split() if n.strip()]
+    for name in names:
+        if not CATEGORY.fullmatch(name):
+            raise ValueError(
+                f"{name!r} is not a category name (a-z first, then a-z, 0-9, '_', '-'; at most 32)"
+            )
+    return (TRANSACTIONAL, *dict.fromkeys(n for n in names if n != TRANSACTIONAL))
 
 
 def normalise_address(address: str) -> str:

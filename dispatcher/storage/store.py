@@ -94,6 +94,8 @@ class HistoryEntry:
     resent_from: str | None = None
     #: The template version it was rendered from (``name@version``).
     template: str | None = None
+    #: The mail's category (``transactional`` where the row names none).
+    category: str = "transactional"
     #: The cc and bcc addresses it went to, kept as digests with ``to``'s
     #: (``recipient_digests``): a bounce is applied only to an address the mail went to.
     copies: tuple[str, ...] = ()
@@ -386,6 +388,7 @@ class Store:
             fields["resent_from"] = {"S": entry.resent_from}
         if entry.template:
             fields["template"] = {"S": entry.template}
+        fields["category"] = {"S": entry.category}
         names = {f"#h{i}": name for i, name in enumerate(fields)}
         values = {f":h{i}": value for i, value in enumerate(fields.values())}
         expression = "SET " + ", ".join(f"#h{i} = :h{i}" for i in range(len(fields)))

@@ -288,6 +288,39 @@ def test_suppressed_add_list_remove_and_a_row_to_it_fails(stack: RunningStack) -
     )
 
 
+def test_suppressed_by_category_export_and_import(stack: RunningStack, tmp_path: Path) -> None:
+    # GIVEN an address suppressed for the newsletter only, by an operator
+    added = stack.cli("suppressed", "add", "kai@example.com", "--category", "newsletter",
+                      "--reason", "asked by phone")  # fmt: skip
+    assert added.stdout.strip() == "suppressed kai@example.com for newsletter mail"
+    # WHEN a list from another provider is imported, with a bad line among its lines
+    bad = tmp_path / "bad.csv"
+    bad.write_text("address,scope\nok@example.com,all\nnot-an-address,all\n")
+    line = _one_clean_error_line(stack.cli("suppressed", "import", str(bad)))
+    assert "line 3:" in line
+    assert "not imported" in line
+    good = tmp_path / "list.txt"
+    good.write_text("one@example.com\nTWO@example.com\n")
+    assert stack.cli("suppressed", "import", str(good)).stdout.strip() == "imported 2 entries"
+    # THEN the list holds each with its scope, filtered by category, and exports as CSV
+    news = json.loads(stack.cli("suppressed", "--category", "newsletter", "--json").stdout)
+    assert [(e["address"], e["scope"]) for e in news["suppressed"]] == [
+        ("kai@example.com", "newsletter")
+    ]
+    exported = stack.cli("suppressed", "export").stdout.splitlines()
+    assert exported[0] == "address,scope,reason,added_at,added_by,message"
+    assert any(r.startswith("two@example.com,all,OPERATOR,") for r in exported)
+    assert "ok@example.com" not in "\n".join(exported)  # the bad file wrote nothing
+    # AND the category entry is lifted for that category
+    assert (
+        stack.cli("suppressed", "remove", "kai@example.com", "--category", "newsletter").returncode
+        == 0
+    )
+    assert "--category:" in _one_clean_error_line(
+        stack.cli("suppressed", "add", "x@example.com", "--category", "Bad Name")
+    )
+
+
 def test_console_serves_the_stack_until_stopped(stack: RunningStack) -> None:
     import httpx
 

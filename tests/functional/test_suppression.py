@@ -134,3 +134,47 @@ def test_a_replay_keeps_the_recipients_its_send_left_out(
     [history] = table.history("s-6")
     assert [v["S"] for v in history["suppressed_recipients"]["L"]] == ["gone@example.com"]
     assert history["cc_count"]["N"] == "1"
+
+
+def _unsubscribed(address: str, category: str) -> Suppression:
+    return Suppression(address, "UNSUBSCRIBE", "2026-11-30T01:00:00.000Z", scope=category)
+
+
+def test_a_category_unsubscribe_holds_back_that_category_only_and_a_bounce_holds_back_all(
+    make_dispatcher, suppressions, table, stream_record, blastengine, invoke
+) -> None:
+    # GIVEN a deployment with a newsletter, and an address unsubscribed from it
+    dispatcher = make_dispatcher(mail_categories="newsletter,notifications")
+    suppressions.add(_unsubscribed("Ume@example.com", "newsletter"))
+    news = table.put(row("n-1", to="ume@example.com", category="newsletter"))
+    reset = table.put(row("t-1", to="ume@example.com"))  # transactional: no category
+    note = table.put(row("o-1", to="ume@example.com", category="notifications"))
+    invoke(dispatcher, *(stream_record("INSERT", raw_new=r) for r in (news, reset, note)))
+    # THEN the newsletter row is refused, naming the unsubscribe; the others are sent
+    assert attr(table.get("n-1"), "error_kind") == "suppressed"
+    assert "unsubscribed from newsletter mail" in attr(table.get("n-1"), "last_error")
+    assert table.get("t-1") is None
+    assert table.get("o-1") is None
+    assert table.history("o-1")[0]["category"] == {"S": "notifications"}
+    assert table.history("t-1")[0]["category"] == {"S": "transactional"}
+    # AND once the address hard-bounces, every category is held back, transactional too
+    suppressions.add(_bounced("ume@example.com"))
+    again = table.put(row("t-2", to="ume@example.com"))
+    invoke(dispatcher, stream_record("INSERT", raw_new=again))
+    assert attr(table.get("t-2"), "error_kind") == "suppressed"
+    # AND lifting the unsubscribe lifts it for that category only
+    assert suppressions.remove("ume@example.com", now="2026-12-01T00:00:00Z", scope="newsletter")
+    assert [e.scope for e in suppressions.all()] == ["all"]
+
+
+def test_a_category_outside_mail_categories_is_invalid_naming_it(
+    make_dispatcher, table, stream_record, blastengine, invoke
+) -> None:
+    dispatcher = make_dispatcher(mail_categories="newsletter")
+    raw = table.put(row("c-1", category="promo"))
+    invoke(dispatcher, stream_record("INSERT", raw_new=raw))
+    assert attr(table.get("c-1"), "error_kind") == "invalid"
+    assert attr(table.get("c-1"), "last_error") == (
+        "category: 'promo' is not one of MAIL_CATEGORIES (transactional, newsletter)"
+    )
+    assert blastengine.accepted == []

@@ -12,7 +12,7 @@ from importlib import import_module
 from dispatcher.ops.cli.common import app
 
 # Each module registers its commands on `app`; `dispatcher --help` lists them in this order.
-for _group in ("dev", "local", "rows", "mail", "templates"):
+for _group in ("dev", "local", "rows", "mail", "suppressions", "templates"):
     import_module(f"dispatcher.ops.cli.{_group}")
 
 __all__ = ["app", "main"]

@@ -29,7 +29,6 @@ from dispatcher.ops.cli.common import (
     errors_as_exit,
     moment,
     out,
-    suppressions_of,
     take,
     target_of,
 )
@@ -108,69 +107,6 @@ def history(
     out.print(table)
     if more:
         out.print(f"(first {limit} items; use --limit for more)")
-
-
-suppressed_app = typer.Typer(
-    help="The suppression list: addresses no mail goes to (hard bounces, blastengine's stop "
-    "list, or added here). Without a subcommand: list them.",
-    invoke_without_command=True,
-)
-app.add_typer(suppressed_app, name="suppressed")
-
-
-@suppressed_app.callback()
-def suppressed_list(ctx: typer.Context, as_json: JsonOption = False) -> None:
-    """List the suppressed addresses and why each is."""
-    if ctx.invoked_subcommand is not None:
-        return
-    with errors_as_exit():
-        entries = sorted(suppressions_of(ctx).all(), key=lambda e: e.address)
-    if as_json:
-        typer.echo(json.dumps({"suppressed": [asdict(e) for e in entries]}))
-        return
-    table = Table("address", "why", "delivery")
-    for entry in entries:
-        table.add_row(entry.address, entry.describe(), entry.delivery_id or "")
-    out.print(table)
-    if not entries:
-        out.print("no address is suppressed")
-
-
-@suppressed_app.command("add")
-def suppressed_add(
-    ctx: typer.Context,
-    address: Annotated[str, typer.Argument(help="The address to send no more mail to.")],
-    note: Annotated[str | None, typer.Option(help="Why (kept with the entry).")] = None,
-    as_json: JsonOption = False,
-) -> None:
-    """Suppress an address by hand: rows to it fail `suppressed` until it is removed."""
-    from dispatcher.recipients.suppression import Suppression
-    from dispatcher.support.clock import iso_utc
-
-    with errors_as_exit():
-        entry = Suppression(
-            address=address_argument(address, "ADDRESS"),
-            reason="OPERATOR",
-            added_at=iso_utc(datetime.now(UTC)),
-            message=note,
-        )
-        suppressions_of(ctx).add(entry)
-    typer.echo(json.dumps({"added": asdict(entry)}) if as_json else f"suppressed {entry.address}")
-
-
-@suppressed_app.command("remove")
-def suppressed_remove(
-    ctx: typer.Context,
-    address: Annotated[str, typer.Argument(help="The address to send mail to again.")],
-    as_json: JsonOption = False,
-) -> None:
-    """Lift an address's suppression (edit or re-fire its failed rows to send them)."""
-    with errors_as_exit():
-        from dispatcher.support.clock import iso_utc
-
-        if not suppressions_of(ctx).remove(address, now=iso_utc(datetime.now(UTC))):
-            raise CommandError(f"{address!r} is not suppressed")
-    typer.echo(json.dumps({"removed": address}) if as_json else f"no longer suppressed: {address}")
 
 
 @app.command()
