@@ -21,7 +21,7 @@ cli-reference: $(STAMP)
 	$(BIN)/typer dispatcher.ops.cli utils docs --name dispatcher \
 		--title "The dispatcher command" --output docs/reference/cli.md
 
-.PHONY: cli-reference schema docs docs-serve run test test-fast screenshots lint typecheck template-check bench soak clean build-DispatcherFunction build-SweeperFunction build-WebhookFunction build-SesEventsFunction
+.PHONY: cli-reference schema docs docs-serve run test test-fast screenshots lint typecheck template-check bench soak clean build-DispatcherFunction build-SweeperFunction build-WebhookFunction build-SesEventsFunction build-UnsubscribeFunction
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -108,7 +108,7 @@ template-check: $(TOOLS_STAMP)
 LAMBDA_WHEELS ?= --platform manylinux2014_aarch64 --implementation cp --python-version 3.13 \
 	--only-binary=:all:
 RUNTIME_PYTHON ?= python3.13
-build-DispatcherFunction build-SweeperFunction build-WebhookFunction build-SesEventsFunction:
+build-DispatcherFunction build-SweeperFunction build-WebhookFunction build-SesEventsFunction build-UnsubscribeFunction:
 	$(PYTHON) -m pip install --quiet --no-compile --target "$(ARTIFACTS_DIR)" \
 		-r lambda-requirements.txt $(LAMBDA_WHEELS) --upgrade
 	mkdir -p "$(ARTIFACTS_DIR)/dispatcher"

@@ -32,6 +32,7 @@ __all__ = [
     "dispatch_function",
     "ses_events_function",
     "sweep_function",
+    "url_function",
     "webhook_function",
 ]
 
@@ -98,13 +99,18 @@ def sweep_function(
     return _decorated(sweep, publish_metrics, traced=False, cold_start_metric=False)
 
 
-def webhook_function(app: Any, *, publish_metrics: bool = True) -> LambdaFunction:
-    """The bounce webhook behind its function URL: one POST of blastengine's in, a status out."""
+def url_function(app: Any, *, publish_metrics: bool = True) -> LambdaFunction:
+    """A resolver behind its function URL (the bounce webhook, the unsubscribe endpoint):
+    one request in, a status out."""
 
     def receive(event: dict[str, Any], context: Any) -> Any:
         return app.resolve(event, context)
 
     return _decorated(receive, publish_metrics, traced=True, cold_start_metric=False)
+
+
+#: blastengine's bounce webhook: one POST of blastengine's in, a status out.
+webhook_function = url_function
 
 
 def ses_events_function(events: SesEvents, *, publish_metrics: bool = True) -> LambdaFunction:

@@ -120,6 +120,14 @@ class Settings:
     #: The categories rows may name besides ``transactional`` (comma-separated): what
     #: unsubscribes, suppressions and the reputation guard are kept by.
     mail_categories: str | None = None
+    #: One-click unsubscribe (docs/concepts/senders-duties.md): the endpoint's URL, the
+    #: signing keys (newest first; locally) or their SSM parameter, how long a link lasts,
+    #: and an address for List-Unsubscribe's mailto.
+    unsubscribe_base_url: str | None = None
+    unsubscribe_keys: str | None = field(default=None, repr=False)
+    unsubscribe_keys_parameter: str | None = None
+    unsubscribe_token_days: int = 365
+    unsubscribe_mailto: str | None = None
     #: Days a bounce event that joined no history item is kept (the bounce table's TTL).
     orphan_retention_days: int = DEFAULT_ORPHAN_RETENTION_DAYS
 
@@ -182,6 +190,7 @@ class Settings:
         _positive("DEFERRAL_BASE_SECONDS", self.deferral_base_seconds)
         _positive("ATTACHMENTS_MAX_BYTES", self.attachments_max_bytes)
         _positive("ORPHAN_RETENTION_DAYS", self.orphan_retention_days)
+        _positive("UNSUBSCRIBE_TOKEN_DAYS", self.unsubscribe_token_days)
         if self.history_body_days < 0:
             raise SettingsError(
                 f"HISTORY_BODY_DAYS must be 0 or more, got {self.history_body_days}"
@@ -308,4 +317,5 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "attachments_max_bytes": _number(int),
     "orphan_retention_days": _number(int),
     "history_body_days": _number(int),
+    "unsubscribe_token_days": _number(int),
 }

@@ -51,6 +51,7 @@ from dispatcher.providers.errors import ProviderError
 from dispatcher.providers.routing import Routes
 from dispatcher.recipients.staging import Staging
 from dispatcher.recipients.suppression import RecipientSuppressedError, SuppressionList
+from dispatcher.recipients.unsubscribe_links import UnsubscribeLinks
 from dispatcher.storage.dynamodb import StoreError, StoreUnavailableError
 from dispatcher.storage.store import Store
 from dispatcher.support.clock import SYSTEM_CLOCK, Clock, Deadline, iso_utc, remaining_time
@@ -88,11 +89,13 @@ class Dispatcher:
         events: EventPublisher | None = None,
         limits: Mapping[str, LimitTable] | None = None,
         templates: TemplateLibrary | None = None,
+        unsubscribes: UnsubscribeLinks | None = None,
         clock: Clock = SYSTEM_CLOCK,
         rng: random.Random | None = None,
     ) -> None:
         self.settings = settings
         self.templates = templates
+        self.unsubscribes = unsubscribes
         self.settler = settler
         self.limits = dict(limits or {})
         self.store = store
@@ -162,6 +165,7 @@ class Dispatcher:
             events=EventPublisher.from_settings(settings, events_client),
             limits=LimitTable.per_provider(settings, client, {*routes.every(), *lookups}),
             templates=TemplateLibrary.from_settings(settings, dynamodb_client=client),
+            unsubscribes=UnsubscribeLinks.from_settings(settings),
             clock=clock,
             rng=rng,
         )
@@ -270,7 +274,13 @@ class Dispatcher:
         # look-up settles it (DESIGN.md, "When the provider's answer never came").
         record = _Record(row, invocation, self._clock.now(), current.unsettled)
         step = self._validated(record)
-        screens = (self._settle_unanswered, self._unexpired, self._staged, self._resolved)
+        screens = (
+            self._settle_unanswered,
+            self._unexpired,
+            self._staged,
+            self._resolved,
+            self._linked,
+        )
         for screen in screens:
             if isinstance(step, RecordResult):
                 return step
@@ -359,6 +369,11 @@ class Dispatcher:
             stamp = self.policy.invalid(resolved, prior=record.prior, now=record.now)
             return self.books.keep(record.row, stamp, unsettled=None)
         return resolved
+
+    def _linked(self, message: Message, record: _Record) -> Message | RecordResult:
+        """Mail of a category that is not transactional gets the stack's one-click
+        unsubscribe link (RFC 8058), unless it carries its own."""
+        return self.unsubscribes.link(message) if self.unsubscribes is not None else message
 
     def _send(self, message: Message, record: _Record) -> RecordResult:
         """Steps 2 to 5: send once, under the idempotency record keyed on id + content, then

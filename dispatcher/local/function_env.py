@@ -44,6 +44,8 @@ TABLE_NAMES = {
     SENT_MAIL_TABLE: "mail-dispatcher-sent-mail",
     TEMPLATES_TABLE: "mail-dispatcher-templates",
 }
+#: The categories the local stack accepts unless MAIL_CATEGORIES says others.
+LOCAL_CATEGORIES = "newsletter,marketing,notifications"
 #: The template's AttachmentsBucket, as the local endpoint's S3 serves it.
 ATTACHMENTS_BUCKET = "mail-dispatcher-attachments"
 REGION = "us-east-1"
@@ -59,6 +61,8 @@ def function_environment(
     credentials: Mapping[str, str],
     bus_name: str,
     sandboxed: bool,
+    unsubscribe_url: str = "",
+    unsubscribe_keys: str = "",
     environ: Mapping[str, str] = os.environ,
 ) -> tuple[dict[str, str], Settings]:
     """The functions' environment, and the settings they will read from it.
@@ -85,6 +89,10 @@ def function_environment(
         "DEFAULT_FROM_EMAIL": environ.get("DEFAULT_FROM_EMAIL") or "noreply@example.com",
         "ATTACHMENTS_BUCKET": ATTACHMENTS_BUCKET,
         "EVENT_BUS_NAME": bus_name,
+        # One-click unsubscribe: the stack's endpoint, and keys kept with its state
+        "UNSUBSCRIBE_BASE_URL": unsubscribe_url,
+        "UNSUBSCRIBE_KEYS": environ.get("UNSUBSCRIBE_KEYS") or unsubscribe_keys,
+        "MAIL_CATEGORIES": environ.get("MAIL_CATEGORIES") or LOCAL_CATEGORIES,
         "POWERTOOLS_METRICS_DISABLED": environ.get("POWERTOOLS_METRICS_DISABLED") or "true",
         **credentials,
     }

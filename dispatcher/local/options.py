@@ -68,6 +68,8 @@ class ReadyInfo:
     suppression_table: str
     bounce_table: str
     webhook_url: str = ""
+    #: The one-click unsubscribe endpoint (its links end /u/TOKEN).
+    unsubscribe_url: str = ""
     #: The mail as sent (``dispatcher resend`` reads it).
     sent_mail_table: str = ""
     #: Templates (``dispatcher template`` writes it).
@@ -93,6 +95,7 @@ class ReadyInfo:
             "provider_url",
             "attachments_bucket",
             "webhook_url",
+            "unsubscribe_url",
             "event_bus",
             "console_url",
             "env",

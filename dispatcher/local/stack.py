@@ -22,6 +22,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import secrets
 import threading
 import time
 from dataclasses import asdict, replace
@@ -73,6 +74,10 @@ RECONCILE_EVERY = 60
 LOCK_FILE = "lock"
 
 
+#: The local stack's unsubscribe signing key, in its state directory.
+UNSUBSCRIBE_KEY_FILE = "unsubscribe.key"
+
+
 class LocalStack:
     """Starts every part, in order, and stops them in reverse."""
 
@@ -90,6 +95,8 @@ class LocalStack:
         self.snapshots: TableSnapshots | None = None
         self.event_bus: LocalEventBus | None = None
         self.webhook: FunctionUrlServer | None = None
+        self.unsubscribe: FunctionUrlServer | None = None
+        self._unsubscribes: Any = None
         self._lock_file: IO[bytes] | None = None
         self._wrote_state = False
         self.mapping: MappingConfig | None = None
@@ -104,6 +111,9 @@ class LocalStack:
         self.dynamodb = DynamoDBProcess(port=self.options.port).start()
         streams, bus_name = self._start_tables(state_dir)
         provider_url, credentials = self._start_provider()
+        # bound now, so the dispatcher's environment can name its URL; it answers once the
+        # function's environments are up
+        self.unsubscribe = FunctionUrlServer(self._invoke_unsubscribe)
         self.function_env, settings = function_environment(
             self.options,
             endpoint=self.dynamodb.endpoint_url,
@@ -111,6 +121,8 @@ class LocalStack:
             credentials=credentials,
             bus_name=bus_name,
             sandboxed=self.sandbox is not None,
+            unsubscribe_url=self.unsubscribe.url,
+            unsubscribe_keys=_unsubscribe_keys(state_dir),
         )
         self.environments = Environments(self.options, self.function_env)
         self._prepare_for(settings)
@@ -221,9 +233,16 @@ class LocalStack:
         invoke = self.environments.dispatch_invoker(timeouts["DispatcherFunction"])
         sweeper = self.environments.worker("SweeperFunction")
         webhooks = self.environments.pool("WebhookFunction", timeouts["WebhookFunction"])
+        self._unsubscribes = self.environments.pool(
+            "UnsubscribeFunction", timeouts["UnsubscribeFunction"]
+        )
+        assert self.unsubscribe is not None
+        self.unsubscribe.start()
         self.webhook = FunctionUrlServer(webhooks.invoke).start()
         webhook_url = f"{self.webhook.url}hooks/{self.function_env['WEBHOOK_SECRET']}"
-        self.info = replace(self.info, webhook_url=webhook_url)
+        self.info = replace(
+            self.info, webhook_url=webhook_url, unsubscribe_url=self.unsubscribe.url
+        )
         if self.sandbox is not None:
             self.sandbox.webhook_url = webhook_url  # it reports bounces as blastengine would
         self.poller = StreamPoller(
@@ -274,6 +293,9 @@ class LocalStack:
         if self.webhook is not None:
             self.webhook.stop()
             self.webhook = None
+        if self.unsubscribe is not None:
+            self.unsubscribe.stop()
+            self.unsubscribe = None
         if self.sandbox is not None:
             self.sandbox.stop()
             self.sandbox = None
@@ -375,6 +397,12 @@ class LocalStack:
             except Exception:
                 logger.exception("sweeper run failed; the next one retries")
 
+    def _invoke_unsubscribe(self, event: dict[str, Any]) -> Any:
+        """The unsubscribe endpoint's requests, to its function's environments."""
+        if self._unsubscribes is None:
+            raise RuntimeError("the unsubscribe function is not up yet")
+        return self._unsubscribes.invoke(event)
+
     def _spawn(self, name: str, target: Any, *args: Any) -> None:
         """Run ``target`` on a thread; if it dies, the whole stack stops and says why, rather
         than staying up half alive (a sweeper logging on with no poller sends nothing)."""
@@ -404,3 +432,13 @@ def _client(service: str, endpoint: str) -> Any:
         aws_access_key_id="local",
         aws_secret_access_key="local",  # noqa: S106  (the local endpoint takes any)
     )
+
+
+def _unsubscribe_keys(state_dir: Path) -> str:
+    """The local stack's unsubscribe signing key, kept in its state directory so that the
+    links in mail it sent before a restart still work."""
+    path = state_dir / UNSUBSCRIBE_KEY_FILE
+    if not path.exists():
+        path.write_text(secrets.token_urlsafe(32))
+        path.chmod(0o600)
+    return path.read_text().strip()

@@ -72,6 +72,8 @@ class DeliveryEvent:
     attempts: int | None = None
     retry_at: str | None = None
     expires_at: str | None = None
+    #: The mail's category (``Mail Unsubscribed``: the category unsubscribed from).
+    category: str | None = None
     #: What makes the outcome itself: the same outcome published twice has the same id.
     identity: tuple[str, ...] = field(default=(), repr=False)
 

@@ -48,6 +48,7 @@ ENTRIES = [
     "dispatcher.sweeper",
     "dispatcher.webhook",
     "dispatcher.ses_handler",
+    "dispatcher.unsubscribe",
 ]
 
 
@@ -65,6 +66,8 @@ DEPLOYED = {
     "BLASTENGINE_CREDENTIALS_PARAMETER": "/mail-dispatcher/blastengine",
     "WEBHOOK_SECRET_PARAMETER": "/mail-dispatcher/webhook-secret",
     "AWS_DEFAULT_REGION": "us-east-1",
+    "UNSUBSCRIBE_KEYS": "k" * 32,  # the SSM parameter's, as the functions would read it
+    "UNSUBSCRIBE_BASE_URL": "https://unsub.example/",
 }
 
 

@@ -34,6 +34,7 @@ def test_the_top_level_holds_the_entry_modules_and_their_wiring() -> None:
         "handler.py",
         "ses_handler.py",
         "sweeper.py",
+        "unsubscribe.py",
         "webhook.py",
     ]
     assert len(top) <= 12

@@ -194,7 +194,7 @@ def test_every_function_may_publish_delivery_events_to_the_stacks_bus_only() -> 
     env = TEMPLATE["Globals"]["Function"]["Environment"]["Variables"]
     assert env["EVENT_BUS_NAME"] == {"Ref": "DeliveryEventBus"}
     publishing = [s for s in _statements() if s.get("Sid") == "DeliveryEvents"]
-    assert len(publishing) == 4  # dispatcher, sweeper, webhook, SES events
+    assert len(publishing) == 5  # dispatcher, sweeper, webhook, SES events, unsubscribe
     for statement in publishing:
         assert statement["Action"] == ["events:PutEvents"]
         assert statement["Resource"] == {"Fn::GetAtt": ["DeliveryEventBus", "Arn"]}

@@ -125,7 +125,7 @@ def function_timeouts(template: dict[str, Any]) -> dict[str, float]:
     """Each function's Timeout from the template (or Globals), for the local contexts."""
     default = float(template.get("Globals", {}).get("Function", {}).get("Timeout", 3))
     out = {}
-    for name in ("DispatcherFunction", "SweeperFunction", "WebhookFunction"):
+    for name in ("DispatcherFunction", "SweeperFunction", "WebhookFunction", "UnsubscribeFunction"):
         props = template["Resources"][name]["Properties"]
         out[name] = float(props.get("Timeout", default))
     return out

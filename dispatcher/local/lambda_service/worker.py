@@ -139,7 +139,7 @@ class FunctionWorker:
 
 
 #: The stack's functions, by their template names.
-FUNCTIONS = ("DispatcherFunction", "SweeperFunction", "WebhookFunction")
+FUNCTIONS = ("DispatcherFunction", "SweeperFunction", "WebhookFunction", "UnsubscribeFunction")
 
 
 def _build(name: str, client: Any) -> Any:
@@ -158,6 +158,13 @@ def _build(name: str, client: Any) -> Any:
             reconciler=Reconciler.from_settings(settings, dynamodb_client=client),
             mail_log=MailLogPoller.from_settings(settings, dynamodb_client=client),
             publish_metrics=False,
+        )
+    if name == "UnsubscribeFunction":
+        from dispatcher.functions import url_function
+        from dispatcher.unsubscribes.endpoint import app_from_settings
+
+        return url_function(
+            app_from_settings(settings, dynamodb_client=client), publish_metrics=False
         )
     if name == "WebhookFunction":
         from dispatcher.bounces.webhook import receiver_from_settings
