@@ -79,6 +79,12 @@ def send(
         str | None, typer.Option("--vars", help="The template's values: a JSON object (or @FILE).")
     ] = None,
     language: Annotated[str | None, typer.Option(help="The template's language variant.")] = None,
+    category: Annotated[
+        str | None,
+        typer.Option(
+            help="What kind of mail (newsletter...; MAIL_CATEGORIES); default: transactional."
+        ),
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Insert rows into the send table, as an application would. Each row is checked first
@@ -97,6 +103,7 @@ def send(
                     from_name=from_name, cc=cc or None, bcc=bcc or None, encode=encode,
                     insert_code=codes or None, send_after=send_after, reply_to=reply_to,
                     list_unsubscribe_url=unsubscribe_url, template=template, language=language,
+                    category=category,
                     vars=json_object(variables, "--vars") if variables else None,
                 )
             ]  # fmt: skip
