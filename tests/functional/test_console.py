@@ -627,3 +627,40 @@ def test_send_a_test_inserts_a_row_naming_the_version_with_the_example(
     assert row["vars"] == {"M": {"n": {"N": "7"}}}
     bad = browser.post("/template-test/order", data={"csrf": _csrf(page), "to": "nope"})
     assert bad.status_code == 400
+
+
+def test_the_suppressions_page_adds_with_a_reason_and_lifts_after_asking(
+    browser, script, admin
+) -> None:
+    # GIVEN a person adds a newsletter-only entry, with its reason
+    page = browser.get("/suppressions").text
+    added = browser.post("/suppressions", data={
+        "csrf": _csrf(page), "address": "Kai@Example.com", "scope": "newsletter",
+        "reason": "asked by phone",
+    }, follow_redirects=False)  # fmt: skip
+    assert added.status_code == 303
+    # THEN it is listed with its scope, why and who
+    [entry] = script.get("/api/suppressions?q=kai").json()["entries"]
+    assert (entry["address"], entry["scope"], entry["added_by"]) == (
+        "kai@example.com", "newsletter", "console",
+    )  # fmt: skip
+    assert "asked by phone" in entry["why"]
+    # WHEN they lift it: first asked, then done, kept with who
+    asked = browser.get("/suppression-remove?address=kai%40example.com&scope=newsletter")
+    assert "Lift the suppression of kai@example.com for newsletter mail" in asked.text
+    lifted = browser.post("/suppression-remove", data={
+        "csrf": _csrf(asked.text), "address": "kai@example.com", "scope": "newsletter",
+    }, follow_redirects=False)  # fmt: skip
+    assert lifted.status_code == 303
+    assert script.get("/api/suppressions").json()["entries"] == []
+    # AND a reason is required; a bad address or scope is a clear 400
+    missing = script.post("/api/suppressions", json={"address": "a@example.com"})
+    assert (missing.status_code, missing.json()["error"]) == (
+        400,
+        "reason: say why (it is kept with the entry)",
+    )
+    assert (
+        script.post("/api/suppressions", json={"address": "nope", "reason": "x"}).status_code == 400
+    )
+    bad_scope = {"address": "a@example.com", "reason": "x", "scope": "Bad Scope"}
+    assert script.post("/api/suppressions", json=bad_scope).status_code == 400

@@ -38,6 +38,7 @@ from dispatcher.ops.console.context import (
     is_api,
 )
 from dispatcher.ops.console.security import Guard, TokenMiddleware
+from dispatcher.ops.console.suppression_pages import suppression_remove, suppressions_page
 from dispatcher.ops.console.template_pages import (
     template_editor,
     template_preview,
@@ -82,6 +83,8 @@ _PAGES: tuple[tuple[str, View, str, list[str]], ...] = (
     ("/templates/{name}", template_editor, "template", ["GET", "POST"]),
     ("/template-preview/{name}", template_preview, "", ["GET"]),
     ("/template-test/{name}", template_test, "", ["POST"]),
+    ("/suppressions", suppressions_page, "suppressions", ["GET", "POST"]),
+    ("/suppression-remove", suppression_remove, "lift", ["GET", "POST"]),
 )
 
 
@@ -194,6 +197,8 @@ def flash(done: str | None) -> str:
         "template-saved": "Saved as the current version: rows that name this template render "
         "it from now on (re-fire the rows that failed on it).",
         "test-sent": "A test row naming this version, with its example vars, is being sent.",
+        "suppressed": "Suppressed: rows to this address fail `suppressed` until it is lifted.",
+        "lifted": "Lifted: mail goes to this address again (re-fire its failed rows to send them).",
     }
     if done in fixed:
         return fixed[done]
