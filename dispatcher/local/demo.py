@@ -73,6 +73,14 @@ _TEMPLATE_ROWS = [
         "vars": {"M": {"name": {"S": "Ju"}, "order": {"M": {"id": {"S": "B-14"}}}}},
     },
 ]  # fmt: skip
+#: A newsletter: mail of a category, which carries the stack's one-click unsubscribe link.
+_NEWSLETTER_ROW = {
+    "id": {"S": "news-0015"},
+    "to": {"S": "hanako@example.com"},
+    "category": {"S": "newsletter"},
+    "subject": {"S": "December news"},
+    "text": {"S": "What is new this month."},
+}
 #: Seconds ``dev --demo`` waits for the providers' reports at most.
 STATUS_WAIT_SECONDS = 30.0
 _FLAKY_ROW = {
@@ -212,7 +220,7 @@ def _sample_rows(events_dir: Path) -> list[dict[str, Any]]:
                 if _is_iso(string_attribute(image, "send_after")):
                     image["send_after"] = {"S": week_ahead}
                 rows.setdefault(image["id"]["S"], image)
-    return [*rows.values(), _FLAKY_ROW, _BOUNCING_ROW, *_TEMPLATE_ROWS]
+    return [*rows.values(), _FLAKY_ROW, _BOUNCING_ROW, *_TEMPLATE_ROWS, _NEWSLETTER_ROW]
 
 
 def _is_iso(value: str | None) -> bool:
@@ -223,13 +231,22 @@ def _is_iso(value: str | None) -> bool:
 
 
 def _print_mails(out: Console, sandbox: SandboxProcess) -> None:
-    table = Table("delivery", "to", "subject", "cc")
+    table = Table("delivery", "to", "subject", "cc", "unsubscribe")
+    links = []
     for mail in sandbox.mails:
         p = mail.payload
+        link = p.get("list_unsubscribe", {}).get("url", "")
         table.add_row(
-            str(mail.delivery_id), p.get("to", ""), p.get("subject", ""), ", ".join(p.get("cc", []))
-        )
+            str(mail.delivery_id), p.get("to", ""), p.get("subject", ""),
+            ", ".join(p.get("cc", [])), "one-click" if link else "",
+        )  # fmt: skip
+        if link:
+            links.append((p.get("subject", ""), link))
     out.print(table)
+    for subject, link in links:
+        out.print(
+            f"  {subject!r} carries List-Unsubscribe: <{link}>", markup=False, highlight=False
+        )
 
 
 def _print_rows(out: Console, client: Any, table_name: str) -> list[dict[str, Any]]:

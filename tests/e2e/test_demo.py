@@ -22,4 +22,11 @@ def test_demo_shows_mail_sent_and_a_bad_row_kept_with_its_reason() -> None:
     subjects = {m["subject"] for m in seen["mails"]}
     assert {"Order B-13 has shipped", "Order B-14 has shipped"} <= subjects
     assert "shipped-0014" not in kept
+    # the newsletter carries the stack's one-click link; transactional mail none
+    [news] = [m for m in seen["mails"] if m["subject"] == "December news"]
+    assert "/u/" in news["list_unsubscribe"]["url"]
+    assert all(
+        "list_unsubscribe" not in m for m in seen["mails"] if m["subject"] != "December news"
+    )
+    assert "carries List-Unsubscribe" in console.export_text()
     assert "What stayed in the send table" in console.export_text()
