@@ -19,6 +19,7 @@ from dispatcher.local.dynamodb.tables import (
     HISTORY_TABLE,
     IDEMPOTENCY_TABLE,
     RATE_LIMIT_TABLE,
+    REPUTATION_TABLE,
     SEND_TABLE,
     SENT_MAIL_TABLE,
     SUPPRESSION_TABLE,
@@ -40,6 +41,7 @@ TABLE_NAMES = {
     RATE_LIMIT_TABLE: "limit",
     SENT_MAIL_TABLE: "sent-mail",
     TEMPLATES_TABLE: "templates",
+    REPUTATION_TABLE: "reputation",
 }
 LOGIN_ID = "test-login"
 API_KEY = "sk-test-DO-NOT-LOG-7f3a9c"

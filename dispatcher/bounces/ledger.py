@@ -28,14 +28,19 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
+from aws_lambda_powertools.metrics import MetricUnit
+
 from dispatcher.bounces.event import BounceEvent, BounceType
-from dispatcher.bounces.signals import bounced_event, count_new_bounce
+from dispatcher.bounces.signals import bounced_event, count_new_bounce, paused_event
 from dispatcher.config.settings import DEFAULT_ORPHAN_RETENTION_DAYS, Settings, SettingsError
 from dispatcher.model.delivery_status import StatusReport
+from dispatcher.model.row import TRANSACTIONAL
 from dispatcher.notify.delivery_events import EventPublisher
 from dispatcher.recipients.suppression import Suppression, SuppressionList
+from dispatcher.reputation.guard import ReputationGuard
 from dispatcher.storage.dynamodb import conditionally, translated
 from dispatcher.support.clock import SYSTEM_CLOCK, Clock, iso_utc, parse_iso
+from dispatcher.support.observability import logger, metrics
 from dispatcher.tracking.book import DELIVERY_INDEX, StatusBook, went_to
 
 if TYPE_CHECKING:
@@ -68,8 +73,10 @@ class BounceLedger:
         clock: Clock = SYSTEM_CLOCK,
         events: EventPublisher | None = None,
         orphan_retention: timedelta = timedelta(days=DEFAULT_ORPHAN_RETENTION_DAYS),
+        guard: ReputationGuard | None = None,
     ) -> None:
         self.events = events
+        self.guard = guard
         self._orphan_retention = orphan_retention
         #: Delivery statuses of the same history items, for the paths that report them.
         self.statuses = StatusBook(
@@ -104,6 +111,7 @@ class BounceLedger:
             boto3_client=client,
             events=EventPublisher.from_settings(settings),
             orphan_retention=timedelta(days=settings.orphan_retention_days),
+            guard=ReputationGuard.from_settings(settings, client),
         )
 
     def deliveries(self, delivery_id: str) -> list[dict[str, Any]]:
@@ -118,7 +126,7 @@ class BounceLedger:
             Item=self._bounce_item(event),
             ConditionExpression="attribute_not_exists(event_key)",
         )
-        joined = self._join(event, self.deliveries(event.delivery_id))
+        joined = self._join(event, self.deliveries(event.delivery_id), first=new)
         if new:  # whichever path brought it, a redelivered event is not counted again
             count_new_bounce(event)
         return Applied(new=new, joined=joined)
@@ -133,7 +141,7 @@ class BounceLedger:
         joined = 0
         for delivery_id, events in by_delivery.items():
             items = self.deliveries(delivery_id)
-            joined += sum(self._join(event, items) for event in events) if items else 0
+            joined += sum(self._join(event, items, first=True) for event in events) if items else 0
         return joined
 
     def recent(
@@ -160,7 +168,7 @@ class BounceLedger:
             for page in self._client.get_paginator("scan").paginate(**kwargs):
                 yield from page.get("Items", [])
 
-    def _join(self, event: BounceEvent, deliveries: list[dict[str, Any]]) -> bool:
+    def _join(self, event: BounceEvent, deliveries: list[dict[str, Any]], *, first: bool) -> bool:
         """Apply ``event`` to the history items of its delivery that went to its address,
         suppressing the address first (once the history shows the bounce, the address is on
         the list: a row to it inserted on seeing the bounce cannot slip through)."""
@@ -208,7 +216,26 @@ class BounceLedger:
             event.delivery_id, event.address, event.type.delivery_status, event.at, detail
         )
         self.statuses.record(report, items=found)
+        if first:  # a redelivered event is counted once
+            self._judge(event, found[0])
         return True
+
+    def _judge(self, event: BounceEvent, history: Mapping[str, Any]) -> None:
+        """A hard bounce or a complaint counts against its mail's category, and may pause it
+        (a ``Sending Paused`` event)."""
+        if self.guard is None or event.type not in (BounceType.HARDERROR, BounceType.COMPLAINT):
+            return
+        category = history.get("category", {}).get("S") or TRANSACTIONAL
+        now = self._clock.now()
+        hard = event.type is BounceType.HARDERROR
+        self.guard.add(category, now, bounced=int(hard), complained=int(not hard))
+        judged = self.guard.assess(category, now)
+        if judged.pause is None:
+            return
+        logger.warning("sending paused", extra={"category": category, "reason": judged.pause})
+        metrics.add_metric(name="SendingPaused", unit=MetricUnit.Count, value=1)
+        if self.events is not None:
+            self.events.add([paused_event(category, judged.pause, iso_utc(now))])
 
     def flush_events(self) -> None:
         """Publish the delivery events collected so far (never raises)."""

@@ -12,7 +12,7 @@ from dispatcher.bounces.event import BounceEvent
 from dispatcher.notify.delivery_events import DeliveryEvent
 from dispatcher.support.observability import metrics
 
-__all__ = ["bounced_event", "count_new_bounce"]
+__all__ = ["bounced_event", "count_new_bounce", "paused_event"]
 
 
 def count_new_bounce(event: BounceEvent) -> None:
@@ -34,4 +34,17 @@ def bounced_event(event: BounceEvent, history: Mapping[str, Any]) -> DeliveryEve
         error_kind=event.type.value,
         reason=event.message or event.code,
         identity=(event.delivery_id, event.key),
+    )
+
+
+def paused_event(category: str, reason: str, at: str) -> DeliveryEvent:
+    """``Sending Paused``: the reputation guard held a category's new sends back (``row_id``
+    is empty: a pause belongs to no row)."""
+    return DeliveryEvent(
+        detail_type="Sending Paused",
+        row_id="",
+        at=at,
+        category=category,
+        reason=reason,
+        identity=(category, at),
     )

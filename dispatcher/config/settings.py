@@ -128,6 +128,12 @@ class Settings:
     unsubscribe_keys_parameter: str | None = None
     unsubscribe_token_days: int = 365
     unsubscribe_mailto: str | None = None
+    #: The reputation guard (dispatcher/reputation/guard.py): its counts, and the shares
+    #: of the last 24 hours that pause a category's new sends (half of each: a warning).
+    reputation_table_name: str | None = None
+    pause_bounce_rate: float = 0.05
+    pause_complaint_rate: float = 0.003
+    pause_min_volume: int = 200
     #: Days a bounce event that joined no history item is kept (the bounce table's TTL).
     orphan_retention_days: int = DEFAULT_ORPHAN_RETENTION_DAYS
 
@@ -191,6 +197,9 @@ class Settings:
         _positive("ATTACHMENTS_MAX_BYTES", self.attachments_max_bytes)
         _positive("ORPHAN_RETENTION_DAYS", self.orphan_retention_days)
         _positive("UNSUBSCRIBE_TOKEN_DAYS", self.unsubscribe_token_days)
+        _positive("PAUSE_BOUNCE_RATE", self.pause_bounce_rate)
+        _positive("PAUSE_COMPLAINT_RATE", self.pause_complaint_rate)
+        _positive("PAUSE_MIN_VOLUME", self.pause_min_volume)
         if self.history_body_days < 0:
             raise SettingsError(
                 f"HISTORY_BODY_DAYS must be 0 or more, got {self.history_body_days}"
@@ -318,4 +327,7 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "orphan_retention_days": _number(int),
     "history_body_days": _number(int),
     "unsubscribe_token_days": _number(int),
+    "pause_bounce_rate": _number(float),
+    "pause_complaint_rate": _number(float),
+    "pause_min_volume": _number(int),
 }

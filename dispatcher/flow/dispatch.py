@@ -52,6 +52,7 @@ from dispatcher.providers.routing import Routes
 from dispatcher.recipients.staging import Staging
 from dispatcher.recipients.suppression import RecipientSuppressedError, SuppressionList
 from dispatcher.recipients.unsubscribe_links import UnsubscribeLinks
+from dispatcher.reputation.guard import ReputationGuard
 from dispatcher.storage.dynamodb import StoreError, StoreUnavailableError
 from dispatcher.storage.store import Store
 from dispatcher.support.clock import SYSTEM_CLOCK, Clock, Deadline, iso_utc, remaining_time
@@ -90,12 +91,14 @@ class Dispatcher:
         limits: Mapping[str, LimitTable] | None = None,
         templates: TemplateLibrary | None = None,
         unsubscribes: UnsubscribeLinks | None = None,
+        guard: ReputationGuard | None = None,
         clock: Clock = SYSTEM_CLOCK,
         rng: random.Random | None = None,
     ) -> None:
         self.settings = settings
         self.templates = templates
         self.unsubscribes = unsubscribes
+        self.guard = guard
         self.settler = settler
         self.limits = dict(limits or {})
         self.store = store
@@ -166,6 +169,7 @@ class Dispatcher:
             limits=LimitTable.per_provider(settings, client, {*routes.every(), *lookups}),
             templates=TemplateLibrary.from_settings(settings, dynamodb_client=client),
             unsubscribes=UnsubscribeLinks.from_settings(settings),
+            guard=ReputationGuard.from_settings(settings, client),
             clock=clock,
             rng=rng,
         )
@@ -180,6 +184,7 @@ class Dispatcher:
             ),
             open_bucket=partial(self._bucket, expected=len(event.get("Records") or [])),
             clock=self._clock,
+            paused=self.guard.paused(self.settings.categories) if self.guard else {},
         )
 
         async def record_handler(record: DynamoDBRecord) -> str:
@@ -217,11 +222,24 @@ class Dispatcher:
                 unit=MetricUnit.Milliseconds,
                 value=round(invocation.waited_seconds() * 1000, 1),
             )
+            self._count_sent(invocation)
             if self.events is not None:  # never fails the batch (EventPublisher.flush)
                 self.events.add(r.event for r in invocation.results if r.event is not None)
                 self.events.flush()
         self.last_results = invocation.results
         return response
+
+    def _count_sent(self, invocation: Invocation) -> None:
+        """The batch's mail, by category, into the guard's counts: one write per category;
+        a failure loses a count, never the batch."""
+        if self.guard is None:
+            return
+        now = self._clock.now()
+        for category, sent in invocation.sent_by_category.items():
+            try:
+                self.guard.add(category, now, sent=sent)
+            except StoreError as exc:
+                logger.warning("a reputation count was lost", extra={"reason": str(exc)})
 
     def _bucket(self, provider: str, *, expected: int) -> RequestSlots:
         """``provider``'s account limit, shared with every invocation when a limit table is
@@ -279,6 +297,7 @@ class Dispatcher:
             self._unexpired,
             self._staged,
             self._resolved,
+            self._guarded,
             self._linked,
         )
         for screen in screens:
@@ -370,6 +389,15 @@ class Dispatcher:
             return self.books.keep(record.row, stamp, unsettled=None)
         return resolved
 
+    def _guarded(self, message: Message, record: _Record) -> Message | RecordResult:
+        """A category the reputation guard paused sends nothing: its rows wait, ``paused``,
+        until a person resumes it."""
+        reason = record.invocation.paused.get(message.category)
+        if reason is None:
+            return message
+        stamp = self.policy.paused(reason, prior=record.prior, now=record.now)
+        return self.books.keep(record.row, stamp, unsettled=None)
+
     def _linked(self, message: Message, record: _Record) -> Message | RecordResult:
         """Mail of a category that is not transactional gets the stack's one-click
         unsubscribe link (RFC 8058), unless it carries its own."""
@@ -400,6 +428,7 @@ class Dispatcher:
         except MaybeSentError as exc:
             stamp = self.policy.ambiguous(exc.unsettled, attempts=exc.attempts, now=now)
             return replace(self.books.keep(row, stamp, unsettled=exc.unsettled), ambiguous=True)
+        record.invocation.count_sent(message.category)
         return self.books.sent(row, sent)
 
 

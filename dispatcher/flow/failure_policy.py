@@ -99,6 +99,14 @@ class FailurePolicy:
         mail (``template``): failed at once, no attempt counted."""
         return _failed(kind, "; ".join(problems), attempts=prior, now=now)
 
+    @staticmethod
+    def paused(reason: str, *, prior: int, now: datetime) -> FailureStamp:
+        """A row whose category the reputation guard paused: held, visible, until a person
+        resumes the category (which re-fires it); no attempt counted."""
+        return FailureStamp(
+            RowStatus.PAUSED, prior, iso_utc(now), last_error=reason, error_kind=ErrorKind.PAUSED
+        )
+
     def suppressed(self, reason: str, *, prior: int, now: datetime) -> FailureStamp:
         """A row whose ``to`` is on the suppression list: failed, no attempt counted."""
         return _failed(ErrorKind.SUPPRESSED, reason, attempts=prior, now=now)

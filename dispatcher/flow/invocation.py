@@ -25,7 +25,15 @@ class Invocation:
     results: list[RecordResult] = field(default_factory=list)
     buckets: dict[str, TimedSlots] = field(default_factory=dict)
     clock: Clock = SYSTEM_CLOCK
+    #: The categories the reputation guard pauses, with why, as read when the batch began.
+    paused: dict[str, str] = field(default_factory=dict)
+    #: Mail sent in this invocation, by category (the guard's counts, added once at its end).
+    sent_by_category: dict[str, int] = field(default_factory=dict)
     _guard: threading.Lock = field(default_factory=threading.Lock)
+
+    def count_sent(self, category: str) -> None:
+        with self._guard:
+            self.sent_by_category[category] = self.sent_by_category.get(category, 0) + 1
 
     def slots(self, provider: str) -> RequestSlots:
         """This invocation's pacing of ``provider``'s account, opened on first use."""

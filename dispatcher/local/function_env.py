@@ -18,6 +18,7 @@ from dispatcher.local.dynamodb.tables import (
     HISTORY_TABLE,
     IDEMPOTENCY_TABLE,
     RATE_LIMIT_TABLE,
+    REPUTATION_TABLE,
     SEND_TABLE,
     SENT_MAIL_TABLE,
     SUPPRESSION_TABLE,
@@ -43,6 +44,7 @@ TABLE_NAMES = {
     RATE_LIMIT_TABLE: "mail-dispatcher-rate-limit",
     SENT_MAIL_TABLE: "mail-dispatcher-sent-mail",
     TEMPLATES_TABLE: "mail-dispatcher-templates",
+    REPUTATION_TABLE: "mail-dispatcher-reputation",
 }
 #: The categories the local stack accepts unless MAIL_CATEGORIES says others.
 LOCAL_CATEGORIES = "newsletter,marketing,notifications"
@@ -83,6 +85,7 @@ def function_environment(
         "RATE_LIMIT_TABLE_NAME": TABLE_NAMES[RATE_LIMIT_TABLE],
         "SENT_MAIL_TABLE_NAME": TABLE_NAMES[SENT_MAIL_TABLE],
         "TEMPLATES_TABLE_NAME": TABLE_NAMES[TEMPLATES_TABLE],
+        "REPUTATION_TABLE_NAME": TABLE_NAMES[REPUTATION_TABLE],
         # A fresh secret per run unless you pin one: the URL is the webhook's only key.
         "WEBHOOK_SECRET": environ.get("WEBHOOK_SECRET") or secrets.token_urlsafe(32),
         "BLASTENGINE_BASE_URL": provider_url,

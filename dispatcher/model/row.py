@@ -122,6 +122,8 @@ class ErrorKind(StrEnum):
     #: The template it names cannot give its mail (unknown, a missing variable, an error on
     #: a line, past its limits): fix the template, then re-fire the rows of this kind.
     TEMPLATE = "template"
+    #: Its category's bounces or complaints passed their share: held until resumed.
+    PAUSED = "paused"
 
 
 class RowStatus(StrEnum):
@@ -130,6 +132,8 @@ class RowStatus(StrEnum):
     FAILED = "failed"
     DEFERRED = "deferred"
     SCHEDULED = "scheduled"
+    #: Its category's sending is paused by the reputation guard: resumed by a person.
+    PAUSED = "paused"
 
 
 #: Statuses that mean "the dispatcher has dealt with this row and is waiting".

@@ -24,6 +24,7 @@ from dispatcher.ops.reads import (
     read_page,
 )
 from dispatcher.recipients.suppression import Suppression, SuppressionList, normalise
+from dispatcher.reputation.guard import ReputationGuard
 from dispatcher.storage.dynamodb import BATCH_GET_LIMIT, StoreError, conditionally, translated
 from dispatcher.storage.store import (
     STAMPED_INDEX,
@@ -47,7 +48,7 @@ __all__ = [
 ]
 
 #: What a list of the send table can be narrowed to; "pending" is a row with no status yet.
-LISTABLE_STATUSES = ("failed", "deferred", "scheduled", "pending")
+LISTABLE_STATUSES = ("failed", "deferred", "paused", "scheduled", "pending")
 
 
 class RowExistsError(StoreError):
@@ -66,10 +67,12 @@ class Admin:
         store: Store,
         suppressions: SuppressionList | None = None,
         templates: TemplateLibrary | None = None,
+        guard: ReputationGuard | None = None,
     ) -> None:
         self.store = store
         self.suppressions = suppressions
         self.templates = templates
+        self.guard = guard
         self._client = store.client
 
     def suppression(self, address: str) -> Suppression | None:
@@ -260,7 +263,7 @@ class Admin:
         if recipient:
             filters.append(("to", "contains", recipient))
         query: dict[str, Any] = {"TableName": self.store.send_table}
-        if status in ("failed", "deferred"):
+        if status in ("failed", "deferred", "paused"):
             query.update(
                 IndexName=STAMPED_INDEX,
                 KeyConditionExpression="#status = :status",

@@ -23,6 +23,7 @@ from dispatcher.providers.attachments import Attachments
 from dispatcher.providers.blastengine.client import BlastengineClient
 from dispatcher.providers.blastengine.credentials import Credentials, parameter_loader
 from dispatcher.recipients.suppression import SuppressionList
+from dispatcher.reputation.guard import ReputationGuard, Thresholds
 from dispatcher.storage.store import Store
 from dispatcher.templates.library import TemplateLibrary
 
@@ -157,7 +158,12 @@ def local_stack(state_dir: Path) -> Target:
     )
     return Target(
         f"local stack at {info['endpoint_url']}",
-        Admin(store, suppressions, _templates(info.get("templates_table"), client)),
+        Admin(
+            store,
+            suppressions,
+            _templates(info.get("templates_table"), client),
+            _guard(info.get("env", {}).get("REPUTATION_TABLE_NAME"), client),
+        ),
         info.get("sandbox_url"),
         attachments,
         info.get("provider_url") or DEFAULT_BLASTENGINE_BASE_URL,
@@ -207,13 +213,27 @@ def deployed_stack(name: str) -> Target:
     )
     return Target(
         f"stack {name}",
-        Admin(store, suppressions, _templates(outputs.get("TemplatesTableName"), store.client)),
+        Admin(
+            store,
+            suppressions,
+            _templates(outputs.get("TemplatesTableName"), store.client),
+            _guard(outputs.get("ReputationTableName"), store.client),
+        ),
         attachments=attachments,
         provider_url=os.environ.get("BLASTENGINE_BASE_URL") or DEFAULT_BLASTENGINE_BASE_URL,
         suppressions=suppressions,
         bounce_table=outputs.get("BounceTableName"),
         webhook_url=outputs.get("BounceWebhookUrl"),
         staging=_staging(parameters.get("RecipientAllowlist"), parameters.get("RedirectAllTo")),
+    )
+
+
+def _guard(table: str | None, client: Any) -> ReputationGuard | None:
+    """The reputation guard's table, for resuming (the thresholds are the function's)."""
+    if not table:
+        return None
+    return ReputationGuard(
+        table=table, boto3_client=client, thresholds=Thresholds(0.05, 0.003, 200)
     )
 
 

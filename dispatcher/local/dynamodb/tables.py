@@ -38,6 +38,7 @@ BOUNCE_TABLE = "BounceTable"
 RATE_LIMIT_TABLE = "RateLimitTable"
 SENT_MAIL_TABLE = "SentMailTable"
 TEMPLATES_TABLE = "TemplatesTable"
+REPUTATION_TABLE = "ReputationTable"
 
 
 class _CloudFormationLoader(yaml.SafeLoader):

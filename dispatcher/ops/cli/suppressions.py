@@ -20,6 +20,7 @@ from dispatcher.ops.cli.common import (
     moment,
     out,
     suppressions_of,
+    target_of,
 )
 
 __all__ = ["suppressed_app"]
@@ -176,3 +177,29 @@ def _scope(category: str | None) -> str:
         return scope_of(category)
     except ValueError as exc:
         raise CommandError(f"--category: {exc}") from None
+
+
+@app.command()
+def resume(
+    ctx: typer.Context,
+    category: Annotated[str, typer.Option("--category", help="The paused category.")],
+    as_json: JsonOption = False,
+) -> None:
+    """Resume a category the reputation guard paused: its shares are judged from now on,
+    and its paused rows are re-fired in the order they were held back."""
+    from dispatcher.ops.reputation import NotPausedError
+    from dispatcher.ops.reputation import resume as resume_category
+
+    with errors_as_exit():
+        try:
+            done = resume_category(target_of(ctx).admin, _scope(category), by="cli")
+        except NotPausedError as exc:
+            raise CommandError(str(exc)) from None
+    if as_json:
+        typer.echo(json.dumps(asdict(done)))
+        return
+    out.print(
+        f"resumed {done.category} mail: {len(done.refired)} paused row(s) re-fired", markup=False
+    )
+    if done.changed:
+        out.print(f"  changed meanwhile, left alone: {', '.join(done.changed)}", markup=False)
