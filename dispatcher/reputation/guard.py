@@ -161,6 +161,21 @@ class ReputationGuard:
                 }
         return out
 
+    def all_standings(self) -> dict[str, dict[str, str]]:
+        """Every category's standing that says something (for people: a Scan of a table of
+        a few hundred items, two days of hourly counts)."""
+        categories = []
+        with translated():
+            for page in self._client.get_paginator("scan").paginate(
+                TableName=self.table,
+                FilterExpression="begins_with(#n, :s)",
+                ExpressionAttributeNames={"#n": "name"},
+                ExpressionAttributeValues={":s": {"S": "standing#"}},
+                ProjectionExpression="#n",
+            ):
+                categories += [i["name"]["S"].removeprefix("standing#") for i in page["Items"]]
+        return self.standings(tuple(sorted(categories)))
+
     def resume(self, category: str, now: datetime, *, by: str) -> bool:
         """Lift a pause; the shares are judged from now on. False if it was not paused."""
         return conditionally(

@@ -664,3 +664,36 @@ def test_the_suppressions_page_adds_with_a_reason_and_lifts_after_asking(
     )
     bad_scope = {"address": "a@example.com", "reason": "x", "scope": "Bad Scope"}
     assert script.post("/api/suppressions", json=bad_scope).status_code == 400
+
+
+def test_a_paused_category_shows_on_the_overview_and_is_resumed_from_it(
+    browser, script, admin, table
+) -> None:
+    from datetime import UTC, datetime
+
+    from dispatcher.reputation.guard import ReputationGuard, Thresholds
+    from tests.conftest import TABLE_NAMES
+
+    guard = ReputationGuard(
+        table=TABLE_NAMES["ReputationTable"], boto3_client=admin.store.client,
+        thresholds=Thresholds(0.05, 0.003, 10),
+    )  # fmt: skip
+    admin.guard = guard
+    guard.add("newsletter", datetime.now(UTC), sent=10, bounced=5)
+    guard.assess("newsletter", datetime.now(UTC))
+    table.put(row("p-1", category="newsletter", status="paused", error_kind="paused",
+                  failed_at="2026-12-05T10:00:00.000Z", last_error="paused"))  # fmt: skip
+    # THEN the overview says so, with the way to resume
+    overview = browser.get("/").text
+    assert "newsletter mail is paused" in overview
+    assert "/resume?category=newsletter" in overview
+    assert script.get("/api/rows?status=paused").json()["rows"][0]["id"] == "p-1"
+    # WHEN resumed: asked first, then done
+    asked = browser.get("/resume?category=newsletter")
+    done = browser.post("/resume", data={"csrf": _csrf(asked.text), "category": "newsletter"},
+                        follow_redirects=False)  # fmt: skip
+    assert done.status_code == 303
+    assert guard.paused(("newsletter",)) == {}
+    assert table.get("p-1")["revision"] == {"N": "1"}  # re-fired
+    assert "newsletter mail is paused" not in browser.get("/").text
+    assert script.post("/api/resume", json={"category": "newsletter"}).status_code == 409

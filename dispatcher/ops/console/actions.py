@@ -27,7 +27,7 @@ from dispatcher.ops.console.forms import (
 from dispatcher.ops.resend import ResendError, latest_send
 from dispatcher.ops.resend import resend as resend_mail
 
-__all__ = ["bulk_refire", "cancel", "edit", "refire", "resend"]
+__all__ = ["bulk_refire", "cancel", "edit", "refire", "resend", "resume_category"]
 
 
 def edit(ctx: Context, request: Request, form: Form) -> Response | dict[str, Any]:
@@ -154,3 +154,23 @@ def bulk_refire(ctx: Context, request: Request, form: Form) -> Response | dict[s
 
 def _fields() -> dict[str, tuple[str, ...]]:
     return {"text": TEXT_FIELDS, "list": LIST_FIELDS, "json": JSON_FIELDS}
+
+
+def resume_category(ctx: Context, request: Request, form: Form) -> Response | dict[str, Any]:
+    """A paused category resumed: GET asks, POST lifts the pause and re-fires its rows."""
+    from dispatcher.ops.reputation import NotPausedError, resume
+
+    source = request.query_params if request.method == "GET" else form
+    category = str(source.get("category") or "")
+    if not category:
+        raise ConsoleError(400, "category: which category to resume")
+    if request.method == "GET":
+        return {"action": "/resume", "kind": category, "ids": [category], "version": "",
+                "question": f"Resume {category} mail: re-fire its paused rows, oldest first",
+                "warning": "", "back": "/", "field": "category"}  # fmt: skip
+    try:
+        done_ = resume(ctx.admin, category, by="console")
+    except NotPausedError as exc:
+        raise ConsoleError(409, str(exc)) from None
+    return done(request, "/", f"resumed-{len(done_.refired)}", {"resumed": category,
+                "refired": done_.refired, "changed": done_.changed})  # fmt: skip

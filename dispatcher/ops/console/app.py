@@ -26,7 +26,14 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from dispatcher.ops.admin import LISTABLE_STATUSES, Admin, BadPageTokenError
-from dispatcher.ops.console.actions import bulk_refire, cancel, edit, refire, resend
+from dispatcher.ops.console.actions import (
+    bulk_refire,
+    cancel,
+    edit,
+    refire,
+    resend,
+    resume_category,
+)
 from dispatcher.ops.console.chart import Timeline
 from dispatcher.ops.console.context import (
     ERROR_KINDS,
@@ -85,6 +92,7 @@ _PAGES: tuple[tuple[str, View, str, list[str]], ...] = (
     ("/template-test/{name}", template_test, "", ["POST"]),
     ("/suppressions", suppressions_page, "suppressions", ["GET", "POST"]),
     ("/suppression-remove", suppression_remove, "lift", ["GET", "POST"]),
+    ("/resume", resume_category, "resume_category", ["GET", "POST"]),
 )
 
 
@@ -202,6 +210,9 @@ def flash(done: str | None) -> str:
     }
     if done in fixed:
         return fixed[done]
+    resumed = re.fullmatch(r"resumed-(\d+)", done)
+    if resumed:
+        return f"Resumed: {resumed.group(1)} paused row(s) re-fired, oldest first."
     match = re.fullmatch(r"refired-(\d+)-of-(\d+)", done)
     if match:
         fired, total = match.groups()

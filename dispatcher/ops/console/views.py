@@ -70,6 +70,7 @@ def overview(ctx: Context, request: Request, form: Form) -> dict[str, Any]:
             for window, value in sent.items()
         },
         "flow": _flow(now, sent["day"], counts.stamped_at),
+        "reputation": ctx.admin.guard.all_standings() if ctx.admin.guard else {},
         "refresh_seconds": REFRESH_SECONDS,
         "as_of": now.isoformat(timespec="seconds"),
     }
