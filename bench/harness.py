@@ -119,6 +119,7 @@ class Bench:
             "RateLimitTable": f"bench-{name}-limit",
             "SentMailTable": f"bench-{name}-sent-mail",
             "TemplatesTable": f"bench-{name}-templates",
+            "ReputationTable": f"bench-{name}-reputation",
         }
         create_tables(stack.client, self.names)
         self.settings = Settings.from_env(
@@ -133,6 +134,9 @@ class Bench:
             # As deployed (HistoryBodyDays 30): the mail as sent is kept beside the history.
             sent_mail_table_name=self.names["SentMailTable"],
             templates_table_name=self.names["TemplatesTable"],
+            # As deployed: categories, and the reputation guard read once per batch.
+            mail_categories="newsletter",
+            reputation_table_name=self.names["ReputationTable"],
             default_from_email="bench@example.com",
             blastengine_base_url=stack.ready["provider_url"],
             blastengine_login_id=SANDBOX_LOGIN_ID,
