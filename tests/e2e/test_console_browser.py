@@ -404,3 +404,61 @@ def test_a_person_fixes_a_template_that_rows_failed_on_and_refires_them(
     assert item["template"]["S"].startswith("order-shipped@")
     [mail] = console_stack.mails("Order B-14")
     assert "is on its way." in mail["payload"]["text_part"]
+
+
+def test_a_person_suppresses_an_address_for_a_category_and_lifts_it(
+    console_stack: RunningStack, page: Page, tmp_path: Path
+) -> None:
+    _, url = _console(console_stack)
+    page.goto(url)
+    page.get_by_role("link", name="Suppressions", exact=True).click()
+    # WHEN a person suppresses an address for the newsletter, saying why
+    form = page.locator("form[action='/suppressions'][method='post']")
+    form.locator("input[name=address]").fill("Yuki@Example.com")
+    form.locator("input[name=scope]").fill("newsletter")
+    form.locator("input[name=reason]").fill("asked by phone")
+    form.get_by_role("button", name="Suppress").click()
+    # THEN it is listed with its scope, why and who
+    row = page.locator("table.suppressions tbody tr", has_text="yuki@example.com")
+    expect(row).to_contain_text("newsletter")
+    expect(row).to_contain_text("asked by phone")
+    expect(row).to_contain_text("console")
+    _shot(page, tmp_path, "console-suppressions.png")
+    # WHEN they lift it, after the question
+    row.get_by_role("link", name="Lift…").click()
+    expect(page.locator("h1")).to_contain_text("yuki@example.com for newsletter mail")
+    page.get_by_role("button", name="Yes, lift it").click()
+    expect(page.locator("p.flash")).to_contain_text("Lifted")
+    expect(page.locator("table.suppressions tbody tr", has_text="yuki@example.com")).to_have_count(
+        0
+    )
+
+
+def test_a_paused_category_shows_a_banner_and_is_resumed_from_it(
+    console_stack: RunningStack, page: Page, tmp_path: Path
+) -> None:
+    from datetime import UTC, datetime
+
+    from dispatcher.reputation.guard import ReputationGuard, Thresholds
+
+    # GIVEN the guard paused the marketing mail (its bounces, as the stack would count them)
+    guard = ReputationGuard(
+        table="mail-dispatcher-reputation", boto3_client=console_stack.client,
+        thresholds=Thresholds(0.05, 0.003, 10),
+    )  # fmt: skip
+    guard.add("marketing", datetime.now(UTC), sent=20, bounced=4)
+    assert guard.assess("marketing", datetime.now(UTC)).pause is not None
+    _, url = _console(console_stack)
+    page.goto(url)
+    # THEN the overview says so
+    banner = page.locator("section.paused")
+    expect(banner).to_contain_text("marketing mail is paused")
+    expect(banner).to_contain_text("PAUSE_BOUNCE_RATE")
+    _shot(page, tmp_path, "console-paused.png")
+    # WHEN a person resumes it, after the question
+    banner.get_by_role("link", name="Resume…").click()
+    page.get_by_role("button", name="Yes, resume marketing mail").click()
+    # THEN the banner is gone and the category sends again
+    expect(page.locator("p.flash")).to_contain_text("Resumed")
+    expect(page.locator("section.paused")).to_have_count(0)
+    assert guard.paused(("marketing",)) == {}
