@@ -230,6 +230,8 @@ class BounceLedger:
         hard = event.type is BounceType.HARDERROR
         self.guard.add(category, now, bounced=int(hard), complained=int(not hard))
         judged = self.guard.assess(category, now)
+        if judged.warning is not None:
+            metrics.add_metric(name="ReputationWarning", unit=MetricUnit.Count, value=1)
         if judged.pause is None:
             return
         logger.warning("sending paused", extra={"category": category, "reason": judged.pause})

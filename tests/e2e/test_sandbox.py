@@ -168,3 +168,15 @@ def test_the_mail_log_gives_each_recipient_its_result_and_a_soft_error_a_later_s
         # AND the soft error is delivered by a later retry, its result updated after it
         time.sleep(0.6)
         assert results()["full@x.example"] == ("SENT", "250")
+
+
+def test_a_bounce_share_reports_that_share_of_the_mail_as_hard_bounces() -> None:
+    faults = Faults(lookup_lag=0, webhook=False, bounce_share=0.5, seed=3)
+    with Sandbox(login_id="me", api_key="key", faults=faults) as sandbox:
+        auth = {"Authorization": f"Bearer {bearer_token('me', 'key')}"}
+        for n in range(40):
+            assert _post(sandbox, {**BODY, "to": f"r{n}@x.example"}).status_code == 201
+        answer = httpx.get(sandbox.base_url + "/logs/mails/results", headers=auth, timeout=5)
+        statuses = [r["status"] for r in answer.json()["data"]]
+        assert 10 <= statuses.count("HARDERROR") <= 30
+        assert set(statuses) == {"SENT", "HARDERROR"}

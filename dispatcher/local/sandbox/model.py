@@ -48,6 +48,9 @@ class Faults:
     #: Recipients that bounce: an address, or "@domain" for every address there, to the
     #: bounce type (HARDERROR, SOFTERROR, DROP). Accepted, then reported by webhook.
     bounce: dict[str, str] = field(default_factory=dict)
+    #: A share of the mail taken whose ``to`` is reported HARDERROR whatever the rules say
+    #: (to watch the reputation guard pause a category).
+    bounce_share: float = 0.0
     webhook: bool = True  # report bounces to the webhook (off: only /logs/mails/results has them)
     bounce_delay: float = 0.3  # seconds between accepting a mail and reporting its bounces
     #: Seconds after which a soft-bounced recipient is delivered by a retry: its result in

@@ -163,6 +163,10 @@ class Sandbox(BackgroundServer):
         if problems:
             return 400, {"error_messages": problems}
         bounces = bounces_of(body, faults.bounce)
+        if faults.bounce_share and isinstance(body, dict) and isinstance(body.get("to"), str):
+            with state.lock:
+                if state.rng.random() < faults.bounce_share:
+                    bounces.setdefault(body["to"], "HARDERROR")
         with state.lock:
             delivery_id = state.next_id
             state.next_id += 1
