@@ -261,3 +261,17 @@ def admin(dynamodb: Any) -> Admin:
         SuppressionList(table=TABLE_NAMES["SuppressionTable"], boto3_client=dynamodb),
         TemplateLibrary(table=TABLE_NAMES["TemplatesTable"], boto3_client=dynamodb),
     )
+
+
+def bounce_ledger(dynamodb: Any, **options: Any) -> Any:
+    """The bounce path over the moto tables, on a fake clock (``events``, ``guard``...)."""
+    from dispatcher.bounces.ledger import BounceLedger
+
+    return BounceLedger(
+        bounce_table=TABLE_NAMES["BounceTable"],
+        history_table=TABLE_NAMES["HistoryTable"],
+        suppressions=SuppressionList(table=TABLE_NAMES["SuppressionTable"], boto3_client=dynamodb),
+        boto3_client=dynamodb,
+        clock=FakeClock(),
+        **options,
+    )

@@ -7,12 +7,9 @@ import re
 from pathlib import Path
 
 from dispatcher.bounces.event import BounceEvent, BounceType
-from dispatcher.bounces.ledger import BounceLedger
 from dispatcher.model.delivery_status import DeliveryStatus, StatusReport
-from dispatcher.recipients.suppression import SuppressionList
 from tests.conftest import TABLE_NAMES, row
-from tests.fakes import FakeClock
-from tests.functional.conftest import insert
+from tests.functional.conftest import bounce_ledger, insert
 
 PAGE = Path(__file__).resolve().parents[2] / "docs" / "reference" / "history-item.md"
 
@@ -28,13 +25,7 @@ def test_the_reference_page_names_every_attribute_of_a_history_item(
     [item] = table.history("ref-1")
     delivery = item["delivery_id"]["S"]
     # WHEN the provider reports it delivered and opened, and a cc recipient's bounce
-    ledger = BounceLedger(
-        bounce_table=TABLE_NAMES["BounceTable"],
-        history_table=TABLE_NAMES["HistoryTable"],
-        suppressions=SuppressionList(table=TABLE_NAMES["SuppressionTable"], boto3_client=dynamodb),
-        boto3_client=dynamodb,
-        clock=FakeClock(),
-    )
+    ledger = bounce_ledger(dynamodb)
     ledger.statuses.record(
         StatusReport(
             delivery, item["to"]["S"], DeliveryStatus.DELIVERED, "2026-12-05T10:00:00Z", "250 OK"

@@ -10,13 +10,11 @@ from typing import Any
 import pytest
 
 from dispatcher.bounces.event import BounceEvent, BounceType
-from dispatcher.bounces.ledger import BounceLedger
 from dispatcher.ops.reputation import NotPausedError, resume
-from dispatcher.recipients.suppression import SuppressionList
 from dispatcher.reputation.guard import ReputationGuard, Thresholds
 from tests.conftest import TABLE_NAMES, row
 from tests.fakes import FakeClock
-from tests.functional.conftest import attr, insert, put_history
+from tests.functional.conftest import attr, bounce_ledger, insert, put_history
 
 NOW = datetime(2026, 12, 5, 12, 30, tzinfo=UTC)
 
@@ -102,15 +100,7 @@ def test_hard_bounces_of_a_category_count_against_it_and_pause_it(guard, dynamod
         table=TABLE_NAMES["ReputationTable"], boto3_client=dynamodb,
         thresholds=Thresholds(bounce_rate=0.05, complaint_rate=0.003, min_volume=10),
     )  # fmt: skip
-    ledger = BounceLedger(
-        bounce_table=TABLE_NAMES["BounceTable"],
-        history_table=TABLE_NAMES["HistoryTable"],
-        suppressions=SuppressionList(table=TABLE_NAMES["SuppressionTable"], boto3_client=dynamodb),
-        boto3_client=dynamodb,
-        clock=FakeClock(),
-        events=EventPublisher(bus, "bus"),
-        guard=small,
-    )
+    ledger = bounce_ledger(dynamodb, events=EventPublisher(bus, "bus"), guard=small)
     now = FakeClock().now()
     small.add("newsletter", now, sent=10)
     put_history(dynamodb, delivery_id="77", to="gone@example.com", category="newsletter")
