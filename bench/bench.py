@@ -28,6 +28,7 @@ os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
 
 from bench.costs import (
     after_acceptance,
+    category_cost,
     cost_per_100k,
     function_package,
     import_ratio,
@@ -150,6 +151,7 @@ def main() -> None:
         results["cost_per_100k_mails"] = cost_per_100k(clean, mails, memory_mb)
         results["after_acceptance"] = after_acceptance(stack, r)
         results["templates"] = template_cost(stack, r)
+        results["categories"] = category_cost(stack, r)
         results["cost_per_100k_mails"]["after_acceptance_usd"] = results["after_acceptance"][
             "usd_per_100k"
         ]
@@ -315,6 +317,12 @@ def main() -> None:
             f"{results['templates']['cpu_ratio']:.2f}, "
             f"{results['templates']['added_reads_per_mail']:.3f}",
             "reported, ~0.01 (one template read per batch of 100)",
+        ),
+        (
+            "newsletter rows / transactional: added read requests, read units per mail",
+            f"{results['categories']['added_read_requests_per_mail']:.3f}, "
+            f"{results['categories']['added_read_units_per_mail']:.2f}",
+            "reported (the category's key rides the same BatchGetItem)",
         ),
         (
             "DynamoDB write units per mail, mail as sent included",

@@ -186,6 +186,35 @@ def template_cost(stack: Stack, rate: float, rows: int = 200) -> dict[str, Any]:
     return out
 
 
+def category_cost(stack: Stack, rate: float, rows: int = 200) -> dict[str, Any]:
+    """What a category adds per mail, side by side: 200 transactional rows against 200
+    newsletter rows (each also looked up for its category's suppression, and carrying a
+    signed unsubscribe link): read requests and read units per mail; and the guard's read
+    of every category's standing, once per batch."""
+    bench = Bench(stack, "categories", rate=rate, concurrency=16)
+    out: dict[str, Any] = {"rows": rows}
+    for kind, extra in (("transactional", None), ("newsletter", {"category": {"S": "newsletter"},
+                        "subject": {"S": "news"}, "text": {"S": "news"}})):  # fmt: skip
+        records = bench.records(f"{kind}-", rows, template=extra)
+        bench.reset_counts()
+        with contextlib.redirect_stdout(io.StringIO()):
+            bench.handle(records)
+        out[kind] = {
+            "read_requests_per_mail": sum(bench.reads.values()) / rows,
+            "read_units_per_mail": bench.read_units / rows,
+            "batch_get_per_mail": bench.reads.get("BatchGetItem", 0) / rows,
+        }
+    out["added_read_requests_per_mail"] = round(
+        out["newsletter"]["read_requests_per_mail"]
+        - out["transactional"]["read_requests_per_mail"],
+        4,
+    )
+    out["added_read_units_per_mail"] = round(
+        out["newsletter"]["read_units_per_mail"] - out["transactional"]["read_units_per_mail"], 4
+    )
+    return out
+
+
 class _At:
     """A clock stopped at one moment (the poll's window is read back from it)."""
 
