@@ -33,6 +33,8 @@ class QueueCounts:
     oldest_deferred_at: str | None = None
     #: ``failed_at`` of each failed and deferred row read (the console's chart).
     stamped_at: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    #: Rows the reputation guard holds back (their category is paused).
+    paused: int = 0
 
 
 @dataclass(frozen=True)
@@ -110,7 +112,16 @@ def queue_counts(store: Store) -> QueueCounts:
         Select="COUNT",
     )
     totals: dict[str, int] = {}
-    for name, pages in (("scheduled", scheduled), ("pending", pending)):
+    paused = BoundedPages(
+        client.query,
+        TableName=store.send_table,
+        IndexName=STAMPED_INDEX,
+        KeyConditionExpression="#status = :status",
+        ExpressionAttributeNames={"#status": "status"},
+        ExpressionAttributeValues={":status": {"S": "paused"}},
+        Select="COUNT",
+    )
+    for name, pages in (("scheduled", scheduled), ("pending", pending), ("paused", paused)):
         totals[name] = _total(pages)
         if pages.capped:
             at_least.add(name)
@@ -118,6 +129,7 @@ def queue_counts(store: Store) -> QueueCounts:
         failed, deferred, totals["scheduled"], totals["pending"], frozenset(at_least),
         oldest["failed"], oldest["deferred"],
         {status: tuple(times) for status, times in stamped.items()},
+        paused=totals["paused"],
     )  # fmt: skip
 
 

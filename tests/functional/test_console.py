@@ -688,6 +688,7 @@ def test_a_paused_category_shows_on_the_overview_and_is_resumed_from_it(
     assert "newsletter mail is paused" in overview
     assert "/resume?category=newsletter" in overview
     assert script.get("/api/rows?status=paused").json()["rows"][0]["id"] == "p-1"
+    assert script.get("/api/overview").json()["counts"]["paused"] == 1
     # WHEN resumed: asked first, then done
     asked = browser.get("/resume?category=newsletter")
     done = browser.post("/resume", data={"csrf": _csrf(asked.text), "category": "newsletter"},

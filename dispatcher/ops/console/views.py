@@ -53,6 +53,7 @@ def overview(ctx: Context, request: Request, form: Form) -> dict[str, Any]:
         "counts": {
             "pending": counts.pending,
             "scheduled": counts.scheduled,
+            "paused": counts.paused,
             "deferred": counts.deferred,
             "failed": sum(counts.failed.values()),
             "failed_by_kind": dict(sorted(counts.failed.items())),
