@@ -28,10 +28,11 @@ class BackgroundServer:
         return self
 
     def stop(self) -> None:
-        """Stop serving and release the port."""
-        self._server.shutdown()
-        self._server.server_close()
+        """Stop serving and release the port (a server bound but never started: the port)."""
         thread = getattr(self, "_thread", None)
+        if thread is not None:
+            self._server.shutdown()  # waits for serve_forever: only once it was started
+        self._server.server_close()
         if thread is not None:
             thread.join(timeout=5)
 

@@ -30,20 +30,31 @@ __all__ = [
 SAM_ENV_FILE = "sam-env.json"
 CREDENTIALS_PARAMETER = "/mail-dispatcher/local/blastengine"
 WEBHOOK_SECRET_PARAMETER = "/mail-dispatcher/local/webhook-secret"  # noqa: S105  (a name)
+UNSUBSCRIBE_KEYS_PARAMETER = "/mail-dispatcher/local/unsubscribe-keys"
 #: What the functions' environment holds that the file leaves out: secrets (as parameters
 #: instead), and what SAM sets itself.
 _LEFT_OUT = {
     "BLASTENGINE_LOGIN_ID",
     "BLASTENGINE_API_KEY",
     "WEBHOOK_SECRET",
+    "UNSUBSCRIBE_KEYS",
     "AWS_ACCESS_KEY_ID",
     "AWS_SECRET_ACCESS_KEY",
     "AWS_DEFAULT_REGION",
 }
 
 
-def store_secrets(ssm: Any, *, login_id: str, api_key: str, webhook_secret: str) -> None:
+def store_secrets(
+    ssm: Any, *, login_id: str, api_key: str, webhook_secret: str, unsubscribe_keys: str = ""
+) -> None:
     """The secrets as SecureStrings on the stack's endpoint, as deployed ones are in SSM."""
+    if unsubscribe_keys:
+        ssm.put_parameter(
+            Name=UNSUBSCRIBE_KEYS_PARAMETER,
+            Type="SecureString",
+            Value=unsubscribe_keys,
+            Overwrite=True,
+        )
     ssm.put_parameter(
         Name=CREDENTIALS_PARAMETER,
         Type="SecureString",
@@ -64,11 +75,12 @@ def _from_container(url: str, host: str) -> str:
 def write_sam_env(path: Path, function_env: dict[str, str], *, host: str) -> dict[str, Any]:
     """Write the file (every function's variables under ``Parameters``) and return it."""
     env = {k: v for k, v in function_env.items() if k not in _LEFT_OUT}
-    for name in ("AWS_ENDPOINT_URL", "BLASTENGINE_BASE_URL"):
+    for name in ("AWS_ENDPOINT_URL", "BLASTENGINE_BASE_URL", "UNSUBSCRIBE_BASE_URL"):
         if name in env:
             env[name] = _from_container(env[name], host)
     env["BLASTENGINE_CREDENTIALS_PARAMETER"] = CREDENTIALS_PARAMETER
     env["WEBHOOK_SECRET_PARAMETER"] = WEBHOOK_SECRET_PARAMETER
+    env["UNSUBSCRIBE_KEYS_PARAMETER"] = UNSUBSCRIBE_KEYS_PARAMETER
     document = {"Parameters": env}
     path.write_text(json.dumps(document, indent=2) + "\n")
     return document

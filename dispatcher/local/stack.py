@@ -269,6 +269,7 @@ class LocalStack:
             login_id=env.get("BLASTENGINE_LOGIN_ID") or os.environ.get("BLASTENGINE_LOGIN_ID", ""),
             api_key=env.get("BLASTENGINE_API_KEY") or os.environ.get("BLASTENGINE_API_KEY", ""),
             webhook_secret=env["WEBHOOK_SECRET"],
+            unsubscribe_keys=env.get("UNSUBSCRIBE_KEYS", ""),
         )
         path = state_dir / SAM_ENV_FILE
         write_sam_env(path, env, host=self.options.sam_host)
