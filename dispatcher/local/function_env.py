@@ -46,6 +46,8 @@ TABLE_NAMES = {
     TEMPLATES_TABLE: "mail-dispatcher-templates",
     REPUTATION_TABLE: "mail-dispatcher-reputation",
 }
+#: The reputation guard's settings a user's environment may give the local functions.
+_GUARD = ("PAUSE_BOUNCE_RATE", "PAUSE_COMPLAINT_RATE", "PAUSE_MIN_VOLUME")
 #: The categories the local stack accepts unless MAIL_CATEGORIES says others.
 LOCAL_CATEGORIES = "newsletter,marketing,notifications"
 #: The template's AttachmentsBucket, as the local endpoint's S3 serves it.
@@ -114,6 +116,8 @@ def function_environment(
         ("RECIPIENT_ALLOWLIST", environ.get("RECIPIENT_ALLOWLIST") or None),
         ("REDIRECT_ALL_TO", environ.get("REDIRECT_ALL_TO") or None),
         ("ALLOWED_FROM", environ.get("ALLOWED_FROM") or None),
+        # The reputation guard's thresholds, to watch it pause with a little mail locally.
+        *((name, environ.get(name) or None) for name in _GUARD),
     ):
         if value is not None:
             env[name] = value

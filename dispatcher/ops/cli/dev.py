@@ -95,6 +95,15 @@ def dev(
             min=0,
         ),
     ] = None,
+    sandbox_bounce_share: Annotated[
+        float,
+        typer.Option(
+            help="A share of the mail the sandbox takes that it then reports as hard bounces "
+            "(watch the reputation guard pause a category).",
+            min=0,
+            max=1,
+        ),
+    ] = 0.0,
     sandbox_bounce: Annotated[
         list[str] | None,
         typer.Option(
@@ -230,6 +239,7 @@ def dev(
         accepted_timeout=sandbox_accept_then_hang,
         timeout=sandbox_hang,
         lookup_lag=sandbox_lookup_lag,
+        bounce_share=sandbox_bounce_share,
         fail_to=("flaky@example.com",) if demo else (),
         seed=seed,
     )
