@@ -33,6 +33,8 @@ def test_a_one_click_unsubscribe_stops_the_newsletter_and_nothing_else(
     [mail] = stack.mails("news-1")
     link = mail["payload"]["list_unsubscribe"]["url"]
     assert link.startswith(stack.ready["unsubscribe_url"] + "u/")
+    shown = stack.cli("sandbox", "--headers").stdout
+    assert f"List-Unsubscribe: <{link}>" in shown
     # WHEN the mailbox provider's button POSTs RFC 8058's body to it
     done = httpx.post(
         link,

@@ -207,7 +207,13 @@ def _print_event(event: dict[str, Any], as_json: bool) -> None:
 
 
 @app.command()
-def sandbox(ctx: typer.Context, as_json: JsonOption = False) -> None:
+def sandbox(
+    ctx: typer.Context,
+    headers: Annotated[
+        bool, typer.Option("--headers", help="Each mail's header fields, as its request sets them.")
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
     """What the local sandbox received (the mail it accepted)."""
     import httpx
 
@@ -224,6 +230,9 @@ def sandbox(ctx: typer.Context, as_json: JsonOption = False) -> None:
     duplicates = sum(n - 1 for n in copies.values())
     if as_json:
         typer.echo(json.dumps({"mails": mails, "duplicates": duplicates}))
+        return
+    if headers:
+        _print_headers(mails)
         return
     table = Table("delivery", "received", "to", "subject", "attachments")
     for mail in mails:
@@ -256,3 +265,13 @@ def _seed_rows(admin: Any, event: dict[str, Any]) -> None:
         image = record.get("dynamodb", {}).get("NewImage")
         if record.get("eventName") in ("INSERT", "MODIFY") and image:
             admin.put_row(image, overwrite=True)
+
+
+def _print_headers(mails: list[dict[str, Any]]) -> None:
+    """Each mail's header fields, as its transaction request sets them."""
+    from dispatcher.local.sandbox.headers import header_fields
+
+    for mail in mails:
+        out.rule(f"delivery {mail['delivery_id']}")
+        for name, value in header_fields(mail["payload"]):
+            out.print(f"{name}: {value}", markup=False, highlight=False)
