@@ -52,6 +52,9 @@ DETAIL_TYPES = (
     "Mail Suppressed",
     "Mail Delivered",
     "Mail Delayed",
+    "Mail Paused",
+    "Mail Unsubscribed",
+    "Sending Paused",
 )
 #: PutEvents takes at most ten entries a request.
 ENTRIES_PER_REQUEST = 10
@@ -174,6 +177,7 @@ def sent_event(entry: HistoryEntry, left_out: tuple[str, ...] = ()) -> DeliveryE
         delivery_id=entry.delivery_id,
         attempts=entry.attempts,
         reason=f"left out (suppressed): {', '.join(left_out)}" if left_out else None,
+        category=entry.category,
         identity=(entry.provider, str(entry.delivery_id)),
     )
 
@@ -187,6 +191,8 @@ def stamp_event(row: Row, stamp: FailureStamp) -> DeliveryEvent:
         detail_type = "Mail Deferred"
     elif kind is ErrorKind.SUPPRESSED:
         detail_type = "Mail Suppressed"
+    elif stamp.status is RowStatus.PAUSED:
+        detail_type = "Mail Paused"
     else:
         detail_type = "Mail Failed"
     return DeliveryEvent(
@@ -198,6 +204,7 @@ def stamp_event(row: Row, stamp: FailureStamp) -> DeliveryEvent:
         reason=stamp.last_error,
         attempts=stamp.attempts,
         retry_at=stamp.retry_at,
+        category=string_attribute(row.image, "category") or "transactional",
         # The same stamp of the same content (a redelivered record) is the same outcome.
         identity=(row.content_hash, str(stamp.attempts), str(kind)),
     )

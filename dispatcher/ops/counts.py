@@ -10,6 +10,7 @@ from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from dispatcher.model.delivery_status import FINAL, DeliveryStatus
 from dispatcher.ops.reads import BoundedPages
@@ -95,15 +96,7 @@ def queue_counts(store: Store) -> QueueCounts:
                     deferred += 1
         if pages.capped:
             at_least.add(status)
-    scheduled = BoundedPages(
-        client.query,
-        TableName=store.send_table,
-        IndexName=WAITING_INDEX,
-        KeyConditionExpression="#status = :status",
-        ExpressionAttributeNames={"#status": "status"},
-        ExpressionAttributeValues={":status": {"S": "scheduled"}},
-        Select="COUNT",
-    )
+    scheduled = _counting(client, store.send_table, WAITING_INDEX, "scheduled")
     pending = BoundedPages(
         client.scan,
         TableName=store.send_table,
@@ -112,15 +105,7 @@ def queue_counts(store: Store) -> QueueCounts:
         Select="COUNT",
     )
     totals: dict[str, int] = {}
-    paused = BoundedPages(
-        client.query,
-        TableName=store.send_table,
-        IndexName=STAMPED_INDEX,
-        KeyConditionExpression="#status = :status",
-        ExpressionAttributeNames={"#status": "status"},
-        ExpressionAttributeValues={":status": {"S": "paused"}},
-        Select="COUNT",
-    )
+    paused = _counting(client, store.send_table, STAMPED_INDEX, "paused")
     for name, pages in (("scheduled", scheduled), ("pending", pending), ("paused", paused)):
         totals[name] = _total(pages)
         if pages.capped:
@@ -131,6 +116,19 @@ def queue_counts(store: Store) -> QueueCounts:
         {status: tuple(times) for status, times in stamped.items()},
         paused=totals["paused"],
     )  # fmt: skip
+
+
+def _counting(client: Any, table: str, index: str, status: str) -> BoundedPages:
+    """A counting read of the rows of ``status`` in ``index``."""
+    return BoundedPages(
+        client.query,
+        TableName=table,
+        IndexName=index,
+        KeyConditionExpression="#status = :status",
+        ExpressionAttributeNames={"#status": "status"},
+        ExpressionAttributeValues={":status": {"S": status}},
+        Select="COUNT",
+    )
 
 
 def sent_since(
