@@ -66,6 +66,10 @@ def emit_metrics(result: RecordResult) -> None:
     if result.outcome is Outcome.SENT and result.provider is not None:
         # Which provider sent it: Sent_ses rising while Sent_blastengine falls is a failover.
         metrics.add_metric(name=f"Sent_{result.provider}", unit=MetricUnit.Count, value=1)
+    category = result.event.category if result.event is not None else None
+    if result.outcome is Outcome.SENT and category:
+        # Per category (MAIL_CATEGORIES): what the reputation guard counts, in CloudWatch.
+        metrics.add_metric(name=f"SentCategory_{category}", unit=MetricUnit.Count, value=1)
     if result.outcome is Outcome.FAILED and result.error_kind is not None:
         metrics.add_metric(name=f"Failed_{result.error_kind.value}", unit=MetricUnit.Count, value=1)
     if result.ambiguous:
