@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from dispatcher.model.delivery_status import FINAL, DeliveryStatus
+from dispatcher.model.row import TRANSACTIONAL
 from dispatcher.ops.reads import BoundedPages
 from dispatcher.storage.store import STAMPED_INDEX, WAITING_INDEX, Store
 from dispatcher.support.clock import iso_utc
@@ -53,6 +54,8 @@ class SentCounts:
     not_final: int = 0
     #: The window's end; None: now.
     until: str | None = None
+    #: Mail sent and bounced, by category (``transactional`` where a row named none).
+    by_category: dict[str, dict[str, int]] = field(default_factory=dict)
     #: Each counted item's ``sent_at`` (the console's chart), and the delivered ones', on
     #: the widest window that runs to now only: the other windows' items are among them.
     times: tuple[str, ...] = ()
@@ -142,6 +145,7 @@ def sent_since(
         for name, w in windows.items()
     }
     counts: dict[str, Counter[str]] = {name: Counter() for name in bounds}
+    kinds: dict[str, dict[str, Counter[str]]] = {name: {} for name in bounds}
     # the chart's times: of the widest window that runs to now
     charted = min((n for n, (_, end) in bounds.items() if end == "~"), key=lambda n: bounds[n][0])
     times: dict[str, list[str]] = {"sent": [], "delivered": []}
@@ -149,11 +153,12 @@ def sent_since(
         store.client.scan,
         TableName=store.history_table,
         FilterExpression="#sent_at >= :since",
-        ProjectionExpression="#sent_at, #bounce, #status",
+        ProjectionExpression="#sent_at, #bounce, #status, #category",
         ExpressionAttributeNames={
             "#sent_at": "sent_at",
             "#bounce": "bounce_type",
             "#status": "delivery_status",
+            "#category": "category",
         },
         ExpressionAttributeValues={":since": {"S": min(start for start, _ in bounds.values())}},
     )
@@ -169,6 +174,10 @@ def sent_since(
                         delivered=status in _DELIVERED,
                         not_final=status in _NOT_FINAL,
                     )
+                    category = item.get("category", {}).get("S", TRANSACTIONAL)
+                    kinds[name].setdefault(category, Counter()).update(
+                        sent=1, bounced="bounce_type" in item
+                    )
             if when >= bounds[charted][0]:
                 times["sent"].append(when)
                 if status in _DELIVERED:
@@ -182,6 +191,10 @@ def sent_since(
             delivered=counts[name]["delivered"],
             not_final=counts[name]["not_final"],
             until=end if end != "~" else None,
+            by_category={
+                c: {"sent": k["sent"], "bounced": int(k["bounced"])}
+                for c, k in sorted(kinds[name].items())
+            },
             times=tuple(times["sent"]) if name == charted else (),
             delivered_times=tuple(times["delivered"]) if name == charted else (),
         )

@@ -698,3 +698,26 @@ def test_a_paused_category_shows_on_the_overview_and_is_resumed_from_it(
     assert table.get("p-1")["revision"] == {"N": "1"}  # re-fired
     assert "newsletter mail is paused" not in browser.get("/").text
     assert script.post("/api/resume", json={"category": "newsletter"}).status_code == 409
+
+
+def test_the_overview_counts_the_days_mail_by_category(script, dynamodb) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from dispatcher.support.clock import iso_utc
+
+    now = datetime.now(UTC)
+    for n, (category, bounced) in enumerate(
+        (("newsletter", True), ("newsletter", False), (None, False))
+    ):
+        values = {"delivery_id": str(n)}
+        if category:
+            values["category"] = category
+        if bounced:
+            values["bounce_type"] = "HARDERROR"
+        put_history(dynamodb, row_id=f"c-{n}", sent_at=iso_utc(now - timedelta(minutes=n + 1)),
+                    **values)  # fmt: skip
+    by = script.get("/api/overview").json()["sent"]["day"]["by_category"]
+    assert by == {
+        "newsletter": {"sent": 2, "bounced": 1},
+        "transactional": {"sent": 1, "bounced": 0},
+    }
