@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import subprocess
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -437,8 +438,12 @@ def test_erase_leaves_no_address_behind_but_the_suppression(stack: RunningStack)
     # GIVEN mail sent to Ren, a row to her still waiting (scheduled), and her address suppressed
     stack.put({"id": "erase-1", "to": "Ren@example.com", "subject": "Hello Ren", "text": "x"})
     wait_for(lambda: stack.history("erase-1"), what="the mail to Ren sent")
+    later = (datetime.now(UTC) + timedelta(days=7)).isoformat()
     stack.put({"id": "erase-2", "to": "ren@example.com", "subject": "Later", "text": "x",
-               "send_after": "2099-01-01T00:00:00+00:00"})  # fmt: skip
+               "send_after": later})  # fmt: skip
+    # (once stamped: a row the dispatcher re-stamps while erase reads it is left, and said so)
+    wait_for(lambda: (stack.row("erase-2") or {}).get("status") == {"S": "scheduled"},
+             what="the later row stamped scheduled")  # fmt: skip
     assert stack.cli("suppressed", "add", "ren@example.com").returncode == 0
 
     # WHEN she asks to be erased
