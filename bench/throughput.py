@@ -129,6 +129,7 @@ def end_to_end(stack: Stack, rate: float, rows: int, prefix: str = "e2e-") -> di
     cpu_before = function_cpu_seconds(stack.process.pid)
     endpoint_cpu_before = endpoint_cpu_seconds(stack.process.pid)
     requests_before = endpoint_requests(stack)
+    answered_before = stack.stats()
     started = time.time()
     # As an application inserting a batch would: BatchWriteItem, 25 rows a request.
     with ThreadPoolExecutor(max_workers=4) as pool:
@@ -147,6 +148,9 @@ def end_to_end(stack: Stack, rate: float, rows: int, prefix: str = "e2e-") -> di
     cpu = function_cpu_seconds(stack.process.pid) - cpu_before
     endpoint_cpu = endpoint_cpu_seconds(stack.process.pid) - endpoint_cpu_before
     requests = endpoint_requests(stack) - requests_before
+    answered = stack.stats()
+    sandbox_requests = answered["requests"] - answered_before["requests"]
+    refused = answered["over_limit"] - answered_before["over_limit"]
     return {
         "endpoint_requests_per_mail": round(requests / max(1, len(mails)), 2),
         "function_cpu_ms_per_mail": round(cpu / max(1, len(mails)) * 1000, 2),
@@ -156,7 +160,11 @@ def end_to_end(stack: Stack, rate: float, rows: int, prefix: str = "e2e-") -> di
         "insert_seconds": round(inserted, 2),
         "first_mail_after_s": round(first - started, 3),
         "seconds": round(last - started, 2),
+        # from the first insert, and as the provider counts it: first acceptance to last
         "ratio": len(mails) / (last - started) / rate,
+        "acceptance_ratio": (len(mails) - 1) / max(1e-9, last - first) / rate,
+        "share_429": refused / max(1, sandbox_requests),
+        "answers_429": refused,
     }
 
 

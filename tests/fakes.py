@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import heapq
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -163,3 +164,51 @@ def move_row(client: Any, row_id: str, subject: str) -> None:
             },
         ]
     )
+
+
+class EventClock:
+    """One virtual time for a known number of threads: it moves to the earliest wake-up once
+    every thread is asleep (or has left), so concurrent senders meet a provider's window at
+    the instants they would in real time, and a minute of sending takes a moment."""
+
+    def __init__(self, threads: int, start: datetime = EPOCH) -> None:
+        self._start = start
+        self._cv = threading.Condition()
+        self._now = 0.0
+        self._running = threads
+        self._wakes: list[tuple[float, int]] = []
+        self._released: set[int] = set()
+        self._tickets = 0
+
+    def monotonic(self) -> float:
+        return self._now
+
+    def now(self) -> datetime:
+        return self._start + timedelta(seconds=self._now)
+
+    def sleep(self, seconds: float) -> None:
+        with self._cv:
+            self._tickets += 1
+            ticket = self._tickets
+            heapq.heappush(self._wakes, (self._now + max(0.0, seconds), ticket))
+            self._running -= 1
+            self._advance()
+            while ticket not in self._released:
+                self._cv.wait()
+            self._released.discard(ticket)
+
+    def leave(self) -> None:
+        """A thread is done: time no longer waits for it."""
+        with self._cv:
+            self._running -= 1
+            self._advance()
+
+    def _advance(self) -> None:
+        if self._running > 0 or not self._wakes:
+            return
+        self._now = max(self._now, self._wakes[0][0])
+        while self._wakes and self._wakes[0][0] <= self._now:
+            _, ticket = heapq.heappop(self._wakes)
+            self._released.add(ticket)
+            self._running += 1
+        self._cv.notify_all()

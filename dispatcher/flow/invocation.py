@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 from dispatcher.flow.outcome import RecordResult
 from dispatcher.pacing.invocation_bucket import RequestSlots
+from dispatcher.pacing.window_watch import WindowWatch
 from dispatcher.support.clock import SYSTEM_CLOCK, Clock, Deadline
 
 __all__ = ["Invocation", "TimedSlots"]
@@ -64,6 +65,10 @@ class TimedSlots:
     @property
     def rate(self) -> float:
         return self._slots.rate
+
+    @property
+    def window(self) -> WindowWatch:
+        return self._slots.window
 
     def acquire(self, deadline: Deadline | None = None, *, reserve: float = 0.0) -> None:
         started = self._clock.monotonic()

@@ -140,15 +140,12 @@ def sent_since(
     """For each window (its start, or its start and end), the history items sent in it, how
     many were delivered, bounced, or have no final status yet: one filtered Scan of the
     history table from the earliest start, so callers should cache it."""
-    bounds = {
-        name: (iso_utc(w[0]), iso_utc(w[1])) if isinstance(w, tuple) else (iso_utc(w), "~")
+    tallies = {
+        name: _Tally(iso_utc(w[0]), iso_utc(w[1])) if isinstance(w, tuple) else _Tally(iso_utc(w))
         for name, w in windows.items()
     }
-    counts: dict[str, Counter[str]] = {name: Counter() for name in bounds}
-    kinds: dict[str, dict[str, Counter[str]]] = {name: {} for name in bounds}
     # the chart's times: of the widest window that runs to now
-    charted = min((n for n, (_, end) in bounds.items() if end == "~"), key=lambda n: bounds[n][0])
-    times: dict[str, list[str]] = {"sent": [], "delivered": []}
+    charted = min((t for t in tallies.values() if t.end == "~"), key=lambda t: t.start)
     pages = BoundedPages(
         store.client.scan,
         TableName=store.history_table,
@@ -160,46 +157,64 @@ def sent_since(
             "#status": "delivery_status",
             "#category": "category",
         },
-        ExpressionAttributeValues={":since": {"S": min(start for start, _ in bounds.values())}},
+        ExpressionAttributeValues={":since": {"S": min(t.start for t in tallies.values())}},
     )
     for page in pages:
         for item in page.get("Items", []):
             when = item.get("sent_at", {}).get("S", "")
             status = item.get("delivery_status", {}).get("S", DeliveryStatus.ACCEPTED.value)
-            for name, (start, end) in bounds.items():
-                if start <= when < end:
-                    counts[name].update(
-                        sent=1,
-                        bounced="bounce_type" in item,
-                        delivered=status in _DELIVERED,
-                        not_final=status in _NOT_FINAL,
-                    )
-                    category = item.get("category", {}).get("S", TRANSACTIONAL)
-                    kinds[name].setdefault(category, Counter()).update(
-                        sent=1, bounced="bounce_type" in item
-                    )
-            if when >= bounds[charted][0]:
-                times["sent"].append(when)
-                if status in _DELIVERED:
-                    times["delivered"].append(when)
-    return {
-        name: SentCounts(
-            start,
-            counts[name]["sent"],
-            counts[name]["bounced"],
-            pages.capped,
-            delivered=counts[name]["delivered"],
-            not_final=counts[name]["not_final"],
-            until=end if end != "~" else None,
+            for tally in tallies.values():
+                tally.add(item, when, status)
+            charted.chart(when, status)
+    return {name: tally.counts(capped=pages.capped) for name, tally in tallies.items()}
+
+
+class _Tally:
+    """One window's counts, as the Scan's items pass by."""
+
+    def __init__(self, start: str, end: str = "~") -> None:
+        self.start, self.end = start, end  # "~": runs to now (after any ISO time)
+        self._counts: Counter[str] = Counter()
+        self._kinds: dict[str, Counter[str]] = {}
+        self._times: dict[str, list[str]] = {"sent": [], "delivered": []}
+
+    def add(self, item: dict[str, Any], when: str, status: str) -> None:
+        if not self.start <= when < self.end:
+            return
+        bounced = "bounce_type" in item
+        self._counts.update(
+            sent=1,
+            bounced=bounced,
+            delivered=status in _DELIVERED,
+            not_final=status in _NOT_FINAL,
+        )
+        category = item.get("category", {}).get("S", TRANSACTIONAL)
+        self._kinds.setdefault(category, Counter()).update(sent=1, bounced=bounced)
+
+    def chart(self, when: str, status: str) -> None:
+        """Keep the item's time for the chart (this is the charted window)."""
+        if when >= self.start:
+            self._times["sent"].append(when)
+            if status in _DELIVERED:
+                self._times["delivered"].append(when)
+
+    def counts(self, *, capped: bool) -> SentCounts:
+        counts = self._counts
+        return SentCounts(
+            self.start,
+            counts["sent"],
+            counts["bounced"],
+            capped,
+            delivered=counts["delivered"],
+            not_final=counts["not_final"],
+            until=self.end if self.end != "~" else None,
             by_category={
                 c: {"sent": k["sent"], "bounced": int(k["bounced"])}
-                for c, k in sorted(kinds[name].items())
+                for c, k in sorted(self._kinds.items())
             },
-            times=tuple(times["sent"]) if name == charted else (),
-            delivered_times=tuple(times["delivered"]) if name == charted else (),
+            times=tuple(self._times["sent"]),
+            delivered_times=tuple(self._times["delivered"]),
         )
-        for name, (start, end) in bounds.items()
-    }
 
 
 #: Taken by the receiving server: delivered, or a complaint (which comes after delivery).

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from dispatcher.pacing.invocation_bucket import BucketTimeoutError, TokenBucket
+from dispatcher.pacing.window_watch import WindowWatch
 from dispatcher.storage.dynamodb import seconds_value
 from dispatcher.support.clock import Clock, Deadline
 from dispatcher.support.observability import logger
@@ -43,7 +44,7 @@ if TYPE_CHECKING:
 
     from dispatcher.config.settings import Settings
 
-__all__ = ["FALLBACK_SECONDS", "GRANT_SECONDS", "LimitTable", "SharedBucket"]
+__all__ = ["FALLBACK_SECONDS", "GRANT_SECONDS", "LimitTable", "ShareOfTheLimit", "SharedBucket"]
 
 #: The largest grant, in seconds of the account's limit: small enough that a grant left
 #: unused (a dead invocation's) costs little, large enough that leases are rare.
@@ -166,7 +167,7 @@ class SharedBucket:
             raise ValueError("rate must be positive")
         self._expected = expected
         self._table = table
-        self._interval = 1.0 / rate
+        self._rate = rate
         self._clock = clock
         self._max_grant = max(1, min(MAX_GRANT, round(rate * GRANT_SECONDS)))
         self._lock = threading.Lock()
@@ -177,10 +178,17 @@ class SharedBucket:
         self._alone = TokenBucket(rate=rate, clock=clock)
         self._alone_until = float("-inf")
         self.leases = 0
+        self.window = WindowWatch(rate=rate, clock=clock)
 
     @property
     def rate(self) -> float:
-        return 1.0 / self._interval
+        return self._rate
+
+    @property
+    def _interval(self) -> float:
+        """Seconds between slots: ``1/R``, a little more while the provider's answers have
+        said nothing of its window (:attr:`.window_watch.WindowWatch.margin`)."""
+        return 1.0 / (self._rate * (1.0 - self.window.margin))
 
     def acquire(self, deadline: Deadline | None = None, *, reserve: float = 0.0) -> None:
         """Block until this caller may start a request (as ``TokenBucket.acquire``)."""
@@ -258,3 +266,36 @@ class SharedBucket:
 
     def _wall(self) -> float:
         return self._clock.now().timestamp()
+
+
+class ShareOfTheLimit:
+    """A side user's share of the account's limit (the mail log's look-ups): each request
+    takes one slot of the account, ``1/R`` of its time as a send does, and the side user's
+    own requests are spaced ``1/(share * R)`` apart, so it never takes more than its share.
+
+    (A :class:`SharedBucket` at ``share * R`` would lease each request a span of ``1/(share
+    * R)`` seconds of the account's time: every sender of the account waiting that long.)
+    """
+
+    def __init__(self, account: SharedBucket, *, share: float, clock: Clock) -> None:
+        self._account = account
+        self._own = TokenBucket(rate=share * account.rate, clock=clock)
+
+    @property
+    def rate(self) -> float:
+        return self._own.rate
+
+    @property
+    def window(self) -> WindowWatch:
+        return self._account.window
+
+    def acquire(self, deadline: Deadline | None = None, *, reserve: float = 0.0) -> None:
+        self._own.acquire(deadline, reserve=reserve)
+        self._account.acquire(deadline, reserve=reserve)
+
+    def pause(self, seconds: float) -> None:
+        self._own.pause(seconds)
+        self._account.pause(seconds)
+
+    def release(self) -> None:
+        self._account.release()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 from typing import Protocol
 
+from dispatcher.pacing.window_watch import WindowWatch
 from dispatcher.support.clock import Clock, Deadline
 
 __all__ = ["BucketTimeoutError", "RequestSlots", "TokenBucket"]
@@ -27,6 +28,11 @@ class RequestSlots(Protocol):
 
     @property
     def rate(self) -> float: ...
+
+    @property
+    def window(self) -> WindowWatch:
+        """What the provider's answers say of its window (:mod:`.window_watch`)."""
+        ...
 
     def acquire(self, deadline: Deadline | None = None, *, reserve: float = 0.0) -> None: ...
 
@@ -48,15 +54,22 @@ class TokenBucket:
     def __init__(self, *, rate: float, clock: Clock) -> None:
         if rate <= 0:
             raise ValueError("rate must be positive")
-        self._interval = 1.0 / rate
+        self._rate = rate
         self._clock = clock
         self._lock = threading.Lock()
         self._next_slot = float("-inf")
         self._paused_until = float("-inf")
+        self.window = WindowWatch(rate=rate, clock=clock)
 
     @property
     def rate(self) -> float:
-        return 1.0 / self._interval
+        return self._rate
+
+    @property
+    def _interval(self) -> float:
+        """Seconds between slots: ``1/R``, a little more while the provider's answers have
+        said nothing of its window (:attr:`.window_watch.WindowWatch.margin`)."""
+        return 1.0 / (self._rate * (1.0 - self.window.margin))
 
     def acquire(self, deadline: Deadline | None = None, *, reserve: float = 0.0) -> None:
         """Block until this caller may start a request.

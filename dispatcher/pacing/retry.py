@@ -21,7 +21,7 @@ from tenacity.wait import wait_base
 from dispatcher.model.message import Message
 from dispatcher.model.row import ErrorKind
 from dispatcher.pacing.invocation_bucket import BucketTimeoutError, RequestSlots
-from dispatcher.providers.base import MailProvider
+from dispatcher.providers.base import Accepted, MailProvider
 from dispatcher.providers.errors import (
     AmbiguousSendError,
     ProviderError,
@@ -121,6 +121,17 @@ class _StopAtDeadline(stop_base):
         return retry_state.upcoming_sleep + MIN_REQUEST_SECONDS > self._deadline.remaining()
 
 
+def _hold_for_the_window(bucket: RequestSlots, started: float, accepted: Accepted) -> None:
+    """The requests already on their way may spend what the provider's window has left (ours,
+    or any other sender's of the account): then the next would be a 429, so wait for the
+    reset (:mod:`dispatcher.pacing.window_watch`)."""
+    hold = bucket.window.hold(
+        started, remaining=accepted.remaining, resets_in=accepted.window_resets_in
+    )
+    if hold:
+        bucket.pause(hold)
+
+
 def send_with_retries(
     provider: MailProvider,
     message: Message,
@@ -148,7 +159,7 @@ def send_with_retries(
             raise _OutOfTime(str(exc)) from None
         timeout = min(policy.request_timeout, deadline.remaining())
         attempts += 1
-        started, opened_at = clock.monotonic(), clock.now()
+        started, opened_at = bucket.window.started(), clock.now()
         try:
             accepted = provider.send(message, timeout=max(timeout, MIN_REQUEST_SECONDS))
         except AmbiguousSendError as exc:
@@ -169,10 +180,7 @@ def send_with_retries(
             metrics.add_metric(name="ProviderClientErrors", unit=MetricUnit.Count, value=1)
             logger.exception("a provider's client raised what it does not map")
             raise unexpected(getattr(provider, "name", type(provider).__name__), exc) from exc
-        if accepted.remaining == 0 and accepted.window_resets_in:
-            # The account's window is spent (by us or any other sender of it): the next
-            # request would be a 429, so wait for the refill instead of asking for one.
-            bucket.pause(accepted.window_resets_in)
+        _hold_for_the_window(bucket, started, accepted)
         return accepted.delivery_id, clock.monotonic() - started
 
     retrying = Retrying(

@@ -94,15 +94,20 @@ class MailLogPoller:
         import boto3
 
         from dispatcher.notify.delivery_events import EventPublisher
-        from dispatcher.pacing.account_limit import LimitTable, SharedBucket
+        from dispatcher.pacing.account_limit import LimitTable, SharedBucket, ShareOfTheLimit
         from dispatcher.providers.blastengine.client import BlastengineClient
         from dispatcher.providers.blastengine.credentials import credentials_loader
 
         client = dynamodb_client or boto3.client("dynamodb")
-        share = MAX_SHARE * settings.rate_limit_rps
         tables = LimitTable.per_provider(settings, client, ["blastengine"])
         slots = (
-            SharedBucket(table=tables["blastengine"], rate=share, clock=SYSTEM_CLOCK)
+            ShareOfTheLimit(
+                SharedBucket(
+                    table=tables["blastengine"], rate=settings.rate_limit_rps, clock=SYSTEM_CLOCK
+                ),
+                share=MAX_SHARE,
+                clock=SYSTEM_CLOCK,
+            )
             if tables
             else None
         )
@@ -117,7 +122,7 @@ class MailLogPoller:
                 boto3_client=client,
                 events=EventPublisher.from_settings(settings),
             ),
-            pages=max(1, int(share * sweep_seconds)),
+            pages=max(1, int(MAX_SHARE * settings.rate_limit_rps * sweep_seconds)),
             slots=slots,
             cursor=cursor,
         )

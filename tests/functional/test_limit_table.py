@@ -14,7 +14,12 @@ from botocore.exceptions import ClientError
 from moto import mock_aws
 
 from dispatcher.local.dynamodb.tables import create_tables
-from dispatcher.pacing.account_limit import FALLBACK_SECONDS, LimitTable, SharedBucket
+from dispatcher.pacing.account_limit import (
+    FALLBACK_SECONDS,
+    LimitTable,
+    SharedBucket,
+    ShareOfTheLimit,
+)
 from dispatcher.pacing.invocation_bucket import BucketTimeoutError
 from dispatcher.support.clock import Deadline
 from tests.fakes import EPOCH, FakeClock, SerializedClient
@@ -159,3 +164,27 @@ def test_concurrent_leases_never_overlap(client: Any) -> None:
     assert len(grants) == 40
     for (_, end), (start, _) in itertools.pairwise(grants):
         assert start >= end - 1e-6
+
+
+def test_a_share_of_the_limit_takes_one_slot_a_request_and_no_more_than_its_share(
+    client: Any,
+) -> None:
+    # GIVEN the mail log's 5% share of an account of 10/s, and an invocation sending with it
+    clock = FakeClock()
+    log = ShareOfTheLimit(
+        SharedBucket(table=LimitTable(client, "limit", key="acct"), rate=10, clock=clock),
+        share=0.05,
+        clock=clock,
+    )
+    sends = SharedBucket(table=LimitTable(client, "limit", key="acct"), rate=10, clock=clock)
+
+    # WHEN the log asks once, then the invocation sends twice, then the log asks again
+    log.acquire()
+    sent = _starts(sends, clock, 2)
+    log.acquire()
+    again = round(clock.now().timestamp() - T0, 4)
+
+    # THEN the log's request cost the senders one slot (0.1 s), not 1/(5% of R) = 2 s
+    assert sent == [0.1, 0.2]
+    # and its own next request waited for its share: 2 s after its first
+    assert again == pytest.approx(2.0)

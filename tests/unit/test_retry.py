@@ -12,6 +12,7 @@ from dispatcher.pacing.retry import (
     full_jitter,
     send_with_retries,
 )
+from dispatcher.pacing.window_watch import WINDOW_GUARD
 from dispatcher.providers.base import Accepted
 from dispatcher.providers.errors import (
     AmbiguousSendError,
@@ -181,18 +182,27 @@ def test_full_jitter_stays_within_the_exponential_ceiling() -> None:
         assert max(samples) > ceiling / 2  # it does use the range
 
 
-@pytest.mark.parametrize(("remaining", "waited"), [(0, 4.0), (3, 0.0)])
+@pytest.mark.parametrize(
+    ("rate", "remaining", "waited"),
+    [
+        (10, 0, 4.0 - 0.1 + WINDOW_GUARD),  # spent: wait for the reset the provider counts
+        (10, 3, 0.0),  # room left
+        (50, 3, 4.0 - 0.1 + WINDOW_GUARD),  # at 50/s, 5 started in the 0.1 s round trip
+    ],
+)
 def test_a_spent_rate_window_pauses_the_bucket_before_any_429(
-    remaining: int, waited: float
+    rate: float, remaining: int, waited: float
 ) -> None:
-    # GIVEN the provider accepts a mail and says what is left of the account's window
+    # GIVEN the provider accepts a mail, 0.1 s after it was asked, and says what is left of
+    # the account's window, which resets 4 s after the request was counted
     clock = FakeClock()
-    bucket = TokenBucket(rate=1000, clock=clock)
+    bucket = TokenBucket(rate=rate, clock=clock)
     provider = ScriptedProvider(clock, Accepted("d-1", remaining=remaining, window_resets_in=4.0))
 
     _send(provider, clock, bucket=bucket)
 
-    # THEN a spent window makes the next request wait for the refill, not meet a 429
+    # THEN a window the account's requests in flight would spend makes the next request
+    # wait for the reset, counted from when the answered request left, not meet a 429
     before = clock.monotonic()
     bucket.acquire()
     assert clock.monotonic() - before == pytest.approx(waited, abs=0.01)

@@ -12,6 +12,7 @@ and moto would store is refused first (:mod:`.dynamodb_rules`).
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import logging
@@ -107,6 +108,7 @@ class DynamoDBServer:
         # "Task queue depth" warnings say requests wait: they do, one at a time, on purpose.
         logging.getLogger("waitress.queue").setLevel(logging.ERROR)
         moto_transactions.install()
+        _compile_event_paths_once()
         self._app = app = _OneAtATime(RemembersBackends(create_backend_app))
         #: Every socket the server polls (waitress's "map"): ours, so that stop() can close them.
         self._sockets: dict[int, Any] = {}
@@ -184,6 +186,18 @@ def _main(argv: list[str]) -> int:
     server = DynamoDBServer(host=args.host, port=args.port).start()
     serve_until_stdin_closes({"endpoint_url": server.endpoint_url}, server.stop)
     return 0
+
+
+def _compile_event_paths_once() -> None:
+    """moto's EventBridge compiles a target's input paths (eight JSONPath expressions, each
+    building a yacc parser) for every event it delivers: three quarters of a ``PutEvents``,
+    the endpoint's costliest request per mail. The expressions are the same every time, so
+    each is compiled once (``jsonpath_ng``'s parse, which moto imports when it delivers)."""
+    import jsonpath_ng.ext
+
+    parse = getattr(jsonpath_ng.ext, "parse")  # noqa: B009  (not in the module's __all__)
+    if not hasattr(parse, "cache_info"):
+        setattr(jsonpath_ng.ext, "parse", functools.lru_cache(maxsize=256)(parse))  # noqa: B010
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+from dispatcher.local.sandbox.window import WINDOW_SHAPES
 from dispatcher.model.blastengine_limits import ATTACHMENT_BYTES
 
 __all__ = [
@@ -43,6 +44,9 @@ class Faults:
     hang_seconds: float = 5.0
     hang_once_to: tuple[str, ...] = ()  # recipients whose first mail is accepted, answered late
     rate_limit: float = 0.0  # requests/second accepted before answering 429; 0: no limit
+    #: The limit's shape (:mod:`.window`): ``fixed`` one-second windows, as blastengine
+    #: describes its limit, or an API gateway's token ``bucket``.
+    window: str = "fixed"
     fail_to: tuple[str, ...] = ()  # recipients always answered 500 (for demos)
     attachment_limit: int = ATTACHMENT_BYTES  # bytes of attachments per mail (the contract's)
     #: Recipients that bounce: an address, or "@domain" for every address there, to the
@@ -61,6 +65,12 @@ class Faults:
     lookup_lag: float = DEFAULT_LOOKUP_LAG
     lookups_down: bool = False  # answer every look-up 503
     seed: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.window not in WINDOW_SHAPES:
+            raise ValueError(
+                f"window must be one of {', '.join(WINDOW_SHAPES)}, not {self.window!r}"
+            )
 
     @classmethod
     def from_json(cls, data: dict[str, Any], base: Faults | None = None) -> Faults:

@@ -36,6 +36,7 @@ from dispatcher.local.sandbox.model import (
     bounces_of,
 )
 from dispatcher.local.sandbox.rules import Multipart, validate_transaction
+from dispatcher.local.sandbox.window import RateWindow, rate_window
 from dispatcher.providers.blastengine.client import TRANSACTION_PATH, bearer_token
 
 __all__ = ["Sandbox"]
@@ -57,8 +58,8 @@ class _State:
     refused: int = 0
     next_id: int = 1
     hung: set[Any] = field(default_factory=set)  # recipients already answered late once
-    tokens: float | None = None  # the rate limit's bucket
-    refilled_at: float | None = None
+    window: RateWindow | None = None  # the rate limit, built for (shape, limit) below
+    window_for: tuple[str, float] | None = None
     rng: random.Random = field(default_factory=random.Random)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -127,14 +128,18 @@ class Sandbox(BackgroundServer):
             state.requests += 1
             faults = state.faults
             roll = state.rng.random()
-            over_limit = self._take_rate_slot(faults.rate_limit)
+            over_limit = self._take_rate_slot(faults)
+            # The window as this request left it, counted where a gateway counts it.
+            window = self._window(faults)
         status, payload = self._answer(authorization, body, files or [], faults, roll, over_limit)
-        with state.lock:  # the window as it stands when the answer leaves, as an API's does
-            window = self._window(faults.rate_limit)
-        if status == 429:
-            window = {RATE_REMAINING: "0", RATE_RESETS_IN: f"{faults.retry_after:g}"}
-            if not over_limit:  # an injected 429 says so in Retry-After too, as a proxy would
-                window["Retry-After"] = f"{faults.retry_after:g}"
+        if status == 429 and not over_limit:
+            # An injected 429 (a proxy's, or a limit the window does not show) says when to
+            # come back in Retry-After and in blastengine's header alike.
+            window = {
+                RATE_REMAINING: "0",
+                RATE_RESETS_IN: f"{faults.retry_after:g}",
+                "Retry-After": f"{faults.retry_after:g}",
+            }
         return status, payload, window
 
     def _answer(
@@ -227,36 +232,33 @@ class Sandbox(BackgroundServer):
             )
         return 404, {"error_messages": {"path": ["not found"]}}
 
-    def _take_rate_slot(self, limit: float) -> bool:
-        """Like a real API gateway: a token bucket of ``limit`` tokens refilled at ``limit``
-        per second, so a steady ``limit`` requests/second always passes and a burst beyond
-        one second's worth is refused. True if this request is over the limit."""
-        if limit <= 0:
+    def _take_rate_slot(self, faults: Faults) -> bool:
+        """Count the request against the rate limit (:mod:`.window`, in the shape the faults
+        name); True if it is over the limit."""
+        window = self._rate_window(faults)
+        if window is None or window.take(time.monotonic()):
             return False
-        state = self._state
-        self._refill(limit)
-        assert state.tokens is not None
-        if state.tokens < 1:
-            state.refused += 1
-            return True
-        state.tokens -= 1
-        return False
+        self._state.refused += 1
+        return True
 
-    def _window(self, limit: float) -> dict[str, str]:
-        """The rate-limit headers: the requests left now, and the seconds until the next."""
-        if limit <= 0:
+    def _window(self, faults: Faults) -> dict[str, str]:
+        """The rate-limit headers: the requests left in the window, and the seconds until it
+        resets (a bucket: until its next token)."""
+        window = self._rate_window(faults)
+        if window is None:
             return {RATE_REMAINING: str(UNLIMITED_REMAINING), RATE_RESETS_IN: "60"}
-        self._refill(limit)
-        tokens = self._state.tokens or 0.0
-        next_in = 0.0 if tokens >= 1 else (1 - tokens) / limit
-        return {RATE_REMAINING: str(int(tokens)), RATE_RESETS_IN: f"{next_in:.3f}"}
+        remaining, resets_in = window.state(time.monotonic())
+        return {RATE_REMAINING: str(remaining), RATE_RESETS_IN: f"{resets_in:.3f}"}
 
-    def _refill(self, limit: float) -> None:
-        state, now = self._state, time.monotonic()
-        if state.tokens is None or state.refilled_at is None:
-            state.tokens, state.refilled_at = limit, now
-        state.tokens = min(limit, state.tokens + (now - state.refilled_at) * limit)
-        state.refilled_at = now
+    def _rate_window(self, faults: Faults) -> RateWindow | None:
+        """The current window, new when the faults changed its shape or limit."""
+        state = self._state
+        if faults.rate_limit <= 0:
+            return None
+        wanted = (faults.window, faults.rate_limit)
+        if state.window is None or state.window_for != wanted:
+            state.window, state.window_for = rate_window(*wanted), wanted
+        return state.window
 
     @property
     def refused(self) -> int:
@@ -355,7 +357,12 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(HTTPStatus.BAD_REQUEST, problem)
             return
         state = self.sandbox._state
-        self.sandbox.set_faults(Faults.from_json(body, state.faults))
+        try:
+            faults = Faults.from_json(body, state.faults)
+        except ValueError as exc:
+            self._json(HTTPStatus.BAD_REQUEST, {"error_messages": {"faults": [str(exc)]}})
+            return
+        self.sandbox.set_faults(faults)
         self._json(HTTPStatus.OK, asdict(state.faults))
 
     def _body(self) -> Any:

@@ -66,6 +66,13 @@ def dev(
         float,
         typer.Option(help="Sandbox rate limit in requests/second (429 above it; 0: none).", min=0),
     ] = 0.0,
+    sandbox_window: Annotated[
+        str,
+        typer.Option(
+            help="Shape of the sandbox's rate limit: fixed (one-second windows, as blastengine "
+            "describes its limit) or bucket (an API gateway's token bucket)."
+        ),
+    ] = "fixed",
     sandbox_latency: Annotated[
         float, typer.Option(help="Seconds the sandbox takes to answer.", min=0)
     ] = 0.0,
@@ -219,6 +226,8 @@ def dev(
     stderr; Ctrl-C (or SIGTERM) stops everything."""
     if log_format not in (None, "json", "human"):
         fail(f"--log-format must be json or human, not {log_format!r}")
+    if sandbox_window not in ("fixed", "bucket"):
+        fail(f"--sandbox-window must be fixed or bucket, not {sandbox_window!r}")
     from dispatcher.local.demo import BOUNCING_ADDRESS
     from dispatcher.local.stack import LocalStack, StackOptions
 
@@ -235,6 +244,7 @@ def dev(
         server_error=sandbox_fail,
         rate_limited=sandbox_429,
         rate_limit=sandbox_rps,
+        window=sandbox_window,
         latency=sandbox_latency,
         accepted_timeout=sandbox_accept_then_hang,
         timeout=sandbox_hang,

@@ -1,0 +1,89 @@
+"""Reading the provider's window from its answers, so a window is never asked for one too many.
+
+Pacing spaces requests ``1/R`` apart, which a token bucket always lets through; a provider that
+counts fixed windows (blastengine: ``X-RateLimit-Remaining`` requests left in the window,
+``X-Rate-Limit-Retry-After-Seconds`` until it resets) also refuses a request that arrives a
+little early or late and lands as the window's ``R + 1``-th, and each 429 costs a whole window.
+So every answer is read: the requests started after the answered one (this invocation's, or at
+least the account's pace times the time since, for the other senders of the account) all spend
+what the window had left when the answered one was counted. When they would spend it, new
+requests are held until the window resets, as the provider counts it: the answered request's
+start plus the seconds it was told, which also aligns the next requests with the window's
+start. A provider whose answers say nothing of its window (SES) is paced a little under its
+limit instead (:data:`SILENT_MARGIN`). The concepts page (``docs/concepts/providers.md``,
+"Pacing") has the measurements that chose this and the constants.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+import threading
+
+from dispatcher.support.clock import Clock
+
+__all__ = ["SILENT_MARGIN", "WINDOW_GUARD", "WindowWatch"]
+
+#: Seconds added to a window's reset before the next request starts: a request that arrives
+#: a little before the reset is counted in the spent window and refused.
+WINDOW_GUARD = 0.01
+#: The share of the limit left unused while the provider's answers say nothing of its window
+#: (SES's, whose maximum send rate is met per second): a request that arrives late or early
+#: in a busy second has nothing else to keep it out of the next.
+SILENT_MARGIN = 0.02
+#: Start times kept, enough for every request of a window in flight at once.
+_KEPT = 512
+#: The account's pace counts the requests other senders started since the answered one, less
+#: half a slot: one due this instant has not started, and holding it would waste its slot.
+ACCOUNT_SLACK = 0.5
+
+
+class WindowWatch:
+    """One invocation's view of a provider's window; thread-safe.
+
+    Example
+    -------
+    >>> from dispatcher.support.clock import SYSTEM_CLOCK
+    >>> watch = WindowWatch(rate=20, clock=SYSTEM_CLOCK)
+    >>> started = watch.started()
+    >>> watch.hold(started, remaining=10, resets_in=0.5)  # plenty left: no hold
+    0.0
+    """
+
+    def __init__(self, *, rate: float, clock: Clock) -> None:
+        self._rate = rate
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._starts: list[float] = []
+        self._silent = False
+
+    @property
+    def margin(self) -> float:
+        """The share of the limit to leave unused: :data:`SILENT_MARGIN` once the provider's
+        answers showed they say nothing of its window; none before, or when they do."""
+        return SILENT_MARGIN if self._silent else 0.0
+
+    def started(self) -> float:
+        """A request starts now; returns its start time, for :meth:`hold`."""
+        with self._lock:  # the clock read inside: the list stays in start order
+            now = self._clock.monotonic()
+            self._starts.append(now)
+            if len(self._starts) > 2 * _KEPT:
+                del self._starts[:-_KEPT]
+        return now
+
+    def hold(self, started_at: float, *, remaining: int | None, resets_in: float | None) -> float:
+        """Seconds to hold new requests after an answer to the request started at
+        ``started_at`` said ``remaining`` requests were left for ``resets_in`` seconds;
+        0 when the window still has room (or the answer said nothing of it)."""
+        if remaining is None or resets_in is None:
+            self._silent = True
+            return 0.0
+        self._silent = False
+        now = self._clock.monotonic()
+        with self._lock:
+            ours = len(self._starts) - bisect.bisect_right(self._starts, started_at)
+        account = math.floor((now - started_at) * self._rate - ACCOUNT_SLACK)
+        if remaining > max(ours, account):
+            return 0.0
+        return max(0.0, started_at + resets_in + WINDOW_GUARD - now)
