@@ -36,13 +36,14 @@ from bench.costs import (
     template_cost,
 )
 from bench.harness import Bench, harness_capacity, running_stack
+from bench.runtime import runtime_cost
 from bench.throughput import (
     end_to_end,
     invoke_processes,
     local_latency,
     measure_send_rate,
     shared_limit,
-    stack_shards,
+    window_shapes,
 )
 from dispatcher.local.dynamodb.tables import load_template
 from dispatcher.support.clock import iso_utc
@@ -174,10 +175,9 @@ def main() -> None:
         stack.faults(latency=args.latency)
         results["local_latency"] = local_latency(stack)
         results["memory"] = peak_rss(stack)
-    results["stack_shards"] = stack_shards(r, args.latency, (1, 2, 4, 8), args.e2e_rows)
-    with running_stack(args.high_rate, args.latency, tuple(args.dev_arg)) as stack:
-        end_to_end(stack, args.high_rate, 20, prefix="cold-")
-        results["end_to_end_high_rate"] = end_to_end(stack, args.high_rate, args.e2e_rows)
+    print("the provider's window, both shapes:", file=sys.stderr)
+    results["windows"] = window_shapes((r, args.high_rate), args.latency, args.e2e_rows)
+    results["runtime"] = runtime_cost()
     with tempfile.TemporaryDirectory() as tmp:
         results["import"] = import_ratio(function_package(Path(tmp)))
 
@@ -208,23 +208,31 @@ def main() -> None:
             for s in results["shared_limit"]
         ),
         ("  worst shard count: sends/s / R", worst["ratio"], ">= 0.95"),
-        *(
-            (
-                f"  through the stack, --shards {s['shards']}: sends/s / R, 429 share",
-                f"{s['ratio']:.2f}, {s['share_429']:.1%}",
-                ">= 0.95, < 1%",
-            )
-            for s in results["stack_shards"]
-        ),
         (
             f"end to end, {args.e2e_rows} rows inserted -> all sent, / R (warm)",
             results["end_to_end_ratio"],
             ">= 0.95",
         ),
+        *(
+            (
+                f"  {w['window']} window, R = {w['rate']:g}, {w['shards']} shard(s): / R from "
+                "the first insert, from the first acceptance; 429 share",
+                f"{w['ratio']:.2f}, {w['acceptance_ratio']:.2f}; {w['share_429']:.1%}",
+                ">= 0.95, < 1% (where the harness allows)",
+            )
+            for w in results["windows"]
+        ),
         (
-            f"end to end at R = {args.high_rate:g} (warm), / R",
-            results["end_to_end_high_rate"]["ratio"],
-            ">= 0.6",
+            "runtime client per invocation (100-record event), ms: awslambdaric / old worker",
+            "{:.2f} / {:.2f}".format(
+                results["runtime"]["runtime_client_ms"], results["runtime"]["pipe_worker_ms"]
+            ),
+            "reported",
+        ),
+        (
+            f"  its share of a batch of 100 at R = {r:g} (the end-to-end figure it lowers)",
+            f"{results['runtime']['extra_ms'] / (100 / r * 1000):.2%}",
+            "<= 2%",
         ),
         (
             "  first mail after the first insert, cold environments (s)",

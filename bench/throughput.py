@@ -168,27 +168,24 @@ def end_to_end(stack: Stack, rate: float, rows: int, prefix: str = "e2e-") -> di
     }
 
 
-def stack_shards(rate: float, latency: float, counts: tuple[int, ...], rows: int) -> list[dict]:
-    """The shared limit through the stack itself: `dispatcher dev --shards N`, each shard's
-    invocations in execution environments that are processes, as on AWS. Sustained sends/s
-    over R once the environments are warm, and the share of requests the sandbox refused."""
+def window_shapes(
+    rates: tuple[float, ...], latency: float, rows: int, shard_counts: tuple[int, ...] = (1, 4)
+) -> list[dict]:
+    """End to end through the stack against each shape of the provider's limit (the sandbox's
+    ``--sandbox-window``: blastengine's fixed one-second windows, a gateway's token bucket),
+    at each rate with one shard and, at the first rate, with each of ``shard_counts`` sharing
+    the limit (`dispatcher dev --shards N`, environments warm): rows/s over R from the first
+    insert and from the first acceptance (as the provider counts), and the 429 share."""
     out = []
-    for shards in counts:
-        with running_stack(rate, latency, ("--shards", str(shards))) as stack:
-            end_to_end(stack, rate, 4 * shards, prefix="warm-")  # a cold start per environment
-            before = stack.stats()
-            run = end_to_end(stack, rate, rows, prefix="shards-")
-            after = stack.stats()
-            requests = after["requests"] - before["requests"]
-            out.append(
-                {
-                    "shards": shards,
-                    "ratio": sustained_rate(stack.mails("shards-")) / rate,
-                    "end_to_end_ratio": run["ratio"],
-                    "share_429": (after["over_limit"] - before["over_limit"]) / max(1, requests),
-                    "mails": run["mails"],
-                }
-            )
+    runs = [(rate, 1) for rate in rates] + [(rates[0], n) for n in shard_counts if n != 1]
+    for shape in ("fixed", "bucket"):
+        for rate, shards in runs:
+            args = ("--sandbox-window", shape, "--shards", str(shards))
+            print(f"  {shape} window, R = {rate:g}, {shards} shard(s)", file=sys.stderr)
+            with running_stack(rate, latency, args) as stack:
+                end_to_end(stack, rate, 4 * shards, prefix="warm-")  # a cold start each
+                run = end_to_end(stack, rate, rows, prefix="shapes-")
+            out.append({"window": shape, "rate": rate, "shards": shards, **run})
     return out
 
 

@@ -15,6 +15,7 @@ from functools import wraps
 from typing import TYPE_CHECKING, Any, cast
 
 from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.metrics.functions import is_metrics_disabled
 
 from dispatcher.support.clock import SYSTEM_CLOCK, Deadline
 from dispatcher.support.observability import logger, metrics, traced_handler
@@ -48,8 +49,9 @@ LambdaFunction = Callable[[dict[str, Any], Any], Any]
 def dispatch_function(dispatcher: Dispatcher, *, publish_metrics: bool = True) -> LambdaFunction:
     """The stream-triggered function: one batch in, Lambda's partial batch response out.
 
-    ``publish_metrics=False`` (the local stack) drops each invocation's metrics instead of
-    printing them as CloudWatch EMF lines, which only Lambda's log pipeline reads.
+    ``publish_metrics=False``, or Powertools' ``POWERTOOLS_METRICS_DISABLED`` (the local
+    stack's default), drops each invocation's metrics instead of printing them as CloudWatch
+    EMF lines, which only Lambda's log pipeline reads.
     """
 
     def handle(event: dict[str, Any], context: Any) -> Any:
@@ -125,7 +127,9 @@ def ses_events_function(events: SesEvents, *, publish_metrics: bool = True) -> L
 def _decorated(
     function: LambdaFunction, publish_metrics: bool, *, traced: bool, cold_start_metric: bool
 ) -> LambdaFunction:
-    if publish_metrics:
+    # Disabled, Powertools neither prints nor clears a warm container's metrics (nor skips
+    # the cold-start one): they are dropped after each invocation here instead.
+    if publish_metrics and not is_metrics_disabled():
         function = metrics.log_metrics(function, capture_cold_start_metric=cold_start_metric)
     else:
         function = _dropping_metrics(function)

@@ -5,16 +5,16 @@
 - the poller: the stream's event source mapping, invoking the dispatcher function with the
   mapping's semantics, over ``shards`` virtual shards and the template's
   ``ParallelizationFactor``, each concurrent invocation in an execution environment of its
-  own (in this process, or with ``kill_rate`` in a process of its own that chaos can kill:
-  :mod:`.worker`); every environment shares the account's one rate limit;
+  own (AWS's runtime interface client in a process, which chaos can kill:
+  :mod:`.lambda_service.execution_environment`); every environment shares the account's one
+  rate limit;
 - the sweeper function on a timer.
 
-Both functions are composed exactly as the Lambda entry modules compose them
-(:mod:`dispatcher.functions`), from a :class:`~dispatcher.config.settings.Settings` read from the
-environment a deployed function would have (:attr:`LocalStack.function_env`) and clients of
-this stack's endpoint; nothing here touches the process's own environment. What the CLI
-needs to find the stack is written to ``local.json`` in the state directory and removed on
-stop.
+Every function is its Lambda entry module, the handler ``template.yaml`` names, run by AWS's
+runtime interface client with the environment a deployed function would have
+(:attr:`LocalStack.function_env`, whose AWS endpoint is this stack's); nothing here touches
+the process's own environment. What the CLI needs to find the stack is written to
+``local.json`` in the state directory and removed on stop.
 """
 
 from __future__ import annotations
@@ -54,11 +54,11 @@ from dispatcher.local.function_env import (
     function_environment,
     shareable_environment,
 )
-from dispatcher.local.lambda_service.environments import Environments, function_timeouts
+from dispatcher.local.lambda_service.environments import Environments, function_specs
+from dispatcher.local.lambda_service.execution_environment import ExecutionEnvironment
 from dispatcher.local.lambda_service.function_url import FunctionUrlServer
 from dispatcher.local.lambda_service.mapping import FileFailureDestination, MappingConfig
 from dispatcher.local.lambda_service.poller import StreamPoller
-from dispatcher.local.lambda_service.worker import FunctionWorker
 from dispatcher.local.options import STATE_FILE, ReadyInfo, StackOptions, default_state_dir
 from dispatcher.local.sam_env import SAM_ENV_FILE, store_secrets, write_sam_env
 from dispatcher.local.sandbox.model import SANDBOX_API_KEY, SANDBOX_LOGIN_ID
@@ -124,7 +124,9 @@ class LocalStack:
             unsubscribe_url=self.unsubscribe.url,
             unsubscribe_keys=_unsubscribe_keys(state_dir),
         )
-        self.environments = Environments(self.options, self.function_env)
+        self.environments = Environments(
+            self.options, self.function_env, function_specs(load_template())
+        )
         self._prepare_for(settings)
         on_failure = FileFailureDestination(state_dir / "on-failure.jsonl")
         self.info = self._ready_info(state_dir, streams, provider_url, on_failure, bus_name)
@@ -226,16 +228,13 @@ class LocalStack:
         assert self.event_bus is not None
         assert self.info is not None
         template = load_template()
-        timeouts = function_timeouts(template)
         self.mapping = replace(
             MappingConfig.from_template(template), **self.options.mapping_overrides
         )
-        invoke = self.environments.dispatch_invoker(timeouts["DispatcherFunction"])
-        sweeper = self.environments.worker("SweeperFunction")
-        webhooks = self.environments.pool("WebhookFunction", timeouts["WebhookFunction"])
-        self._unsubscribes = self.environments.pool(
-            "UnsubscribeFunction", timeouts["UnsubscribeFunction"]
-        )
+        invoke = self.environments.dispatch_invoker()
+        sweeper = self.environments.environment("SweeperFunction")
+        webhooks = self.environments.pool("WebhookFunction")
+        self._unsubscribes = self.environments.pool("UnsubscribeFunction")
         assert self.unsubscribe is not None
         self.unsubscribe.start()
         self.webhook = FunctionUrlServer(webhooks.invoke).start()
@@ -256,7 +255,7 @@ class LocalStack:
         self._spawn("process watch", self._watch_processes)
         self._spawn("poller", self.poller.run, self._stop)
         self._spawn("event tap", self.event_bus.drain, self._stop)
-        self._spawn("sweeper", self._sweep_forever, sweeper, timeouts["SweeperFunction"])
+        self._spawn("sweeper", self._sweep_forever, sweeper)
         if self.options.persist:
             self._spawn("snapshots", self._save_while_running)
 
@@ -385,7 +384,7 @@ class LocalStack:
         except Exception:
             logger.exception("saving the local tables failed; the next save retries")
 
-    def _sweep_forever(self, sweeper: FunctionWorker, timeout: float) -> None:
+    def _sweep_forever(self, sweeper: ExecutionEnvironment) -> None:
         from dispatcher.support.observability import logger
 
         runs = 0
@@ -394,7 +393,7 @@ class LocalStack:
             # The deployed sweeper catches bounces up hourly; here every sixtieth run.
             event = {"task": "reconcile"} if runs % RECONCILE_EVERY == 0 else {}
             try:
-                sweeper.invoke(event, timeout=timeout)
+                sweeper.invoke(event)
             except Exception:
                 logger.exception("sweeper run failed; the next one retries")
 

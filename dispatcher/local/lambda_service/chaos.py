@@ -2,8 +2,9 @@
 flags and the fault suite: calls failing as DynamoDB fails under load, and the process
 killed (SIGKILL: nothing cleans up) at the moments where dying hurts most.
 
-Both hook botocore's events on the client the dispatcher shares with Powertools Idempotency,
-so they see every DynamoDB call the function makes, and nothing else's.
+Both hook botocore's events on boto3's default session before the function's handler is
+imported (:mod:`.bootstrap`), so they are on the client the dispatcher shares with Powertools
+Idempotency and see every DynamoDB call the function makes, and nothing else's.
 """
 
 from __future__ import annotations
@@ -20,9 +21,10 @@ from typing import Any
 __all__ = ["KillPlan", "KillPoint", "KillSwitch", "throttle_some_calls"]
 
 
-def throttle_some_calls(client: Any, share: float, rng: random.Random) -> None:
-    """A share of the client's calls fail before being sent: throttled, or (for
-    TransactWriteItems) cancelled by a conflicting transaction."""
+def throttle_some_calls(events: Any, share: float, rng: random.Random) -> None:
+    """A share of the DynamoDB calls of the clients on ``events`` (a client's or a session's
+    event emitter) fail before being sent: throttled, or (for TransactWriteItems) cancelled
+    by a conflicting transaction."""
     from botocore.exceptions import ClientError
 
     lock = threading.Lock()
@@ -53,7 +55,7 @@ def throttle_some_calls(client: Any, share: float, rng: random.Random) -> None:
             model.name,
         )
 
-    client.meta.events.register("before-call.dynamodb.*", maybe_fail)
+    events.register("before-call.dynamodb.*", maybe_fail)
 
 
 class KillPoint(StrEnum):
@@ -105,8 +107,8 @@ class KillSwitch:
         with self._lock:
             self._plan, self._hits = plan, 0
 
-    def install(self, client: Any) -> None:
-        events = client.meta.events
+    def install(self, events: Any) -> None:
+        """Watch the DynamoDB calls of the clients on ``events`` (an event emitter)."""
         events.register("before-parameter-build.dynamodb.*", self._note_table)
         events.register("before-call.dynamodb.*", self._before)
         events.register("after-call.dynamodb.*", self._after)

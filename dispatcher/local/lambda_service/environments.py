@@ -1,14 +1,14 @@
 """Lambda's execution environments on the local stack: a process each, warm or cold, some killed.
 
-Each concurrent invocation of a function runs in an environment of its own, a
-:class:`~dispatcher.local.lambda_service.worker.FunctionWorker` process started cold on its first
-invocation and kept warm for the next; chaos may kill one mid-batch (``kill_rate``), throttle
+Each concurrent invocation of a function runs in an environment of its own, an
+:class:`~dispatcher.local.lambda_service.execution_environment.ExecutionEnvironment` (AWS's
+runtime interface client in a process) started cold on its first invocation and kept warm for
+the next; chaos may kill one mid-batch (``kill_rate``), throttle
 its DynamoDB calls, or lose a batch's response after the handler ran (``crash_rate``).
 """
 
 from __future__ import annotations
 
-import functools
 import itertools
 import os
 import random
@@ -16,14 +16,17 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from dispatcher.local.lambda_service.worker import (
+from dispatcher.local.lambda_service.execution_environment import (
+    FUNCTIONS,
     LOG_COLOUR_VARIABLE,
     LOG_FORMAT_VARIABLE,
-    FunctionWorker,
+    ExecutionEnvironment,
+    FunctionSpec,
+    function_specs,
 )
 from dispatcher.local.options import StackOptions
 
-__all__ = ["EnvironmentPool", "Environments", "function_timeouts"]
+__all__ = ["EnvironmentPool", "Environments", "function_specs"]
 
 #: An invocation: an event in, the function's response out.
 Invoke = Callable[[dict[str, Any]], Any]
@@ -49,38 +52,52 @@ class EnvironmentPool:
 
 
 class Environments:
-    """Every execution environment the stack starts, from the functions' environment."""
+    """Every execution environment the stack starts, from the functions' environment and
+    the template's declarations (handler, timeout, memory)."""
 
-    def __init__(self, options: StackOptions, function_env: Mapping[str, str]) -> None:
+    def __init__(
+        self,
+        options: StackOptions,
+        function_env: Mapping[str, str],
+        specs: Mapping[str, FunctionSpec],
+    ) -> None:
         self._options = options
         self._env = dict(function_env)
-        self.workers: list[FunctionWorker] = []
+        self.specs = dict(specs)
+        self.environments: list[ExecutionEnvironment] = []
+        self._lock = threading.Lock()
 
-    def worker(self, function: str, **chaos: Any) -> FunctionWorker:
-        """A new execution environment of ``function``: a process of its own, started cold
-        on its first invocation, stopped with the stack."""
+    def environment(self, function: str, **chaos: Any) -> ExecutionEnvironment:
+        """A new execution environment of ``function``: started cold on its first
+        invocation, stopped with the stack."""
+        if function not in FUNCTIONS:
+            raise ValueError(f"no such function: {function!r}")
         options = self._options
-        worker = FunctionWorker(
+        environment = ExecutionEnvironment(
+            self.specs[function],
             environ={
                 **os.environ,
+                # Lambda publishes a function's metrics from its logs; the stack's terminal
+                # (and the bench's table) would drown in them: off unless asked for.
+                "POWERTOOLS_METRICS_DISABLED": os.environ.get(
+                    "POWERTOOLS_METRICS_DISABLED", "true"
+                ),
                 **self._env,
                 LOG_FORMAT_VARIABLE: options.log_format,
                 LOG_COLOUR_VARIABLE: "1" if options.log_colour else "0",
                 **({"POWERTOOLS_LOG_LEVEL": options.log_level} if options.log_level else {}),
             },
-            function=function,
             **chaos,
         )
-        self.workers.append(worker)
-        return worker
+        with self._lock:
+            self.environments.append(environment)
+        return environment
 
-    def pool(self, function: str, timeout: float) -> EnvironmentPool:
+    def pool(self, function: str) -> EnvironmentPool:
         """Environments of ``function`` as concurrent invocations need them."""
-        return EnvironmentPool(
-            lambda: functools.partial(self.worker(function).invoke, timeout=timeout)
-        )
+        return EnvironmentPool(lambda: self.environment(function).invoke)
 
-    def dispatch_invoker(self, timeout: float) -> Invoke:
+    def dispatch_invoker(self) -> Invoke:
         """How the poller invokes the dispatcher: each concurrent invocation in an execution
         environment of its own, which chaos may kill (``kill_rate``)."""
         options = self._options
@@ -93,13 +110,12 @@ class Environments:
             draws its own faults (the seed plus its number), as separate sandboxes would."""
             number = next(started)
             seed = None if options.seed is None else options.seed + number
-            worker = self.worker(
+            return self.environment(
                 "DispatcherFunction",
                 kill_rate=options.kill_rate,
                 seed=seed,
                 dynamodb_fault_rate=options.dynamodb_fault_rate,
-            )
-            return functools.partial(worker.invoke, timeout=timeout)
+            ).invoke
 
         environments = EnvironmentPool(environment)
 
@@ -116,16 +132,7 @@ class Environments:
         return invoke
 
     def stop(self) -> None:
-        for worker in self.workers:
-            worker.stop()
-        self.workers.clear()
-
-
-def function_timeouts(template: dict[str, Any]) -> dict[str, float]:
-    """Each function's Timeout from the template (or Globals), for the local contexts."""
-    default = float(template.get("Globals", {}).get("Function", {}).get("Timeout", 3))
-    out = {}
-    for name in ("DispatcherFunction", "SweeperFunction", "WebhookFunction", "UnsubscribeFunction"):
-        props = template["Resources"][name]["Properties"]
-        out[name] = float(props.get("Timeout", default))
-    return out
+        with self._lock:
+            environments, self.environments = self.environments, []
+        for environment in environments:
+            environment.stop()
