@@ -178,6 +178,30 @@ def test_500_rows_inserted_concurrently_are_all_sent_once(stack: RunningStack) -
     assert left == []
 
 
+def test_a_fixed_window_provider_is_met_at_its_limit_without_429s(tmp_path: Path) -> None:
+    # GIVEN a provider that takes 20 requests in each one-second window (blastengine's shape),
+    # 50 ms away, and the account's limit set to it, as deployed
+    paced = start_stack(
+        tmp_path,
+        *("--sandbox-window", "fixed", "--sandbox-rps", "20", "--sandbox-latency", "0.05"),
+        env={"RATE_LIMIT_RPS": "20"},
+    )
+    try:
+        # WHEN 120 rows are inserted at once (six windows' worth)
+        ids = [f"e2e-window-{i:03}" for i in range(120)]
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            list(pool.map(lambda row_id: paced.put(_row(row_id, row_id)), ids))
+
+        # THEN every row is sent once, and fewer than 1% of the requests met a 429
+        wait_for(lambda: len(paced.mails("e2e-window-")) >= 120, timeout=120, what="120 mails")
+        subjects = sorted(m["payload"]["subject"] for m in paced.mails("e2e-window-"))
+        assert subjects == ids
+        stats = paced.sandbox.get("/sandbox/stats").json()
+        assert stats["over_limit"] < 0.01 * stats["requests"], stats
+    finally:
+        stop_stack(paced.process)
+
+
 def test_a_crashing_handler_loses_nothing_and_sends_nothing_twice(tmp_path: Path) -> None:
     # GIVEN a stack whose function crashes after 40% of its invocations
     crashing = start_stack(tmp_path, "--crash-rate", "0.4", "--seed", "7")
