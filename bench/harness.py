@@ -30,7 +30,6 @@ from dispatcher.flow.dispatch import Dispatcher
 from dispatcher.local.dynamodb.tables import create_tables
 from dispatcher.local.lambda_service.context import LocalContext
 from dispatcher.local.sandbox.model import SANDBOX_API_KEY, SANDBOX_LOGIN_ID
-from dispatcher.support.observability import metrics
 
 WRITE_OPERATIONS = ("PutItem", "UpdateItem", "DeleteItem", "TransactWriteItems", "BatchWriteItem")
 READ_OPERATIONS = ("GetItem", "BatchGetItem", "Query", "Scan", "TransactGetItems")
@@ -247,7 +246,6 @@ class Bench:
                 )
                 self.invocations += 1
                 self.invocation_seconds += time.monotonic() - started
-                metrics.clear_metrics()  # disabled, yet printed once 100 pile up
                 failed |= {f["itemIdentifier"] for f in response["batchItemFailures"]}
             pending = [r for r in pending if r["dynamodb"]["SequenceNumber"] in failed]
         return {"left_for_retry": len(pending)}

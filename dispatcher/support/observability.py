@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics.functions import is_metrics_disabled
 from aws_lambda_powertools.shared.functions import strtobool
 
 if TYPE_CHECKING:
@@ -44,8 +45,18 @@ def _tracer() -> Tracer | None:
     return Tracer(service=_SERVICE)
 
 
+class _Metrics(Metrics):
+    """Powertools' Metrics, silent when ``POWERTOOLS_METRICS_DISABLED``: Powertools skips
+    the flush then, but still prints a metric's values once 100 pile up (a batch of 100
+    mails), and keeps them for ever in a warm container."""
+
+    def add_metric(self, *args: Any, **kwargs: Any) -> None:
+        if not is_metrics_disabled():
+            super().add_metric(*args, **kwargs)
+
+
 logger = Logger(service=_SERVICE)
-metrics = Metrics(
+metrics = _Metrics(
     namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "MailDispatcher"), service=_SERVICE
 )
 tracer = _tracer()
