@@ -51,13 +51,19 @@ class Stack:
     """`dispatcher dev` in a subprocess, and clients for its endpoint and sandbox."""
 
     def __init__(
-        self, rate: float, latency: float, workdir: Path, extra_args: tuple[str, ...] = ()
+        self,
+        rate: float,
+        latency: float,
+        workdir: Path,
+        extra_args: tuple[str, ...] = (),
+        env: dict[str, str] | None = None,
     ) -> None:
         env = {
             **os.environ,
             "DISPATCHER_STATE_DIR": str(workdir / "state"),
             "RATE_LIMIT_RPS": str(rate),
             "SEND_CONCURRENCY": "16",
+            **(env or {}),
         }
         self.process = subprocess.Popen(
             [
@@ -378,9 +384,14 @@ def children_cpu_seconds(dev_pid: int, marker: bytes) -> float:
 
 
 @contextmanager
-def running_stack(rate: float, latency: float, extra_args: tuple[str, ...] = ()) -> Iterator[Stack]:
+def running_stack(
+    rate: float,
+    latency: float,
+    extra_args: tuple[str, ...] = (),
+    env: dict[str, str] | None = None,
+) -> Iterator[Stack]:
     with tempfile.TemporaryDirectory() as tmp:
-        stack = Stack(rate, latency, Path(tmp), extra_args)
+        stack = Stack(rate, latency, Path(tmp), extra_args, env)
         try:
             yield stack
         finally:

@@ -5,6 +5,7 @@ across invocations and shards, end to end through the stack, and insert-to-histo
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import json
 import os
@@ -27,6 +28,7 @@ from bench.harness import (
     local_dynamodb,
     running_stack,
 )
+from dispatcher.config.settings import Settings
 from dispatcher.local.dynamodb.tables import create_tables
 
 
@@ -168,21 +170,30 @@ def end_to_end(stack: Stack, rate: float, rows: int, prefix: str = "e2e-") -> di
     }
 
 
+#: SEND_CONCURRENCY as shipped: the window runs measure the pacing as deployed.
+DEFAULT_CONCURRENCY = str(
+    next(f.default for f in dataclasses.fields(Settings) if f.name == "send_concurrency")
+)
+
+
 def window_shapes(
     rates: tuple[float, ...], latency: float, rows: int, shard_counts: tuple[int, ...] = (1, 4)
 ) -> list[dict]:
     """End to end through the stack against each shape of the provider's limit (the sandbox's
     ``--sandbox-window``: blastengine's fixed one-second windows, a gateway's token bucket),
-    at each rate with one shard and, at the first rate, with each of ``shard_counts`` sharing
+    at each rate with one shard and, at the lowest, with each of ``shard_counts`` sharing
     the limit (`dispatcher dev --shards N`, environments warm): rows/s over R from the first
     insert and from the first acceptance (as the provider counts), and the 429 share."""
     out = []
     runs = [(rate, 1) for rate in rates] + [(rates[0], n) for n in shard_counts if n != 1]
+    runs.sort()
     for shape in ("fixed", "bucket"):
         for rate, shards in runs:
             args = ("--sandbox-window", shape, "--shards", str(shards))
             print(f"  {shape} window, R = {rate:g}, {shards} shard(s)", file=sys.stderr)
-            with running_stack(rate, latency, args) as stack:
+            with running_stack(
+                rate, latency, args, {"SEND_CONCURRENCY": DEFAULT_CONCURRENCY}
+            ) as stack:
                 end_to_end(stack, rate, 4 * shards, prefix="warm-")  # a cold start each
                 run = end_to_end(stack, rate, rows, prefix="shapes-")
             out.append({"window": shape, "rate": rate, "shards": shards, **run})
