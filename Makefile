@@ -44,7 +44,7 @@ run: $(STAMP)
 ## each taking whole test files (the console's browser tests in Debian's chromium, installed
 ## here when missing: apt needs root)
 test: lint typecheck template-check docs $(BROWSER)
-	$(BIN)/pytest -n auto --dist loadfile
+	$(BIN)/pytest -n auto --dist loadfile --durations=15
 
 ## docs: the documentation site from docs/ (MkDocs, Material), strict: a broken link or a
 ## page missing from the nav fails

@@ -353,9 +353,10 @@ def harness_capacity(stack: Stack, seconds: float = 4.0) -> dict[str, Any]:
 
 
 def function_cpu_seconds(dev_pid: int) -> float:
-    """CPU used so far by the dispatcher's execution environments (the worker processes of
-    `dispatcher dev`), from /proc: what Lambda bills and what bounds one invocation."""
-    return children_cpu_seconds(dev_pid, b"DispatcherFunction")
+    """CPU used so far by the dispatcher's execution environments (`dispatcher dev`'s runtime
+    client processes on its handler), from /proc: what Lambda bills and what bounds one
+    invocation."""
+    return children_cpu_seconds(dev_pid, b"dispatcher.handler.lambda_handler")
 
 
 def endpoint_cpu_seconds(dev_pid: int) -> float:

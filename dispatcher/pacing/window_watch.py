@@ -4,12 +4,12 @@ Pacing spaces requests ``1/R`` apart, which a token bucket always lets through; 
 counts fixed windows (blastengine: ``X-RateLimit-Remaining`` requests left in the window,
 ``X-Rate-Limit-Retry-After-Seconds`` until it resets) also refuses a request that arrives a
 little early or late and lands as the window's ``R + 1``-th, and each 429 costs a whole window.
-So every answer is read: the requests started after the answered one (this invocation's, or at
-least the account's pace times the time since, for the other senders of the account) all spend
-what the window had left when the answered one was counted. When they would spend it, new
-requests are held until the window resets, as the provider counts it: the answered request's
-start plus the seconds it was told, which also aligns the next requests with the window's
-start. A provider whose answers say nothing of its window (SES) is paced a little under its
+So every answer is read: the requests this invocation started after the answered one, before
+the window it spoke of resets, all spend what that window had left when the answered one was
+counted (another sender's requests show in the next answer's count). When they would spend
+it, new requests are held until the window resets, as the provider counts it: the answered
+request's start plus the seconds it was told, which also aligns the next requests with the
+window's start. A provider whose answers say nothing of its window (SES) is paced a little under its
 limit instead (:data:`SILENT_MARGIN`). The concepts page (``docs/concepts/providers.md``,
 "Pacing") has the measurements that chose this and the constants.
 """
@@ -17,7 +17,6 @@ limit instead (:data:`SILENT_MARGIN`). The concepts page (``docs/concepts/provid
 from __future__ import annotations
 
 import bisect
-import math
 import threading
 
 from dispatcher.support.clock import Clock
@@ -33,9 +32,6 @@ WINDOW_GUARD = 0.01
 SILENT_MARGIN = 0.02
 #: Start times kept, enough for every request of a window in flight at once.
 _KEPT = 512
-#: The account's pace counts the requests other senders started since the answered one, less
-#: half a slot: one due this instant has not started, and holding it would waste its slot.
-ACCOUNT_SLACK = 0.5
 
 
 class WindowWatch:
@@ -81,9 +77,13 @@ class WindowWatch:
             return 0.0
         self._silent = False
         now = self._clock.monotonic()
-        with self._lock:
-            ours = len(self._starts) - bisect.bisect_right(self._starts, started_at)
-        account = math.floor((now - started_at) * self._rate - ACCOUNT_SLACK)
-        if remaining > max(ours, account):
+        resets_at = started_at + resets_in  # as the provider counts it, from our side
+        if now >= resets_at:
+            return 0.0  # the window it spoke of is over
+        with self._lock:  # ours started after it, into the same window
+            ours = bisect.bisect_left(self._starts, resets_at) - bisect.bisect_right(
+                self._starts, started_at
+            )
+        if remaining > ours:
             return 0.0
         return max(0.0, started_at + resets_in + WINDOW_GUARD - now)

@@ -165,12 +165,13 @@ def test_retry_all_failed_resends_every_failed_row_once(stack: RunningStack) -> 
         assert len(stack.mails(row_id)) == 1
 
 
-def test_500_rows_inserted_concurrently_are_all_sent_once(stack: RunningStack) -> None:
-    ids = [f"e2e-bulk-{i:03}" for i in range(500)]
+def test_200_rows_inserted_concurrently_are_all_sent_once(stack: RunningStack) -> None:
+    # (the fault suite's big run does the same through faults; `make soak` at 10,000 rows)
+    ids = [f"e2e-bulk-{i:03}" for i in range(200)]
     with ThreadPoolExecutor(max_workers=16) as pool:
         list(pool.map(lambda row_id: stack.put(_row(row_id, row_id)), ids))
 
-    wait_for(lambda: len(stack.mails("e2e-bulk-")) >= 500, timeout=180, what="500 mails")
+    wait_for(lambda: len(stack.mails("e2e-bulk-")) >= 200, timeout=180, what="200 mails")
     subjects = [m["payload"]["subject"] for m in stack.mails("e2e-bulk-")]
     assert sorted(subjects) == ids  # every row once: none lost, none twice
     wait_for(lambda: all(stack.row(i) is None for i in ids[-20:]), what="rows moved")
