@@ -67,6 +67,9 @@ from dispatcher.local.sandbox.process import SandboxProcess
 if TYPE_CHECKING:
     from dispatcher.config.settings import Settings
 
+#: Seconds a stop waits for the batches and sweeps under way before it ends their environments.
+GRACEFUL_STOP_SECONDS = 10.0
+
 __all__ = ["STATE_FILE", "LocalStack", "ReadyInfo", "StackOptions", "default_state_dir"]
 
 #: Sweeps between two catch-ups from the sandbox's delivery logs.
@@ -277,6 +280,13 @@ class LocalStack:
     def stop(self) -> None:
         """Stop everything; safe to call twice, or after a failed start."""
         self._stop.set()
+        # A batch or a sweep under way may finish, for a few seconds in all; then what still
+        # waits on a function has its environment ended, as Lambda ends one, and returns.
+        deadline = time.monotonic() + GRACEFUL_STOP_SECONDS
+        for thread in self._threads:
+            thread.join(timeout=max(0.0, deadline - time.monotonic()))
+        if self.environments is not None and any(t.is_alive() for t in self._threads):
+            self.environments.stop()
         for thread in self._threads:
             thread.join(timeout=30)
         self._threads.clear()
