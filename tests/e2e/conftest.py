@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -138,10 +139,19 @@ def stop_stack(process: subprocess.Popen[str]) -> None:
             process.wait()
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
-    running = start_stack(tmp_path_factory.mktemp("stack"))
+@contextmanager
+def running_stack(
+    tmp: Path, *args: str, env: dict[str, str] | None = None
+) -> Iterator[RunningStack]:
+    """A stack for the length of a `with` block: stopped however the block ends."""
+    running = start_stack(tmp, *args, env=env)
     try:
         yield running
     finally:
         stop_stack(running.process)
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
+    with running_stack(tmp_path_factory.mktemp("stack")) as running:
+        yield running

@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.conftest import RunningStack, start_stack, stop_stack, wait_for
+from tests.e2e.conftest import RunningStack, running_stack, wait_for
 
 #: The sandbox's bounce rules for the whole module (a test that changes them puts them back).
 RULES = {
@@ -24,11 +24,8 @@ RULES = {
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
     rules = [arg for rule in RULES.items() for arg in ("--sandbox-bounce", "=".join(rule))]
-    running = start_stack(tmp_path_factory.mktemp("bounces"), *rules)
-    try:
+    with running_stack(tmp_path_factory.mktemp("bounces"), *rules) as running:
         yield running
-    finally:
-        stop_stack(running.process)
 
 
 def _suppressed(stack: RunningStack) -> dict[str, Any]:

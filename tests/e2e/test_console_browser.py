@@ -21,7 +21,7 @@ import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from dispatcher.ops.console.security import Guard
-from tests.e2e.conftest import RunningStack, start_stack, stop_stack, wait_for
+from tests.e2e.conftest import RunningStack, running_stack, wait_for
 
 CHROMIUM = "/usr/bin/chromium"
 # As the machine's own probe runs it: no sandbox as root, and none of the background
@@ -41,11 +41,8 @@ DOCS = Path(__file__).resolve().parents[2] / "docs"
 @pytest.fixture(scope="module")
 def console_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
     # `make run`'s own stack: the demo's rows, among them order-0008 with its bad address
-    running = start_stack(tmp_path_factory.mktemp("console"), "--no-persist", "--demo")
-    try:
+    with running_stack(tmp_path_factory.mktemp("console"), "--no-persist", "--demo") as running:
         yield running
-    finally:
-        stop_stack(running.process)
 
 
 @pytest.fixture(scope="module")

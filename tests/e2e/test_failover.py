@@ -8,18 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import RunningStack, start_stack, stop_stack, wait_for
+from tests.e2e.conftest import RunningStack, running_stack, start_stack, wait_for
 
 
 @pytest.fixture(scope="module")
 def failover_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
-    running = start_stack(
+    with running_stack(
         tmp_path_factory.mktemp("failover"), "--failover-provider", "ses", "--fresh"
-    )
-    try:
+    ) as running:
         yield running
-    finally:
-        stop_stack(running.process)
 
 
 def test_with_blastengine_down_ses_takes_each_mail_once(failover_stack: RunningStack) -> None:

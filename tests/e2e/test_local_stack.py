@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import row
-from tests.e2e.conftest import RunningStack, start_stack, stop_stack, wait_for
+from tests.e2e.conftest import RunningStack, running_stack, start_stack, wait_for
 
 
 def _row(row_id: str, subject: str, **extra: object) -> dict[str, object]:
@@ -182,12 +182,11 @@ def test_200_rows_inserted_concurrently_are_all_sent_once(stack: RunningStack) -
 def test_a_fixed_window_provider_is_met_at_its_limit_without_429s(tmp_path: Path) -> None:
     # GIVEN a provider that takes 20 requests in each one-second window (blastengine's shape),
     # 50 ms away, and the account's limit set to it, as deployed
-    paced = start_stack(
+    with running_stack(
         tmp_path,
         *("--sandbox-window", "fixed", "--sandbox-rps", "20", "--sandbox-latency", "0.05"),
         env={"RATE_LIMIT_RPS": "20"},
-    )
-    try:
+    ) as paced:
         # WHEN 120 rows are inserted at once (six windows' worth)
         ids = [f"e2e-window-{i:03}" for i in range(120)]
         with ThreadPoolExecutor(max_workers=8) as pool:
@@ -199,14 +198,11 @@ def test_a_fixed_window_provider_is_met_at_its_limit_without_429s(tmp_path: Path
         assert subjects == ids
         stats = paced.sandbox.get("/sandbox/stats").json()
         assert stats["over_limit"] < 0.01 * stats["requests"], stats
-    finally:
-        stop_stack(paced.process)
 
 
 def test_a_crashing_handler_loses_nothing_and_sends_nothing_twice(tmp_path: Path) -> None:
     # GIVEN a stack whose function crashes after 40% of its invocations
-    crashing = start_stack(tmp_path, "--crash-rate", "0.4", "--seed", "7")
-    try:
+    with running_stack(tmp_path, "--crash-rate", "0.4", "--seed", "7") as crashing:
         ids = [f"e2e-crash-{i:02}" for i in range(60)]
         for row_id in ids:
             crashing.put(_row(row_id, row_id))
@@ -220,8 +216,6 @@ def test_a_crashing_handler_loses_nothing_and_sends_nothing_twice(tmp_path: Path
         assert "injected crash" in crashing.log.read_text()
         on_failure = crashing.state_dir / "on-failure.jsonl"
         assert not on_failure.exists() or on_failure.read_text() == ""
-    finally:
-        stop_stack(crashing.process)
 
 
 def test_sigterm_stops_everything_and_frees_the_ports(tmp_path: Path) -> None:
@@ -296,36 +290,32 @@ def test_provider_url_sends_to_an_external_blastengine_compatible_api(tmp_path: 
     from dispatcher.local.sandbox.server import Sandbox
 
     # GIVEN an external API (here another sandbox) and its credentials in the environment
-    with Sandbox(login_id="external", api_key="external-key") as external:
-        running = start_stack(
+    with (
+        Sandbox(login_id="external", api_key="external-key") as external,
+        running_stack(
             tmp_path,
             "--provider-url",
             external.base_url,
             env={"BLASTENGINE_LOGIN_ID": "external", "BLASTENGINE_API_KEY": "external-key"},
-        )
-        try:
-            assert running.ready["provider_url"] == external.base_url
-            running.put(_row("e2e-external", "e2e-external"))
+        ) as running,
+    ):
+        assert running.ready["provider_url"] == external.base_url
+        running.put(_row("e2e-external", "e2e-external"))
 
-            # THEN the mail reaches it, authenticated with those credentials
-            wait_for(lambda: external.mails, what="the external API's mail")
-            assert external.mails[0].payload["subject"] == "e2e-external"
-        finally:
-            stop_stack(running.process)
+        # THEN the mail reaches it, authenticated with those credentials
+        wait_for(lambda: external.mails, what="the external API's mail")
+        assert external.mails[0].payload["subject"] == "e2e-external"
 
 
 def test_human_log_format_is_short_lines_and_a_bad_one_is_refused(tmp_path) -> None:
     import subprocess as sp
 
-    from tests.e2e.conftest import DISPATCHER, start_stack, stop_stack, wait_for
+    from tests.e2e.conftest import DISPATCHER, running_stack, wait_for
 
-    stack = start_stack(tmp_path, "--log-format", "human")
-    try:
+    with running_stack(tmp_path, "--log-format", "human") as stack:
         stack.put({"id": "human-1", "to": "h@example.com", "subject": "h", "text": "x"})
         wait_for(lambda: stack.history("human-1"), what="the send")
         wait_for(lambda: "human-1" in stack.log.read_text(), what="the log line")
-    finally:
-        stop_stack(stack.process)
     lines = [line for line in stack.log.read_text().splitlines() if "human-1" in line]
     assert any(
         " sent " in line and "sent through blastengine as delivery" in line for line in lines

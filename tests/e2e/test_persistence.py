@@ -8,13 +8,12 @@ import signal
 import subprocess
 from pathlib import Path
 
-from tests.e2e.conftest import DISPATCHER, start_stack, stop_stack, wait_for
+from tests.e2e.conftest import DISPATCHER, running_stack, start_stack, stop_stack, wait_for
 
 
 def test_rows_and_history_survive_a_clean_restart_and_nothing_is_resent(tmp_path: Path) -> None:
     # GIVEN a stack with one mail sent, one row failed and one scheduled
-    stack = start_stack(tmp_path)
-    try:
+    with running_stack(tmp_path) as stack:
         stack.put({"id": "sent-1", "to": "a@example.com", "subject": "keep-sent", "text": "x"})
         stack.put({"id": "bad-1", "to": "nobody", "subject": "keep-bad", "text": "x"})
         stack.put(
@@ -29,12 +28,9 @@ def test_rows_and_history_survive_a_clean_restart_and_nothing_is_resent(tmp_path
         wait_for(lambda: stack.history("sent-1"), what="the send")
         wait_for(lambda: (stack.row("bad-1") or {}).get("status"), what="the failure stamp")
         wait_for(lambda: (stack.row("later-1") or {}).get("status"), what="the schedule")
-    finally:
-        stop_stack(stack.process)
 
     # WHEN it is started again on the same state dir
-    again = start_stack(tmp_path)
-    try:
+    with running_stack(tmp_path) as again:
         # THEN the history and the kept rows are there, as they were
         assert again.history("sent-1")
         assert again.row("bad-1")["error_kind"] == {"S": "invalid"}
@@ -43,16 +39,11 @@ def test_rows_and_history_survive_a_clean_restart_and_nothing_is_resent(tmp_path
         assert again.mails("keep-") == []
         listing = json.loads(again.cli("ls", "--json").stdout)["rows"]
         assert {r["id"] for r in listing} == {"bad-1", "later-1"}
-    finally:
-        stop_stack(again.process)
 
     # and --fresh starts empty
-    fresh = start_stack(tmp_path, "--fresh")
-    try:
+    with running_stack(tmp_path, "--fresh") as fresh:
         assert fresh.row("bad-1") is None
         assert fresh.history("sent-1") == []
-    finally:
-        stop_stack(fresh.process)
 
 
 def test_a_row_waiting_when_the_stack_was_killed_is_sent_after_the_restart(

@@ -8,19 +8,19 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.e2e.conftest import RunningStack, start_stack, stop_stack, wait_for
+from tests.e2e.conftest import RunningStack, running_stack, wait_for
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
-    running = start_stack(
-        tmp_path_factory.mktemp("reputation"), "--no-persist", "--sandbox-bounce-share", "1",
+    with running_stack(
+        tmp_path_factory.mktemp("reputation"),
+        "--no-persist",
+        "--sandbox-bounce-share",
+        "1",
         env={"PAUSE_MIN_VOLUME": "4"},
-    )  # fmt: skip
-    try:
+    ) as running:
         yield running
-    finally:
-        stop_stack(running.process)
 
 
 def _status(stack: RunningStack, row_id: str) -> str | None:

@@ -8,16 +8,13 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.e2e.conftest import RunningStack, start_stack, stop_stack, wait_for
+from tests.e2e.conftest import RunningStack, running_stack, wait_for
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
-    running = start_stack(tmp_path_factory.mktemp("unsubscribe"), "--no-persist")
-    try:
+    with running_stack(tmp_path_factory.mktemp("unsubscribe"), "--no-persist") as running:
         yield running
-    finally:
-        stop_stack(running.process)
 
 
 def _send(stack: RunningStack, row_id: str, **values: str) -> None:
