@@ -1,8 +1,9 @@
-"""The one adapter onto moto's internals still fits the moto that is installed.
+"""The adapters onto moto's internals still fit the moto that is installed.
 
 If an upgrade changes what :mod:`dispatcher.local.dynamodb.moto_transactions` relies on, these fail:
 the pinned version, the whole-table deep copy it replaces, and DynamoDB's all-or-nothing
-transactions with the items restored.
+transactions with the items restored; and if :mod:`~dispatcher.local.dynamodb.moto_expressions`
+no longer gives moto's own tokens, or lets one request's values reach another's.
 """
 
 from __future__ import annotations
@@ -123,3 +124,65 @@ def test_a_different_moto_version_is_refused(monkeypatch: pytest.MonkeyPatch) ->
 
     with pytest.raises(RuntimeError, match=r"moto 5\.2\.5, found 5\.3\.0"):
         moto_transactions.install()
+
+
+# The expression cache (dispatcher.local.dynamodb.moto_expressions)
+
+CONDITIONS = [
+    "attribute_not_exists(#id)",
+    "#s = :s AND (attribute_not_exists(#t) OR #t <> :t) AND size(#b) <= :n",
+    "#a.#b[0] IN (:x, :y) OR NOT begins_with(#c, :p) AND #d BETWEEN :lo AND :hi",
+]
+
+
+def test_cached_condition_tokens_are_moto_own_fresh_each_time() -> None:
+    from moto.dynamodb.comparisons import ConditionExpressionParser
+
+    from dispatcher.local.dynamodb import moto_expressions
+
+    moto_expressions.install()
+    lex = ConditionExpressionParser._lex_condition_expression
+    for expression in CONDITIONS:
+        parser = ConditionExpressionParser(expression, None, None)
+        first, again = lex(parser), lex(parser)
+        assert list(first) == list(lex.__wrapped__(parser))  # type: ignore[attr-defined]
+        assert all(
+            a is not b and a.children is not b.children for a, b in zip(first, again, strict=True)
+        )
+
+
+def test_cached_expressions_still_apply_each_request_own_values(client: Any) -> None:
+    from dispatcher.local.dynamodb import moto_expressions
+
+    moto_expressions.install()
+    assert moto_expressions.installed()
+
+    def update(row_id: str, subject: str, expected: str) -> None:
+        client.update_item(
+            TableName="s",
+            Key={"id": {"S": row_id}},
+            UpdateExpression="SET #s = :s",
+            ConditionExpression="attribute_not_exists(#s) OR #s = :old",
+            ExpressionAttributeNames={"#s": "subject"},
+            ExpressionAttributeValues={":s": {"S": subject}, ":old": {"S": expected}},
+        )
+
+    # WHEN one update and one condition text is sent with different values, again and again
+    for n in range(3):
+        update(f"r{n}", f"first {n}", "-")
+        update(f"r{n}", f"second {n}", f"first {n}")
+
+    # THEN each item has its own values, and a condition on a value it does not hold fails
+    for n in range(3):
+        item = client.get_item(TableName="s", Key={"id": {"S": f"r{n}"}})["Item"]
+        assert item["subject"]["S"] == f"second {n}"
+    with pytest.raises(ClientError, match="ConditionalCheckFailed"):
+        update("r0", "third", "first 0")
+    with pytest.raises(ClientError, match="ValidationException"):  # a bad text is still refused
+        client.update_item(
+            TableName="s",
+            Key={"id": {"S": "r0"}},
+            UpdateExpression="SET #s = = :s",
+            ExpressionAttributeNames={"#s": "subject"},
+            ExpressionAttributeValues={":s": {"S": "x"}},
+        )

@@ -370,3 +370,44 @@ def test_a_poller_that_cannot_read_at_all_gives_up_with_the_error(monkeypatch) -
 
     with pytest.raises(ConnectionError, match="restarting"):
         poller.run(threading.Event())
+
+
+class _CountedStreams(FakeStreams):
+    def __init__(self, shards: dict[str, dict[str, Any]]) -> None:
+        super().__init__(shards)
+        self.described = 0
+
+    def describe_stream(self, StreamArn: str) -> dict[str, Any]:
+        self.described += 1
+        return super().describe_stream(StreamArn)
+
+
+def test_shards_are_looked_for_each_second_and_when_one_closes_not_before_every_read() -> None:
+    from dispatcher.local.lambda_service.poller import SHARD_DISCOVERY_SECONDS
+
+    streams = _CountedStreams({"s": {"parent": None, "records": [rec(0)], "closed": False}})
+    clock = FakeClock(_epoch())
+    function = Function()
+    poller = StreamPoller(
+        streams, "arn:stream", MappingConfig(batch_size=10), function, [].append, clock=clock
+    )
+
+    # WHEN it polls five times within a second: one description
+    for _ in range(5):
+        poller.poll_once()
+    assert streams.described == 1
+
+    # and once the period has passed: another
+    clock.advance(SHARD_DISCOVERY_SECONDS)
+    poller.poll_once()
+    assert streams.described == 2
+
+    # WHEN the shard closes and a child appears, within the second
+    streams.shards["s"]["closed"] = True
+    streams.shards["child"] = {"parent": "s", "records": [rec(1)], "closed": False}
+    for _ in range(3):
+        poller.poll_once()
+
+    # THEN the child is found at once and read after its parent
+    assert streams.described == 3
+    assert function.batches == [[0], [1]]

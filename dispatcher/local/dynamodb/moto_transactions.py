@@ -1,14 +1,15 @@
-"""The one adapter onto moto's internals: transactions that save only the items they touch.
+"""An adapter onto moto's internals: transactions that save only the items they touch.
 
 Why it exists: moto 5.2's ``DynamoDBBackend.transact_write_items`` deep-copies every table a
 transaction names, all items and the stream's records with them, so that it can roll back.
 The dispatcher's history-and-delete transaction names the history table, so each send cost
 a copy of the whole history, and a local stack slowed down as it ran (``make bench`` fell
 well below the provider's rate after a few thousand mails). moto has no setting or hook for
-this, and its ``ThreadedMotoServer`` no place to serialise requests either, so this is the
-one patch the project keeps: small, pinned to the moto version it was written against
-(``pyproject.toml`` pins moto exactly), and checked by ``tests/functional/test_moto_adapter.py``,
-which fails when an upgrade changes what it relies on.
+this, and its ``ThreadedMotoServer`` no place to serialise requests either, so this is one
+of the two patches the project keeps (the other: :mod:`.moto_expressions`): small, pinned to
+the moto version it was written against (``pyproject.toml`` pins moto exactly), and checked
+by ``tests/functional/test_moto_adapter.py``, which fails when an upgrade changes what it
+relies on.
 
 What it relies on: requests are served one at a time (:mod:`.dynamodb_server` serialises
 them, as DynamoDB applies each request atomically), so a transaction only needs the items it
@@ -21,7 +22,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-__all__ = ["MOTO_VERSION", "install", "installed"]
+__all__ = ["MOTO_VERSION", "check_moto_version", "install", "installed"]
 
 #: The moto release whose ``transact_write_items`` this adapts.
 MOTO_VERSION = "5.2.5"
@@ -43,16 +44,11 @@ def install() -> None:
         If the installed moto is not :data:`MOTO_VERSION`: its internals may differ, and a
         silently wrong rollback is worse than a slow one.
     """
-    import moto
     from moto.dynamodb import models
 
     if installed():
         return
-    if moto.__version__ != MOTO_VERSION:
-        raise RuntimeError(
-            f"the local DynamoDB endpoint was written against moto {MOTO_VERSION}, found "
-            f"{moto.__version__}: reinstall with `pip install -e '.[local]'`"
-        )
+    check_moto_version()
     original = models.DynamoDBBackend.transact_write_items
 
     def transact_write_items(self: Any, transact_items: list[dict[str, Any]]) -> None:
@@ -71,6 +67,18 @@ def install() -> None:
     setattr(transact_write_items, _MARK, True)
     transact_write_items.__wrapped__ = original  # type: ignore[attr-defined]
     models.DynamoDBBackend.transact_write_items = transact_write_items  # type: ignore[method-assign]
+
+
+def check_moto_version() -> None:
+    """Refuse a moto other than :data:`MOTO_VERSION`: its internals may differ, and a silently
+    wrong adapter is worse than a slow endpoint."""
+    import moto
+
+    if moto.__version__ != MOTO_VERSION:
+        raise RuntimeError(
+            f"the local DynamoDB endpoint was written against moto {MOTO_VERSION}, found "
+            f"{moto.__version__}: reinstall with `pip install -e '.[local]'`"
+        )
 
 
 class _TablesAsIs:

@@ -17,10 +17,12 @@ import io
 import json
 import logging
 import threading
+import time
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from dispatcher.local.dynamodb import moto_transactions
+from dispatcher.local.dynamodb import moto_expressions, moto_transactions
 from dispatcher.local.dynamodb.rules import DynamoDBRules
 
 __all__ = ["WRITES_PATH", "DynamoDBServer"]
@@ -42,10 +44,23 @@ class _OneAtATime:
         self.writes = 0
         #: Every request served (the bench's measure of what a mail costs the endpoint).
         self.requests = 0
+        #: Requests and CPU seconds by operation (``DynamoDB_20120810.PutItem``, ...): where a
+        #: mail's cost to the endpoint goes.
+        self.by_operation: Counter[str] = Counter()
+        self.cpu_by_operation: defaultdict[str, float] = defaultdict(float)
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
         if environ.get("PATH_INFO") == WRITES_PATH:  # the stack's own question, not AWS's
-            body = json.dumps({"writes": self.writes, "requests": self.requests}).encode()
+            body = json.dumps(
+                {
+                    "writes": self.writes,
+                    "requests": self.requests,
+                    "by_operation": {
+                        name: {"requests": count, "cpu_s": round(self.cpu_by_operation[name], 4)}
+                        for name, count in self.by_operation.most_common()
+                    },
+                }
+            ).encode()
             start_response("200 OK", [("Content-Type", "application/json")])
             return [body]
         refusal = self._refusal(environ)
@@ -61,11 +76,16 @@ class _OneAtATime:
                 ],
             )
             return [body]
+        operation = environ.get("HTTP_X_AMZ_TARGET") or _s3_operation(environ)
         with self._lock:
             self.requests += 1
-            if environ.get("HTTP_X_AMZ_TARGET", "").endswith(_WRITES):
+            if operation.endswith(_WRITES):
                 self.writes += 1
-            return list(self._app(environ, start_response))
+            started = time.thread_time()
+            answer = list(self._app(environ, start_response))
+            self.by_operation[operation] += 1
+            self.cpu_by_operation[operation] += time.thread_time() - started
+            return answer
 
     def _refusal(self, environ: dict[str, Any]) -> str | None:
         target = environ.get("HTTP_X_AMZ_TARGET", "")
@@ -81,6 +101,11 @@ class _OneAtATime:
         if not isinstance(request, dict):
             return None
         return self._rules.check(target.rsplit(".", 1)[-1], request)
+
+
+def _s3_operation(environ: dict[str, Any]) -> str:
+    """S3's requests carry no target header (DynamoDB's, Streams' and EventBridge's do)."""
+    return f"S3.{environ.get('REQUEST_METHOD', '?')}"
 
 
 class DynamoDBServer:
@@ -108,6 +133,7 @@ class DynamoDBServer:
         # "Task queue depth" warnings say requests wait: they do, one at a time, on purpose.
         logging.getLogger("waitress.queue").setLevel(logging.ERROR)
         moto_transactions.install()
+        moto_expressions.install()
         _compile_event_paths_once()
         self._app = app = _OneAtATime(RemembersBackends(create_backend_app))
         #: Every socket the server polls (waitress's "map"): ours, so that stop() can close them.

@@ -53,6 +53,9 @@ __all__ = ["StreamPoller"]
 
 
 MAX_FAILED_POLLS = 20
+#: How often the poller looks for new shards while none has closed (Lambda's mapping also
+#: discovers shards on a period of its own, not before every read).
+SHARD_DISCOVERY_SECONDS = 1.0
 
 
 class StreamPoller:
@@ -87,6 +90,8 @@ class StreamPoller:
         self.consumers: dict[str, ShardConsumer] = {}
         self._unreadable = UnreadableRecords()
         self._unreadable.install(client)
+        self._described_at: float | None = None
+        self._closed_since_described = False
 
     def poll_once(self) -> bool:
         """Read what is new and deliver every batch that is due, one after the other; True if
@@ -100,16 +105,26 @@ class StreamPoller:
     def read_once(self) -> bool:
         """Read what is new from every shard whose parent is done; True if anything was."""
         moved = False
-        for shard in self._client.describe_stream(StreamArn=self._arn)["StreamDescription"].get(
-            "Shards", []
-        ):
-            shard_id = shard["ShardId"]
-            if shard_id not in self._lanes:
-                self._add_shard(shard_id, shard.get("ParentShardId"))
+        if self._shards_may_have_changed():
+            self._described_at = self._clock.monotonic()
+            self._closed_since_described = False
+            description = self._client.describe_stream(StreamArn=self._arn)["StreamDescription"]
+            for shard in description.get("Shards", []):
+                shard_id = shard["ShardId"]
+                if shard_id not in self._lanes:
+                    self._add_shard(shard_id, shard.get("ParentShardId"))
         for shard_id in list(self._lanes):
             if self._parent_done(shard_id):  # a child waits for its parent: order across a split
                 moved |= self._read(shard_id)
         return moved
+
+    def _shards_may_have_changed(self) -> bool:
+        """Whether to describe the stream again: at the start, once a shard has closed (its
+        children are there to find), and every :data:`SHARD_DISCOVERY_SECONDS` besides.
+        Describing it before every read cost the local endpoint one request per poll."""
+        if self._described_at is None or self._closed_since_described:
+            return True
+        return self._clock.monotonic() - self._described_at >= SHARD_DISCOVERY_SECONDS
 
     def run(self, stop: threading.Event) -> None:
         """Poll until ``stop`` is set, each consumer delivering on a thread of its own (its
@@ -199,6 +214,7 @@ class StreamPoller:
         records = [lambda_record(dict(r), self._arn) for r in page.get("Records", [])]
         # A closed shard returns no next iterator once it is fully read.
         self._iterators[shard_id] = page.get("NextShardIterator") or ""
+        self._closed_since_described |= self._iterators[shard_id] == ""
         lanes = self._lanes[shard_id]
         if len(lanes) == 1:
             lanes[0].add(records)

@@ -1,0 +1,80 @@
+"""Expressions parsed once per text: moto re-reads the same few on every request.
+
+Why it exists: the dispatcher sends a handful of expressions thousands of times (the history
+update's ``SET #h0 = :h0, ...``, the content condition on a row's delete, the idempotency
+record's conditions), with only the placeholders' values changing. moto parses each one from
+its text twice per request (once to check the names and values used, once to apply it): a
+sixth of the local endpoint's CPU per mail, on the one core that bounds the local stack's
+throughput. What is cached depends on the text alone:
+
+- an update expression's tree (``UpdateExpressionParser.make``): moto reads it to find the
+  placeholders and hands it to its validator, which works on its own deep copy;
+- a condition expression's tokens (``ConditionExpressionParser._lex_condition_expression``):
+  each call gets new token nodes, so the parse that fills in names and values still runs in
+  full for every request.
+
+Pinned like :mod:`.moto_transactions` (same :data:`~.moto_transactions.MOTO_VERSION`), and
+held to moto's own parsing by ``tests/functional/test_moto_adapter.py``.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections import deque
+from typing import Any
+
+__all__ = ["install", "installed"]
+
+_MARK = "_parsed_once_per_text"
+#: Distinct expression texts kept; the dispatcher and the stack use a few dozen.
+_TEXTS = 512
+
+
+def installed() -> bool:
+    from moto.dynamodb.parsing.expressions import UpdateExpressionParser  # type: ignore[attr-defined]
+
+    return bool(getattr(UpdateExpressionParser.make, _MARK, False))
+
+
+def install() -> None:
+    """Cache moto's parsing of expression texts; idempotent.
+
+    Raises
+    ------
+    RuntimeError
+        If the installed moto is not the one the adapters were written against.
+    """
+    from moto.dynamodb.comparisons import ConditionExpressionParser
+    from moto.dynamodb.parsing.expressions import UpdateExpressionParser  # type: ignore[attr-defined]
+
+    from dispatcher.local.dynamodb.moto_transactions import check_moto_version
+
+    if installed():
+        return
+    check_moto_version()
+
+    make = functools.lru_cache(maxsize=_TEXTS)(UpdateExpressionParser.make)
+
+    def make_once(expression_str: str) -> Any:
+        return make(expression_str)
+
+    setattr(make_once, _MARK, True)
+    make_once.__wrapped__ = UpdateExpressionParser.make  # type: ignore[attr-defined]
+    UpdateExpressionParser.make = staticmethod(make_once)
+
+    lex = ConditionExpressionParser._lex_condition_expression
+    node = ConditionExpressionParser.Node
+
+    @functools.lru_cache(maxsize=_TEXTS)
+    def tokens(expression: str) -> tuple[tuple[str, str, str], ...]:
+        parser = ConditionExpressionParser(expression, None, None)
+        return tuple((n.nonterminal, n.kind, n.text) for n in lex(parser))
+
+    def lex_once(self: Any) -> deque[Any]:
+        return deque(
+            node(nonterminal=nonterminal, kind=kind, text=text, value=text, children=[])
+            for nonterminal, kind, text in tokens(self.condition_expression)
+        )
+
+    lex_once.__wrapped__ = lex  # type: ignore[attr-defined]
+    ConditionExpressionParser._lex_condition_expression = lex_once  # type: ignore[method-assign]
