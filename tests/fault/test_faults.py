@@ -21,7 +21,7 @@ import pytest
 
 from tests.conftest import row
 from tests.corpus import storable_malformed_rows
-from tests.e2e.conftest import RunningStack, start_stack, stop_stack, wait_for
+from tests.e2e.conftest import RunningStack, running_stack, wait_for
 
 FAST = {
     "RATE_LIMIT_RPS": "300",
@@ -86,8 +86,7 @@ def test_thousands_of_rows_under_30_percent_provider_faults(tmp_path: Path) -> N
     # half of those having taken the mail, half not (each settled by look-up, as the
     # sandbox's look-ups lag a second behind)
     rows = int(os.environ.get("FAULT_ROWS", "250"))
-    stack = start_stack(tmp_path, "--seed", "11", "--no-persist", env=FAST)
-    try:
+    with running_stack(tmp_path, "--seed", "11", "--no-persist", env=FAST) as stack:
         stack.faults(
             rate_limited=0.10,
             retry_after=0.05,
@@ -121,8 +120,6 @@ def test_thousands_of_rows_under_30_percent_provider_faults(tmp_path: Path) -> N
         assert echoes, "deferrals and failures stamp rows: their echoes must have been seen"
         assert all(r.get("trigger") != "dispatcher's own bookkeeping write" for r in sends)
         assert len(sends) == ends["sent"]
-    finally:
-        stop_stack(stack.process)
 
 
 # Four shards only: every other test of the suite runs one, and the faults are the same.
@@ -132,7 +129,7 @@ def test_dynamodb_throttling_and_transaction_conflicts_lose_nothing(
 ) -> None:
     # GIVEN 3% of the function's DynamoDB calls (the shared limit's too) throttled or
     # conflicting, on four shards sharing the account's limit
-    stack = start_stack(
+    with running_stack(
         tmp_path,
         "--dynamodb-fault-rate",
         "0.03",
@@ -142,8 +139,7 @@ def test_dynamodb_throttling_and_transaction_conflicts_lose_nothing(
         "--shards",
         str(shards),
         env=FAST,
-    )
-    try:
+    ) as stack:
         ids = [f"throttle-{i:04}" for i in range(300)]
         _put_all(stack, [_row(i) for i in ids])
 
@@ -163,15 +159,13 @@ def test_dynamodb_throttling_and_transaction_conflicts_lose_nothing(
             assert stack.row(row_id) is not None, f"{row_id} lost"
         # and the faults did happen: records were left for retry and then went through
         assert "record left for retry" in stack.log.read_text()
-    finally:
-        stop_stack(stack.process)
 
 
 def _run_under_kills(tmp_path: Path, concurrency: int) -> tuple[Counter[str], Counter[str]]:
     """180 rows (a third of them failing: 500s or invalid) through a function killed
     (SIGKILL) in half its invocations, at each kill point in turn. Checks the suite's
     invariant and returns how the rows ended and where the process died."""
-    stack = start_stack(
+    with running_stack(
         tmp_path,
         "--kill-rate",
         "0.5",
@@ -179,8 +173,7 @@ def _run_under_kills(tmp_path: Path, concurrency: int) -> tuple[Counter[str], Co
         "7",
         "--no-persist",
         env={**FAST, "SEND_CONCURRENCY": str(concurrency), "MAX_ATTEMPTS": "4"},
-    )
-    try:
+    ) as stack:
         stack.faults(fail_to=["down@example.com"])
         ids = [f"kill-{i:03}" for i in range(180)]
         rows = []
@@ -218,8 +211,6 @@ def _run_under_kills(tmp_path: Path, concurrency: int) -> tuple[Counter[str], Co
         died = stack.log.read_text().count("Runtime exited with error: signal: killed")
         assert died >= sum(kills.values())
         return ends, kills
-    finally:
-        stop_stack(stack.process)
 
 
 def test_the_function_killed_mid_batch_and_restarted_loses_nothing_and_sends_nothing_twice(
@@ -253,8 +244,7 @@ def test_an_accepted_mail_answered_after_the_timeout_is_confirmed_not_resent(
     """The provider took the mail, but its answer came after REQUEST_TIMEOUT_SECONDS. The
     dispatcher does not retry: once the sandbox's look-ups can show it, it asks, finds the
     mail and moves the row to history, confirmed by look-up."""
-    stack = start_stack(tmp_path, "--no-persist", env=FAST)
-    try:
+    with running_stack(tmp_path, "--no-persist", env=FAST) as stack:
         stack.faults(hang_once_to=["slow@example.com"], hang_seconds=1.5)
         stack.put(_row("slow-1", to="slow@example.com"))
 
@@ -264,17 +254,12 @@ def test_an_accepted_mail_answered_after_the_timeout_is_confirmed_not_resent(
         assert history["confirmed_by"]["S"] == "lookup"
         assert history["delivery_id"]["S"] == str(stack.mails("slow-1")[0]["delivery_id"])
         assert stack.row("slow-1") is None
-    finally:
-        stop_stack(stack.process)
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    running = start_stack(tmp_path_factory.mktemp("fault"), "--no-persist", env=FAST)
-    try:
+    with running_stack(tmp_path_factory.mktemp("fault"), "--no-persist", env=FAST) as running:
         yield running
-    finally:
-        stop_stack(running.process)
 
 
 def test_malformed_rows_fail_invalid_naming_the_attribute_and_the_valid_ones_go(
