@@ -247,6 +247,14 @@ def main() -> None:
             "reported",
         ),
         (
+            "  the endpoint's costliest operations per mail: CPU ms (requests)",
+            ", ".join(
+                f"{name} {v['cpu_ms']:.1f} ({v['requests']:g})"
+                for name, v in list(results["end_to_end"]["endpoint_by_operation"].items())[:4]
+            ),
+            "reported",
+        ),
+        (
             "4 `dispatcher invoke` processes, 240 mails: time / ideal, 429 share",
             f"{results['invoke_processes']['over_ideal']:.2f}, "
             f"{results['invoke_processes']['share_429']:.1%}",

@@ -284,6 +284,27 @@ def endpoint_requests(stack: Stack) -> int:
     return int(httpx.get(stack.ready["endpoint_url"] + "/_local/writes").json()["requests"])
 
 
+def endpoint_operations(stack: Stack) -> dict[str, dict[str, float]]:
+    """The endpoint's requests and CPU seconds so far, by operation (``PutItem``, ...)."""
+    answer = httpx.get(stack.ready["endpoint_url"] + "/_local/writes").json()
+    return {name.rsplit(".", 1)[-1]: v for name, v in answer["by_operation"].items()}
+
+
+def per_mail_by_operation(
+    before: dict[str, dict[str, float]], after: dict[str, dict[str, float]], mails: int
+) -> dict[str, dict[str, float]]:
+    """What each operation cost the endpoint per mail between two readings, costliest first:
+    where the harness's ceiling goes."""
+    out = {}
+    for name, now in after.items():
+        was = before.get(name, {"requests": 0, "cpu_s": 0.0})
+        requests = (now["requests"] - was["requests"]) / max(1, mails)
+        cpu_ms = (now["cpu_s"] - was["cpu_s"]) * 1000 / max(1, mails)
+        if requests >= 0.01:
+            out[name] = {"requests": round(requests, 2), "cpu_ms": round(cpu_ms, 2)}
+    return dict(sorted(out.items(), key=lambda item: -item[1]["cpu_ms"]))
+
+
 _LOAD_SCRIPT = """
 import json, sys, time, threading
 kind, url, seconds, threads = sys.argv[1], sys.argv[2], float(sys.argv[3]), int(sys.argv[4])

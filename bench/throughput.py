@@ -23,9 +23,11 @@ from bench.harness import (
     Bench,
     Stack,
     endpoint_cpu_seconds,
+    endpoint_operations,
     endpoint_requests,
     function_cpu_seconds,
     local_dynamodb,
+    per_mail_by_operation,
     running_stack,
 )
 from dispatcher.config.settings import Settings
@@ -131,6 +133,7 @@ def end_to_end(stack: Stack, rate: float, rows: int, prefix: str = "e2e-") -> di
     cpu_before = function_cpu_seconds(stack.process.pid)
     endpoint_cpu_before = endpoint_cpu_seconds(stack.process.pid)
     requests_before = endpoint_requests(stack)
+    operations_before = endpoint_operations(stack)
     answered_before = stack.stats()
     started = time.time()
     # As an application inserting a batch would: BatchWriteItem, 25 rows a request.
@@ -150,6 +153,7 @@ def end_to_end(stack: Stack, rate: float, rows: int, prefix: str = "e2e-") -> di
     cpu = function_cpu_seconds(stack.process.pid) - cpu_before
     endpoint_cpu = endpoint_cpu_seconds(stack.process.pid) - endpoint_cpu_before
     requests = endpoint_requests(stack) - requests_before
+    operations = per_mail_by_operation(operations_before, endpoint_operations(stack), len(mails))
     answered = stack.stats()
     sandbox_requests = answered["requests"] - answered_before["requests"]
     refused = answered["over_limit"] - answered_before["over_limit"]
@@ -157,6 +161,7 @@ def end_to_end(stack: Stack, rate: float, rows: int, prefix: str = "e2e-") -> di
         "endpoint_requests_per_mail": round(requests / max(1, len(mails)), 2),
         "function_cpu_ms_per_mail": round(cpu / max(1, len(mails)) * 1000, 2),
         "endpoint_cpu_ms_per_mail": round(endpoint_cpu / max(1, len(mails)) * 1000, 2),
+        "endpoint_by_operation": operations,
         "rows": rows,
         "mails": len(mails),
         "insert_seconds": round(inserted, 2),
