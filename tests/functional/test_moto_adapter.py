@@ -3,7 +3,8 @@
 If an upgrade changes what :mod:`dispatcher.local.dynamodb.moto_transactions` relies on, these fail:
 the pinned version, the whole-table deep copy it replaces, and DynamoDB's all-or-nothing
 transactions with the items restored; and if :mod:`~dispatcher.local.dynamodb.moto_expressions`
-no longer gives moto's own tokens, or lets one request's values reach another's.
+no longer gives moto's own tokens, or lets one request's values reach another's; and if
+:mod:`~dispatcher.local.dynamodb.moto_retention` answers otherwise than moto.
 """
 
 from __future__ import annotations
@@ -186,3 +187,40 @@ def test_cached_expressions_still_apply_each_request_own_values(client: Any) -> 
             ExpressionAttributeNames={"#s": "subject"},
             ExpressionAttributeValues={":s": {"S": "x"}},
         )
+
+
+# The retention check (dispatcher.local.dynamodb.moto_retention)
+
+
+def test_the_one_attribute_retention_check_answers_as_moto_does() -> None:
+    from moto.core.utils import unix_time
+    from moto.sqs.models import SQSBackend
+
+    from dispatcher.local.dynamodb import moto_retention
+
+    moto_retention.install()
+    assert moto_retention.installed()
+    adapted = SQSBackend.is_message_valid_based_on_retention_period
+    original = adapted.__wrapped__  # type: ignore[attr-defined]
+    with mock_aws():
+        sqs = boto3.client("sqs", region_name="us-east-1")
+        url = sqs.create_queue(QueueName="tap", Attributes={"MessageRetentionPeriod": "60"})[
+            "QueueUrl"
+        ]
+        sqs.send_message(QueueUrl=url, MessageBody="kept")
+        sqs.send_message(QueueUrl=url, MessageBody="expired")
+        from moto.sqs.models import sqs_backends
+
+        backend = sqs_backends["123456789012"]["us-east-1"]
+        kept, expired = list(backend.get_queue("tap")._messages)
+        expired.sent_timestamp = int((unix_time() - 61) * 1000)
+
+        # THEN both answer alike: kept within the queue's 60 s, not past it
+        for message, valid in ((kept, True), (expired, False)):
+            assert adapted(backend, "tap", message) is valid
+            assert original(backend, "tap", message) is valid
+        # and a receive hands out the kept one (moto stops at the first expired, as before)
+        bodies = [
+            m["Body"] for m in sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)["Messages"]
+        ]
+        assert bodies == ["kept"]

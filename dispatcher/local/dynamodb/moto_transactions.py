@@ -6,10 +6,10 @@ The dispatcher's history-and-delete transaction names the history table, so each
 a copy of the whole history, and a local stack slowed down as it ran (``make bench`` fell
 well below the provider's rate after a few thousand mails). moto has no setting or hook for
 this, and its ``ThreadedMotoServer`` no place to serialise requests either, so this is one
-of the two patches the project keeps (the other: :mod:`.moto_expressions`): small, pinned to
-the moto version it was written against (``pyproject.toml`` pins moto exactly), and checked
-by ``tests/functional/test_moto_adapter.py``, which fails when an upgrade changes what it
-relies on.
+of the patches the project keeps (with :mod:`.moto_expressions` and :mod:`.moto_retention`):
+small, pinned to the moto version it was written against (``pyproject.toml`` pins moto
+exactly), and checked by ``tests/functional/test_moto_adapter.py``, which fails when an
+upgrade changes what it relies on.
 
 What it relies on: requests are served one at a time (:mod:`.dynamodb_server` serialises
 them, as DynamoDB applies each request atomically), so a transaction only needs the items it

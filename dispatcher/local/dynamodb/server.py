@@ -22,7 +22,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from dispatcher.local.dynamodb import moto_expressions, moto_transactions
+from dispatcher.local.dynamodb import moto_expressions, moto_retention, moto_transactions
 from dispatcher.local.dynamodb.rules import DynamoDBRules
 
 __all__ = ["WRITES_PATH", "DynamoDBServer"]
@@ -134,6 +134,7 @@ class DynamoDBServer:
         logging.getLogger("waitress.queue").setLevel(logging.ERROR)
         moto_transactions.install()
         moto_expressions.install()
+        moto_retention.install()
         _compile_event_paths_once()
         self._app = app = _OneAtATime(RemembersBackends(create_backend_app))
         #: Every socket the server polls (waitress's "map"): ours, so that stop() can close them.

@@ -1,0 +1,57 @@
+"""A message handed out by moto's SQS checks its retention from the one attribute it needs.
+
+Why it exists: the local event bus's tap (:mod:`dispatcher.local.event_bus`) is an SQS queue
+in the endpoint's process, and moto, for each message it hands out, checks the message's
+retention by computing every attribute of the queue three times over (each counting the
+queue's messages): about 1.5 ms per message, the endpoint's second costliest work per mail
+after the history-and-delete transaction (``make bench``'s ``endpoint_by_operation``). The
+check here reads ``MessageRetentionPeriod`` alone, with moto's own arithmetic.
+
+Pinned like :mod:`.moto_transactions` and held to moto's answer, for a message kept and one
+past its retention, by ``tests/functional/test_moto_adapter.py``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["install", "installed"]
+
+_MARK = "_reads_one_attribute"
+
+
+def installed() -> bool:
+    from moto.sqs.models import SQSBackend
+
+    return bool(getattr(SQSBackend.is_message_valid_based_on_retention_period, _MARK, False))
+
+
+def install() -> None:
+    """Make moto's retention check read one attribute; idempotent.
+
+    Raises
+    ------
+    RuntimeError
+        If the installed moto is not the one the adapters were written against.
+    """
+    from moto.core.utils import unix_time
+    from moto.sqs.models import SQSBackend
+
+    from dispatcher.local.dynamodb.moto_transactions import check_moto_version
+
+    if installed():
+        return
+    check_moto_version()
+    original = SQSBackend.is_message_valid_based_on_retention_period
+
+    def is_message_valid_based_on_retention_period(
+        self: Any, queue_name: str, message: Any
+    ) -> bool:
+        retention = int(self.get_queue(queue_name).message_retention_period)
+        return bool(retention + message.sent_timestamp / 1000 > unix_time())
+
+    setattr(is_message_valid_based_on_retention_period, _MARK, True)
+    is_message_valid_based_on_retention_period.__wrapped__ = original  # type: ignore[attr-defined]
+    SQSBackend.is_message_valid_based_on_retention_period = (  # type: ignore[method-assign]
+        is_message_valid_based_on_retention_period
+    )
