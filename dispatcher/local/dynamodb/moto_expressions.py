@@ -13,8 +13,8 @@ throughput. What is cached depends on the text alone:
   each call gets new token nodes, so the parse that fills in names and values still runs in
   full for every request.
 
-Pinned like :mod:`.moto_transactions` (same :data:`~.moto_transactions.MOTO_VERSION`), and
-held to moto's own parsing by ``tests/functional/test_moto_adapter.py``.
+Pinned to moto's version (:mod:`.moto_pin`) and held to moto's own parsing by
+``tests/functional/test_moto_adapter.py``.
 """
 
 from __future__ import annotations
@@ -22,6 +22,8 @@ from __future__ import annotations
 import functools
 from collections import deque
 from typing import Any
+
+from dispatcher.local.dynamodb.moto_pin import is_replaced, replace_method
 
 __all__ = ["install", "installed"]
 
@@ -33,7 +35,7 @@ _TEXTS = 512
 def installed() -> bool:
     from moto.dynamodb.parsing.expressions import UpdateExpressionParser  # type: ignore[attr-defined]
 
-    return bool(getattr(UpdateExpressionParser.make, _MARK, False))
+    return is_replaced(UpdateExpressionParser, "make", _MARK)
 
 
 def install() -> None:
@@ -47,20 +49,14 @@ def install() -> None:
     from moto.dynamodb.comparisons import ConditionExpressionParser
     from moto.dynamodb.parsing.expressions import UpdateExpressionParser  # type: ignore[attr-defined]
 
-    from dispatcher.local.dynamodb.moto_transactions import check_moto_version
-
     if installed():
         return
-    check_moto_version()
-
     make = functools.lru_cache(maxsize=_TEXTS)(UpdateExpressionParser.make)
 
     def make_once(expression_str: str) -> Any:
         return make(expression_str)
 
-    setattr(make_once, _MARK, True)
-    make_once.__wrapped__ = UpdateExpressionParser.make  # type: ignore[attr-defined]
-    UpdateExpressionParser.make = staticmethod(make_once)
+    replace_method(UpdateExpressionParser, "make", staticmethod(make_once), _MARK)
 
     lex = ConditionExpressionParser._lex_condition_expression
     node = ConditionExpressionParser.Node
@@ -76,5 +72,4 @@ def install() -> None:
             for nonterminal, kind, text in tokens(self.condition_expression)
         )
 
-    lex_once.__wrapped__ = lex  # type: ignore[attr-defined]
-    ConditionExpressionParser._lex_condition_expression = lex_once  # type: ignore[method-assign]
+    replace_method(ConditionExpressionParser, "_lex_condition_expression", lex_once, _MARK)

@@ -7,13 +7,15 @@ queue's messages): about 1.5 ms per message, the endpoint's second costliest wor
 after the history-and-delete transaction (``make bench``'s ``endpoint_by_operation``). The
 check here reads ``MessageRetentionPeriod`` alone, with moto's own arithmetic.
 
-Pinned like :mod:`.moto_transactions` and held to moto's answer, for a message kept and one
+Pinned to moto's version (:mod:`.moto_pin`) and held to moto's answer, for a message kept and one
 past its retention, by ``tests/functional/test_moto_adapter.py``.
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+from dispatcher.local.dynamodb.moto_pin import is_replaced, replace_method
 
 __all__ = ["install", "installed"]
 
@@ -23,7 +25,7 @@ _MARK = "_reads_one_attribute"
 def installed() -> bool:
     from moto.sqs.models import SQSBackend
 
-    return bool(getattr(SQSBackend.is_message_valid_based_on_retention_period, _MARK, False))
+    return is_replaced(SQSBackend, "is_message_valid_based_on_retention_period", _MARK)
 
 
 def install() -> None:
@@ -37,12 +39,8 @@ def install() -> None:
     from moto.core.utils import unix_time
     from moto.sqs.models import SQSBackend
 
-    from dispatcher.local.dynamodb.moto_transactions import check_moto_version
-
     if installed():
         return
-    check_moto_version()
-    original = SQSBackend.is_message_valid_based_on_retention_period
 
     def is_message_valid_based_on_retention_period(
         self: Any, queue_name: str, message: Any
@@ -50,8 +48,9 @@ def install() -> None:
         retention = int(self.get_queue(queue_name).message_retention_period)
         return bool(retention + message.sent_timestamp / 1000 > unix_time())
 
-    setattr(is_message_valid_based_on_retention_period, _MARK, True)
-    is_message_valid_based_on_retention_period.__wrapped__ = original  # type: ignore[attr-defined]
-    SQSBackend.is_message_valid_based_on_retention_period = (  # type: ignore[method-assign]
-        is_message_valid_based_on_retention_period
+    replace_method(
+        SQSBackend,
+        "is_message_valid_based_on_retention_period",
+        is_message_valid_based_on_retention_period,
+        _MARK,
     )

@@ -22,17 +22,17 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-__all__ = ["MOTO_VERSION", "check_moto_version", "install", "installed"]
+from dispatcher.local.dynamodb.moto_pin import MOTO_VERSION, is_replaced, replace_method
 
-#: The moto release whose ``transact_write_items`` this adapts.
-MOTO_VERSION = "5.2.5"
+__all__ = ["MOTO_VERSION", "install", "installed"]
+
 _MARK = "_saves_touched_items_only"
 
 
 def installed() -> bool:
     from moto.dynamodb import models
 
-    return bool(getattr(models.DynamoDBBackend.transact_write_items, _MARK, False))
+    return is_replaced(models.DynamoDBBackend, "transact_write_items", _MARK)
 
 
 def install() -> None:
@@ -41,14 +41,13 @@ def install() -> None:
     Raises
     ------
     RuntimeError
-        If the installed moto is not :data:`MOTO_VERSION`: its internals may differ, and a
-        silently wrong rollback is worse than a slow one.
+        If the installed moto is not :data:`MOTO_VERSION`: a silently wrong rollback is
+        worse than a slow one.
     """
     from moto.dynamodb import models
 
     if installed():
         return
-    check_moto_version()
     original = models.DynamoDBBackend.transact_write_items
 
     def transact_write_items(self: Any, transact_items: list[dict[str, Any]]) -> None:
@@ -64,21 +63,7 @@ def install() -> None:
         finally:
             models.copy = copy  # type: ignore[attr-defined]
 
-    setattr(transact_write_items, _MARK, True)
-    transact_write_items.__wrapped__ = original  # type: ignore[attr-defined]
-    models.DynamoDBBackend.transact_write_items = transact_write_items  # type: ignore[method-assign]
-
-
-def check_moto_version() -> None:
-    """Refuse a moto other than :data:`MOTO_VERSION`: its internals may differ, and a silently
-    wrong adapter is worse than a slow endpoint."""
-    import moto
-
-    if moto.__version__ != MOTO_VERSION:
-        raise RuntimeError(
-            f"the local DynamoDB endpoint was written against moto {MOTO_VERSION}, found "
-            f"{moto.__version__}: reinstall with `pip install -e '.[local]'`"
-        )
+    replace_method(models.DynamoDBBackend, "transact_write_items", transact_write_items, _MARK)
 
 
 class _TablesAsIs:
