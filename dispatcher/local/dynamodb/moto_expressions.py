@@ -39,13 +39,8 @@ def installed() -> bool:
 
 
 def install() -> None:
-    """Cache moto's parsing of expression texts; idempotent.
-
-    Raises
-    ------
-    RuntimeError
-        If the installed moto is not the one the adapters were written against.
-    """
+    """Cache moto's parsing of expression texts; idempotent, on the moto it was written
+    for only (:func:`.moto_pin.check_moto_version` raises otherwise)."""
     from moto.dynamodb.comparisons import ConditionExpressionParser
     from moto.dynamodb.parsing.expressions import UpdateExpressionParser  # type: ignore[attr-defined]
 

@@ -29,13 +29,8 @@ def installed() -> bool:
 
 
 def install() -> None:
-    """Make moto's retention check read one attribute; idempotent.
-
-    Raises
-    ------
-    RuntimeError
-        If the installed moto is not the one the adapters were written against.
-    """
+    """Make moto's retention check read one attribute; idempotent, on the moto it was written
+    for only (:func:`.moto_pin.check_moto_version` raises otherwise)."""
     from moto.core.utils import unix_time
     from moto.sqs.models import SQSBackend
 
