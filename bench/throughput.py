@@ -32,6 +32,7 @@ from bench.harness import (
 )
 from dispatcher.config.settings import Settings
 from dispatcher.local.dynamodb.tables import create_tables
+from dispatcher.local.lambda_service.mapping import MappingConfig
 
 
 def sustained_rate(mails: list[dict[str, Any]]) -> float:
@@ -175,6 +176,9 @@ def end_to_end(stack: Stack, rate: float, rows: int, prefix: str = "e2e-") -> di
     }
 
 
+#: The stream mapping's ParallelizationFactor in template.yaml: environments per shard.
+LANES_PER_SHARD = MappingConfig.from_template().parallelization_factor
+
 #: SEND_CONCURRENCY as shipped: the window runs measure the pacing as deployed.
 DEFAULT_CONCURRENCY = str(
     next(f.default for f in dataclasses.fields(Settings) if f.name == "send_concurrency")
@@ -199,7 +203,10 @@ def window_shapes(
             with running_stack(
                 rate, latency, args, {"SEND_CONCURRENCY": DEFAULT_CONCURRENCY}
             ) as stack:
-                end_to_end(stack, rate, 4 * shards, prefix="warm-")  # a cold start each
+                # A cold start for every lane (shards times the mapping's parallelization factor,
+                # each its own environment, chosen by the row's key): ten rows a lane leave
+                # none cold (four rows a shard left some lane cold in most runs).
+                end_to_end(stack, rate, 10 * LANES_PER_SHARD * shards, prefix="warm-")
                 run = end_to_end(stack, rate, rows, prefix="shapes-")
             out.append({"window": shape, "rate": rate, "shards": shards, **run})
     return out
