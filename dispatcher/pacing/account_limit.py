@@ -184,12 +184,6 @@ class SharedBucket:
     def rate(self) -> float:
         return self._rate
 
-    @property
-    def _interval(self) -> float:
-        """Seconds between slots: ``1/R``, a little more while the provider's answers have
-        said nothing of its window (:attr:`.window_watch.WindowWatch.margin`)."""
-        return 1.0 / (self._rate * (1.0 - self.window.margin))
-
     def acquire(self, deadline: Deadline | None = None, *, reserve: float = 0.0) -> None:
         """Block until this caller may start a request (as ``TokenBucket.acquire``)."""
         with self._lock:
@@ -236,13 +230,14 @@ class SharedBucket:
 
     def _next_slot(self, now: float, deadline: Deadline | None, reserve: float) -> float | None:
         """The next granted slot, leasing a grant when none is left; None: pace alone."""
-        while self._slots and self._slots[0] < now - self._interval:
+        interval = self.window.interval
+        while self._slots and self._slots[0] < now - interval:
             self._slots.popleft()  # passed while nobody asked: spent on nothing
         if not self._slots:
             latest = now + (deadline.remaining() - reserve if deadline else 900.0)
             wanted = max(1, min(self._max_grant, max(self._expected, self._waiting)))
             try:
-                first = self._table.lease(wanted, self._interval, now, latest)
+                first = self._table.lease(wanted, interval, now, latest)
             except (ClientError, BotoCoreError) as exc:
                 logger.warning(
                     "the shared rate limit is unreachable; pacing this invocation alone",
@@ -253,8 +248,8 @@ class SharedBucket:
             if first is None:
                 raise BucketTimeoutError("the account's next request slot is past the deadline")
             self.leases += 1
-            self._slots.extend(first + i * self._interval for i in range(wanted))
-            self._grant_end = first + wanted * self._interval
+            self._slots.extend(first + i * interval for i in range(wanted))
+            self._grant_end = first + wanted * interval
         slot = max(self._slots[0], now)
         if deadline is not None and slot - now + reserve > deadline.remaining():
             raise BucketTimeoutError(

@@ -65,12 +65,6 @@ class TokenBucket:
     def rate(self) -> float:
         return self._rate
 
-    @property
-    def _interval(self) -> float:
-        """Seconds between slots: ``1/R``, a little more while the provider's answers have
-        said nothing of its window (:attr:`.window_watch.WindowWatch.margin`)."""
-        return 1.0 / (self._rate * (1.0 - self.window.margin))
-
     def acquire(self, deadline: Deadline | None = None, *, reserve: float = 0.0) -> None:
         """Block until this caller may start a request.
 
@@ -88,7 +82,7 @@ class TokenBucket:
                     raise BucketTimeoutError(
                         f"next request slot is {slot - now:.2f}s away, past the deadline"
                     )
-                self._next_slot = slot + self._interval
+                self._next_slot = slot + self.window.interval
             if slot > now:
                 self._clock.sleep(slot - now)
             with self._lock:

@@ -10,7 +10,7 @@ counted (another sender's requests show in the next answer's count). When they w
 it, new requests are held until the window resets, as the provider counts it: the answered
 request's start plus the seconds it was told, which also aligns the next requests with the
 window's start. A provider whose answers say nothing of its window (SES) is paced a little under its
-limit instead (:data:`SILENT_MARGIN`). The concepts page (``docs/concepts/providers.md``,
+limit instead (:data:`SILENT_MARGIN`). The design page (``docs/concepts/architecture.md``,
 "Pacing") has the measurements that chose this and the constants.
 """
 
@@ -58,6 +58,11 @@ class WindowWatch:
         """The share of the limit to leave unused: :data:`SILENT_MARGIN` once the provider's
         answers showed they say nothing of its window; none before, or when they do."""
         return SILENT_MARGIN if self._silent else 0.0
+
+    @property
+    def interval(self) -> float:
+        """Seconds between two requests' slots: ``1/R``, a little more under the margin."""
+        return 1.0 / (self._rate * (1.0 - self.margin))
 
     def started(self) -> float:
         """A request starts now; returns its start time, for :meth:`hold`."""

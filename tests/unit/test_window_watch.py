@@ -53,5 +53,6 @@ def test_a_provider_that_says_nothing_of_its_window_is_paced_under_its_limit() -
 
     assert watch.hold(first, remaining=None, resets_in=None) == 0.0
     assert watch.margin == SILENT_MARGIN
+    assert watch.interval == pytest.approx(1 / (20 * (1 - SILENT_MARGIN)))  # the buckets' pace
     assert watch.hold(first, remaining=5, resets_in=0.5) == 0.0
     assert watch.margin == 0.0  # it does say: watched, not margined
