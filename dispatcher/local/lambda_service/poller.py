@@ -90,8 +90,9 @@ class StreamPoller:
         self.consumers: dict[str, ShardConsumer] = {}
         self._unreadable = UnreadableRecords()
         self._unreadable.install(client)
+        #: When the stream was last described; None: describe it at the next read (at the
+        #: start, and once a shard has closed: its children are there to find).
         self._described_at: float | None = None
-        self._closed_since_described = False
 
     def poll_once(self) -> bool:
         """Read what is new and deliver every batch that is due, one after the other; True if
@@ -107,7 +108,6 @@ class StreamPoller:
         moved = False
         if self._shards_may_have_changed():
             self._described_at = self._clock.monotonic()
-            self._closed_since_described = False
             description = self._client.describe_stream(StreamArn=self._arn)["StreamDescription"]
             for shard in description.get("Shards", []):
                 shard_id = shard["ShardId"]
@@ -122,7 +122,7 @@ class StreamPoller:
         """Whether to describe the stream again: at the start, once a shard has closed (its
         children are there to find), and every :data:`SHARD_DISCOVERY_SECONDS` besides.
         Describing it before every read cost the local endpoint one request per poll."""
-        if self._described_at is None or self._closed_since_described:
+        if self._described_at is None:
             return True
         return self._clock.monotonic() - self._described_at >= SHARD_DISCOVERY_SECONDS
 
@@ -214,7 +214,8 @@ class StreamPoller:
         records = [lambda_record(dict(r), self._arn) for r in page.get("Records", [])]
         # A closed shard returns no next iterator once it is fully read.
         self._iterators[shard_id] = page.get("NextShardIterator") or ""
-        self._closed_since_described |= self._iterators[shard_id] == ""
+        if self._iterators[shard_id] == "":
+            self._described_at = None  # closed: look for its children at the next read
         lanes = self._lanes[shard_id]
         if len(lanes) == 1:
             lanes[0].add(records)
