@@ -5,10 +5,11 @@ from __future__ import annotations
 import socketserver
 import sys
 import threading
-from http.server import ThreadingHTTPServer
+from collections.abc import Mapping
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Self
 
-__all__ = ["BackgroundServer", "QuietHTTPServer"]
+__all__ = ["BackgroundServer", "KeepAliveHandler", "QuietHTTPServer", "send_answer"]
 
 
 class BackgroundServer:
@@ -60,3 +61,30 @@ class QuietHTTPServer(ThreadingHTTPServer):
         if isinstance(sys.exc_info()[1], ConnectionError):
             return
         super().handle_error(request, client_address)
+
+
+class KeepAliveHandler(BaseHTTPRequestHandler):
+    """A handler that keeps its client's connection, as the APIs the stack stands for do
+    (HTTP/1.0 would cost a new connection, and a server thread, per request); quiet."""
+
+    protocol_version = "HTTP/1.1"
+    # An answer's headers and body leave in two writes: with Nagle's algorithm on, the body
+    # waits for the client's delayed ACK, 40 ms an answer.
+    disable_nagle_algorithm = True
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Quiet: the functions' and the stack's own logs tell the story."""
+
+
+def send_answer(
+    handler: BaseHTTPRequestHandler, status: int, data: bytes, headers: Mapping[str, str]
+) -> None:
+    """One whole answer: ``headers`` and the body's ``Content-Length`` (counted here, so every
+    answer has one, as a kept connection needs), then the body."""
+    handler.send_response(status)
+    for name, value in headers.items():
+        if name.lower() != "content-length":
+            handler.send_header(name, value)
+    handler.send_header("Content-Length", str(len(data)))
+    handler.end_headers()
+    handler.wfile.write(data)

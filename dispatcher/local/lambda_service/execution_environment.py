@@ -191,8 +191,7 @@ class ExecutionEnvironment:
         deadline = time.monotonic() + self.spec.timeout
         request = invocation.request_id
         while not invocation.done.wait(min(_WATCH_SECONDS, max(0.0, deadline - time.monotonic()))):
-            if api.init_failed.is_set():
-                assert api.init_error is not None
+            if api.init_error is not None:
                 return api.init_error.error()
             code = process.poll()
             if code is not None:

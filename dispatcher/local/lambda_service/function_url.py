@@ -13,7 +13,7 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import urlsplit
 
-from dispatcher.local._server import BackgroundServer, QuietHTTPServer
+from dispatcher.local._server import BackgroundServer, QuietHTTPServer, send_answer
 
 __all__ = ["FunctionUrlServer"]
 
@@ -88,12 +88,6 @@ class FunctionUrlServer(BackgroundServer):
 
             def _send(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
                 data = (body if isinstance(body, str) else json.dumps(body)).encode()
-                self.send_response(status)
-                for name, value in (headers or {"Content-Type": "application/json"}).items():
-                    if name.lower() != "content-length":
-                        self.send_header(name, value)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                send_answer(self, status, data, headers or {"Content-Type": "application/json"})
 
         return Handler

@@ -23,10 +23,14 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler
 from typing import Any
 
-from dispatcher.local._server import BackgroundServer, QuietHTTPServer
+from dispatcher.local._server import (
+    BackgroundServer,
+    KeepAliveHandler,
+    QuietHTTPServer,
+    send_answer,
+)
 from dispatcher.local.lambda_service.bootstrap import KILL_PLAN_PATH
 
 __all__ = ["Invocation", "Outcome", "RuntimeApi"]
@@ -86,7 +90,6 @@ class RuntimeApi(BackgroundServer):
         self._lock = threading.Lock()
         #: The runtime's init error, if it posted one (then it exits).
         self.init_error: Outcome | None = None
-        self.init_failed = threading.Event()
         self._closing = threading.Event()
         self._server = QuietHTTPServer((host, 0), type("Handler", (_Handler,), {"api": self}))
         self._server.daemon_threads = True
@@ -127,20 +130,11 @@ class RuntimeApi(BackgroundServer):
         invocation.done.set()
         return True
 
-    def _init_failed(self, outcome: Outcome) -> None:
-        self.init_error = outcome
-        self.init_failed.set()
 
+class _Handler(KeepAliveHandler):
+    """The runtime client keeps its connection, as Lambda's API allows."""
 
-class _Handler(BaseHTTPRequestHandler):
     api: RuntimeApi
-    protocol_version = "HTTP/1.1"  # the client keeps its connection, as Lambda's API allows
-    # An answer's headers and body leave in two writes: with Nagle's algorithm on, the body
-    # waits for the client's delayed ACK, 40 ms an invocation.
-    disable_nagle_algorithm = True
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Quiet: a line per poll would drown the function's own logs."""
 
     def do_GET(self) -> None:
         if self.path == KILL_PLAN_PATH:  # the stack's chaos, asked by its bootstrap
@@ -170,7 +164,7 @@ class _Handler(BaseHTTPRequestHandler):
         body = self.rfile.read(length) if length else b""
         error_type = self.headers.get("Lambda-Runtime-Function-Error-Type")
         if self.path == f"{PREFIX}/init/error":
-            self.api._init_failed(Outcome("init-error", body, error_type))
+            self.api.init_error = Outcome("init-error", body, error_type)
             self._answer(HTTPStatus.ACCEPTED, {"status": "OK"})
             return
         parts = self.path.removeprefix(f"{PREFIX}/invocation/").split("/")
@@ -191,10 +185,4 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _answer(self, status: HTTPStatus, body: Any, headers: dict[str, str] | None = None) -> None:
         raw = body if isinstance(body, bytes) else json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(raw)))
-        for name, value in (headers or {}).items():
-            self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(raw)
+        send_answer(self, status, raw, {"Content-Type": "application/json", **(headers or {})})

@@ -27,7 +27,12 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from dispatcher.local._server import BackgroundServer, QuietHTTPServer
+from dispatcher.local._server import (
+    BackgroundServer,
+    KeepAliveHandler,
+    QuietHTTPServer,
+    send_answer,
+)
 from dispatcher.local.sandbox.lookups import bounce_events, delivery_detail, mail_results
 from dispatcher.local.sandbox.model import (
     API_KEY_VARIABLE,
@@ -298,19 +303,13 @@ def _main(argv: list[str]) -> int:
     return 0
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(KeepAliveHandler):
     """The sandbox's HTTP face: its own pages and controls under ``/sandbox``, blastengine's
-    API under ``/api/v1``. A subclass per sandbox names it (:meth:`Sandbox._handler_class`)."""
+    API under ``/api/v1``, its connections kept as the real API's are. A subclass per
+    sandbox names it (:meth:`Sandbox._handler_class`)."""
 
     sandbox: Sandbox
     server_version = "blastengine-sandbox/1"
-    # Keep-alive, as the real API's: every answer has its Content-Length. (HTTP/1.0
-    # would cost a new connection, and a new server thread, per request.)
-    protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True  # headers and body are two writes: no 40 ms stall
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass  # quiet: the dispatcher's own logs tell the story
 
     def do_GET(self) -> None:
         url = urlsplit(self.path)
@@ -378,21 +377,12 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _json(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
         data = json.dumps(payload, ensure_ascii=False).encode("utf-8")
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json; charset=utf-8")
-        self.send_header("Content-Length", str(len(data)))
-        for name, value in (headers or {}).items():
-            self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(data)
+        kind = {"Content-Type": "application/json; charset=utf-8"}
+        send_answer(self, status, data, {**kind, **(headers or {})})
 
     def _text(self, status: int, text: str) -> None:
-        data = text.encode("utf-8")
-        self.send_response(status)
-        self.send_header("Content-Type", "text/plain; charset=utf-8")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        kind = {"Content-Type": "text/plain; charset=utf-8"}
+        send_answer(self, status, text.encode("utf-8"), kind)
 
 
 if __name__ == "__main__":
