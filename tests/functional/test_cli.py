@@ -92,6 +92,16 @@ def test_invoke_names_a_missing_setting(monkeypatch: pytest.MonkeyPatch, dynamod
     assert "Traceback" not in result.output
 
 
+def test_dev_refuses_a_window_shape_it_does_not_model(tmp_path: Path) -> None:
+    result = runner.invoke(
+        app, ["--state-dir", str(tmp_path), "dev", "--sandbox-window", "sliding"]
+    )
+
+    assert result.exit_code == 2
+    assert "--sandbox-window must be fixed or bucket, not 'sliding'" in result.stderr
+    assert not (tmp_path / "local.json").exists()  # nothing was started
+
+
 def test_every_command_has_help() -> None:
     for args in ([], ["invoke"], ["demo"]):
         result = runner.invoke(app, [*args, "--help"])

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from dispatcher.local.sandbox.window import WINDOW_SHAPES
+from dispatcher.local.sandbox.window import check_shape
 from dispatcher.model.blastengine_limits import ATTACHMENT_BYTES
 
 __all__ = [
@@ -67,10 +67,7 @@ class Faults:
     seed: int | None = None
 
     def __post_init__(self) -> None:
-        if self.window not in WINDOW_SHAPES:
-            raise ValueError(
-                f"window must be one of {', '.join(WINDOW_SHAPES)}, not {self.window!r}"
-            )
+        check_shape(self.window)
 
     @classmethod
     def from_json(cls, data: dict[str, Any], base: Faults | None = None) -> Faults:

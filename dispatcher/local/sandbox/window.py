@@ -16,7 +16,14 @@ from __future__ import annotations
 import math
 from typing import Literal, Protocol
 
-__all__ = ["WINDOW_SHAPES", "FixedWindow", "RateWindow", "TokenBucketWindow", "rate_window"]
+__all__ = [
+    "WINDOW_SHAPES",
+    "FixedWindow",
+    "RateWindow",
+    "TokenBucketWindow",
+    "check_shape",
+    "rate_window",
+]
 
 WINDOW_SHAPES = ("fixed", "bucket")
 WindowShape = Literal["fixed", "bucket"]
@@ -85,10 +92,13 @@ class TokenBucketWindow:
         self._at = now
 
 
+def check_shape(shape: str) -> None:
+    """Refuse a shape that is not one of :data:`WINDOW_SHAPES` (ValueError, naming them)."""
+    if shape not in WINDOW_SHAPES:
+        raise ValueError(f"window must be one of {', '.join(WINDOW_SHAPES)}, not {shape!r}")
+
+
 def rate_window(shape: str, limit: float) -> RateWindow:
     """The window of ``shape`` (one of :data:`WINDOW_SHAPES`) at ``limit`` requests/second."""
-    if shape == "fixed":
-        return FixedWindow(limit)
-    if shape == "bucket":
-        return TokenBucketWindow(limit)
-    raise ValueError(f"window must be one of {', '.join(WINDOW_SHAPES)}, not {shape!r}")
+    check_shape(shape)
+    return FixedWindow(limit) if shape == "fixed" else TokenBucketWindow(limit)

@@ -226,8 +226,10 @@ def dev(
     stderr; Ctrl-C (or SIGTERM) stops everything."""
     if log_format not in (None, "json", "human"):
         fail(f"--log-format must be json or human, not {log_format!r}")
-    if sandbox_window not in ("fixed", "bucket"):
-        fail(f"--sandbox-window must be fixed or bucket, not {sandbox_window!r}")
+    from dispatcher.local.sandbox.window import WINDOW_SHAPES
+
+    if sandbox_window not in WINDOW_SHAPES:
+        fail(f"--sandbox-window must be {' or '.join(WINDOW_SHAPES)}, not {sandbox_window!r}")
     from dispatcher.local.demo import BOUNCING_ADDRESS
     from dispatcher.local.stack import LocalStack, StackOptions
 
