@@ -27,6 +27,7 @@ os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
 
 from dispatcher.config.settings import Settings
 from dispatcher.flow.dispatch import Dispatcher
+from dispatcher.local.dynamodb.server import WRITES_PATH
 from dispatcher.local.dynamodb.tables import create_tables
 from dispatcher.local.lambda_service.context import LocalContext
 from dispatcher.local.sandbox.model import SANDBOX_API_KEY, SANDBOX_LOGIN_ID
@@ -279,15 +280,16 @@ class Bench:
         return kept, unsent
 
 
-def endpoint_requests(stack: Stack) -> int:
-    """Requests the local DynamoDB endpoint has served so far (every caller's)."""
-    return int(httpx.get(stack.ready["endpoint_url"] + "/_local/writes").json()["requests"])
-
-
 def endpoint_operations(stack: Stack) -> dict[str, dict[str, float]]:
-    """The endpoint's requests and CPU seconds so far, by operation (``PutItem``, ...)."""
-    answer = httpx.get(stack.ready["endpoint_url"] + "/_local/writes").json()
+    """The requests the local DynamoDB endpoint has served so far (every caller's) and their
+    CPU seconds, by operation (``PutItem``, ...)."""
+    answer = httpx.get(stack.ready["endpoint_url"] + WRITES_PATH).json()
     return {name.rsplit(".", 1)[-1]: v for name, v in answer["by_operation"].items()}
+
+
+def requests_served(operations: dict[str, dict[str, float]]) -> int:
+    """All the requests of an :func:`endpoint_operations` reading."""
+    return int(sum(v["requests"] for v in operations.values()))
 
 
 def per_mail_by_operation(
@@ -368,7 +370,6 @@ def harness_capacity(stack: Stack, seconds: float = 4.0) -> dict[str, Any]:
     # A sandbox of its own, the stack's code in a process of its own as the stack's is: the
     # thousands of mails this sends would otherwise sit in the stack's mail log, and its
     # sweeper would look each one up in the history while the end-to-end figures run.
-    from dispatcher.local.sandbox.model import SANDBOX_API_KEY, SANDBOX_LOGIN_ID
     from dispatcher.local.sandbox.process import SandboxProcess
 
     with SandboxProcess(login_id=SANDBOX_LOGIN_ID, api_key=SANDBOX_API_KEY) as sandbox:

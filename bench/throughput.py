@@ -5,7 +5,6 @@ across invocations and shards, end to end through the stack, and insert-to-histo
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import io
 import json
 import os
@@ -24,10 +23,10 @@ from bench.harness import (
     Stack,
     endpoint_cpu_seconds,
     endpoint_operations,
-    endpoint_requests,
     function_cpu_seconds,
     local_dynamodb,
     per_mail_by_operation,
+    requests_served,
     running_stack,
 )
 from dispatcher.config.settings import Settings
@@ -133,7 +132,6 @@ def end_to_end(stack: Stack, rate: float, rows: int, prefix: str = "e2e-") -> di
 
     cpu_before = function_cpu_seconds(stack.process.pid)
     endpoint_cpu_before = endpoint_cpu_seconds(stack.process.pid)
-    requests_before = endpoint_requests(stack)
     operations_before = endpoint_operations(stack)
     answered_before = stack.stats()
     started = time.time()
@@ -153,8 +151,9 @@ def end_to_end(stack: Stack, rate: float, rows: int, prefix: str = "e2e-") -> di
     time.sleep(1.0)  # the last batch's bookkeeping
     cpu = function_cpu_seconds(stack.process.pid) - cpu_before
     endpoint_cpu = endpoint_cpu_seconds(stack.process.pid) - endpoint_cpu_before
-    requests = endpoint_requests(stack) - requests_before
-    operations = per_mail_by_operation(operations_before, endpoint_operations(stack), len(mails))
+    operations_after = endpoint_operations(stack)
+    requests = requests_served(operations_after) - requests_served(operations_before)
+    operations = per_mail_by_operation(operations_before, operations_after, len(mails))
     answered = stack.stats()
     sandbox_requests = answered["requests"] - answered_before["requests"]
     refused = answered["over_limit"] - answered_before["over_limit"]
@@ -180,9 +179,7 @@ def end_to_end(stack: Stack, rate: float, rows: int, prefix: str = "e2e-") -> di
 LANES_PER_SHARD = MappingConfig.from_template().parallelization_factor
 
 #: SEND_CONCURRENCY as shipped: the window runs measure the pacing as deployed.
-DEFAULT_CONCURRENCY = str(
-    next(f.default for f in dataclasses.fields(Settings) if f.name == "send_concurrency")
-)
+DEFAULT_CONCURRENCY = str(Settings.send_concurrency)
 
 
 def window_shapes(

@@ -67,10 +67,10 @@ from dispatcher.local.sandbox.process import SandboxProcess
 if TYPE_CHECKING:
     from dispatcher.config.settings import Settings
 
+__all__ = ["STATE_FILE", "LocalStack", "ReadyInfo", "StackOptions", "default_state_dir"]
+
 #: Seconds a stop waits for the batches and sweeps under way before it ends their environments.
 GRACEFUL_STOP_SECONDS = 10.0
-
-__all__ = ["STATE_FILE", "LocalStack", "ReadyInfo", "StackOptions", "default_state_dir"]
 
 #: Sweeps between two catch-ups from the sandbox's delivery logs.
 RECONCILE_EVERY = 60

@@ -9,7 +9,6 @@ its latency, half of it before the provider counts it, with jitter; the 429s are
 
 from __future__ import annotations
 
-import dataclasses
 import random
 import threading
 from collections.abc import Iterator
@@ -32,7 +31,7 @@ from dispatcher.providers.errors import RateLimitedError
 from dispatcher.support.clock import Deadline
 from tests.fakes import EventClock, SerializedClient
 
-CONCURRENCY = next(f.default for f in dataclasses.fields(Settings) if f.name == "send_concurrency")
+CONCURRENCY = Settings.send_concurrency
 #: Up to this many seconds added to each way of a request: a busy machine's scheduling, enough
 #: to put a 21st request into a window when requests are spaced at exactly R.
 JITTER = 0.03
