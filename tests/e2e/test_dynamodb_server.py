@@ -95,3 +95,35 @@ def test_an_index_key_of_the_wrong_type_is_refused(client: Any) -> None:
         "S": "failed"
     }
     assert "Item" not in client.get_item(TableName="s", Key={"id": {"S": "n1"}})
+
+
+def test_the_endpoint_counts_its_requests_and_their_cpu_by_operation(client: Any) -> None:
+    import httpx
+
+    from dispatcher.local.dynamodb.server import WRITES_PATH
+
+    url = client.meta.endpoint_url + WRITES_PATH
+    before = httpx.get(url).json()
+
+    # WHEN two writes and a read are served
+    client.put_item(TableName="s", Item={"id": {"S": "counted-1"}, "subject": {"S": "A"}})
+    client.put_item(TableName="s", Item={"id": {"S": "counted-2"}, "subject": {"S": "B"}})
+    client.get_item(TableName="s", Key={"id": {"S": "counted-1"}})
+    after = httpx.get(url).json()
+
+    # THEN each is counted under its operation, with the CPU it took, and in the totals
+    def requests(reading: dict[str, Any], operation: str) -> int:
+        return reading["by_operation"].get(operation, {}).get("requests", 0)
+
+    assert (
+        requests(after, "DynamoDB_20120810.PutItem") - requests(before, "DynamoDB_20120810.PutItem")
+        == 2
+    )
+    assert (
+        requests(after, "DynamoDB_20120810.GetItem") - requests(before, "DynamoDB_20120810.GetItem")
+        == 1
+    )
+    assert after["by_operation"]["DynamoDB_20120810.PutItem"]["cpu_s"] > 0
+    assert after["writes"] - before["writes"] == 2
+    assert after["requests"] - before["requests"] == 3
+    assert after["requests"] == sum(v["requests"] for v in after["by_operation"].values())
